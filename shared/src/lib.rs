@@ -1,0 +1,15 @@
+//! Quiver's core, shared by the daemon (native) and the extension (wasm32).
+//!
+//! Architecture invariant: nothing here does IO, reads a clock or draws random numbers.
+//! Time is passed in as milliseconds since the Unix epoch; identifiers are passed in.
+
+pub mod adapters;
+pub mod frame;
+pub mod meter;
+pub mod model;
+pub mod proto;
+pub mod render;
+
+pub use adapters::{render_part, Platform, WirePayload};
+pub use model::{Library, Part, Template};
+pub use render::{Context, Refusal, RefusalCode};
