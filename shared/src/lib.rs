@@ -5,11 +5,16 @@
 
 pub mod adapters;
 pub mod frame;
+pub mod jsonpos;
 pub mod meter;
 pub mod model;
 pub mod proto;
 pub mod render;
+pub mod sanitize;
+pub mod search;
+pub mod sobot;
+pub mod wechat;
 
-pub use adapters::{render_part, Platform, WirePayload};
+pub use adapters::{render, render_part, Channel, Platform, PostAs, Target, WirePayload};
 pub use model::{Library, Part, Template};
 pub use render::{Context, Refusal, RefusalCode};

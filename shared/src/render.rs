@@ -13,9 +13,22 @@ pub type Context = BTreeMap<String, String>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RefusalCode {
+    /// A variable has no value and no fallback, or a required variable is empty.
     MissingVariable,
+    /// The template itself is broken (unclosed placeholder, missing part, ...).
     InvalidTemplate,
+    /// The conversation's channel cannot show the part, and no fallback can be shown either.
     ChannelUnsupported,
+    /// A field the platform requires is empty.
+    FieldRequired,
+    /// A value is longer than the platform allows.
+    TooLong,
+    /// A value has the wrong form (a colour, a URL, a number...).
+    InvalidValue,
+    /// The target (platform, channel, SDK version, conversation ids) is unknown or malformed.
+    InvalidTarget,
+    /// A Sobot `session-from` string breaks its grammar.
+    InvalidSessionFrom,
 }
 
 impl RefusalCode {
@@ -24,6 +37,11 @@ impl RefusalCode {
             RefusalCode::MissingVariable => "missing_variable",
             RefusalCode::InvalidTemplate => "invalid_template",
             RefusalCode::ChannelUnsupported => "channel_unsupported",
+            RefusalCode::FieldRequired => "field_required",
+            RefusalCode::TooLong => "too_long",
+            RefusalCode::InvalidValue => "invalid_value",
+            RefusalCode::InvalidTarget => "invalid_target",
+            RefusalCode::InvalidSessionFrom => "invalid_session_from",
         }
     }
 }
@@ -50,7 +68,8 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-fn valid_name(name: &str) -> bool {
+/// True for a dotted variable name: ASCII letters, digits, `_`, `-` and `.`.
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .chars()
@@ -59,6 +78,16 @@ fn valid_name(name: &str) -> bool {
 
 /// Replaces every `{{name}}` / `{{name|fallback}}` in `text`.
 pub fn render_text(text: &str, ctx: &Context) -> Result<String, Refusal> {
+    render_text_with(text, ctx, &[])
+}
+
+/// Like [`render_text`], with the names of required variables: a required variable with no value
+/// refuses the render even where its placeholder has a fallback.
+///
+/// Built-in date/time variables `date`, `time`, `datetime`, `weekday` are computed from the
+/// context's `now` (ms since the Unix epoch) and `tz` (offset from UTC in minutes, default 0),
+/// and take a strftime-like format: `{{date:%Y年%m月%d日}}` (`%Y %m %d %H %M %S %a %%`).
+pub fn render_text_with(text: &str, ctx: &Context, required: &[&str]) -> Result<String, Refusal> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
@@ -75,9 +104,13 @@ pub fn render_text(text: &str, ctx: &Context) -> Result<String, Refusal> {
             ));
         };
         let inner = &after[..end];
-        let (name, fallback) = match inner.split_once('|') {
+        let (head, fallback) = match inner.split_once('|') {
             Some((n, f)) => (n.trim(), Some(f.trim())),
             None => (inner.trim(), None),
+        };
+        let (name, format) = match head.split_once(':') {
+            Some((n, f)) => (n.trim(), Some(f)),
+            None => (head, None),
         };
         if !valid_name(name) {
             return Err(Refusal::new(
@@ -85,17 +118,33 @@ pub fn render_text(text: &str, ctx: &Context) -> Result<String, Refusal> {
                 format!("invalid variable name {name:?} in {{{{{inner}}}}}"),
             ));
         }
-        match ctx.get(name).map(|v| v.as_str()).filter(|v| !v.is_empty()) {
-            Some(v) => out.push_str(v),
-            None => match fallback {
-                Some(f) => out.push_str(f),
-                None => {
+        let value = match builtin_format(name) {
+            Some(default_format) => Some(format_now(ctx, name, format.unwrap_or(default_format))?),
+            None => {
+                if format.is_some() {
                     return Err(Refusal::new(
-                        RefusalCode::MissingVariable,
-                        format!("variable {name} has no value and no fallback"),
-                    ))
+                        RefusalCode::InvalidTemplate,
+                        format!("variable {name} takes no format (only date, time, datetime, weekday do)"),
+                    ));
                 }
-            },
+                ctx.get(name).filter(|v| !v.is_empty()).cloned()
+            }
+        };
+        match (value, fallback) {
+            (Some(v), _) => out.push_str(&v),
+            (None, _) if required.contains(&name) => {
+                return Err(Refusal::new(
+                    RefusalCode::MissingVariable,
+                    format!("required variable {name} has no value"),
+                ))
+            }
+            (None, Some(f)) => out.push_str(f),
+            (None, None) => {
+                return Err(Refusal::new(
+                    RefusalCode::MissingVariable,
+                    format!("variable {name} has no value and no fallback"),
+                ))
+            }
         }
         rest = &after[end + 2..];
     }
@@ -103,9 +152,135 @@ pub fn render_text(text: &str, ctx: &Context) -> Result<String, Refusal> {
     Ok(out)
 }
 
+fn builtin_format(name: &str) -> Option<&'static str> {
+    match name {
+        "date" => Some("%Y-%m-%d"),
+        "time" => Some("%H:%M"),
+        "datetime" => Some("%Y-%m-%d %H:%M"),
+        "weekday" => Some("%a"),
+        _ => None,
+    }
+}
+
+fn format_now(ctx: &Context, name: &str, format: &str) -> Result<String, Refusal> {
+    let now: i64 = ctx.get("now").and_then(|v| v.parse().ok()).ok_or_else(|| {
+        Refusal::new(
+            RefusalCode::MissingVariable,
+            format!("{name} needs the current time (context value `now`, ms since the epoch)"),
+        )
+    })?;
+    let tz: i64 = ctx.get("tz").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let secs = now.div_euclid(1000) + tz * 60;
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
+    let mut out = String::new();
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('Y') => out.push_str(&format!("{y:04}")),
+            Some('m') => out.push_str(&format!("{m:02}")),
+            Some('d') => out.push_str(&format!("{d:02}")),
+            Some('H') => out.push_str(&format!("{:02}", sod / 3600)),
+            Some('M') => out.push_str(&format!("{:02}", sod / 60 % 60)),
+            Some('S') => out.push_str(&format!("{:02}", sod % 60)),
+            Some('a') => out.push_str(weekday),
+            Some('%') => out.push('%'),
+            other => {
+                return Err(Refusal::new(
+                    RefusalCode::InvalidTemplate,
+                    format!(
+                        "unknown format directive %{} in {name} (known: %Y %m %d %H %M %S %a %%)",
+                        other.map(String::from).unwrap_or_default()
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
 fn truncate(s: &str, n: usize) -> &str {
     match s.char_indices().nth(n) {
         Some((i, _)) => &s[..i],
         None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(pairs: &[(&str, &str)]) -> Context {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn dates_from_now_and_tz() {
+        // 2026-11-21T05:45:04Z
+        let c = ctx(&[("now", "1795239904000"), ("tz", "480")]);
+        assert_eq!(
+            render_text("{{date}} {{time}} {{weekday}} {{date:%Y年%m月%d日}}", &c).unwrap(),
+            "2026-11-21 13:45 Sat 2026年11月21日"
+        );
+        let utc = ctx(&[("now", "1795239904000")]);
+        assert_eq!(
+            render_text("{{datetime}}", &utc).unwrap(),
+            "2026-11-21 05:45"
+        );
+        assert_eq!(
+            render_text("{{date}}", &ctx(&[("now", "0")])).unwrap(),
+            "1970-01-01"
+        );
+        assert_eq!(
+            render_text("{{date}}", &ctx(&[("now", "951782400000")])).unwrap(),
+            "2000-02-29"
+        );
+    }
+
+    #[test]
+    fn date_without_now_is_refused() {
+        let e = render_text("{{date}}", &Context::new()).unwrap_err();
+        assert_eq!(e.code, RefusalCode::MissingVariable);
+    }
+
+    #[test]
+    fn required_beats_fallback() {
+        let e = render_text_with(
+            "Hi {{customer.name|there}}",
+            &Context::new(),
+            &["customer.name"],
+        )
+        .unwrap_err();
+        assert_eq!(e.code, RefusalCode::MissingVariable);
+        assert!(e.message.contains("required variable customer.name"));
+    }
+
+    #[test]
+    fn format_only_on_builtins() {
+        let e = render_text("{{order.id:%Y}}", &ctx(&[("order.id", "1")])).unwrap_err();
+        assert_eq!(e.code, RefusalCode::InvalidTemplate);
     }
 }

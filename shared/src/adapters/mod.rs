@@ -1,32 +1,159 @@
-//! Platform adapters: a rendered part to the exact bytes a workspace expects.
+//! Platform adapters: a template part to the exact bytes a workspace expects.
+//!
+//! Flow for one part ([`render`]): check the template's required variables, walk the part's
+//! fallback chain to the first rendition the target's channel can show (or refuse with
+//! `channel_unsupported` naming why), substitute variables in every text field, then encode
+//! in the platform's wire format.
 
+pub mod sobot;
 pub mod udesk;
+pub mod wechat_dkf;
+pub mod wechat_mp;
 
-use crate::model::Template;
-use crate::render::{Context, Refusal, RefusalCode};
+use crate::model::{Article, MiniProgram, Part, Segment, Template};
+use crate::render::{render_text_with, Context, Refusal, RefusalCode};
 use serde::{Deserialize, Serialize};
 
 /// The workspaces Quiver sends into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Platform {
+    /// Udesk IM workspace assistant (seed 000).
     Udesk,
+    /// Sobot agent workbench iframe (seed 001).
+    Sobot,
+    /// WeChat 多客服 PC client plugin (seed 002).
+    WechatDkf,
+    /// WeChat mini-program customer-service messages, sent by the daemon (seed 003).
+    WechatMp,
 }
 
 impl Platform {
+    pub const ALL: &'static [Platform] = &[
+        Platform::Udesk,
+        Platform::Sobot,
+        Platform::WechatDkf,
+        Platform::WechatMp,
+    ];
+
     pub fn parse(s: &str) -> Result<Platform, Refusal> {
-        match s {
-            "udesk" => Ok(Platform::Udesk),
-            other => Err(Refusal::new(
-                RefusalCode::ChannelUnsupported,
-                format!("unknown platform {other:?} (known: udesk)"),
-            )),
-        }
+        Platform::ALL
+            .iter()
+            .copied()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Platform::ALL.iter().map(|p| p.as_str()).collect();
+                Refusal::new(
+                    RefusalCode::InvalidTarget,
+                    format!("unknown platform {s:?} (known: {})", known.join(", ")),
+                )
+            })
     }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Platform::Udesk => "udesk",
+            Platform::Sobot => "sobot",
+            Platform::WechatDkf => "wechat-dkf",
+            Platform::WechatMp => "wechat-mp",
         }
+    }
+}
+
+/// The conversation channel, as far as it decides what a workspace can show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Channel {
+    /// Web chat.
+    Web,
+    /// A mobile SDK (with `Target::sdk_version`).
+    Sdk,
+    /// A WeChat mini program.
+    Miniprogram,
+    /// A WeChat official account.
+    Wechat,
+    /// Any other channel (Weibo, e-mail, ...): only plain messages.
+    Other,
+}
+
+impl Channel {
+    pub const NAMES: &'static [&'static str] = &["web", "sdk", "miniprogram", "wechat", "other"];
+
+    pub fn parse(s: &str) -> Result<Channel, Refusal> {
+        Ok(match s {
+            "web" => Channel::Web,
+            "sdk" => Channel::Sdk,
+            "miniprogram" => Channel::Miniprogram,
+            "wechat" => Channel::Wechat,
+            "other" => Channel::Other,
+            _ => {
+                return Err(Refusal::new(
+                    RefusalCode::InvalidTarget,
+                    format!(
+                        "unknown channel {s:?} (known: {})",
+                        Channel::NAMES.join(", ")
+                    ),
+                ))
+            }
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Channel::NAMES[self as usize]
+    }
+}
+
+/// Where a part is going: the platform, and what is known of the conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub platform: Option<Platform>,
+    /// The conversation's channel; unknown means only what every channel shows is sent.
+    #[serde(default)]
+    pub channel: Option<Channel>,
+    /// SDK version `major.minor` for the SDK channel.
+    #[serde(default)]
+    pub sdk_version: Option<String>,
+    /// Query parameters of the assistant frame's URL (Sobot passes `cid`, `uid`, `partnerId`...).
+    #[serde(default)]
+    pub params: std::collections::BTreeMap<String, String>,
+    /// Caller-supplied randomness where a platform wants a fresh value per call
+    /// (`head.random` of the 多客服 `PutMsg`). `shared` draws no random numbers itself.
+    #[serde(default)]
+    pub nonce: Option<String>,
+}
+
+impl Target {
+    pub fn new(platform: Platform) -> Self {
+        Target {
+            platform: Some(platform),
+            ..Target::default()
+        }
+    }
+
+    fn platform(&self) -> Result<Platform, Refusal> {
+        self.platform
+            .ok_or_else(|| Refusal::new(RefusalCode::InvalidTarget, "no platform given"))
+    }
+
+    /// The SDK version as (major, minor).
+    pub fn sdk(&self) -> Result<Option<(u32, u32)>, Refusal> {
+        let Some(v) = &self.sdk_version else {
+            return Ok(None);
+        };
+        let bad = || {
+            Refusal::new(
+                RefusalCode::InvalidTarget,
+                format!("sdk version {v:?} is not of the form MAJOR.MINOR"),
+            )
+        };
+        let mut it = v.trim().split('.');
+        let major = it.next().and_then(|x| x.parse().ok()).ok_or_else(bad)?;
+        let minor = match it.next() {
+            Some(x) => x.parse().map_err(|_| bad())?,
+            None => 0,
+        };
+        Ok(Some((major, minor)))
     }
 }
 
@@ -36,8 +163,12 @@ impl Platform {
 pub enum PostAs {
     /// `window.parent.postMessage(wire, "*")` with `wire` as a string (Udesk).
     String,
-    /// `window.parent.postMessage(JSON.parse(wire), "*")`: a structured object.
+    /// `window.parent.postMessage(JSON.parse(wire), "*")`: a structured object (Sobot).
     Object,
+    /// `window.external.PutMsg(wire)` (WeChat 多客服 client).
+    PutMsg,
+    /// The body of an HTTPS request made by the daemon (WeChat mini program).
+    HttpBody,
 }
 
 /// A part in the platform's wire format.
@@ -47,15 +178,62 @@ pub struct WirePayload {
     /// JSON text, byte-exact as the platform expects it.
     pub wire: String,
     pub post_as: PostAs,
+    /// The type of the part actually sent (differs from the template's when a fallback was used).
+    pub kind: String,
+    /// True when a fallback rendition was used.
+    pub fallback_used: bool,
 }
 
-/// Renders part `index` of `template` for `platform` with the conversation's context.
-pub fn render_part(
-    platform: Platform,
+/// Why a part cannot be shown on a target; `Ok` when it can.
+pub fn supports(target: &Target, part: &Part) -> Result<(), Refusal> {
+    match target.platform()? {
+        Platform::Udesk => udesk::supports(target, part),
+        Platform::Sobot => sobot::supports(target, part),
+        Platform::WechatDkf => wechat_dkf::supports(target, part),
+        Platform::WechatMp => wechat_mp::supports(target, part),
+    }
+}
+
+/// The first rendition in `part`'s fallback chain that the target can show.
+pub fn choose<'a>(target: &Target, part: &'a Part) -> Result<(&'a Part, bool), Refusal> {
+    let mut current = part;
+    let mut first_refusal = None;
+    loop {
+        match supports(target, current) {
+            Ok(()) => return Ok((current, !std::ptr::eq(current, part))),
+            Err(r) => {
+                if r.code != RefusalCode::ChannelUnsupported {
+                    return Err(r);
+                }
+                first_refusal.get_or_insert(r);
+            }
+        }
+        match current.fallback() {
+            Some(f) => current = f,
+            None => {
+                let r = first_refusal.expect("set above");
+                let msg = if std::ptr::eq(current, part) {
+                    format!("{}; the part names no fallback", r.message)
+                } else {
+                    format!(
+                        "{}; no fallback in its chain can be shown either",
+                        r.message
+                    )
+                };
+                return Err(Refusal::new(RefusalCode::ChannelUnsupported, msg));
+            }
+        }
+    }
+}
+
+/// Renders part `index` of `template` for `target` with the conversation's context.
+pub fn render(
+    target: &Target,
     template: &Template,
     index: usize,
     ctx: &Context,
 ) -> Result<WirePayload, Refusal> {
+    let platform = target.platform()?;
     let part = template.parts.get(index).ok_or_else(|| {
         Refusal::new(
             RefusalCode::InvalidTemplate,
@@ -66,7 +244,122 @@ pub fn render_part(
             ),
         )
     })?;
-    match platform {
-        Platform::Udesk => udesk::encode(part, ctx),
+    let required: Vec<&str> = template
+        .variables
+        .iter()
+        .filter(|v| v.required)
+        .map(|v| v.name.as_str())
+        .collect();
+    for name in &required {
+        if ctx.get(*name).is_none_or(|v| v.is_empty()) {
+            return Err(Refusal::new(
+                RefusalCode::MissingVariable,
+                format!("required variable {name} has no value"),
+            ));
+        }
     }
+    let (chosen, fallback_used) = choose(target, part)?;
+    let filled = substitute(chosen, ctx, &required)?;
+    let (wire, post_as) = match platform {
+        Platform::Udesk => udesk::encode(target, &filled, ctx)?,
+        Platform::Sobot => sobot::encode(target, &filled, ctx)?,
+        Platform::WechatDkf => wechat_dkf::encode(target, &filled, ctx)?,
+        Platform::WechatMp => wechat_mp::encode(target, &filled, ctx)?,
+    };
+    Ok(WirePayload {
+        platform,
+        wire,
+        post_as,
+        kind: chosen.kind().to_string(),
+        fallback_used,
+    })
+}
+
+/// Renders part `index` for a platform with no channel information.
+pub fn render_part(
+    platform: Platform,
+    template: &Template,
+    index: usize,
+    ctx: &Context,
+) -> Result<WirePayload, Refusal> {
+    render(&Target::new(platform), template, index, ctx)
+}
+
+/// A copy of `part` (without its fallback) with variables substituted in every text field.
+pub fn substitute(part: &Part, ctx: &Context, required: &[&str]) -> Result<Part, Refusal> {
+    let r = |s: &str| render_text_with(s, ctx, required);
+    let ro = |s: &Option<String>| s.as_deref().map(r).transpose();
+    Ok(match part {
+        Part::Text { text, .. } => Part::Text {
+            text: r(text)?,
+            fallback: None,
+        },
+        Part::Rich { html, .. } => Part::Rich {
+            html: r(html)?,
+            fallback: None,
+        },
+        Part::Image { url, media_id, .. } => Part::Image {
+            url: ro(url)?,
+            media_id: ro(media_id)?,
+            fallback: None,
+        },
+        Part::News { articles, .. } => Part::News {
+            articles: articles
+                .iter()
+                .map(|a| {
+                    Ok(Article {
+                        title: r(&a.title)?,
+                        digest: r(&a.digest)?,
+                        cover: r(&a.cover)?,
+                        url: r(&a.url)?,
+                    })
+                })
+                .collect::<Result<_, Refusal>>()?,
+            fallback: None,
+        },
+        Part::Product {
+            name,
+            url,
+            image,
+            segments,
+            ..
+        } => Part::Product {
+            name: r(name)?,
+            url: ro(url)?,
+            image: r(image)?,
+            segments: segments
+                .iter()
+                .map(|s| {
+                    Ok(Segment {
+                        text: r(&s.text)?,
+                        ..s.clone()
+                    })
+                })
+                .collect::<Result<_, Refusal>>()?,
+            fallback: None,
+        },
+        Part::Miniprogram(m) => Part::Miniprogram(Box::new(MiniProgram {
+            title: r(&m.title)?,
+            pagepath: r(&m.pagepath)?,
+            thumb_media_id: ro(&m.thumb_media_id)?,
+            pic_url: ro(&m.pic_url)?,
+            name: ro(&m.name)?,
+            avatar: ro(&m.avatar)?,
+            thumb_url: ro(&m.thumb_url)?,
+            fallback: None,
+        })),
+    })
+}
+
+/// Serializes a wire struct. The structs here are plain data, so this cannot fail.
+pub(crate) fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("serializable wire struct")
+}
+
+/// A refusal for a field that must not be empty.
+pub(crate) fn field_required(field: &str, why: &str) -> Refusal {
+    Refusal::new(
+        RefusalCode::FieldRequired,
+        format!("{field} is required: {why}"),
+    )
 }
