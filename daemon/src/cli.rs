@@ -1,0 +1,1229 @@
+//! Command-line dispatch. Hand-written: few commands, and argv must also be recognised when a
+//! browser starts `quiver` directly as its native host.
+//!
+//! Exit codes: 0 done; 1 the operation failed (the daemon refused, the import file is invalid,
+//! doctor found a broken link); 2 the command line is wrong.
+
+use crate::client::{CallError, Client};
+use crate::daemon::Locations;
+use crate::doctor;
+use crate::install::{self, Browser, Os, Scope, Target};
+use crate::paths::Env;
+use quiver_shared::frame::MAX_INBOUND_FRAME;
+use quiver_shared::Library;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const USAGE: &str = "\
+quiver: message templates for customer-service workspaces
+
+Usage: quiver <command> [options]
+
+Commands:
+  templates     import, export, list and search the template library
+  history       show the send history
+  doctor        check browser -> manifest -> host -> daemon and name what is broken
+  install       write the native-messaging host manifest for a browser
+  uninstall     remove it again
+  daemon        run the per-user daemon (templates, history, send meter)
+  native-host   the native-messaging relay a browser starts (not run by hand)
+
+Run `quiver <command> --help` for a command's options.
+Options: -h, --help   this text;  -V, --version   the version
+";
+
+const DAEMON_USAGE: &str = "\
+Usage: quiver daemon [--foreground | --stop]
+
+Runs the per-user daemon: it owns the database and the send meter and listens on
+daemon.sock in the socket directory ($QUIVER_RUNTIME_DIR, else $XDG_RUNTIME_DIR/quiver,
+else /tmp/quiver-<uid>). Data lives in $QUIVER_DATA_DIR, else $XDG_DATA_HOME/quiver, else
+~/.local/share/quiver; the log is <data dir>/logs/daemon.log.
+
+Without options the daemon is started in the background and this command returns once it
+serves. If one is running already, says so and exits 0.
+
+Options:
+  --foreground   run in this process (logs also to stderr); stop with Ctrl-C or SIGTERM
+  --stop         stop the running daemon and wait until it has exited
+  -h, --help     this text
+";
+
+const HOST_USAGE: &str = "\
+Usage: quiver native-host [BROWSER ARGUMENTS...]
+
+The native-messaging host a browser starts for the Quiver extension. It relays
+length-prefixed JSON frames between its stdin/stdout and the daemon, starting the daemon
+if needed. Browsers start the installed manifest's `path`, which is `quiver` itself: called
+with `chrome-extension://<id>/` (Chromium) or `<manifest>.json <add-on id>` (Firefox) as
+its arguments, quiver acts as the host without the `native-host` word.
+Logs go to stderr and <data dir>/logs/host.log; stdout carries frames only.
+
+Options:
+  -h, --help   this text
+";
+
+const INSTALL_USAGE: &str = "\
+Usage: quiver install --browser <NAME|all> [--system] [--user-data-dir DIR]
+       quiver uninstall --browser <NAME|all> [--system] [--user-data-dir DIR]
+
+Writes (or removes) the native-messaging host manifest dev.quiver.host.json, whose `path`
+is this quiver executable, everywhere the browser reads it. NAME is chrome, chromium, edge,
+brave, vivaldi or firefox; `all` means every browser whose profile directory exists (for
+uninstall: every browser). Per user, for example on Linux:
+  chrome    ~/.config/google-chrome/NativeMessagingHosts/
+  chromium  ~/.config/chromium/NativeMessagingHosts/
+  edge      ~/.config/microsoft-edge/NativeMessagingHosts/
+  brave     ~/.config/BraveSoftware/Brave-Browser/NativeMessagingHosts/
+  vivaldi   ~/.config/vivaldi/NativeMessagingHosts/
+  firefox   ~/.mozilla/native-messaging-hosts/
+On macOS Brave and Vivaldi also get Chrome's directory, which they read too. Every place, for
+Linux, macOS and Windows, is listed in docs/install.md.
+
+Options:
+  --browser NAME        which browser, or `all`
+  --system              for every user of this machine (/etc/..., /Library/...; needs root)
+  --user-data-dir DIR   a Chromium-family browser started with --user-data-dir=DIR: use
+                        DIR/NativeMessagingHosts/ instead
+  -h, --help            this text
+";
+
+const DOCTOR_USAGE: &str = "\
+Usage: quiver doctor [--browser NAME] [--user-data-dir DIR] [--json]
+       quiver doctor --explain \"MESSAGE FROM THE BROWSER\"
+
+Follows the chain a browser follows: the manifest is found, is valid JSON, its `name` is its
+file name, its `path` is an absolute executable, it allows the Quiver extension, the host it
+starts answers hello with frames only, and the daemon's socket is yours and answers. Names the
+first broken link, how to fix it, and what the browser says about it. Without --browser,
+checks every browser that has a profile directory or a manifest.
+Exits 1 when a link is broken.
+
+Options:
+  --browser NAME        only this browser (chrome, chromium, edge, brave, vivaldi, firefox)
+  --user-data-dir DIR   the browser runs with --user-data-dir=DIR (Chromium family)
+  --json                the report as JSON
+  --explain MESSAGE     what a browser error message means and how to fix it
+  -h, --help            this text
+";
+
+const TEMPLATES_USAGE: &str = "\
+Usage: quiver templates import FILE
+       quiver templates export [FILE]
+       quiver templates list [--format table|json]
+       quiver templates search QUERY [--limit N] [--folder F] [--tag T] [--format table|json]
+
+import   reads a library file (docs/templates.md; `-` reads stdin) and adds it to the library:
+         all or nothing. A template whose id exists becomes a new revision of it (unless it
+         is unchanged). An invalid file imports nothing and the error names the line and
+         the field.
+export   writes the whole library as a library file to FILE (atomically), or to stdout.
+list     every template: id, title, folder, shortcut, tags, revision.
+search   the library ranked for QUERY: words, a shortcut, pinyin or initials for Chinese
+         titles; typos are forgiven.
+
+These talk to the daemon (and start it if needed): the daemon owns the database.
+Options: -h, --help   this text
+";
+
+const HISTORY_USAGE: &str = "\
+Usage: quiver history [--since T] [--until T] [--template ID] [--platform P]
+                      [--workspace W] [--conversation C] [--customer C] [--state S]
+                      [--limit N] [--format table|json|csv]
+
+The send history, newest first: one row per part sent (or queued, failed, cancelled), with
+the template and its revision, the platform, workspace, conversation and customer, the
+payload's SHA-256, the state and the times.
+
+T is a date (2026-01-31), a UTC time (2026-01-31T08:30:00Z), an age (30m, 12h, 7d: that
+long ago) or milliseconds since the epoch. --since is inclusive, --until exclusive; both
+apply to when the send was queued. S is queued, sending, sent, failed or cancelled.
+--limit defaults to 100 (0: no limit). json includes the payloads; table and csv do not.
+
+Options: -h, --help   this text
+";
+
+/// User-facing output of the CLI commands (never used by the native host). A closed stdout
+/// (`quiver history | head`) is not an error worth a panic.
+fn out(s: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{s}");
+}
+
+fn say(s: &str) {
+    let _ = writeln!(std::io::stderr(), "{s}");
+}
+
+fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
+    say(&format!("quiver: {msg}"));
+    ExitCode::from(2)
+}
+
+fn failed(msg: impl std::fmt::Display) -> ExitCode {
+    say(&format!("quiver: {msg}"));
+    ExitCode::FAILURE
+}
+
+fn wants_help(args: &[String]) -> bool {
+    args.iter().any(|a| a == "-h" || a == "--help")
+}
+
+/// True when argv looks like a browser starting its native host: Chromium passes the calling
+/// extension's origin, Firefox the manifest path and the add-on id.
+pub fn started_by_browser(args: &[String]) -> bool {
+    match args {
+        [origin, ..] if origin.starts_with("chrome-extension://") => true,
+        [manifest, addon, ..] => manifest.ends_with(".json") && !addon.starts_with('-'),
+        _ => false,
+    }
+}
+
+/// Runs the command in `args` (without the program name).
+pub fn run(args: Vec<String>) -> ExitCode {
+    if started_by_browser(&args) {
+        return crate::host::run(&args);
+    }
+    let Some((cmd, rest)) = args.split_first() else {
+        say(USAGE);
+        return ExitCode::from(2);
+    };
+    match cmd.as_str() {
+        "-h" | "--help" | "help" => {
+            out(USAGE);
+            ExitCode::SUCCESS
+        }
+        "-V" | "--version" => {
+            out(concat!("quiver ", env!("CARGO_PKG_VERSION")));
+            ExitCode::SUCCESS
+        }
+        "daemon" => daemon(rest),
+        "native-host" => {
+            if rest.len() == 1 && wants_help(rest) {
+                out(HOST_USAGE);
+                return ExitCode::SUCCESS;
+            }
+            crate::host::run(rest)
+        }
+        "install" => install_cmd(rest, true),
+        "uninstall" => install_cmd(rest, false),
+        "doctor" => doctor_cmd(rest),
+        "templates" => templates(rest),
+        "history" => history(rest),
+        other => usage_error(format!("unknown command {other:?} (see quiver --help)")),
+    }
+}
+
+/// Options of one command: `--flag VALUE`, `--flag=VALUE`, switches, and positionals.
+#[derive(Debug, Default)]
+struct Opts {
+    values: Vec<(String, String)>,
+    switches: Vec<String>,
+    positional: Vec<String>,
+}
+
+impl Opts {
+    fn parse(args: &[String], with_value: &[&str], switches: &[&str]) -> Result<Opts, String> {
+        let mut o = Opts::default();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            if a == "--" {
+                o.positional.extend(it.by_ref().cloned());
+                break;
+            }
+            if !a.starts_with("--") || a == "-" {
+                o.positional.push(a.clone());
+                continue;
+            }
+            let (flag, inline) = match a.split_once('=') {
+                Some((f, v)) => (f, Some(v.to_string())),
+                None => (a.as_str(), None),
+            };
+            if with_value.contains(&flag) {
+                let v = match inline {
+                    Some(v) => v,
+                    None => it
+                        .next()
+                        .cloned()
+                        .ok_or_else(|| format!("{flag} needs a value"))?,
+                };
+                o.values.push((flag.to_string(), v));
+            } else if switches.contains(&flag) && inline.is_none() {
+                o.switches.push(flag.to_string());
+            } else {
+                return Err(format!("unknown option {flag:?}"));
+            }
+        }
+        Ok(o)
+    }
+
+    fn get(&self, flag: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .rev()
+            .find(|(f, _)| f == flag)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn has(&self, flag: &str) -> bool {
+        self.switches.iter().any(|s| s == flag)
+    }
+}
+
+fn daemon(args: &[String]) -> ExitCode {
+    if wants_help(args) {
+        out(DAEMON_USAGE);
+        return ExitCode::SUCCESS;
+    }
+    let mut foreground = false;
+    let mut stop = false;
+    for a in args {
+        match a.as_str() {
+            "--foreground" => foreground = true,
+            "--stop" => stop = true,
+            other => {
+                return usage_error(format!(
+                    "daemon: unknown option {other:?} (see quiver daemon --help)"
+                ))
+            }
+        }
+    }
+    match (foreground, stop) {
+        (true, true) => usage_error("daemon: --foreground and --stop do not go together"),
+        (_, true) => crate::daemon::stop(),
+        (true, false) => crate::daemon::run_foreground(),
+        (false, false) => crate::daemon::start_detached(),
+    }
+}
+
+/// `--browser` for install: one browser, or all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Which {
+    One(Browser),
+    All,
+}
+
+fn parse_install(args: &[String]) -> Result<(Which, Scope, Option<PathBuf>), String> {
+    let o = Opts::parse(args, &["--browser", "--user-data-dir"], &["--system"])?;
+    if let Some(p) = o.positional.first() {
+        return Err(format!("unexpected argument {p:?}"));
+    }
+    let which = match o.get("--browser") {
+        None => return Err("--browser is required".into()),
+        Some("all") => Which::All,
+        Some(b) => Which::One(Browser::parse(b)?),
+    };
+    let scope = if o.has("--system") {
+        Scope::System
+    } else {
+        Scope::User
+    };
+    let udd = o.get("--user-data-dir").map(PathBuf::from);
+    if udd.is_some() && which == Which::All {
+        return Err("--user-data-dir needs one browser, not `all`".into());
+    }
+    Ok((which, scope, udd))
+}
+
+fn install_cmd(args: &[String], install: bool) -> ExitCode {
+    let name = if install { "install" } else { "uninstall" };
+    if wants_help(args) {
+        out(INSTALL_USAGE);
+        return ExitCode::SUCCESS;
+    }
+    let (which, scope, user_data_dir) = match parse_install(args) {
+        Ok(t) => t,
+        Err(e) => return usage_error(format!("{name}: {e} (see quiver {name} --help)")),
+    };
+    let browsers: Vec<Browser> = match which {
+        Which::One(b) => vec![b],
+        Which::All if !install => Browser::ALL.to_vec(),
+        Which::All => {
+            let (Some(os), Some(home)) = (Os::current(), install::home()) else {
+                return failed(format!(
+                    "{name}: cannot look for browsers without HOME on a supported system"
+                ));
+            };
+            let found = install::detect(os, &home, std::path::Path::exists);
+            if found.is_empty() {
+                let dirs: Vec<String> = install::PROFILE_DIRS
+                    .iter()
+                    .filter(|(_, o, _)| *o == os)
+                    .map(|(_, _, d)| d.to_string())
+                    .collect();
+                return failed(format!(
+                    "{name}: no browser found (looked for {}); name one with --browser",
+                    dirs.join(", ")
+                ));
+            }
+            found
+        }
+    };
+    let mut code = ExitCode::SUCCESS;
+    for b in browsers {
+        let t = Target {
+            browser: b,
+            scope,
+            user_data_dir: user_data_dir.clone(),
+        };
+        if install {
+            match install::install(&t) {
+                Ok(paths) => {
+                    for p in paths {
+                        out(&format!("{}: wrote {}", b.name(), p.display()));
+                    }
+                }
+                Err(e) => {
+                    say(&format!("quiver install: {}: {e}", b.name()));
+                    code = ExitCode::FAILURE;
+                }
+            }
+        } else {
+            match install::uninstall(&t, which == Which::All || b == Browser::Chrome) {
+                Ok(paths) => {
+                    for (p, existed) in paths {
+                        if existed {
+                            out(&format!("{}: removed {}", b.name(), p.display()));
+                        } else if which != Which::All {
+                            out(&format!(
+                                "{}: nothing to remove: {} does not exist",
+                                b.name(),
+                                p.display()
+                            ));
+                        }
+                    }
+                }
+                Err(e) => {
+                    say(&format!("quiver uninstall: {}: {e}", b.name()));
+                    code = ExitCode::FAILURE;
+                }
+            }
+        }
+    }
+    code
+}
+
+fn doctor_cmd(args: &[String]) -> ExitCode {
+    if wants_help(args) {
+        out(DOCTOR_USAGE);
+        return ExitCode::SUCCESS;
+    }
+    let o = match Opts::parse(
+        args,
+        &["--browser", "--user-data-dir", "--explain"],
+        &["--json"],
+    ) {
+        Ok(o) => o,
+        Err(e) => return usage_error(format!("doctor: {e} (see quiver doctor --help)")),
+    };
+    if let Some(p) = o.positional.first() {
+        return usage_error(format!("doctor: unexpected argument {p:?}"));
+    }
+    if let Some(msg) = o.get("--explain") {
+        return match doctor::explain(msg) {
+            Some((pat, why, fix)) => {
+                if o.has("--json") {
+                    out(&json!({"message": pat, "meaning": why, "fix": fix}).to_string());
+                } else {
+                    out(&format!("{pat}\n  meaning: {why}\n  fix: {fix}"));
+                }
+                ExitCode::SUCCESS
+            }
+            None => failed(format!(
+                "doctor: {msg:?} is not a message quiver knows; run `quiver doctor`"
+            )),
+        };
+    }
+    let browser = match o.get("--browser").map(Browser::parse).transpose() {
+        Ok(b) => b,
+        Err(e) => return usage_error(format!("doctor: {e}")),
+    };
+    let user_data_dir = o.get("--user-data-dir").map(PathBuf::from);
+    if user_data_dir.is_some() && browser.is_none() {
+        return usage_error("doctor: --user-data-dir needs --browser");
+    }
+    let report = doctor::run(&doctor::Options {
+        browser,
+        user_data_dir,
+    });
+    if o.has("--json") {
+        out(&serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        let text = doctor::render(&report);
+        out(text.trim_end());
+    }
+    if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn connect() -> Result<Client, String> {
+    let loc = Locations::resolve(&Env::from_process())?;
+    Client::connect(&loc, true)
+}
+
+fn call_error(what: &str, e: CallError) -> ExitCode {
+    match e {
+        CallError::Daemon(e) => {
+            let mut msg = format!("{what}: {}", e.message);
+            if let Some(f) = e.data.as_ref().and_then(|d| d.get("field")) {
+                msg.push_str(&format!(" (field {f})"));
+            }
+            failed(msg)
+        }
+        CallError::Io(e) => failed(format!("{what}: {e}")),
+    }
+}
+
+/// Every template, through `templates.list` pages.
+fn all_templates(c: &mut Client) -> Result<Vec<Value>, CallError> {
+    let mut out = Vec::new();
+    let mut cursor = Value::Null;
+    loop {
+        let mut p = json!({ "limit": 500 });
+        if !cursor.is_null() {
+            p["cursor"] = cursor;
+        }
+        let page = c.call("templates.list", p)?;
+        if let Some(t) = page["templates"].as_array() {
+            out.extend(t.iter().cloned());
+        }
+        cursor = page["next_cursor"].clone();
+        if cursor.is_null() {
+            return Ok(out);
+        }
+    }
+}
+
+fn templates(args: &[String]) -> ExitCode {
+    let Some((sub, rest)) = args.split_first() else {
+        say(TEMPLATES_USAGE);
+        return ExitCode::from(2);
+    };
+    if sub == "-h" || sub == "--help" || wants_help(rest) {
+        out(TEMPLATES_USAGE);
+        return ExitCode::SUCCESS;
+    }
+    let o = match Opts::parse(rest, &["--format", "--limit", "--folder", "--tag"], &[]) {
+        Ok(o) => o,
+        Err(e) => return usage_error(format!("templates {sub}: {e}")),
+    };
+    let format = o.get("--format").unwrap_or("table");
+    if !["table", "json"].contains(&format) {
+        return usage_error(format!(
+            "templates {sub}: --format is table or json, not {format:?}"
+        ));
+    }
+    match sub.as_str() {
+        "import" => {
+            let [file] = o.positional.as_slice() else {
+                return usage_error("templates import: name one FILE (or - for stdin)");
+            };
+            import(file)
+        }
+        "export" => {
+            if o.positional.len() > 1 {
+                return usage_error("templates export: at most one FILE");
+            }
+            export(o.positional.first().map(String::as_str))
+        }
+        "list" => {
+            if let Some(p) = o.positional.first() {
+                return usage_error(format!("templates list: unexpected argument {p:?}"));
+            }
+            let mut c = match connect() {
+                Ok(c) => c,
+                Err(e) => return failed(e),
+            };
+            match all_templates(&mut c) {
+                Ok(list) if format == "json" => {
+                    out(&serde_json::to_string_pretty(&list).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Ok(list) => {
+                    let rows: Vec<Vec<String>> = list
+                        .iter()
+                        .map(|t| {
+                            vec![
+                                s(&t["id"]),
+                                s(&t["title"]),
+                                s(&t["folder"]),
+                                s(&t["shortcut"]),
+                                tags(&t["tags"]),
+                                s(&t["revision"]),
+                            ]
+                        })
+                        .collect();
+                    out(&table(
+                        &["ID", "TITLE", "FOLDER", "SHORTCUT", "TAGS", "REV"],
+                        &rows,
+                    ));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => call_error("templates list", e),
+            }
+        }
+        "search" => {
+            if o.positional.is_empty() {
+                return usage_error("templates search: give a QUERY");
+            }
+            let query = o.positional.join(" ");
+            let mut p = json!({ "query": query });
+            if let Some(l) = o.get("--limit") {
+                match l.parse::<u32>() {
+                    Ok(n) if n > 0 => p["limit"] = json!(n),
+                    _ => return usage_error("templates search: --limit is a number from 1"),
+                }
+            }
+            if let Some(f) = o.get("--folder") {
+                p["folder"] = json!(f);
+            }
+            if let Some(t) = o.get("--tag") {
+                p["tag"] = json!(t);
+            }
+            let mut c = match connect() {
+                Ok(c) => c,
+                Err(e) => return failed(e),
+            };
+            match c.call("templates.search", p) {
+                Ok(r) if format == "json" => {
+                    out(&serde_json::to_string_pretty(&r["results"]).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Ok(r) => {
+                    let rows: Vec<Vec<String>> = r["results"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .map(|h| {
+                                    vec![
+                                        s(&h["id"]),
+                                        s(&h["title"]),
+                                        s(&h["folder"]),
+                                        s(&h["shortcut"]),
+                                        s(&h["matched"]),
+                                        s(&h["usage_count"]),
+                                    ]
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    if rows.is_empty() {
+                        say(&format!("no template matches {query:?}"));
+                        return ExitCode::FAILURE;
+                    }
+                    out(&table(
+                        &["ID", "TITLE", "FOLDER", "SHORTCUT", "MATCHED", "USES"],
+                        &rows,
+                    ));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => call_error("templates search", e),
+            }
+        }
+        other => usage_error(format!(
+            "templates: unknown subcommand {other:?} (import, export, list, search)"
+        )),
+    }
+}
+
+/// Batches stay well under the daemon's 4 MiB frame limit.
+const IMPORT_BATCH_BYTES: usize = MAX_INBOUND_FRAME / 2;
+
+fn import(file: &str) -> ExitCode {
+    let (name, text) = if file == "-" {
+        let mut s = String::new();
+        if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut s) {
+            return failed(format!("templates import: cannot read stdin: {e}"));
+        }
+        ("<stdin>".to_string(), s)
+    } else {
+        match std::fs::read_to_string(file) {
+            Ok(t) => (file.to_string(), t),
+            Err(e) => return failed(format!("templates import: cannot read {file}: {e}")),
+        }
+    };
+    // Checked here first, so the error names the line in the file; the daemon checks again.
+    let lib = match Library::from_json(&text) {
+        Ok(l) => l,
+        Err(e) => {
+            say(&format!(
+                "{name}:{}:{}: {}{}",
+                e.line,
+                e.column,
+                if e.field.is_empty() {
+                    String::new()
+                } else {
+                    format!("field {}: ", e.field)
+                },
+                e.message
+            ));
+            say("quiver templates import: nothing was imported");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut batches: Vec<Vec<Value>> = vec![Vec::new()];
+    let mut bytes = 0;
+    for t in &lib.templates {
+        let v = match serde_json::to_value(t) {
+            Ok(v) => v,
+            Err(e) => return failed(format!("templates import: {e}")),
+        };
+        let n = v.to_string().len();
+        if n > IMPORT_BATCH_BYTES {
+            return failed(format!(
+                "templates import: template {:?} is {n} bytes, more than {IMPORT_BATCH_BYTES}; \
+                 nothing was imported",
+                t.id
+            ));
+        }
+        if bytes + n > IMPORT_BATCH_BYTES {
+            batches.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += n + 1;
+        if let Some(b) = batches.last_mut() {
+            b.push(v);
+        }
+    }
+    let mut c = match connect() {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let session = format!("cli-{}-{nanos}", std::process::id());
+    let n = batches.len();
+    for (i, batch) in batches.into_iter().enumerate() {
+        let last = i + 1 == n;
+        let mut p = json!({ "templates": batch, "last": last });
+        if n > 1 {
+            p["session"] = json!(session);
+        }
+        match c.call("templates.import", p) {
+            Ok(r) if last => {
+                out(&format!(
+                    "imported {} templates from {name}: {} new, {} updated, {} unchanged",
+                    r["templates"], r["created"], r["updated"], r["unchanged"]
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                say("quiver templates import: nothing was imported");
+                return call_error("templates import", e);
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn export(file: Option<&str>) -> ExitCode {
+    let mut c = match connect() {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    let list = match all_templates(&mut c) {
+        Ok(l) => l,
+        Err(e) => return call_error("templates export", e),
+    };
+    let n = list.len();
+    let lib = json!({ "quiver": quiver_shared::model::LIBRARY_FORMAT, "templates": list });
+    let text = serde_json::to_string_pretty(&lib).unwrap_or_default() + "\n";
+    match file {
+        None | Some("-") => {
+            let mut o = std::io::stdout().lock();
+            if o.write_all(text.as_bytes())
+                .and_then(|()| o.flush())
+                .is_err()
+            {
+                return ExitCode::FAILURE;
+            }
+        }
+        Some(path) => {
+            let path = std::path::Path::new(path);
+            let tmp = path.with_extension("json.tmp");
+            let write = || -> std::io::Result<()> {
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(text.as_bytes())?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, path)
+            };
+            if let Err(e) = write() {
+                let _ = std::fs::remove_file(&tmp);
+                return failed(format!(
+                    "templates export: cannot write {}: {e}",
+                    path.display()
+                ));
+            }
+            say(&format!("exported {n} templates to {}", path.display()));
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn history(args: &[String]) -> ExitCode {
+    if wants_help(args) {
+        out(HISTORY_USAGE);
+        return ExitCode::SUCCESS;
+    }
+    let flags = [
+        "--since",
+        "--until",
+        "--template",
+        "--platform",
+        "--workspace",
+        "--conversation",
+        "--customer",
+        "--state",
+        "--limit",
+        "--format",
+    ];
+    let o = match Opts::parse(args, &flags, &[]) {
+        Ok(o) => o,
+        Err(e) => return usage_error(format!("history: {e} (see quiver history --help)")),
+    };
+    if let Some(p) = o.positional.first() {
+        return usage_error(format!("history: unexpected argument {p:?}"));
+    }
+    let format = o.get("--format").unwrap_or("table");
+    if !["table", "json", "csv"].contains(&format) {
+        return usage_error(format!(
+            "history: --format is table, json or csv, not {format:?}"
+        ));
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let mut filter = json!({});
+    for (flag, field) in [("--since", "since_ms"), ("--until", "until_ms")] {
+        if let Some(v) = o.get(flag) {
+            match parse_time(v, now) {
+                Ok(ms) => filter[field] = json!(ms),
+                Err(e) => return usage_error(format!("history: {flag}: {e}")),
+            }
+        }
+    }
+    for (flag, field) in [
+        ("--template", "template_id"),
+        ("--platform", "platform"),
+        ("--workspace", "workspace"),
+        ("--conversation", "conversation"),
+        ("--customer", "customer"),
+        ("--state", "state"),
+    ] {
+        if let Some(v) = o.get(flag) {
+            filter[field] = json!(v);
+        }
+    }
+    let limit = match o.get("--limit").map(str::parse::<usize>) {
+        None => 100,
+        Some(Ok(n)) => n,
+        Some(Err(_)) => return usage_error("history: --limit is a number (0: no limit)"),
+    };
+    let mut c = match connect() {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    let mut rows: Vec<Value> = Vec::new();
+    let mut cursor = Value::Null;
+    loop {
+        let want = if limit == 0 {
+            500
+        } else {
+            (limit - rows.len()).min(500)
+        };
+        let mut p = filter.clone();
+        p["limit"] = json!(want);
+        if !cursor.is_null() {
+            p["cursor"] = cursor.clone();
+        }
+        let page = match c.call("history.list", p) {
+            Ok(p) => p,
+            Err(e) => return call_error("history", e),
+        };
+        if let Some(r) = page["rows"].as_array() {
+            rows.extend(r.iter().cloned());
+        }
+        cursor = page["next_cursor"].clone();
+        if cursor.is_null() || (limit != 0 && rows.len() >= limit) {
+            break;
+        }
+    }
+    match format {
+        "json" => out(&serde_json::to_string_pretty(&rows).unwrap_or_default()),
+        "csv" => {
+            let cols = [
+                "send_id",
+                "queued_at",
+                "released_at",
+                "sent_at",
+                "done_at",
+                "state",
+                "platform",
+                "workspace",
+                "conversation",
+                "customer",
+                "template_id",
+                "revision",
+                "part_index",
+                "payload_sha256",
+                "error",
+                "idempotency_key",
+            ];
+            let mut text = cols.join(",");
+            text.push('\n');
+            for r in &rows {
+                let cells: Vec<String> = cols
+                    .iter()
+                    .map(|c| {
+                        let v = &r[*c];
+                        let cell = if c.ends_with("_at") {
+                            v.as_u64().map(time).unwrap_or_default()
+                        } else {
+                            s(v)
+                        };
+                        csv_cell(&cell)
+                    })
+                    .collect();
+                text.push_str(&cells.join(","));
+                text.push('\n');
+            }
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+        }
+        _ => {
+            let t: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        s(&r["send_id"]),
+                        r["queued_at"].as_u64().map(time).unwrap_or_default(),
+                        s(&r["state"]),
+                        s(&r["platform"]),
+                        s(&r["workspace"]),
+                        s(&r["conversation"]),
+                        s(&r["customer"]),
+                        format!(
+                            "{}@{}#{}",
+                            s(&r["template_id"]),
+                            s(&r["revision"]),
+                            s(&r["part_index"])
+                        ),
+                        clip(&s(&r["error"]), 40),
+                    ]
+                })
+                .collect();
+            if t.is_empty() {
+                say("no sends match");
+            } else {
+                out(&table(
+                    &[
+                        "ID",
+                        "QUEUED (UTC)",
+                        "STATE",
+                        "PLATFORM",
+                        "WORKSPACE",
+                        "CONVERSATION",
+                        "CUSTOMER",
+                        "TEMPLATE@REV#PART",
+                        "ERROR",
+                    ],
+                    &t,
+                ));
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+// ---- output helpers ----
+
+/// A JSON value as a table cell: strings bare, null empty.
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn tags(v: &Value) -> String {
+    v.as_array()
+        .map(|a| a.iter().map(s).collect::<Vec<_>>().join(","))
+        .unwrap_or_default()
+}
+
+fn time(ms: u64) -> String {
+    let t = crate::log::timestamp(UNIX_EPOCH + Duration::from_millis(ms));
+    // seconds are enough on screen
+    match t.split_once('.') {
+        Some((head, _)) => format!("{head}Z"),
+        None => t,
+    }
+}
+
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Columns a character takes in a terminal: East Asian wide characters take two.
+fn char_width(c: char) -> usize {
+    let u = c as u32;
+    let wide = matches!(u,
+        0x1100..=0x115F | 0x2E80..=0x303E | 0x3041..=0xA4CF | 0xAC00..=0xD7A3
+        | 0xF900..=0xFAFF | 0xFE30..=0xFE4F | 0xFF00..=0xFF60 | 0xFFE0..=0xFFE6
+        | 0x1F300..=0x1F64F | 0x1F900..=0x1F9FF | 0x20000..=0x3FFFD);
+    if c.is_control() {
+        0
+    } else if wide {
+        2
+    } else {
+        1
+    }
+}
+
+fn width(s: &str) -> usize {
+    s.chars().map(char_width).sum()
+}
+
+/// A plain text table: a header, columns padded to the widest cell (cells cut at 60 columns).
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|c| clip(&c.replace(['\n', '\t'], " "), 60))
+                .collect()
+        })
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| width(h)).collect();
+    for r in &cells {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(width(c));
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        let n = cells.len();
+        let mut l = String::new();
+        for (i, c) in cells.into_iter().enumerate() {
+            l.push_str(c);
+            if i + 1 < n {
+                l.push_str(&" ".repeat(widths[i] - width(c) + 2));
+            }
+        }
+        l.trim_end().to_string()
+    };
+    let mut out = line(header.to_vec());
+    for r in &cells {
+        out.push('\n');
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// One CSV cell (RFC 4180): quoted when it holds a comma, a quote or a line break.
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// A time on the command line, to ms since the epoch (see HISTORY_USAGE).
+fn parse_time(s: &str, now_ms: u64) -> Result<u64, String> {
+    let s = s.trim();
+    let bad = || {
+        format!(
+            "{s:?} is not a time (2026-01-31, 2026-01-31T08:30:00Z, 30m, 12h, 7d, or ms since \
+             the epoch)"
+        )
+    };
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse().map_err(|_| bad());
+    }
+    if let Some(unit) = s.chars().last().filter(|c| "smhdw".contains(*c)) {
+        if let Ok(n) = s[..s.len() - 1].parse::<u64>() {
+            let ms = match unit {
+                's' => 1_000,
+                'm' => 60_000,
+                'h' => 3_600_000,
+                'd' => 86_400_000,
+                _ => 7 * 86_400_000,
+            };
+            return Ok(now_ms.saturating_sub(n.saturating_mul(ms)));
+        }
+    }
+    let (date, clock) = match s.split_once(['T', ' ']) {
+        Some((d, c)) => (d, Some(c.trim_end_matches('Z'))),
+        None => (s, None),
+    };
+    let mut d = date.split('-');
+    let (Some(y), Some(m), Some(dd), None) = (d.next(), d.next(), d.next(), d.next()) else {
+        return Err(bad());
+    };
+    let (y, m, dd) = (
+        y.parse::<i64>().map_err(|_| bad())?,
+        m.parse::<u32>().map_err(|_| bad())?,
+        dd.parse::<u32>().map_err(|_| bad())?,
+    );
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&dd) {
+        return Err(bad());
+    }
+    let mut secs = days_from_civil(y, m, dd) * 86_400;
+    if let Some(c) = clock {
+        let parts: Vec<&str> = c.split(':').collect();
+        if !(2..=3).contains(&parts.len()) {
+            return Err(bad());
+        }
+        let mut mult = 3600;
+        for p in parts {
+            let v: i64 = p.parse().map_err(|_| bad())?;
+            if !(0..60).contains(&v) || (mult == 3600 && v > 23) {
+                return Err(bad());
+            }
+            secs += v * mult;
+            mult /= 60;
+        }
+    }
+    u64::try_from(secs * 1000).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn recognises_browser_invocations() {
+        assert!(started_by_browser(&v(&[
+            "chrome-extension://lohhppipbmnliinhpikegpolikiblpfg/"
+        ])));
+        assert!(started_by_browser(&v(&[
+            "/home/u/.mozilla/native-messaging-hosts/dev.quiver.host.json",
+            "quiver@quiver.dev"
+        ])));
+        assert!(!started_by_browser(&v(&["daemon"])));
+        assert!(!started_by_browser(&v(&[
+            "install",
+            "--browser",
+            "firefox"
+        ])));
+        assert!(!started_by_browser(&v(&[
+            "templates",
+            "import",
+            "lib.json"
+        ])));
+        assert!(!started_by_browser(&v(&["x.json"])));
+        assert!(!started_by_browser(&v(&[])));
+    }
+
+    #[test]
+    fn parses_install_targets() {
+        let (w, s, d) =
+            parse_install(&v(&["--browser", "chromium", "--user-data-dir=/p"])).unwrap();
+        assert_eq!(w, Which::One(Browser::Chromium));
+        assert_eq!(s, Scope::User);
+        assert_eq!(d.as_deref(), Some(std::path::Path::new("/p")));
+        let (w, s, _) = parse_install(&v(&["--browser=all", "--system"])).unwrap();
+        assert_eq!((w, s), (Which::All, Scope::System));
+        assert!(parse_install(&v(&[])).unwrap_err().contains("--browser"));
+        assert!(parse_install(&v(&["--browser"]))
+            .unwrap_err()
+            .contains("value"));
+        assert!(parse_install(&v(&["--browser", "lynx"]))
+            .unwrap_err()
+            .contains("lynx"));
+        assert!(parse_install(&v(&["--bogus"]))
+            .unwrap_err()
+            .contains("--bogus"));
+        assert!(parse_install(&v(&["--browser", "all", "--user-data-dir", "/p"])).is_err());
+        assert!(parse_install(&v(&["--browser", "edge", "extra"])).is_err());
+    }
+
+    #[test]
+    fn times() {
+        let now = 1_800_000_000_000;
+        assert_eq!(parse_time("1700000000000", now).unwrap(), 1_700_000_000_000);
+        assert_eq!(parse_time("7d", now).unwrap(), now - 7 * 86_400_000);
+        assert_eq!(parse_time("30m", now).unwrap(), now - 1_800_000);
+        assert_eq!(parse_time("1970-01-01", now).unwrap(), 0);
+        assert_eq!(parse_time("2000-02-29", now).unwrap(), 951_782_400_000);
+        assert_eq!(
+            parse_time("2000-02-29T12:34:56Z", now).unwrap(),
+            951_827_696_000
+        );
+        assert_eq!(
+            parse_time("2000-02-29 12:34", now).unwrap(),
+            951_827_640_000
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2000-13-01",
+            "2000-01-01T25:00",
+            "2000-01",
+            "5x",
+            "1969-12-31",
+        ] {
+            assert!(parse_time(bad, now).is_err(), "{bad}");
+        }
+        assert_eq!(time(951_827_696_789), "2000-02-29T12:34:56Z");
+    }
+
+    #[test]
+    fn tables_align_wide_characters() {
+        let t = table(
+            &["ID", "TITLE"],
+            &[
+                vec!["a".into(), "稍等".into()],
+                vec!["bbbb".into(), "x".into()],
+            ],
+        );
+        assert_eq!(t, "ID    TITLE\na     稍等\nbbbb  x");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_cell("plain"), "plain");
+        assert_eq!(clip("abcdef", 4), "abc…");
+    }
+
+    #[test]
+    fn options() {
+        let o = Opts::parse(
+            &v(&["q", "--limit=3", "--json", "--", "--x"]),
+            &["--limit"],
+            &["--json"],
+        )
+        .unwrap();
+        assert_eq!(o.get("--limit"), Some("3"));
+        assert!(o.has("--json"));
+        assert_eq!(o.positional, v(&["q", "--x"]));
+        assert!(Opts::parse(&v(&["--json=1"]), &[], &["--json"]).is_err());
+    }
+}

@@ -1,0 +1,542 @@
+//! Every request of docs/protocol.md parsed and checked into a typed [`Call`], before anything
+//! touches the store or the meter.
+//!
+//! Pure: no IO, no clock (a fuzz target drives [`parse`] directly). Every string field is
+//! bounded, every list capped, every number range-checked; the error names the method and the
+//! field.
+
+use crate::store::{HistoryFilter, SendState};
+use quiver_shared::meter::RuleSpec;
+use quiver_shared::proto::{
+    self, DoneParams, ErrorBody, ErrorCode, HelloParams, HistoryParams, ListParams, ObserveParams,
+    Request, ReserveParams, RuleResetParams, SendRef, SettingsPatch, TemplateDeleteParams,
+    TemplateGetParams, TemplateImportParams, TemplatePutParams, TemplateRevisionsParams,
+    TemplateSearchParams,
+};
+use quiver_shared::{Platform, Template};
+
+/// The largest payload accepted by `send.reserve` (bytes of UTF-8).
+pub const MAX_PAYLOAD: usize = 1024 * 1024;
+/// The longest identifier-like field (`idempotency_key`, `workspace`, ...), in bytes.
+pub const MAX_FIELD: usize = 1024;
+/// The longest error text kept from `send.done`, in bytes.
+pub const MAX_ERROR: usize = 4096;
+/// The longest search query, in bytes.
+pub const MAX_QUERY: usize = 1024;
+/// Default and largest page of a list.
+pub const DEFAULT_LIMIT: u32 = 100;
+pub const MAX_LIMIT: u32 = 500;
+/// Templates in one import (all batches of a session together).
+pub const MAX_IMPORT: usize = 200_000;
+/// History retention bounds, in days.
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
+/// Every method, in the order of docs/protocol.md.
+pub const METHODS: &[&str] = &[
+    "hello",
+    "templates.list",
+    "templates.get",
+    "templates.put",
+    "templates.delete",
+    "templates.revisions",
+    "templates.search",
+    "templates.facets",
+    "templates.import",
+    "send.reserve",
+    "send.begin",
+    "send.done",
+    "send.cancel",
+    "history.list",
+    "settings.get",
+    "settings.set",
+    "meter.observe",
+    "meter.rules.get",
+    "meter.rules.set",
+    "meter.rules.reset",
+];
+
+/// A checked request.
+#[derive(Debug, Clone)]
+pub enum Call {
+    Hello(HelloParams),
+    TemplatesList {
+        after: Option<String>,
+        limit: usize,
+    },
+    TemplatesGet(TemplateGetParams),
+    TemplatesPut(Box<TemplatePutParams>),
+    TemplatesDelete(TemplateDeleteParams),
+    TemplatesRevisions {
+        id: String,
+        before: Option<u32>,
+        limit: usize,
+    },
+    TemplatesSearch {
+        query: String,
+        limit: usize,
+        folder: Option<String>,
+        tag: Option<String>,
+    },
+    TemplatesFacets,
+    TemplatesImport(TemplateImportParams),
+    SendReserve(ReserveParams, Platform),
+    SendBegin(i64),
+    SendDone(DoneParams),
+    SendCancel(i64),
+    HistoryList {
+        filter: HistoryFilter,
+        limit: usize,
+    },
+    SettingsGet,
+    SettingsSet(SettingsPatch),
+    MeterObserve(ObserveParams, Platform),
+    MeterRulesGet,
+    MeterRulesSet(RuleSpec),
+    MeterRulesReset(Platform),
+}
+
+pub fn invalid(msg: impl Into<String>) -> ErrorBody {
+    ErrorBody::new(ErrorCode::InvalidParams, msg)
+}
+
+/// Parses and checks `req`.
+pub fn parse(req: &Request) -> Result<Call, ErrorBody> {
+    let m = req.method.as_str();
+    Ok(match m {
+        "hello" => Call::Hello(proto::params(req)?),
+        "templates.list" => {
+            let p: ListParams = proto::params(req)?;
+            let after = match &p.cursor {
+                Some(c) => Some(decode_cursor(c).ok_or_else(|| {
+                    invalid("templates.list: `cursor` is not a cursor returned by templates.list")
+                })?),
+                None => None,
+            };
+            Call::TemplatesList {
+                after,
+                limit: page_limit(m, p.limit)?,
+            }
+        }
+        "templates.get" => {
+            let p: TemplateGetParams = proto::params(req)?;
+            check_field(m, "id", &p.id, true)?;
+            Call::TemplatesGet(p)
+        }
+        "templates.put" => {
+            let p: TemplatePutParams = proto::params(req)?;
+            check_template(m, "template", &p.template)?;
+            Call::TemplatesPut(Box::new(p))
+        }
+        "templates.delete" => {
+            let p: TemplateDeleteParams = proto::params(req)?;
+            check_field(m, "id", &p.id, true)?;
+            Call::TemplatesDelete(p)
+        }
+        "templates.revisions" => {
+            let p: TemplateRevisionsParams = proto::params(req)?;
+            check_field(m, "id", &p.id, true)?;
+            let before = match &p.cursor {
+                Some(c) => Some(
+                    c.strip_prefix('r')
+                        .and_then(|n| n.parse::<u32>().ok())
+                        .ok_or_else(|| {
+                            invalid(format!(
+                                "{m}: `cursor` is not a cursor returned by templates.revisions"
+                            ))
+                        })?,
+                ),
+                None => None,
+            };
+            Call::TemplatesRevisions {
+                id: p.id,
+                before,
+                limit: page_limit(m, p.limit)?,
+            }
+        }
+        "templates.search" => {
+            let p: TemplateSearchParams = proto::params(req)?;
+            if p.query.len() > MAX_QUERY {
+                return Err(invalid(format!(
+                    "{m}: `query` is {} bytes, more than the limit of {MAX_QUERY}",
+                    p.query.len()
+                )));
+            }
+            for (name, v) in [("folder", &p.folder), ("tag", &p.tag)] {
+                if let Some(v) = v {
+                    check_field(m, name, v, false)?;
+                }
+            }
+            Call::TemplatesSearch {
+                query: p.query,
+                limit: page_limit(m, p.limit)?,
+                folder: p.folder.filter(|f| !f.is_empty()),
+                tag: p.tag.filter(|t| !t.is_empty()),
+            }
+        }
+        "templates.facets" => {
+            no_params(req)?;
+            Call::TemplatesFacets
+        }
+        "templates.import" => {
+            let p: TemplateImportParams = proto::params(req)?;
+            if let Some(s) = &p.session {
+                check_field(m, "session", s, true)?;
+            }
+            if p.templates.len() > MAX_IMPORT {
+                return Err(invalid(format!(
+                    "{m}: {} templates, more than the limit of {MAX_IMPORT}",
+                    p.templates.len()
+                )));
+            }
+            for (i, t) in p.templates.iter().enumerate() {
+                check_template(m, &format!("templates[{i}]"), t)?;
+            }
+            if p.session.is_none() && !p.last {
+                return Err(invalid(format!(
+                    "{m}: an import in several batches needs a `session`"
+                )));
+            }
+            Call::TemplatesImport(p)
+        }
+        "send.reserve" => {
+            let p: ReserveParams = proto::params(req)?;
+            check_field(m, "idempotency_key", &p.idempotency_key, true)?;
+            check_field(m, "workspace", &p.workspace, true)?;
+            check_field(m, "template_id", &p.template_id, true)?;
+            for (name, v) in [("conversation", &p.conversation), ("customer", &p.customer)] {
+                if let Some(v) = v {
+                    check_field(m, name, v, false)?;
+                }
+            }
+            let platform = platform(m, &p.platform)?;
+            if p.payload.is_empty() {
+                return Err(invalid(format!("{m}: `payload` is empty")));
+            }
+            if p.payload.len() > MAX_PAYLOAD {
+                return Err(invalid(format!(
+                    "{m}: `payload` is {} bytes, more than the limit of {MAX_PAYLOAD}",
+                    p.payload.len()
+                )));
+            }
+            Call::SendReserve(p, platform)
+        }
+        "send.begin" => Call::SendBegin(proto::params::<SendRef>(req)?.send_id),
+        "send.done" => {
+            let mut p: DoneParams = proto::params(req)?;
+            p.error = p
+                .error
+                .as_deref()
+                .map(|e| truncate(e.trim(), MAX_ERROR).to_string())
+                .filter(|e| !e.is_empty());
+            Call::SendDone(p)
+        }
+        "send.cancel" => Call::SendCancel(proto::params::<SendRef>(req)?.send_id),
+        "history.list" => {
+            let p: HistoryParams = proto::params(req)?;
+            let before_id = match &p.cursor {
+                Some(c) => Some(
+                    c.strip_prefix('h')
+                        .and_then(|n| n.parse::<i64>().ok())
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| {
+                            invalid(format!("{m}: `cursor` is not a cursor returned by {m}"))
+                        })?,
+                ),
+                None => None,
+            };
+            for (name, v) in [
+                ("template_id", &p.template_id),
+                ("platform", &p.platform),
+                ("workspace", &p.workspace),
+                ("conversation", &p.conversation),
+                ("customer", &p.customer),
+            ] {
+                if let Some(v) = v {
+                    check_field(m, name, v, false)?;
+                }
+            }
+            let state = match &p.state {
+                Some(s) => Some(SendState::parse(s).ok_or_else(|| {
+                    invalid(format!(
+                        "{m}: `state` {s:?} is not one of queued, sending, sent, failed, cancelled"
+                    ))
+                })?),
+                None => None,
+            };
+            if let (Some(a), Some(b)) = (p.since_ms, p.until_ms) {
+                if a > b {
+                    return Err(invalid(format!("{m}: `since_ms` is after `until_ms`")));
+                }
+            }
+            Call::HistoryList {
+                limit: page_limit(m, p.limit)?,
+                filter: HistoryFilter {
+                    before_id,
+                    since_ms: p.since_ms,
+                    until_ms: p.until_ms,
+                    template_id: p.template_id,
+                    platform: p.platform,
+                    workspace: p.workspace,
+                    conversation: p.conversation,
+                    customer: p.customer,
+                    state,
+                },
+            }
+        }
+        "settings.get" => {
+            no_params(req)?;
+            Call::SettingsGet
+        }
+        "settings.set" => {
+            let p: SettingsPatch = proto::params(req)?;
+            if let Some(Some(d)) = p.history_retention_days {
+                if d == 0 || d > MAX_RETENTION_DAYS {
+                    return Err(invalid(format!(
+                        "{m}: `history_retention_days` must be 1 to {MAX_RETENTION_DAYS}, or \
+                         null to keep history forever"
+                    )));
+                }
+            }
+            Call::SettingsSet(p)
+        }
+        "meter.observe" => {
+            let p: ObserveParams = proto::params(req)?;
+            check_field(m, "workspace", &p.workspace, true)?;
+            for (name, v) in [("conversation", &p.conversation), ("customer", &p.customer)] {
+                if let Some(v) = v {
+                    check_field(m, name, v, false)?;
+                }
+            }
+            let platform = platform(m, &p.platform)?;
+            Call::MeterObserve(p, platform)
+        }
+        "meter.rules.get" => {
+            no_params(req)?;
+            Call::MeterRulesGet
+        }
+        "meter.rules.set" => {
+            let p: RuleSpec = proto::params(req)?;
+            p.validate().map_err(|e| invalid(format!("{m}: {e}")))?;
+            Call::MeterRulesSet(p)
+        }
+        "meter.rules.reset" => {
+            let p: RuleResetParams = proto::params(req)?;
+            Call::MeterRulesReset(platform(m, &p.platform)?)
+        }
+        other => {
+            return Err(ErrorBody::new(
+                ErrorCode::UnknownMethod,
+                format!(
+                    "unknown method {:?} (known: {})",
+                    truncate(other, 100),
+                    METHODS.join(", ")
+                ),
+            ))
+        }
+    })
+}
+
+fn no_params(req: &Request) -> Result<(), ErrorBody> {
+    match req.params.keys().next() {
+        None => Ok(()),
+        Some(k) => Err(invalid(format!(
+            "{}: unknown field `{}` (this method takes no params)",
+            req.method,
+            truncate(k, 100)
+        ))),
+    }
+}
+
+fn platform(method: &str, p: &str) -> Result<Platform, ErrorBody> {
+    Platform::parse(p).map_err(|r| invalid(format!("{method}: `platform`: {}", r.message)))
+}
+
+/// A template as the store accepts it: the model's own checks, and bounded fields.
+fn check_template(method: &str, at: &str, t: &Template) -> Result<(), ErrorBody> {
+    if let Err((field, msg)) = t.check() {
+        let sep = if field.is_empty() { "" } else { "." };
+        return Err(invalid(format!("{method}: `{at}{sep}{field}`: {msg}"))
+            .with_data(serde_json::json!({ "field": format!("{at}{sep}{field}") })));
+    }
+    check_field(method, &format!("{at}.id"), &t.id, true)?;
+    check_field(method, &format!("{at}.title"), &t.title, true)?;
+    check_field(method, &format!("{at}.folder"), &t.folder, false)?;
+    if let Some(s) = &t.shortcut {
+        check_field(method, &format!("{at}.shortcut"), s, false)?;
+    }
+    if t.tags.len() > 64 {
+        return Err(invalid(format!("{method}: `{at}.tags`: more than 64 tags")));
+    }
+    for (i, tag) in t.tags.iter().enumerate() {
+        check_field(method, &format!("{at}.tags[{i}]"), tag, true)?;
+    }
+    if t.parts.len() > 32 {
+        return Err(invalid(format!(
+            "{method}: `{at}.parts`: more than 32 parts"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a string field: non-empty when `required`, at most [`MAX_FIELD`] bytes.
+pub fn check_field(method: &str, name: &str, v: &str, required: bool) -> Result<(), ErrorBody> {
+    if required && v.trim().is_empty() {
+        return Err(invalid(format!("{method}: `{name}` is empty")));
+    }
+    if v.len() > MAX_FIELD {
+        return Err(invalid(format!(
+            "{method}: `{name}` is {} bytes, more than the limit of {MAX_FIELD}",
+            v.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A page size: default [`DEFAULT_LIMIT`], at most [`MAX_LIMIT`], never 0.
+pub fn page_limit(method: &str, limit: Option<u32>) -> Result<usize, ErrorBody> {
+    match limit.unwrap_or(DEFAULT_LIMIT) {
+        0 => Err(invalid(format!(
+            "{method}: `limit` must be 1 to {MAX_LIMIT}"
+        ))),
+        n => Ok(n.min(MAX_LIMIT) as usize),
+    }
+}
+
+/// `s` cut to at most `max` bytes at a character boundary.
+pub fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Template cursors are opaque to clients: `c1` + the hex of the last id on the page.
+pub fn encode_cursor(last_id: &str) -> String {
+    let mut s = String::from("c1");
+    for b in last_id.bytes() {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+pub fn decode_cursor(c: &str) -> Option<String> {
+    let hex = c.strip_prefix("c1")?;
+    if hex.is_empty() || hex.len() % 2 != 0 || hex.len() > 2 * MAX_FIELD {
+        return None;
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn req(method: &str, params: Value) -> Request {
+        let frame = json!({ "id": 1, "method": method, "params": params }).to_string();
+        proto::parse_request(frame.as_bytes()).unwrap()
+    }
+
+    fn err(method: &str, params: Value) -> String {
+        let e = parse(&req(method, params)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidParams, "{e:?}");
+        e.message
+    }
+
+    #[test]
+    fn cursor_round_trip() {
+        for id in ["greeting", "稍等", "a"] {
+            assert_eq!(decode_cursor(&encode_cursor(id)).as_deref(), Some(id));
+        }
+        for bad in ["", "c1", "c1z0", "c1abc", "x1aa", "c1ff"] {
+            assert_eq!(decode_cursor(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_method_is_known_and_unknown_ones_are_named() {
+        for m in METHODS {
+            let e = parse(&req(m, json!({"__nope": 1, "protocol": 1})));
+            // hello alone ignores unknown fields (forward compatibility of the handshake)
+            assert_eq!(e.is_err(), *m != "hello", "{m}");
+            if let Err(e) = e {
+                assert_ne!(e.code, ErrorCode::UnknownMethod, "{m}");
+            }
+        }
+        let e = parse(&req("templates.delete_all", json!({}))).unwrap_err();
+        assert_eq!(e.code, ErrorCode::UnknownMethod);
+        assert!(e.message.contains("templates.delete_all") && e.message.contains("send.reserve"));
+    }
+
+    #[test]
+    fn fields_are_bounded_and_named() {
+        let mut p = json!({
+            "idempotency_key": "k", "platform": "udesk", "workspace": "w",
+            "template_id": "t", "revision": 1, "part_index": 0, "payload": "p",
+        });
+        assert!(matches!(
+            parse(&req("send.reserve", p.clone())),
+            Ok(Call::SendReserve(_, Platform::Udesk))
+        ));
+        p["workspace"] = json!("w".repeat(MAX_FIELD + 1));
+        assert!(err("send.reserve", p.clone()).contains("`workspace`"));
+        p["workspace"] = json!(" ");
+        assert!(err("send.reserve", p.clone()).contains("`workspace` is empty"));
+        p["workspace"] = json!("w");
+        p["platform"] = json!("fax");
+        assert!(err("send.reserve", p).contains("fax"));
+        assert!(err("history.list", json!({"state": "lost"})).contains("`state`"));
+        assert!(err("history.list", json!({"cursor": "h0"})).contains("cursor"));
+        assert!(err("history.list", json!({"since_ms": 5, "until_ms": 4})).contains("since_ms"));
+        assert!(err(
+            "templates.search",
+            json!({"query": "q".repeat(MAX_QUERY + 1)})
+        )
+        .contains("query"));
+        assert!(err("settings.set", json!({"history_retention_days": 0})).contains("1 to"));
+        assert!(matches!(
+            parse(&req(
+                "settings.set",
+                json!({"history_retention_days": null})
+            )),
+            Ok(Call::SettingsSet(SettingsPatch {
+                history_retention_days: Some(None)
+            }))
+        ));
+        assert!(err(
+            "meter.rules.set",
+            json!({"platform": "udesk", "per": "workspace", "min_interval_ms": 10})
+        )
+        .contains("min_interval_ms"));
+        assert!(
+            err("templates.import", json!({"templates": [], "last": false})).contains("session")
+        );
+    }
+
+    #[test]
+    fn templates_are_checked_with_the_field_named() {
+        let e = parse(&req(
+            "templates.put",
+            json!({"template": {"id": "a", "title": "A", "parts": []}}),
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("`template.parts`"), "{}", e.message);
+        assert_eq!(e.data.unwrap()["field"], "template.parts");
+        let m = err(
+            "templates.import",
+            json!({"templates": [
+                {"id": "a", "title": "A", "parts": [{"type": "text", "text": "x"}]},
+                {"id": "b", "title": " ", "parts": [{"type": "text", "text": "x"}]},
+            ]}),
+        );
+        assert!(m.contains("`templates[1].title`"), "{m}");
+    }
+}

@@ -1,0 +1,283 @@
+//! The template library and the history through the command line and the protocol: import,
+//! export, list, search, history output, and the events every connected host hears.
+
+use quiver_tests::{reserve_params, Sandbox};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const LIBRARY: &str = r#"{
+  "quiver": 1,
+  "templates": [
+    {"id": "refund", "title": "退款政策", "folder": "Orders/Refunds", "tags": ["refund"],
+     "shortcut": "tk", "parts": [{"type": "text", "text": "您可以在收货后 30 天内申请退款。"}]},
+    {"id": "delivery", "title": "Delivery times", "folder": "Orders", "tags": ["shipping"],
+     "parts": [{"type": "text", "text": "Orders ship within two business days."}]}
+  ]
+}"#;
+
+#[test]
+fn import_export_list_and_search_through_the_daemon() {
+    let sb = Sandbox::new("cli-lib");
+    let file = sb.root.join("lib.json");
+    std::fs::write(&file, LIBRARY).unwrap();
+    let out = sb.run(&["templates", "import", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stdout.contains("imported 2 templates") && out.stdout.contains("2 new"),
+        "{out:?}"
+    );
+    // the daemon was started for it and owns the database
+    assert!(sb.daemon_pid().is_some());
+    // again: nothing changes
+    let out = sb.run(&["templates", "import", file.to_str().unwrap()]);
+    assert!(out.stdout.contains("2 unchanged"), "{out:?}");
+
+    // pinyin initials of the Chinese title, and a typo in the English one
+    let out = sb.run(&["templates", "search", "tkzc"]);
+    assert!(out.status.success(), "{out:?}");
+    let first = out.stdout.lines().nth(1).unwrap_or_default();
+    assert!(first.starts_with("refund"), "{}", out.stdout);
+    assert!(out.stdout.contains("退款政策"));
+    let out = sb.run(&["templates", "search", "delivry", "--format", "json"]);
+    let hits: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(hits[0]["id"], "delivery", "{hits}");
+    let out = sb.run(&["templates", "search", "zzzzqqq"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+
+    let out = sb.run(&["templates", "list"]);
+    assert!(out.status.success(), "{out:?}");
+    let header = out.stdout.lines().next().unwrap();
+    assert!(
+        header.starts_with("ID") && header.contains("TITLE"),
+        "{header}"
+    );
+    assert!(out.stdout.contains("greeting") && out.stdout.contains("Orders/Refunds"));
+
+    // export: a library file that imports back to the same library
+    let exported = sb.root.join("out.json");
+    let out = sb.run(&["templates", "export", exported.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&exported).unwrap();
+    let lib = quiver_shared::Library::from_json(&text).expect("export is a valid library");
+    assert!(lib
+        .templates
+        .iter()
+        .any(|t| t.id == "refund" && t.title == "退款政策"));
+    let out = sb.run(&["templates", "export"]);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        v["templates"].as_array().unwrap().len(),
+        lib.templates.len()
+    );
+    let out = sb.run(&["templates", "import", exported.to_str().unwrap()]);
+    assert!(out.stdout.contains("0 new, 0 updated"), "{out:?}");
+}
+
+#[test]
+fn a_bad_library_imports_nothing_and_names_line_and_field() {
+    let sb = Sandbox::new("cli-bad");
+    let bad = LIBRARY.replace(
+        r#""folder": "Orders", "tags": ["shipping"],"#,
+        r#""folder": "Orders", "tags": ["shipping"], "colour": "red","#,
+    );
+    let file = sb.root.join("bad.json");
+    std::fs::write(&file, bad).unwrap();
+    let out = sb.run(&["templates", "import", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains(&format!("{}:6:", file.display()))
+            && out.stderr.contains("templates[1]")
+            && out.stderr.contains("colour")
+            && out.stderr.contains("nothing was imported"),
+        "{}",
+        out.stderr
+    );
+    // the good template of that file did not go in
+    let out = sb.run(&["templates", "search", "tkzc"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = sb.run(&["templates", "import", "/nonexistent/lib.json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stderr.contains("/nonexistent/lib.json"), "{out:?}");
+    let out = sb.run(&["templates", "frobnicate"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+/// A library larger than one 4 MiB frame goes in batches under one session: all or nothing.
+#[test]
+fn a_large_import_goes_in_batches() {
+    let sb = Sandbox::new("cli-big");
+    let templates: Vec<Value> = (0..3000)
+        .map(|i| {
+            json!({"id": format!("t{i:05}"), "title": format!("Template {i}"),
+                   "parts": [{"type": "text", "text": "x".repeat(2000)}]})
+        })
+        .collect();
+    let file = sb.root.join("big.json");
+    std::fs::write(
+        &file,
+        json!({"quiver": 1, "templates": templates}).to_string(),
+    )
+    .unwrap();
+    let out = sb.run(&["templates", "import", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("imported 3000 templates"), "{out:?}");
+    let out = sb.run(&[
+        "templates",
+        "search",
+        "Template 2999",
+        "--format",
+        "json",
+        "--limit",
+        "1",
+    ]);
+    let hits: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(hits[0]["id"], "t02999", "{hits}");
+}
+
+#[test]
+fn history_in_every_format_with_filters() {
+    let sb = Sandbox::new("cli-history");
+    let mut c = {
+        sb.run(&["daemon"]);
+        sb.connect()
+    };
+    for (i, customer) in ["alice", "bob", "alice"].iter().enumerate() {
+        let mut p = reserve_params(&format!("h{i}"), "ws", &format!("payload {i}"));
+        p["customer"] = json!(customer);
+        let id = c.ok("send.reserve", p)["send_id"].clone();
+        if i == 0 {
+            c.begin_when_allowed(&id, Duration::from_secs(5));
+            c.ok("send.done", json!({"send_id": id, "ok": true}));
+        }
+    }
+    let out = sb.run(&["history", "--format", "json"]);
+    assert!(out.status.success(), "{out:?}");
+    let rows: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 3);
+    assert_eq!(rows[2]["payload"], "payload 0");
+
+    let out = sb.run(&["history", "--customer", "alice", "--format", "csv"]);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines[0].starts_with("send_id,queued_at,"), "{}", out.stdout);
+    assert_eq!(lines.len(), 3, "{}", out.stdout);
+    assert!(
+        lines[2].contains(",sent,udesk,ws,conv-1,alice,greeting,1,0,"),
+        "{}",
+        lines[2]
+    );
+
+    let out = sb.run(&["history", "--state", "sent"]);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stdout);
+    assert!(
+        lines[0].starts_with("ID") && lines[1].contains("greeting@1#0"),
+        "{}",
+        out.stdout
+    );
+
+    let out = sb.run(&[
+        "history", "--since", "1d", "--limit", "1", "--format", "json",
+    ]);
+    let rows: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    let out = sb.run(&["history", "--until", "2000-01-01"]);
+    assert!(out.stderr.contains("no sends match"), "{out:?}");
+    let out = sb.run(&["history", "--since", "yesterday"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let out = sb.run(&["history", "--state", "lost"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stderr.contains("state"), "{out:?}");
+}
+
+/// What one host changes, every other host hears: the library, and the meter's slots.
+#[test]
+fn events_reach_every_connected_host() {
+    let sb = Sandbox::new("events");
+    let mut a = sb.host();
+    let mut b = sb.host();
+    a.ok("hello", json!({"protocol": 1}));
+    b.ok("hello", json!({"protocol": 1}));
+    let t = json!({"id": "new", "title": "New", "parts": [{"type": "text", "text": "hi"}]});
+    assert_eq!(a.ok("templates.put", json!({"template": t}))["revision"], 1);
+    let ev = b.next_event("library.changed", Duration::from_secs(5));
+    assert_eq!(ev["data"]["ids"], json!(["new"]), "{ev}");
+    assert_eq!(ev["data"]["reason"], "put");
+
+    let x = a.ok("send.reserve", reserve_params("ev-1", "ev-ws", "1"))["send_id"].clone();
+    let y = a.ok("send.reserve", reserve_params("ev-2", "ev-ws", "2"))["send_id"].clone();
+    a.begin_when_allowed(&x, Duration::from_secs(5));
+    a.ok("send.done", json!({"send_id": x, "ok": true}));
+    let ev = b.next_event("meter.released", Duration::from_secs(5));
+    assert_eq!(ev["data"]["send_id"], x, "{ev}");
+    assert_eq!(ev["data"]["next"]["send_id"], y, "{ev}");
+    assert!(ev["data"]["next"]["not_before_ms"].as_u64().unwrap() > 0);
+    a.finish();
+    b.finish();
+}
+
+/// A client of another protocol major is told so, with the versions this daemon speaks.
+#[test]
+fn an_unsupported_protocol_is_refused_clearly() {
+    let sb = Sandbox::new("proto");
+    let mut h = sb.host();
+    let r = h.call(
+        "hello",
+        json!({"protocol": 2, "client": "quiver-extension/9.0"}),
+    );
+    assert_eq!(r["error"]["code"], "unsupported_protocol", "{r}");
+    assert_eq!(r["error"]["data"]["supported"], json!([1]));
+    assert!(r["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("update quiver"));
+    // a newer client's extra hello fields are ignored, not refused
+    let r = h.ok(
+        "hello",
+        json!({"protocol": 1, "client": "x", "wants": ["future"]}),
+    );
+    assert_eq!(r["protocol"], 1);
+    h.finish();
+}
+
+/// The background restarts (MV3) between steps and retries: the send goes out once and counts
+/// once, whatever it retries.
+#[test]
+fn retries_after_a_background_restart_never_send_twice() {
+    let sb = Sandbox::new("retry");
+    let mut h = sb.host();
+    let uses = |h: &mut quiver_tests::Host| {
+        h.ok("templates.get", json!({"id": "greeting"}))["usage_count"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = uses(&mut h);
+    let p = reserve_params("mv3-1", "mv3-ws", "hello");
+    let id = h.ok("send.reserve", p.clone())["send_id"].clone();
+    h.finish();
+    // a new background, a new port, a new host: the reservation is retried
+    let mut h = sb.host();
+    let r = h.ok("send.reserve", p.clone());
+    assert_eq!(
+        (r["send_id"].clone(), r["replayed"].clone()),
+        (id.clone(), json!(true))
+    );
+    h.begin_when_allowed(&id, Duration::from_secs(5));
+    h.finish();
+    // the background died after go: a retried begin does not grant the slot again
+    let mut h = sb.host();
+    let r = h.call("send.begin", json!({"send_id": id}));
+    assert_eq!(r["error"]["code"], "conflict", "{r}");
+    assert_eq!(r["error"]["data"]["state"], "sending");
+    h.ok("send.done", json!({"send_id": id, "ok": true}));
+    h.ok("send.done", json!({"send_id": id, "ok": true}));
+    // and a reserve retried after done: the same send, already sent, nothing queued or counted
+    let r = h.ok("send.reserve", p);
+    assert_eq!(
+        (r["send_id"].clone(), r["state"].clone()),
+        (id, json!("sent"))
+    );
+    assert_eq!(uses(&mut h), before + 1);
+    let rows = h.ok("history.list", json!({"workspace": "mv3-ws"}))["rows"].clone();
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    h.finish();
+}

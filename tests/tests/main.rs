@@ -1,0 +1,8 @@
+//! Integration tests against the real `quiver` binary (see `tests/lib.rs` for the harness).
+
+mod cli;
+mod daemon;
+mod faults;
+mod host;
+mod library;
+mod send;
