@@ -1,0 +1,297 @@
+// Unit tests of webext/background.js in Node, with a fake WebExtension API and a fake native host.
+// Run: node --test extension/tests/
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import vm from 'node:vm';
+import path from 'node:path';
+import { webcrypto } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+
+const SOURCE = fs.readFileSync(
+  path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'webext', 'background.js'),
+  'utf8',
+);
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+const event = () => {
+  const fns = [];
+  return { addListener: (f) => fns.push(f), fire: (...a) => fns.forEach((f) => f(...a)) };
+};
+
+function fakePort(name, sender) {
+  return {
+    name,
+    sender,
+    sent: [],
+    onMessage: event(),
+    onDisconnect: event(),
+    postMessage(m) {
+      this.sent.push(structuredClone(m));
+    },
+    disconnect() {
+      this.disconnected = true;
+    },
+  };
+}
+
+/** Loads a fresh background with its own fake API; returns handles to drive it. */
+function load() {
+  const natives = [];
+  const store = {};
+  const api = {
+    runtime: {
+      id: 'ext',
+      getManifest: () => ({ version: '0.1.0' }),
+      getURL: (p) => `chrome-extension://ext/${p}`,
+      onConnect: event(),
+      onStartup: event(),
+      connectNative(name) {
+        assert.equal(name, 'dev.quiver.host');
+        const p = fakePort(name, {});
+        natives.push(p);
+        return p;
+      },
+    },
+    alarms: { create: async () => {}, clear: async () => {}, onAlarm: event() },
+    storage: {
+      local: {
+        get: async (k) => ({ [k]: store[k] }),
+        set: async (o) => Object.assign(store, structuredClone(o)),
+      },
+    },
+  };
+  const quiet = { info() {}, warn() {}, log() {}, error() {} };
+  // The background's timers must not keep the test process alive once the tests are done.
+  const unrefTimeout = (f, ms) => setTimeout(f, ms).unref();
+  const ctx = vm.createContext({ chrome: api, console: quiet, setTimeout: unrefTimeout, clearTimeout, crypto: webcrypto, URL, structuredClone });
+  vm.runInContext(SOURCE, ctx);
+  const bg = {
+    api,
+    store,
+    natives,
+    get native() {
+      return natives.at(-1);
+    },
+    eval: (code) => vm.runInContext(code, ctx),
+    /** Waits for the native port to carry a request for `method` not yet answered; returns it. */
+    async nextRequest(method, port = bg.native) {
+      return waitFor(() => port.sent.find((m) => m.method === method && !m.answered));
+    },
+    reply(req, result, port = bg.native) {
+      req.answered = true;
+      port.onMessage.fire({ id: req.id, result });
+    },
+    fail(req, code, message, port = bg.native) {
+      req.answered = true;
+      port.onMessage.fire({ id: req.id, error: { code, message } });
+    },
+    async up() {
+      const hello = await bg.nextRequest('hello');
+      assert.deepEqual(hello.params, { protocol: 1, client: 'quiver-extension/0.1.0' });
+      bg.reply(hello, { protocol: 1, daemon: '0.1.0', capabilities: [] });
+      await waitFor(() => bg.eval('status().state') === 'up');
+    },
+    connectFrames(token = webcrypto.randomUUID()) {
+      const cs = fakePort(`quiver-cs:${token}`, {
+        id: 'ext',
+        tab: { id: 4, url: 'http://127.0.0.1:8000/udesk/workspace.html' },
+        url: 'http://localhost:8000/udesk/assistant.html',
+        origin: 'http://localhost:8000',
+      });
+      const panel = fakePort(`quiver-panel:${token}`, {
+        id: 'ext',
+        tab: { id: 4, url: 'http://127.0.0.1:8000/udesk/workspace.html' },
+        url: `chrome-extension://ext/panel.html#${token}&platform=udesk`,
+      });
+      api.runtime.onConnect.fire(cs);
+      api.runtime.onConnect.fire(panel);
+      return { cs, panel, token };
+    },
+  };
+  return bg;
+}
+
+async function waitFor(fn, ms = 3000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out: ${fn}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+const states = (panel, key) => panel.sent.filter((m) => m.type === 'send-state' && m.key === key).map((m) => m.state);
+const sendMsg = (key, extra = {}) => ({
+  type: 'send', req: key, key, template_id: 'greeting', revision: 1, part_index: 0,
+  payload: '{"method":"sendMsg","type":"text","content":"Hi"}', post_as: 'string', platform: 'udesk', ...extra,
+});
+
+test('hello on connect; replies are matched by id, not order', async () => {
+  const bg = load();
+  await bg.up();
+  const a = bg.eval('request("a", {})');
+  const b = bg.eval('request("b", {})');
+  const [ra, rb] = bg.native.sent.slice(1);
+  bg.reply(rb, 'B');
+  bg.reply(ra, 'A');
+  assert.equal(await a, 'A');
+  assert.equal(await b, 'B');
+});
+
+test('protocol errors keep their code and message', async () => {
+  const bg = load();
+  await bg.up();
+  const p = bg.eval('request("send.begin", {send_id: 1})');
+  bg.fail(bg.native.sent[1], 'not_found', 'no send 1');
+  await assert.rejects(p, (e) => e.code === 'not_found' && e.message === 'no send 1');
+});
+
+test('chunked replies are joined, in any order, duplicates ignored', async () => {
+  const bg = load();
+  await bg.up();
+  const p = bg.eval('listAllTemplates()');
+  const req = await bg.nextRequest('templates.list');
+  const body = JSON.stringify({ id: req.id, result: { templates: [{ id: 'a', title: 'ü "q"\n' }], next_cursor: null } });
+  const pieces = [body.slice(0, 9), body.slice(9, 30), body.slice(30)];
+  req.answered = true;
+  for (const seq of [2, 0, 0, 1]) bg.native.onMessage.fire({ id: req.id, chunk: { seq, total: 3, data: pieces[seq] } });
+  assert.deepEqual(JSON.parse(JSON.stringify(await p)), [{ id: 'a', title: 'ü "q"\n' }]);
+
+  const q = bg.eval('request("templates.list", {})');
+  const r2 = await bg.nextRequest('templates.list');
+  bg.native.onMessage.fire({ id: r2.id, chunk: { seq: 3, total: 3, data: 'x' } });
+  await assert.rejects(q, (e) => e.code === 'internal' && /impossible/.test(e.message));
+});
+
+test('a dropped native port rejects pending requests and reconnects with backoff', async () => {
+  const bg = load();
+  await bg.up();
+  const p = bg.eval('request("x", {})');
+  bg.native.onDisconnect.fire({ error: { message: 'host exited' } });
+  await assert.rejects(p, (e) => e.code === 'host_disconnected');
+  assert.equal(bg.eval('status().state'), 'down');
+  assert.equal(bg.natives.length, 1);
+  await waitFor(() => bg.natives.length === 2, 2000); // 0.5 s
+  await bg.up();
+});
+
+test('daemon.down / daemon.up events drive the status the panels see', async () => {
+  const bg = load();
+  await bg.up();
+  const { panel } = bg.connectFrames();
+  bg.native.onMessage.fire({ event: 'daemon.down', data: { reason: 'socket closed' } });
+  bg.native.onMessage.fire({ event: 'daemon.up', data: { version: '0.2.0' } });
+  const seen = panel.sent.filter((m) => m.type === 'status').map((m) => m.status.state);
+  assert.deepEqual(seen, ['up', 'down', 'up']);
+  assert.equal(bg.eval('status().daemon'), '0.2.0');
+});
+
+test('send pipeline: reserve, queued, begin, post by the content script, done, sent', async () => {
+  const bg = load();
+  await bg.up();
+  const { cs, panel } = bg.connectFrames();
+  panel.onMessage.fire(sendMsg('k1'));
+  const reserve = await bg.nextRequest('send.reserve');
+  assert.match(reserve.params.idempotency_key, UUID);
+  assert.equal(reserve.params.workspace, 'http://127.0.0.1:8000', 'the top-level origin');
+  assert.equal(reserve.params.payload, '{"method":"sendMsg","type":"text","content":"Hi"}');
+  bg.reply(reserve, { send_id: 7, delay_ms: 40, state: 'queued' });
+  await waitFor(() => panel.sent.find((m) => m.type === 'send-state' && m.send_id === 7 && m.delay_ms !== null));
+  const begin1 = await bg.nextRequest('send.begin');
+  bg.reply(begin1, { go: false, delay_ms: 20 });
+  const begin2 = await bg.nextRequest('send.begin');
+  bg.reply(begin2, { go: true });
+  const post = await waitFor(() => cs.sent.find((m) => m.type === 'post'));
+  assert.deepEqual(post, { type: 'post', send_id: 7, wire: reserve.params.payload, post_as: 'string' });
+  assert.equal(bg.native.sent.some((m) => m.method === 'send.done'), false, 'done only after posted');
+  cs.onMessage.fire({ type: 'posted', send_id: 7, ok: true });
+  const done = await bg.nextRequest('send.done');
+  assert.deepEqual(done.params, { send_id: 7, ok: true });
+  bg.reply(done, { send_id: 7, state: 'sent' });
+  await waitFor(() => states(panel, 'k1').at(-1) === 'sent');
+  assert.deepEqual([...new Set(states(panel, 'k1'))], ['queued', 'sending', 'sent']);
+  assert.deepEqual(panel.sent.find((m) => m.type === 'reply' && m.req === 'k1').result, { key: 'k1' });
+});
+
+test('sends of one workspace go strictly one after another, in order', async () => {
+  const bg = load();
+  await bg.up();
+  const { cs, panel } = bg.connectFrames();
+  for (const k of ['a', 'b', 'c']) panel.onMessage.fire(sendMsg(k, { payload: `"${k}"` }));
+  for (let id = 1; id <= 3; id++) bg.reply(await bg.nextRequest('send.reserve'), { send_id: id, delay_ms: 0 });
+  const order = [];
+  for (let id = 1; id <= 3; id++) {
+    bg.reply(await bg.nextRequest('send.begin'), { go: true });
+    const post = await waitFor(() => cs.sent.find((m) => m.type === 'post' && m.send_id === id));
+    order.push(post.wire);
+    assert.equal(bg.native.sent.filter((m) => m.method === 'send.begin').length, id, 'no begin before the previous done');
+    cs.onMessage.fire({ type: 'posted', send_id: id, ok: true });
+    bg.reply(await bg.nextRequest('send.done'), { send_id: id, state: 'sent' });
+  }
+  assert.deepEqual(order, ['"a"', '"b"', '"c"']);
+});
+
+test('a native port drop mid-queue keeps the queue and reuses the idempotency key', async () => {
+  const bg = load();
+  await bg.up();
+  const { cs, panel } = bg.connectFrames();
+  panel.onMessage.fire(sendMsg('k'));
+  const first = await bg.nextRequest('send.reserve');
+  bg.native.onDisconnect.fire({}); // the reply never comes
+  await waitFor(() => bg.natives.length === 2, 2000);
+  await bg.up();
+  const again = await bg.nextRequest('send.reserve');
+  assert.equal(again.params.idempotency_key, first.params.idempotency_key);
+  bg.reply(again, { send_id: 3, delay_ms: 0 });
+  bg.reply(await bg.nextRequest('send.begin'), { go: true });
+  await waitFor(() => cs.sent.find((m) => m.type === 'post'));
+  cs.onMessage.fire({ type: 'posted', send_id: 3, ok: true });
+  bg.reply(await bg.nextRequest('send.done'), { send_id: 3, state: 'sent' });
+  await waitFor(() => states(panel, 'k').at(-1) === 'sent');
+});
+
+test('a refused reservation reaches the panel with code and message; later parts are cancelled', async () => {
+  const bg = load();
+  await bg.up();
+  const { panel } = bg.connectFrames();
+  panel.onMessage.fire(sendMsg('p0', { batch: 'B', part_index: 0 }));
+  panel.onMessage.fire(sendMsg('p1', { batch: 'B', part_index: 1 }));
+  bg.fail(await bg.nextRequest('send.reserve'), 'invalid_params', 'send.reserve: bad platform');
+  await waitFor(() => states(panel, 'p1').at(-1) === 'cancelled');
+  const failed = panel.sent.find((m) => m.type === 'send-state' && m.key === 'p0' && m.state === 'failed');
+  assert.deepEqual(failed.error, { code: 'invalid_params', message: 'send.reserve: bad platform' });
+  assert.equal(bg.native.sent.filter((m) => m.method === 'send.reserve').length, 1, 'p1 never reserved');
+});
+
+test('the agent can cancel a queued send; the daemon is told', async () => {
+  const bg = load();
+  await bg.up();
+  const { panel } = bg.connectFrames();
+  panel.onMessage.fire(sendMsg('k'));
+  bg.reply(await bg.nextRequest('send.reserve'), { send_id: 5, delay_ms: 60_000 });
+  await waitFor(() => states(panel, 'k').length && panel.sent.some((m) => m.send_id === 5));
+  panel.onMessage.fire({ type: 'cancel', req: 'c', key: 'k' });
+  const cancel = await bg.nextRequest('send.cancel');
+  assert.deepEqual(cancel.params, { send_id: 5 });
+  await waitFor(() => states(panel, 'k').at(-1) === 'cancelled');
+  assert.equal(bg.native.sent.some((m) => m.method === 'send.begin'), false);
+});
+
+test('ports: bad names, a second panel and a panel from another tab are refused', async () => {
+  const bg = load();
+  const bad = fakePort('quiver-cs:not-a-token', { id: 'ext' });
+  bg.api.runtime.onConnect.fire(bad);
+  assert.equal(bad.disconnected, true);
+  const { token } = bg.connectFrames();
+  const second = fakePort(`quiver-panel:${token}`, { id: 'ext', tab: { id: 4 }, url: 'chrome-extension://ext/panel.html' });
+  bg.api.runtime.onConnect.fire(second);
+  assert.equal(second.disconnected, true);
+  const t2 = webcrypto.randomUUID();
+  const cs = fakePort(`quiver-cs:${t2}`, { id: 'ext', tab: { id: 1, url: 'http://127.0.0.1/' } });
+  const other = fakePort(`quiver-panel:${t2}`, { id: 'ext', tab: { id: 2 }, url: 'chrome-extension://ext/panel.html' });
+  bg.api.runtime.onConnect.fire(cs);
+  bg.api.runtime.onConnect.fire(other);
+  assert.equal(other.disconnected, true);
+});

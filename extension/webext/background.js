@@ -1,0 +1,1017 @@
+/*
+ * Quiver background: a Chromium service worker and a Firefox event page (classic script).
+ *
+ * - Keeps ONE native-messaging port to `quiver native-host` open, reconnecting with backoff.
+ * - Pairs each assistant frame's content script with the panel it injected (by token).
+ * - Runs the send pipeline: send.reserve -> wait -> send.begin -> content script posts -> send.done,
+ *   strictly first in, first out per workspace, surviving native-port drops and background restarts.
+ *
+ * Ports (runtime.connect):
+ *   "quiver-cs:<token>"    from a content script in an assistant frame
+ *     cs -> bg  {type:"posted", send_id, ok, error?}
+ *     bg -> cs  {type:"post", send_id, wire, post_as}
+ *   "quiver-panel:<token>" from the panel iframe that content script injected
+ *     panel -> bg  {type:"status", req}                 -> {type:"reply", req, result: Status}
+ *                  {type:"templates", req}              -> {type:"reply", req, result: {templates}}
+ *                  {type:"send", req?, key, batch?, template_id, revision, part_index, payload,
+ *                   post_as, platform}                  -> {type:"reply", req, result: {key}} then
+ *                                                          send-state events for `key`
+ *                  {type:"cancel", req?, key}           -> {type:"reply", req, result: {key, cancelled}}
+ *     bg -> panel  {type:"status", status: Status}      on connect and whenever it changes
+ *                  {type:"send-state", key, send_id, state, template_id, part_index,
+ *                   delay_ms?, error?: {code, message}}
+ *                  state: queued (delay_ms: ms until its slot, null while not yet reserved),
+ *                  sending, sent, failed, cancelled. On (re)connect the panel is sent the state
+ *                  of each of its sends still in the queue.
+ *     A failed request replies {type:"reply", req, error: {code, message}}: protocol error codes
+ *     from the daemon unchanged, plus these local ones:
+ *       host_unavailable   no native port (host not installed, not started yet, or restarting)
+ *       host_disconnected  the native port dropped before the reply came
+ *       timeout            no reply within the time limit
+ *       no_assistant_frame the panel's content script is not connected
+ *       bad_request        the panel sent a message this background does not understand
+ *     and in send-state errors: cancelled (with why), post_failed (the frame could not post).
+ *   A template's parts carry the same `batch`: when one part fails or is cancelled, the later
+ *   parts of that batch are cancelled (a template never arrives with a hole in it).
+ *   Status = {state: "up"|"down", host: "connected"|"connecting"|"disconnected",
+ *             reason: string|null, daemon: string|null}
+ */
+'use strict';
+
+const api = globalThis.browser ?? globalThis.chrome;
+
+const HOST_NAME = 'dev.quiver.host';
+const PROTOCOL = 1;
+const CLIENT = `quiver-extension/${api.runtime.getManifest().version}`;
+const BACKOFF_MIN_MS = 500;
+const BACKOFF_MAX_MS = 30_000;
+const REQUEST_TIMEOUT_MS = 15_000;
+const POST_TIMEOUT_MS = 10_000;
+/**
+ * How long sends wait for their assistant frame to (re)connect, counted from when it went away
+ * (or from start-up for restored sends), before they are cancelled.
+ */
+const CS_GRACE_MS = 3_000;
+const RECONNECT_ALARM = 'quiver-reconnect';
+/** Wakes a suspended background while sends are queued, so they resume or get cleaned up. */
+const QUEUE_ALARM = 'quiver-queue';
+const QUEUE_STORE_KEY = 'quiver.sendQueue.v1';
+const TEMPLATE_PAGE = 500;
+/** Errors after which a step is retried once the daemon is reachable again. */
+const RECOVERABLE = new Set(['host_unavailable', 'host_disconnected', 'daemon_unavailable', 'timeout']);
+const TOKEN_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+const log = {
+  info: (...a) => console.info('[quiver]', ...a),
+  warn: (...a) => console.warn('[quiver]', ...a),
+};
+
+class ProtocolError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.code = code;
+  }
+}
+
+const errorBody = (e) => ({
+  code: typeof e?.code === 'string' ? e.code : 'internal',
+  message: String(e?.message ?? e),
+});
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+
+/** Swallows the promise (or value) an extension API may or may not return. */
+function quietly(fn) {
+  try {
+    const r = fn();
+    if (r && typeof r.catch === 'function') r.catch((e) => log.warn(e));
+  } catch (e) {
+    log.warn(e);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Native connection
+
+const native = {
+  port: null,
+  host: 'disconnected', // 'connecting' until the host says something, then 'connected'
+  daemonUp: false,
+  daemon: null,
+  reason: 'not connected yet',
+  backoff: BACKOFF_MIN_MS,
+  timer: null,
+  nextId: 1,
+  pending: new Map(), // id -> {resolve, reject, timer}
+  chunks: new Map(), // id -> {total, parts: [], got, bytes}: chunked replies being joined
+  upWaiters: [],
+};
+
+/** Limits of chunked replies (as quiver_shared::proto::Reassembler). */
+const MAX_CHUNKS = 4096;
+const MAX_REASSEMBLED = 64 * 1024 * 1024;
+
+function status() {
+  const up = Boolean(native.port) && native.daemonUp;
+  return {
+    state: up ? 'up' : 'down',
+    host: native.port ? native.host : 'disconnected',
+    reason: up ? null : native.reason,
+    daemon: native.daemon,
+  };
+}
+
+let lastStatusJson = '';
+function statusChanged() {
+  const s = status();
+  const json = JSON.stringify(s);
+  if (json === lastStatusJson) return;
+  lastStatusJson = json;
+  log.info('status', json);
+  for (const pair of pairs.values()) sendToPanel(pair, { type: 'status', status: s });
+  if (s.state === 'up') {
+    const waiters = native.upWaiters.splice(0);
+    for (const w of waiters) w();
+  }
+}
+
+/** Resolves when the daemon is reachable (now or later). */
+function waitForUp() {
+  if (status().state === 'up') return Promise.resolve();
+  return new Promise((resolve) => native.upWaiters.push(resolve));
+}
+
+function connectNative() {
+  if (native.port) return;
+  clearTimeout(native.timer);
+  native.timer = null;
+  let port;
+  try {
+    port = api.runtime.connectNative(HOST_NAME);
+  } catch (e) {
+    nativeGone(null, `connectNative failed: ${e?.message ?? e}`);
+    return;
+  }
+  native.port = port;
+  native.host = 'connecting';
+  native.daemonUp = false;
+  port.onMessage.addListener((msg) => onNativeMessage(port, msg));
+  port.onDisconnect.addListener((p) => {
+    const why = api.runtime.lastError?.message ?? p?.error?.message ?? 'the native host exited';
+    nativeGone(port, why);
+  });
+  statusChanged();
+  request('hello', { protocol: PROTOCOL, client: CLIENT }).then(
+    (r) => {
+      if (native.port !== port) return;
+      if (r?.protocol !== PROTOCOL) {
+        native.reason = `protocol mismatch: daemon speaks ${r?.protocol}, extension speaks ${PROTOCOL}`;
+        native.daemonUp = false;
+      } else {
+        native.daemonUp = true;
+        native.daemon = typeof r.daemon === 'string' ? r.daemon : null;
+        native.reason = null;
+      }
+      statusChanged();
+    },
+    (e) => {
+      if (native.port !== port) return;
+      native.daemonUp = false;
+      native.reason = `${e.code}: ${e.message}`;
+      statusChanged();
+    },
+  );
+}
+
+function nativeGone(port, why) {
+  if (port && native.port !== port) return; // an old port
+  native.port = null;
+  native.host = 'disconnected';
+  native.daemonUp = false;
+  native.reason = why;
+  const pending = [...native.pending.values()];
+  native.pending.clear();
+  native.chunks.clear();
+  for (const p of pending) {
+    clearTimeout(p.timer);
+    p.reject(new ProtocolError('host_disconnected', `native host disconnected: ${why}`));
+  }
+  log.warn('native port closed:', why, `(retry in ${native.backoff} ms)`);
+  statusChanged();
+  scheduleReconnect();
+}
+
+function scheduleReconnect() {
+  clearTimeout(native.timer);
+  const delay = native.backoff;
+  native.backoff = Math.min(native.backoff * 2, BACKOFF_MAX_MS);
+  native.timer = setTimeout(() => {
+    native.timer = null;
+    connectNative();
+  }, delay);
+  // Safety net: if this background is suspended before the timer fires, the alarm wakes it
+  // (top-level code then connects) and retries every 30 s while the host stays away.
+  quietly(() => api.alarms.create(RECONNECT_ALARM, { delayInMinutes: 0.5, periodInMinutes: 0.5 }));
+}
+
+function hostAlive(port) {
+  if (native.port !== port || native.host === 'connected') return;
+  native.host = 'connected';
+  native.backoff = BACKOFF_MIN_MS;
+  quietly(() => api.alarms.clear(RECONNECT_ALARM));
+}
+
+function onNativeMessage(port, msg) {
+  if (native.port !== port) return;
+  hostAlive(port);
+  if (!msg || typeof msg !== 'object') {
+    log.warn('ignoring a native message that is not an object', msg);
+    return;
+  }
+  if (typeof msg.event === 'string') {
+    onNativeEvent(msg.event, msg.data ?? {});
+    return;
+  }
+  if (msg.id === null || msg.id === undefined) {
+    log.warn('native error without id', msg.error ?? msg);
+    return;
+  }
+  if (msg.chunk !== undefined) {
+    const whole = joinChunk(msg);
+    if (whole) onNativeMessage(port, whole);
+    return;
+  }
+  const p = native.pending.get(msg.id);
+  if (!p) {
+    log.warn('reply for an unknown or timed-out request', msg.id);
+    return;
+  }
+  native.pending.delete(msg.id);
+  clearTimeout(p.timer);
+  if (msg.error) {
+    p.reject(new ProtocolError(String(msg.error.code ?? 'internal'), String(msg.error.message ?? '')));
+  } else {
+    p.resolve(msg.result);
+  }
+}
+
+/**
+ * Collects one piece of a reply too large for one native message
+ * (`{"id", "chunk": {"seq", "total", "data"}}`, pieces in `seq` order concatenate to the reply's
+ * JSON text). Returns the whole reply once its last piece is in, else null.
+ */
+function joinChunk(msg) {
+  const { id } = msg;
+  if (!native.pending.has(id)) return null; // a reply nobody waits for (timed out): drop it
+  const { seq, total, data } = msg.chunk ?? {};
+  const fail = (why) => {
+    native.chunks.delete(id);
+    const p = native.pending.get(id);
+    log.warn(`chunked reply to ${id}: ${why}`);
+    return p ? { id, error: { code: 'internal', message: `chunked reply: ${why}` } } : null;
+  };
+  if (!Number.isInteger(seq) || !Number.isInteger(total) || typeof data !== 'string') {
+    return fail('malformed chunk');
+  }
+  if (total < 1 || total > MAX_CHUNKS || seq < 0 || seq >= total) {
+    return fail(`chunk ${seq} of ${total} is impossible`);
+  }
+  let c = native.chunks.get(id);
+  if (!c) {
+    c = { total, parts: new Array(total), got: 0, bytes: 0 };
+    native.chunks.set(id, c);
+  }
+  if (c.total !== total) return fail('chunks of one reply disagree on `total`');
+  if (c.parts[seq] === undefined) {
+    c.parts[seq] = data;
+    c.got += 1;
+    c.bytes += data.length;
+  }
+  if (c.bytes > MAX_REASSEMBLED) return fail(`reply larger than ${MAX_REASSEMBLED} bytes`);
+  if (c.got < c.total) return null;
+  native.chunks.delete(id);
+  let whole;
+  try {
+    whole = JSON.parse(c.parts.join(''));
+  } catch (e) {
+    return fail(`the joined reply is not JSON: ${e.message}`);
+  }
+  if (!whole || typeof whole !== 'object' || whole.chunk !== undefined || whole.id !== id) {
+    return fail('the joined reply is not a reply to this request');
+  }
+  return whole;
+}
+
+function onNativeEvent(name, data) {
+  if (name === 'daemon.up') {
+    native.daemonUp = true;
+    native.reason = null;
+    if (typeof data.version === 'string') native.daemon = data.version;
+  } else if (name === 'daemon.down') {
+    native.daemonUp = false;
+    native.reason = `daemon down: ${data.reason ?? 'unknown reason'}`;
+  } else {
+    log.info('ignoring native event', name);
+    return;
+  }
+  statusChanged();
+}
+
+/** Sends one request to the daemon; the reply is matched by id. */
+function request(method, params, timeoutMs = REQUEST_TIMEOUT_MS) {
+  const port = native.port;
+  if (!port) {
+    return Promise.reject(
+      new ProtocolError('host_unavailable', `the native host is not connected (${native.reason})`),
+    );
+  }
+  const id = native.nextId++;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      native.pending.delete(id);
+      native.chunks.delete(id);
+      reject(new ProtocolError('timeout', `${method}: no reply within ${timeoutMs} ms`));
+    }, timeoutMs);
+    native.pending.set(id, { resolve, reject, timer });
+    try {
+      port.postMessage({ id, method, params });
+    } catch (e) {
+      native.pending.delete(id);
+      clearTimeout(timer);
+      reject(new ProtocolError('host_disconnected', `${method}: ${e?.message ?? e}`));
+    }
+  });
+}
+
+/**
+ * Like request(), but waits out daemon/host outages and retries (only for idempotent steps).
+ * Gives up with `undefined` when `wanted(maybeSent)` turns false; `maybeSent` says whether an
+ * earlier attempt may have reached the daemon (its reply was lost).
+ */
+async function requestRetrying(method, params, wanted = () => true) {
+  let pause = 250;
+  let maybeSent = false;
+  for (;;) {
+    if (!wanted(maybeSent)) return undefined;
+    try {
+      return await request(method, params);
+    } catch (e) {
+      if (!RECOVERABLE.has(e.code)) throw e;
+      if (e.code === 'host_disconnected' || e.code === 'timeout') maybeSent = true;
+      log.warn(`${method} will be retried:`, e.code, e.message);
+      // The host may still look up while it cannot reach the daemon: never spin.
+      await Promise.all([waitForUp(), sleep(pause)]);
+      pause = Math.min(pause * 2, 5_000);
+    }
+  }
+}
+
+async function listAllTemplates() {
+  const templates = [];
+  let cursor = null;
+  for (let page = 0; page < 10_000; page++) {
+    const params = { limit: TEMPLATE_PAGE };
+    if (cursor) params.cursor = cursor;
+    const r = await request('templates.list', params);
+    templates.push(...(r?.templates ?? []));
+    cursor = r?.next_cursor ?? null;
+    if (!cursor) return templates;
+  }
+  throw new ProtocolError('internal', 'templates.list never reached the last page');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pairing content scripts with panels
+
+/**
+ * token -> {token, cs, panel, tabId, workspace, csLostAt, postWaiters: Map(send_id -> resolve),
+ *           csWaiters}
+ */
+const pairs = new Map();
+
+function pairFor(token) {
+  let pair = pairs.get(token);
+  if (!pair) {
+    pair = {
+      token,
+      cs: null,
+      panel: null,
+      tabId: undefined,
+      workspace: null,
+      csLostAt: Date.now(),
+      postWaiters: new Map(),
+      csWaiters: [],
+    };
+    pairs.set(token, pair);
+  }
+  return pair;
+}
+
+function dropPairIfIdle(pair) {
+  if (pair.cs || pair.panel) return;
+  for (const q of queues.values()) if (q.items.some((i) => i.token === pair.token)) return;
+  pairs.delete(pair.token);
+}
+
+function originOf(url) {
+  try {
+    const o = new URL(url).origin;
+    return o && o !== 'null' ? o : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The workspace a frame belongs to: the tab's top-level origin, else the frame's own origin. */
+function workspaceOf(sender) {
+  return (
+    originOf(sender.tab?.url) ??
+    (sender.origin && sender.origin !== 'null' ? sender.origin : null) ??
+    originOf(sender.url) ??
+    'unknown'
+  );
+}
+
+function sendToPanel(pair, msg) {
+  if (!pair.panel) return;
+  try {
+    pair.panel.postMessage(msg);
+  } catch (e) {
+    log.warn('panel post failed', e);
+  }
+}
+
+function sameTab(a, b) {
+  return a === undefined || b === undefined || a === b;
+}
+
+function onConnect(port) {
+  const name = port.name ?? '';
+  const sender = port.sender ?? {};
+  if (sender.id !== undefined && sender.id !== api.runtime.id) {
+    port.disconnect();
+    return;
+  }
+  const sep = name.indexOf(':');
+  const kind = name.slice(0, sep);
+  const token = name.slice(sep + 1);
+  if (sep < 0 || !TOKEN_RE.test(token)) {
+    log.warn('refusing port', name);
+    port.disconnect();
+    return;
+  }
+  if (kind === 'quiver-cs') connectContentScript(port, token, sender);
+  else if (kind === 'quiver-panel') connectPanel(port, token, sender);
+  else {
+    log.warn('refusing port', name);
+    port.disconnect();
+  }
+}
+
+function connectContentScript(port, token, sender) {
+  const pair = pairFor(token);
+  const tabId = sender.tab?.id;
+  if (pair.cs || (pair.panel && !sameTab(pair.tabId, tabId))) {
+    log.warn('refusing a second content script or one from another tab for a token');
+    port.disconnect();
+    return;
+  }
+  pair.cs = port;
+  pair.tabId = tabId ?? pair.tabId;
+  pair.workspace = workspaceOf(sender);
+  port.onMessage.addListener((msg) => {
+    if (msg?.type === 'posted') {
+      const resolve = pair.postWaiters.get(msg.send_id);
+      if (resolve) {
+        pair.postWaiters.delete(msg.send_id);
+        resolve({ ok: msg.ok === true, error: msg.ok === true ? null : String(msg.error ?? 'post failed') });
+      }
+    }
+  });
+  port.onDisconnect.addListener(() => {
+    if (pair.cs !== port) return;
+    pair.cs = null;
+    pair.csLostAt = Date.now();
+    const waiters = [...pair.postWaiters.values()];
+    pair.postWaiters.clear();
+    for (const w of waiters) w({ ok: false, error: 'the assistant frame went away while posting', unknown: true });
+    dropPairIfIdle(pair);
+  });
+  const waiters = pair.csWaiters.splice(0);
+  for (const w of waiters) w();
+  for (const q of queues.values()) notify(q);
+}
+
+function connectPanel(port, token, sender) {
+  const pair = pairFor(token);
+  const tabId = sender.tab?.id;
+  const panelUrl = api.runtime.getURL('panel.html');
+  if (sender.url && !sender.url.startsWith(panelUrl)) {
+    log.warn('refusing a panel port from', sender.url);
+    port.disconnect();
+    return;
+  }
+  if (pair.panel || !sameTab(pair.tabId, tabId)) {
+    log.warn('refusing a second panel or one from another tab for a token');
+    port.disconnect();
+    return;
+  }
+  pair.panel = port;
+  pair.tabId = pair.tabId ?? tabId;
+  pair.intake = Promise.resolve();
+  port.onMessage.addListener((msg) => onPanelMessage(pair, port, msg));
+  port.onDisconnect.addListener(() => {
+    if (pair.panel !== port) return;
+    pair.panel = null;
+    dropPairIfIdle(pair);
+  });
+  sendToPanel(pair, { type: 'status', status: status() });
+  ready.then(() => {
+    for (const q of queues.values()) {
+      for (const item of q.items) if (item.token === token) emitState(item);
+    }
+  });
+}
+
+/** Resolves true once the pair's content script is connected, false when its grace runs out. */
+function waitForCs(pair) {
+  if (pair.cs) return Promise.resolve(true);
+  const ms = pair.csLostAt + CS_GRACE_MS - Date.now();
+  if (ms <= 0) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const done = (v) => {
+      clearTimeout(timer);
+      const i = pair.csWaiters.indexOf(onCs);
+      if (i >= 0) pair.csWaiters.splice(i, 1);
+      resolve(v);
+    };
+    const onCs = () => done(true);
+    const timer = setTimeout(() => done(Boolean(pair.cs)), ms);
+    pair.csWaiters.push(onCs);
+  });
+}
+
+function onPanelMessage(pair, port, msg) {
+  if (pair.panel !== port) return;
+  const req = msg?.req;
+  const reply = (result) => req !== undefined && sendToPanel(pair, { type: 'reply', req, result });
+  const fail = (e) => req !== undefined && sendToPanel(pair, { type: 'reply', req, error: errorBody(e) });
+  switch (msg?.type) {
+    case 'status':
+      reply(status());
+      break;
+    case 'templates':
+      listAllTemplates().then((templates) => reply({ templates }), fail);
+      break;
+    case 'send': {
+      const bad = checkSend(msg);
+      if (bad) {
+        fail(new ProtocolError('bad_request', bad));
+        break;
+      }
+      // One intake chain per panel keeps its sends in the order they were asked for.
+      pair.intake = pair.intake.then(() => acceptSend(pair, msg)).then(reply, fail);
+      break;
+    }
+    case 'cancel':
+      ready.then(() => reply({ key: msg.key, cancelled: cancelByKey(pair.token, msg.key) }), fail);
+      break;
+    default:
+      fail(new ProtocolError('bad_request', `unknown panel message type ${JSON.stringify(msg?.type)}`));
+  }
+}
+
+function checkSend(m) {
+  const str = (v) => typeof v === 'string' && v.length > 0;
+  const uint = (v) => Number.isInteger(v) && v >= 0;
+  if (!str(m.key)) return 'send: `key` must be a non-empty string';
+  if (!str(m.template_id)) return 'send: `template_id` must be a non-empty string';
+  if (!uint(m.revision)) return 'send: `revision` must be a non-negative integer';
+  if (!uint(m.part_index)) return 'send: `part_index` must be a non-negative integer';
+  if (!str(m.payload)) return 'send: `payload` must be a non-empty string';
+  if (m.post_as !== 'string' && m.post_as !== 'object') return 'send: `post_as` must be "string" or "object"';
+  if (!str(m.platform)) return 'send: `platform` must be a non-empty string';
+  if (m.post_as === 'object') {
+    try {
+      JSON.parse(m.payload);
+    } catch {
+      return 'send: `payload` must be JSON text when `post_as` is "object"';
+    }
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The send queue: one FIFO per workspace, persisted in storage.local so that neither a restart of
+// the background nor of the browser loses track of a reserved send: after a background restart the
+// frames reconnect (same tokens) and the queue resumes; after a browser restart no frame comes back
+// and the leftovers are cancelled in the daemon (never posted) once the grace has passed.
+//
+// Item stages: new -> reserved -> begun -> posting -> posted -> sent|failed|cancelled.
+// "posting" survives a restart only as "outcome unknown" (reported failed), never as a re-post.
+
+/** workspace -> {workspace, items: [], reserving, running, wake: [resolve]} */
+const queues = new Map();
+const FINAL = new Set(['sent', 'failed', 'cancelled']);
+
+function queueFor(workspace) {
+  let q = queues.get(workspace);
+  if (!q) {
+    q = { workspace, items: [], reserving: false, reservingItem: null, running: false, wake: [] };
+    queues.set(workspace, q);
+  }
+  return q;
+}
+
+function notify(q) {
+  const wake = q.wake.splice(0);
+  for (const w of wake) w();
+}
+
+/** Waits until the queue changes, or `ms` passes (if given). */
+function waitChange(q, ms) {
+  return new Promise((resolve) => {
+    let timer = null;
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    if (ms !== undefined) timer = setTimeout(done, Math.max(0, ms));
+    q.wake.push(done);
+  });
+}
+
+let persistTimer = null;
+function persist() {
+  if (persistTimer !== null) return;
+  persistTimer = setTimeout(() => {
+    persistTimer = null;
+    const items = [];
+    for (const q of queues.values()) for (const i of q.items) if (!FINAL.has(i.stage)) items.push(i);
+    quietly(() => api.storage.local.set({ [QUEUE_STORE_KEY]: items }));
+    if (items.length && !queueAlarm) {
+      queueAlarm = true;
+      quietly(() => api.alarms.create(QUEUE_ALARM, { delayInMinutes: 0.5, periodInMinutes: 0.5 }));
+    } else if (!items.length && queueAlarm) {
+      queueAlarm = false;
+      quietly(() => api.alarms.clear(QUEUE_ALARM));
+    }
+  }, 0);
+}
+let queueAlarm = true; // unknown at start-up: the first persist() clears it if nothing is queued
+
+async function restore() {
+  let items = [];
+  try {
+    const got = await api.storage.local.get(QUEUE_STORE_KEY);
+    items = Array.isArray(got?.[QUEUE_STORE_KEY]) ? got[QUEUE_STORE_KEY] : [];
+  } catch (e) {
+    log.warn('could not read the saved send queue', e);
+  }
+  for (const item of items) {
+    if (!item || FINAL.has(item.stage)) continue;
+    if (item.stage === 'begun') {
+      // Begun but not handed to the frame before the restart: report it, never post late.
+      item.stage = 'posted';
+      item.result = { ok: false, error: 'not posted: the extension restarted before posting' };
+    } else if (item.stage === 'new') {
+      item.maybeReserved = true; // its reserve may have reached the daemon before the restart
+    } else if (item.stage === 'posting') {
+      item.stage = 'posted';
+      item.result = { ok: false, error: 'outcome unknown: the extension restarted while posting' };
+    }
+    pairFor(item.token);
+    queueFor(item.workspace).items.push(item);
+  }
+  if (items.length) log.info(`resuming ${items.length} queued send(s)`);
+  for (const q of queues.values()) kick(q);
+  persist();
+}
+
+function kick(q) {
+  notify(q);
+  reserveLoop(q);
+  runLoop(q);
+}
+
+async function acceptSend(pair, msg) {
+  await ready;
+  if (!(await waitForCs(pair))) {
+    throw new ProtocolError('no_assistant_frame', 'the assistant frame of this panel is not connected');
+  }
+  const item = {
+    idempotency_key: crypto.randomUUID(),
+    key: msg.key,
+    batch: typeof msg.batch === 'string' ? msg.batch : msg.key,
+    token: pair.token,
+    workspace: pair.workspace,
+    platform: msg.platform,
+    template_id: msg.template_id,
+    revision: msg.revision,
+    part_index: msg.part_index,
+    payload: msg.payload,
+    post_as: msg.post_as,
+    send_id: null,
+    stage: 'new',
+    delay_ms: null,
+    due_at: null,
+    result: null,
+    error: null,
+    maybeReserved: false,
+  };
+  const q = queueFor(item.workspace);
+  q.items.push(item);
+  persist();
+  emitState(item);
+  kick(q);
+  return { key: item.key };
+}
+
+function publicState(item) {
+  if (FINAL.has(item.stage)) return item.stage;
+  return item.stage === 'new' || item.stage === 'reserved' ? 'queued' : 'sending';
+}
+
+function emitState(item) {
+  const pair = pairs.get(item.token);
+  if (!pair) return;
+  const state = publicState(item);
+  const msg = {
+    type: 'send-state',
+    key: item.key,
+    send_id: item.send_id,
+    state,
+    template_id: item.template_id,
+    part_index: item.part_index,
+  };
+  if (state === 'queued') msg.delay_ms = item.due_at === null ? null : Math.max(0, item.due_at - Date.now());
+  if (item.error) msg.error = item.error;
+  sendToPanel(pair, msg);
+}
+
+function finish(q, item, stage, error) {
+  if (FINAL.has(item.stage)) return;
+  item.stage = stage;
+  if (error) item.error = errorBody(error);
+  emitState(item);
+  persist();
+  if (stage !== 'sent') cancelRestOfBatch(q, item);
+  notify(q);
+}
+
+/** A part that did not go out stops the template's later parts: they would read out of order. */
+function cancelRestOfBatch(q, item) {
+  const at = q.items.indexOf(item);
+  for (const other of q.items.slice(at + 1)) {
+    if (other.batch === item.batch && other.token === item.token && !FINAL.has(other.stage)) {
+      requestCancel(q, other, `an earlier part of this template was ${item.stage}`);
+    }
+  }
+}
+
+function requestCancel(q, item, why) {
+  if (FINAL.has(item.stage)) return false;
+  if (item.stage === 'new' || item.stage === 'reserved') {
+    const wasNew = item.stage === 'new';
+    finish(q, item, 'cancelled', new ProtocolError('cancelled', why));
+    if (item.send_id !== null) cancelRemote(item.send_id);
+    else if (wasNew && item.maybeReserved && q.reservingItem !== item) cancelLostReservation(item);
+    // (A new item the reserve loop is working on is cancelled there when its reply comes.)
+    return true;
+  }
+  return false; // already being posted: too late
+}
+
+function cancelByKey(token, key) {
+  for (const q of queues.values()) {
+    const item = q.items.find((i) => i.token === token && i.key === key);
+    if (item) return requestCancel(q, item, 'cancelled by the agent');
+  }
+  return false;
+}
+
+/** A restored send may have been reserved before the restart: find it (same key) and cancel it. */
+async function cancelLostReservation(item) {
+  try {
+    const r = await requestRetrying('send.reserve', reserveParams(item));
+    if (r?.send_id !== undefined) await cancelRemote(r.send_id);
+  } catch (e) {
+    log.info('cancelling a lost reservation', e.code, e.message);
+  }
+}
+
+async function cancelRemote(sendId) {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      await request('send.cancel', { send_id: sendId });
+      return;
+    } catch (e) {
+      if (!RECOVERABLE.has(e.code)) {
+        log.info('send.cancel', sendId, e.code, e.message);
+        return;
+      }
+      await Promise.all([waitForUp(), sleep(1_000)]);
+    }
+  }
+}
+
+function reserveParams(item) {
+  return {
+    idempotency_key: item.idempotency_key,
+    platform: item.platform,
+    workspace: item.workspace,
+    conversation: null,
+    customer: null,
+    template_id: item.template_id,
+    revision: item.revision,
+    part_index: item.part_index,
+    payload: item.payload,
+  };
+}
+
+/** Reserves every new item in order, as soon as it is queued, so the daemon sees the whole queue. */
+async function reserveLoop(q) {
+  if (q.reserving) return;
+  q.reserving = true;
+  try {
+    for (;;) {
+      const item = q.items.find((i) => i.stage === 'new');
+      if (!item) break;
+      const pair = pairs.get(item.token);
+      if (!pair || (!pair.cs && pair.csLostAt + CS_GRACE_MS <= Date.now())) {
+        requestCancel(q, item, 'the assistant frame is gone');
+        continue;
+      }
+      q.reservingItem = item;
+      let r;
+      try {
+        // Keep going for a cancelled send whose reservation may exist, to cancel it there too.
+        r = await requestRetrying('send.reserve', reserveParams(item), (maybeSent) => {
+          if (maybeSent) item.maybeReserved = true;
+          return item.stage === 'new' || item.maybeReserved;
+        });
+      } catch (e) {
+        finish(q, item, 'failed', e);
+        continue;
+      }
+      if (item.stage !== 'new') {
+        // Cancelled while the reservation was on its way: cancel it in the daemon too. (If no
+        // attempt could have reached the daemon, the retry stopped and no send exists.)
+        if (FINAL.has(item.stage) && r?.send_id !== undefined) cancelRemote(r.send_id);
+        continue;
+      }
+      item.send_id = r.send_id;
+      item.delay_ms = Number(r.delay_ms) || 0;
+      item.due_at = Date.now() + item.delay_ms;
+      item.stage = 'reserved';
+      emitState(item);
+      persist();
+      notify(q);
+    }
+  } catch (e) {
+    log.warn('reserve loop', e);
+  } finally {
+    q.reserving = false;
+    q.reservingItem = null;
+  }
+}
+
+/** Runs the head of the queue, one send at a time. */
+async function runLoop(q) {
+  if (q.running) return;
+  q.running = true;
+  try {
+    while (q.items.length) {
+      const item = q.items[0];
+      if (FINAL.has(item.stage)) {
+        q.items.shift();
+        persist();
+        const pair = pairs.get(item.token);
+        if (pair) dropPairIfIdle(pair);
+        continue;
+      }
+      if (item.stage === 'new') {
+        await waitChange(q);
+        continue;
+      }
+      try {
+        await runItem(q, item);
+      } catch (e) {
+        log.warn('send failed unexpectedly', e);
+        finish(q, item, 'failed', e);
+      }
+    }
+    queues.delete(q.workspace);
+  } finally {
+    q.running = false;
+  }
+}
+
+async function runItem(q, item) {
+  const pair = pairFor(item.token);
+  // 1. Wait for the slot, then ask for it.
+  let beginPause = 250;
+  while (item.stage === 'reserved') {
+    const wait = item.due_at - Date.now();
+    if (wait > 0) {
+      await waitChange(q, wait);
+      continue; // re-check: cancelled? still waiting?
+    }
+    if (!(await waitForCs(pair))) {
+      requestCancel(q, item, 'the assistant frame is gone');
+      return;
+    }
+    if (item.stage !== 'reserved') return;
+    let r;
+    try {
+      r = await request('send.begin', { send_id: item.send_id });
+      beginPause = 250;
+    } catch (e) {
+      if (RECOVERABLE.has(e.code)) {
+        await Promise.all([waitForUp(), sleep(beginPause)]);
+        beginPause = Math.min(beginPause * 2, 5_000);
+        continue;
+      }
+      finish(q, item, 'failed', e);
+      return;
+    }
+    if (item.stage !== 'reserved') {
+      // Cancelled while asking. If the slot was granted, hand it back.
+      if (r?.go) await reportDone(item.send_id, { ok: false, error: 'cancelled before posting' });
+      return;
+    }
+    if (r?.go) {
+      item.stage = 'begun';
+    } else {
+      item.delay_ms = Number(r?.delay_ms) || 0;
+      item.due_at = Date.now() + item.delay_ms;
+    }
+    emitState(item);
+    persist();
+  }
+  // 2. Hand the payload to the assistant frame.
+  if (item.stage === 'begun') {
+    item.stage = 'posting';
+    persist();
+    item.result = await postViaContentScript(pair, item);
+    item.stage = 'posted';
+    persist();
+  }
+  // 3. Report the outcome; the daemon measures the interval from here.
+  if (item.stage === 'posted') {
+    const result = item.result ?? { ok: false, error: 'no result' };
+    let err = null;
+    try {
+      await reportDone(item.send_id, result);
+    } catch (e) {
+      err = e;
+      log.warn('send.done', item.send_id, e.code, e.message);
+    }
+    if (result.ok) finish(q, item, 'sent', null);
+    else finish(q, item, 'failed', new ProtocolError('post_failed', result.error));
+    if (err && result.ok) log.warn('sent, but the daemon did not record it:', err.message);
+  }
+}
+
+function reportDone(sendId, result) {
+  const params = { send_id: sendId, ok: result.ok };
+  if (!result.ok) params.error = result.error;
+  return requestRetrying('send.done', params);
+}
+
+function postViaContentScript(pair, item) {
+  const cs = pair.cs;
+  if (!cs) return Promise.resolve({ ok: false, error: 'the assistant frame is gone' });
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      pair.postWaiters.delete(item.send_id);
+      resolve({ ok: false, error: `no answer from the assistant frame within ${POST_TIMEOUT_MS} ms` });
+    }, POST_TIMEOUT_MS);
+    pair.postWaiters.set(item.send_id, (r) => {
+      clearTimeout(timer);
+      resolve(r);
+    });
+    try {
+      cs.postMessage({ type: 'post', send_id: item.send_id, wire: item.payload, post_as: item.post_as });
+    } catch (e) {
+      pair.postWaiters.delete(item.send_id);
+      clearTimeout(timer);
+      resolve({ ok: false, error: `could not reach the assistant frame: ${e?.message ?? e}` });
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start-up. Listeners are registered synchronously (a service worker must do so to be woken).
+
+api.runtime.onConnect.addListener(onConnect);
+api.alarms.onAlarm.addListener((alarm) => {
+  // Being woken is the point; top-level code has already restored the queue and connected.
+  if (alarm.name === RECONNECT_ALARM && !native.port) connectNative();
+});
+// With this listener Chromium starts the background with the browser: the native host connects
+// before the agent opens a workspace, and sends left over from the last session are cleaned up.
+api.runtime.onStartup.addListener(() => {});
+
+const ready = restore();
+connectNative();
