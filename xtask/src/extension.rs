@@ -1,0 +1,158 @@
+//! `cargo xtask build-extension`: the wasm core and the WebExtension folder `target/extension/`.
+//!
+//! Two ways to build for wasm32-unknown-unknown (toolchain.md §1):
+//! - rustup with the `wasm32-unknown-unknown` target installed: a plain cargo build;
+//! - Debian's `rustc-web cargo-web rust-web-src lld` (Rust with the std source and `wasm-ld`):
+//!   `/usr/bin/cargo` with `-Zbuild-std`, for machines where rustup cannot download the target.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::deps::wasm_bindgen_bin;
+use crate::util::{self, output, run, strip_cargo_env, which, Result};
+
+pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
+pub const DEBIAN_WASM_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "lld"];
+const DEBIAN_CARGO: &str = "/usr/bin/cargo";
+const DEBIAN_RUST_SRC: &str = "/usr/lib/rustlib/src/rust";
+
+#[derive(Debug)]
+pub enum WasmRoute {
+    /// The active rustup toolchain has the wasm32 target.
+    Rustup,
+    /// Debian's Rust: `/usr/bin/cargo`, the std source, and this `wasm-ld` as linker.
+    Debian { linker: PathBuf },
+}
+
+/// Which way of building wasm this machine has, if any.
+pub fn wasm_route() -> Option<WasmRoute> {
+    if rustup_has_wasm_target() {
+        return Some(WasmRoute::Rustup);
+    }
+    if Path::new(DEBIAN_CARGO).exists() && Path::new(DEBIAN_RUST_SRC).is_dir() {
+        if let Some(linker) = find_wasm_ld() {
+            return Some(WasmRoute::Debian { linker });
+        }
+    }
+    None
+}
+
+fn rustup_has_wasm_target() -> bool {
+    if which("rustup").is_some() {
+        return output(Command::new("rustup").args(["target", "list", "--installed"]))
+            .is_some_and(|out| out.lines().any(|l| l.trim() == WASM_TARGET));
+    }
+    // No rustup: a rustc whose sysroot has the target's std (distribution packages, Nix...).
+    output(Command::new("rustc").args(["--print", "target-libdir", "--target", WASM_TARGET]))
+        .map(|dir| PathBuf::from(dir.trim()))
+        .and_then(|dir| std::fs::read_dir(dir).ok())
+        .is_some_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
+        })
+}
+
+/// `/usr/bin/wasm-ld-14` first (what Debian 12's lld provides), else any `wasm-ld*`.
+fn find_wasm_ld() -> Option<PathBuf> {
+    let preferred = PathBuf::from("/usr/bin/wasm-ld-14");
+    if preferred.exists() {
+        return Some(preferred);
+    }
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/bin")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("wasm-ld"))
+        })
+        .collect();
+    candidates.extend(
+        std::fs::read_dir("/usr/lib")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("llvm-"))
+            .map(|e| e.path().join("bin").join("wasm-ld"))
+            .filter(|p| p.exists()),
+    );
+    candidates.sort();
+    candidates.pop()
+}
+
+pub fn build_extension() -> Result {
+    let root = util::repo_root();
+    let wasm_dir = util::target_dir().join("wasm");
+    let route = wasm_route().ok_or_else(|| {
+        format!(
+            "cannot build for {WASM_TARGET}: install the target with `rustup target add {WASM_TARGET}`, \
+             or on Debian `apt-get install {}` (then `cargo xtask deps` does the rest)",
+            DEBIAN_WASM_PACKAGES.join(" ")
+        )
+    })?;
+    eprintln!("wasm route: {route:?}");
+    let mut cmd = match &route {
+        WasmRoute::Rustup => {
+            let mut cmd = util::cargo();
+            cmd.args(["build", "--release", "--target", WASM_TARGET]);
+            cmd
+        }
+        WasmRoute::Debian { linker } => {
+            let mut cmd = Command::new(DEBIAN_CARGO);
+            // /usr/bin/cargo must find /usr/bin/rustc, not the rustup proxy that the outer
+            // `cargo xtask` put first on PATH and into RUSTC/RUSTUP_TOOLCHAIN.
+            strip_cargo_env(&mut cmd);
+            let path = std::env::var("PATH").unwrap_or_default();
+            cmd.env("PATH", format!("/usr/bin:{path}"))
+                .env("RUSTC_BOOTSTRAP", "1")
+                .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", linker)
+                .args([
+                    "build",
+                    "--release",
+                    "--target",
+                    WASM_TARGET,
+                    "-Zbuild-std=std,panic_abort",
+                ]);
+            cmd
+        }
+    };
+    cmd.args(["-p", "quiver-extension", "--target-dir"])
+        .arg(&wasm_dir)
+        .current_dir(&root);
+    run(&mut cmd)?;
+
+    let wasm = wasm_dir
+        .join(WASM_TARGET)
+        .join("release")
+        .join("quiver_extension.wasm");
+    let out = util::target_dir().join("extension");
+    // Start from an empty folder so no file removed from extension/webext lingers.
+    if out.exists() {
+        std::fs::remove_dir_all(&out).map_err(|e| format!("removing {}: {e}", out.display()))?;
+    }
+    util::copy_dir(&root.join("extension").join("webext"), &out)?;
+
+    let bindgen = wasm_bindgen_bin(&root)?;
+    if !bindgen.exists() {
+        return Err(format!(
+            "{} is missing: run `cargo xtask deps`",
+            bindgen.display()
+        ));
+    }
+    run(Command::new(&bindgen)
+        .args(["--target", "no-modules", "--no-typescript", "--out-dir"])
+        .arg(out.join("pkg"))
+        .args(["--out-name", "quiver_core"])
+        .arg(&wasm))?;
+    let size = std::fs::metadata(out.join("pkg").join("quiver_core_bg.wasm"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    eprintln!(
+        "extension ready: {} (wasm core {} KB)",
+        out.display(),
+        size / 1024
+    );
+    Ok(())
+}
