@@ -5,7 +5,7 @@
 //! formats live in `quiver-shared`. The core runs only in extension pages (the panel), never in a
 //! content script (see ARCHITECTURE.md).
 
-use quiver_shared::{Context, Platform, Refusal, Template};
+use quiver_shared::{Context, Platform, Refusal, Target, Template};
 use wasm_bindgen::prelude::*;
 
 /// Error code for an argument the caller got wrong that is not a template problem
@@ -72,6 +72,40 @@ pub fn render_part_json(
     let ctx = parse_context(context_json)?;
     let index = usize::try_from(part_index).unwrap_or(usize::MAX);
     let payload = quiver_shared::render_part(platform, &template, index, &ctx)?;
+    serde_json::to_string(&payload).map_err(|e| CoreError {
+        code: "internal",
+        message: format!("serializing the payload failed: {e}"),
+    })
+}
+
+/// Renders part `part_index` for a full target: `{"platform", "channel"?, "sdk_version"?,
+/// "params"? (the assistant frame URL's query), "nonce"? (fresh digits for wechat-dkf)}`.
+/// Returns the `WirePayload` as JSON text; throws an `Error` with `code` on refusal.
+#[wasm_bindgen]
+pub fn render(
+    target_json: &str,
+    template_json: &str,
+    part_index: u32,
+    context_json: &str,
+) -> Result<String, JsValue> {
+    render_json(target_json, template_json, part_index, context_json).map_err(to_js_error)
+}
+
+/// [`render`] without the JS error conversion, for native tests.
+pub fn render_json(
+    target_json: &str,
+    template_json: &str,
+    part_index: u32,
+    context_json: &str,
+) -> Result<String, CoreError> {
+    let target: Target = serde_json::from_str(target_json).map_err(|e| CoreError {
+        code: quiver_shared::RefusalCode::InvalidTarget.as_str(),
+        message: format!("target is not valid: {e}"),
+    })?;
+    let template = parse_template(template_json)?;
+    let ctx = parse_context(context_json)?;
+    let index = usize::try_from(part_index).unwrap_or(usize::MAX);
+    let payload = quiver_shared::render(&target, &template, index, &ctx)?;
     serde_json::to_string(&payload).map_err(|e| CoreError {
         code: "internal",
         message: format!("serializing the payload failed: {e}"),
