@@ -129,6 +129,7 @@ function statusChanged() {
   lastStatusJson = json;
   log.info('status', json);
   for (const pair of pairs.values()) sendToPanel(pair, { type: 'status', status: s });
+  for (const page of pages) quietly(() => page.postMessage({ type: 'status', status: s }));
   if (s.state === 'up') {
     const waiters = native.upWaiters.splice(0);
     for (const w of waiters) w();
@@ -311,7 +312,8 @@ function onNativeEvent(name, data) {
     native.daemonUp = false;
     native.reason = `daemon down: ${data.reason ?? 'unknown reason'}`;
   } else {
-    log.info('ignoring native event', name);
+    // Other daemon events (library.changed, meter.released, ...) go to the extension's pages.
+    for (const page of pages) quietly(() => page.postMessage({ type: 'event', name, data }));
     return;
   }
   statusChanged();
@@ -462,9 +464,63 @@ function onConnect(port) {
   }
   if (kind === 'quiver-cs') connectContentScript(port, token, sender);
   else if (kind === 'quiver-panel') connectPanel(port, token, sender);
+  else if (kind === 'quiver-page') connectPage(port, sender);
   else {
     log.warn('refusing port', name);
     port.disconnect();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Extension pages (options, popup): status, daemon events, and a narrow RPC to the daemon.
+
+/** Daemon methods an extension page may call. Sends go through the panel's queue only. */
+const PAGE_METHODS = new Set([
+  'hello',
+  'templates.list',
+  'templates.get',
+  'templates.put',
+  'templates.delete',
+  'templates.search',
+  'templates.import',
+  'templates.export',
+  'history.list',
+  'settings.get',
+  'settings.set',
+  'meter.rules.get',
+  'meter.rules.set',
+  'doctor',
+]);
+const PAGE_FILES = ['options.html', 'popup.html'];
+const pages = new Set();
+
+function connectPage(port, sender) {
+  const url = sender.url ?? '';
+  if (!PAGE_FILES.some((f) => url.startsWith(api.runtime.getURL(f)))) {
+    log.warn('refusing a page port from', url);
+    port.disconnect();
+    return;
+  }
+  pages.add(port);
+  port.onDisconnect.addListener(() => pages.delete(port));
+  port.onMessage.addListener((msg) => onPageMessage(port, msg));
+  quietly(() => port.postMessage({ type: 'status', status: status() }));
+}
+
+function onPageMessage(port, msg) {
+  const req = msg?.req;
+  const reply = (result) => quietly(() => port.postMessage({ type: 'reply', req, result }));
+  const fail = (e) => quietly(() => port.postMessage({ type: 'reply', req, error: errorBody(e) }));
+  if (msg?.type === 'status') {
+    reply(status());
+  } else if (msg?.type === 'rpc') {
+    if (typeof msg.method !== 'string' || !PAGE_METHODS.has(msg.method)) {
+      fail(new ProtocolError('bad_request', `method ${JSON.stringify(msg?.method)} is not open to extension pages`));
+      return;
+    }
+    request(msg.method, msg.params ?? {}).then(reply, fail);
+  } else {
+    fail(new ProtocolError('bad_request', `unknown page message type ${JSON.stringify(msg?.type)}`));
   }
 }
 
