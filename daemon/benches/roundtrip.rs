@@ -49,9 +49,9 @@ fn write_frame(w: &mut impl Write, body: &[u8], le: bool) -> std::io::Result<()>
 /// The trivial hosts (this binary, re-executed).
 fn child_mode(mode: &str) {
     let mut stdin = std::io::stdin().lock();
-    let mut stdout = std::io::stdout().lock();
     match mode {
         "echo" => {
+            let mut stdout = std::io::stdout().lock();
             while let Some(body) = read_frame(&mut stdin, false) {
                 if write_frame(&mut stdout, &body, false).is_err() {
                     return;
@@ -121,7 +121,10 @@ impl Peer {
     /// One request, timed until its reply (events are skipped).
     fn call(&mut self, method: &str) -> Duration {
         self.next += 1;
-        let req = format!(r#"{{"id":{},"method":"{method}","params":{{}}}}"#, self.next);
+        let req = format!(
+            r#"{{"id":{},"method":"{method}","params":{{}}}}"#,
+            self.next
+        );
         let want = format!(r#""id":{}"#, self.next);
         let t = Instant::now();
         write_frame(&mut self.stdin, req.as_bytes(), false).unwrap();
@@ -192,18 +195,23 @@ fn main() {
         quiver.call("settings.get");
         quiver.hello_protocol();
     }
+    // many short interleaved rounds: load from elsewhere on the machine hits every path alike
+    let rounds: usize = std::env::var("QUIVER_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
     let (mut e, mut r, mut q, mut h) = (vec![], vec![], vec![], vec![]);
-    for _round in 0..5 {
-        for _ in 0..1000 {
+    for _round in 0..rounds {
+        for _ in 0..50 {
             e.push(echo.call("settings.get"));
         }
-        for _ in 0..1000 {
+        for _ in 0..50 {
             r.push(relay.call("settings.get"));
         }
-        for _ in 0..1000 {
+        for _ in 0..50 {
             q.push(quiver.call("settings.get"));
         }
-        for _ in 0..1000 {
+        for _ in 0..50 {
             h.push(quiver.hello_protocol());
         }
     }
@@ -212,7 +220,13 @@ fn main() {
     quiver.close();
     let (e, r, q, h) = (stats(&mut e), stats(&mut r), stats(&mut q), stats(&mut h));
     println!("# Quiver benchmarks: round trip\n\n{}\n", machine());
-    println!("5000 sequential requests per row, interleaved in rounds of 1000.\n");
+    println!(
+        "{} sequential requests per row, interleaved in {rounds} rounds of 50; load: {}.\n",
+        rounds * 50,
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
     println!("| path | median | p99 | mean | median / echo | median / relay |");
     println!("|---|---|---|---|---|---|");
     for (name, s) in [
@@ -253,7 +267,10 @@ fn main() {
     for (name, s) in [
         ("echo host", &echo_cold),
         ("quiver host, daemon running", &warm),
-        ("quiver host, daemon not running (the host starts it)", &no_daemon),
+        (
+            "quiver host, daemon not running (the host starts it)",
+            &no_daemon,
+        ),
     ] {
         println!(
             "| {name} | {} | {} | {} |",

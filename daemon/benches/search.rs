@@ -13,19 +13,102 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 const ZH: &[&str] = &[
-    "退款", "政策", "订单", "发货", "物流", "查询", "地址", "修改", "取消", "退货", "换货",
-    "发票", "支付", "失败", "优惠券", "折扣", "会员", "积分", "保修", "安装", "快递", "单号",
-    "感谢", "抱歉", "稍等", "欢迎", "再见", "节日", "促销", "价格", "库存", "尺码", "颜色",
-    "账户", "密码", "重置", "登录", "验证", "手机", "邮箱", "收据", "破损", "丢失", "包裹",
-    "延迟", "预售", "活动", "客服",
+    "退款",
+    "政策",
+    "订单",
+    "发货",
+    "物流",
+    "查询",
+    "地址",
+    "修改",
+    "取消",
+    "退货",
+    "换货",
+    "发票",
+    "支付",
+    "失败",
+    "优惠券",
+    "折扣",
+    "会员",
+    "积分",
+    "保修",
+    "安装",
+    "快递",
+    "单号",
+    "感谢",
+    "抱歉",
+    "稍等",
+    "欢迎",
+    "再见",
+    "节日",
+    "促销",
+    "价格",
+    "库存",
+    "尺码",
+    "颜色",
+    "账户",
+    "密码",
+    "重置",
+    "登录",
+    "验证",
+    "手机",
+    "邮箱",
+    "收据",
+    "破损",
+    "丢失",
+    "包裹",
+    "延迟",
+    "预售",
+    "活动",
+    "客服",
 ];
 const EN: &[&str] = &[
-    "refund", "policy", "order", "status", "shipping", "delay", "address", "change", "cancel",
-    "return", "exchange", "invoice", "payment", "failed", "coupon", "discount", "member",
-    "points", "warranty", "install", "delivery", "tracking", "number", "thanks", "sorry",
-    "wait", "moment", "welcome", "goodbye", "holiday", "promotion", "price", "stock", "size",
-    "color", "account", "password", "reset", "login", "verify", "phone", "email", "receipt",
-    "damaged", "missing", "package",
+    "refund",
+    "policy",
+    "order",
+    "status",
+    "shipping",
+    "delay",
+    "address",
+    "change",
+    "cancel",
+    "return",
+    "exchange",
+    "invoice",
+    "payment",
+    "failed",
+    "coupon",
+    "discount",
+    "member",
+    "points",
+    "warranty",
+    "install",
+    "delivery",
+    "tracking",
+    "number",
+    "thanks",
+    "sorry",
+    "wait",
+    "moment",
+    "welcome",
+    "goodbye",
+    "holiday",
+    "promotion",
+    "price",
+    "stock",
+    "size",
+    "color",
+    "account",
+    "password",
+    "reset",
+    "login",
+    "verify",
+    "phone",
+    "email",
+    "receipt",
+    "damaged",
+    "missing",
+    "package",
 ];
 const FOLDERS: &[&str] = &[
     "General",
@@ -68,14 +151,17 @@ impl Lcg {
 }
 
 fn template(i: usize, rng: &mut Lcg) -> Value {
-    let zh = rng.next() % 2 == 0;
+    let zh = rng.next().is_multiple_of(2);
     let pool = if zh { ZH } else { EN };
     let words = 2 + rng.next() % 2;
     let title: Vec<&str> = (0..words).map(|_| rng.pick(pool)).collect();
     let title = if zh { title.concat() } else { title.join(" ") };
     let tags: Vec<&str> = (0..1 + rng.next() % 3).map(|_| rng.pick(pool)).collect();
     let body: Vec<&str> = (0..8 + rng.next() % 12)
-        .map(|_| rng.pick(if rng.next() % 3 == 0 { EN } else { ZH }))
+        .map(|_| {
+            let pool = if rng.next().is_multiple_of(3) { EN } else { ZH };
+            rng.pick(pool)
+        })
         .collect();
     let mut t = json!({
         "id": format!("t{i:06}"),
@@ -163,6 +249,10 @@ fn main() {
             println!("| `{q}` | {hits} | {} | {} |", us(s.median), us(s.p99));
         }
         let s = stats(&mut all);
-        println!("| **all queries** | | **{}** | **{}** |\n", us(s.median), us(s.p99));
+        println!(
+            "| **all queries** | | **{}** | **{}** |\n",
+            us(s.median),
+            us(s.p99)
+        );
     }
 }

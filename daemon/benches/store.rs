@@ -21,7 +21,8 @@ fn inserts(sync: Synchronous, n: usize, dir: &std::path::Path) -> (f64, common::
         let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
     }
     let mut st = Store::open_with(&path, 0, sync).expect("open store");
-    let payload = r#"{"method":"sendMsg","type":"text","content":"您好，请稍等，我正在为您查询。"}"#;
+    let payload =
+        r#"{"method":"sendMsg","type":"text","content":"您好，请稍等，我正在为您查询。"}"#;
     let mut lat = Vec::with_capacity(n);
     let start = Instant::now();
     for i in 0..n {
@@ -58,11 +59,7 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
     println!("# Quiver benchmarks: history inserts\n\n{}\n", machine());
-    println!(
-        "Databases in {} ({}).\n",
-        dir.display(),
-        filesystem(&dir)
-    );
+    println!("Databases in {} ({}).\n", dir.display(), filesystem(&dir));
     println!("| how | synchronous | inserts | inserts/s | median | p99 |");
     println!("|---|---|---|---|---|---|");
     for (sync, n) in [(Synchronous::Full, 3000), (Synchronous::Normal, 20_000)] {

@@ -24,6 +24,10 @@ Usage: quiver <command> [options]
 
 Commands:
   templates     import, export, list and search the template library
+  render        print a template's wire payloads for a platform (udesk, sobot, wechat-dkf,
+                wechat-mp), or the refusal with its code
+  session-from  build, parse or check a Sobot mini-program session-from string
+  unionid       encrypt or decrypt a WeChat UnionID for Sobot (AES/ECB/PKCS5)
   history       show the send history
   doctor        check browser -> manifest -> host -> daemon and name what is broken
   install       write the native-messaging host manifest for a browser
@@ -148,7 +152,7 @@ Options: -h, --help   this text
 
 /// User-facing output of the CLI commands (never used by the native host). A closed stdout
 /// (`quiver history | head`) is not an error worth a panic.
-fn out(s: &str) {
+pub(crate) fn out(s: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{s}");
 }
 
@@ -211,20 +215,27 @@ pub fn run(args: Vec<String>) -> ExitCode {
         "doctor" => doctor_cmd(rest),
         "templates" => templates(rest),
         "history" => history(rest),
+        "render" => crate::wire_cli::render_cmd(rest),
+        "session-from" => crate::wire_cli::session_from_cmd(rest),
+        "unionid" => crate::wire_cli::unionid_cmd(rest),
         other => usage_error(format!("unknown command {other:?} (see quiver --help)")),
     }
 }
 
 /// Options of one command: `--flag VALUE`, `--flag=VALUE`, switches, and positionals.
 #[derive(Debug, Default)]
-struct Opts {
-    values: Vec<(String, String)>,
-    switches: Vec<String>,
-    positional: Vec<String>,
+pub(crate) struct Opts {
+    pub(crate) values: Vec<(String, String)>,
+    pub(crate) switches: Vec<String>,
+    pub(crate) positional: Vec<String>,
 }
 
 impl Opts {
-    fn parse(args: &[String], with_value: &[&str], switches: &[&str]) -> Result<Opts, String> {
+    pub(crate) fn parse(
+        args: &[String],
+        with_value: &[&str],
+        switches: &[&str],
+    ) -> Result<Opts, String> {
         let mut o = Opts::default();
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -258,7 +269,7 @@ impl Opts {
         Ok(o)
     }
 
-    fn get(&self, flag: &str) -> Option<&str> {
+    pub(crate) fn get(&self, flag: &str) -> Option<&str> {
         self.values
             .iter()
             .rev()
@@ -266,7 +277,7 @@ impl Opts {
             .map(|(_, v)| v.as_str())
     }
 
-    fn has(&self, flag: &str) -> bool {
+    pub(crate) fn has(&self, flag: &str) -> bool {
         self.switches.iter().any(|s| s == flag)
     }
 }

@@ -7,22 +7,24 @@
 //! error reply. SIGTERM/SIGINT/SIGHUP shut down cleanly (socket and pid file removed).
 
 use crate::paths::{self, Env};
-use crate::service::{self, Clock, Service};
+use crate::service::{self, Clock, Service, Shared};
 use crate::store::Store;
 use crate::{error, info, sys, warn};
 use quiver_shared::frame::{self, Decoded, Endian, FrameDecoder, MAX_INBOUND_FRAME};
 use quiver_shared::proto::{self, ErrorBody, ErrorCode};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Read;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{broadcast, Notify, Semaphore};
+use tokio::net::UnixListener;
 
 /// Connections served at once; more are refused (every resource is capped).
 const MAX_CONNECTIONS: usize = 64;
@@ -249,32 +251,50 @@ fn run(loc: &Locations) -> Result<ExitCode, String> {
     let result = (|| {
         let store = Store::open(&loc.db(), clock.now()).map_err(|e| e.to_string())?;
         let svc = Service::start(store, clock.now()).map_err(|e| e.to_string())?;
-        let service_gone = Arc::new(Notify::new());
-        let gone = service_gone.clone();
-        let (events, _) = broadcast::channel::<Arc<Vec<u8>>>(EVENT_BACKLOG);
-        let publish = events.clone();
-        let (handle, thread) = service::spawn(
-            svc,
-            clock,
-            move |event| {
-                // nobody subscribed is fine
-                let _ = publish.send(Arc::new(encode_reply(&event)));
-            },
-            move || gone.notify_one(),
-        )
-        .map_err(|e| format!("cannot start the service thread: {e}"))?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+        let hub = Arc::new(EventHub::default());
+        let publisher = hub.clone();
+        let shared = Arc::new(Shared::new(svc, clock, move |event| {
+            publisher.publish(&event)
+        }));
+        let conns = Arc::new(Connections::default());
+        let stop_ticker = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let ticker = {
+            let shared = shared.clone();
+            let stop = stop_ticker.clone();
+            std::thread::Builder::new()
+                .name("quiver-tick".into())
+                .spawn(move || loop {
+                    let (m, cv) = &*stop;
+                    let Ok(g) = m.lock() else { return };
+                    let Ok((g, _)) = cv.wait_timeout(g, service::TICK) else {
+                        return;
+                    };
+                    if *g {
+                        return;
+                    }
+                    drop(g);
+                    shared.tick();
+                })
+                .map_err(|e| format!("cannot start the tick thread: {e}"))?
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
             .thread_name("quiver-daemon")
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-        let served = rt.block_on(serve(loc, handle, events, service_gone));
-        // drops every connection task, and with them the last service handles
-        rt.shutdown_timeout(Duration::from_secs(2));
-        if thread.join().is_err() {
-            error!("the service thread panicked");
+        let served = rt.block_on(serve(loc, shared.clone(), hub.clone(), conns.clone()));
+        // close every connection so its thread ends, then let the service (and SQLite) go
+        conns.shutdown_all();
+        if let Ok(mut g) = stop_ticker.0.lock() {
+            *g = true;
+            stop_ticker.1.notify_all();
         }
+        let _ = ticker.join();
+        let until = Instant::now() + Duration::from_secs(2);
+        while Arc::strong_count(&shared) > 1 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(shared);
         served
     })();
     // the pid file is ours while we hold the lock
@@ -289,12 +309,12 @@ fn run(loc: &Locations) -> Result<ExitCode, String> {
     result.map(|()| ExitCode::SUCCESS)
 }
 
-/// Binds the socket and serves until a signal or the service thread ends.
+/// Binds the socket and serves until a signal or a failed service.
 async fn serve(
     loc: &Locations,
-    handle: service::Handle,
-    events: Events,
-    service_gone: Arc<Notify>,
+    shared: Arc<Shared>,
+    hub: Arc<EventHub>,
+    conns: Arc<Connections>,
 ) -> Result<(), String> {
     let path = loc.socket();
     match std::fs::symlink_metadata(&path) {
@@ -315,7 +335,7 @@ async fn serve(
         .ok_or_else(|| format!("{} vanished right after bind", path.display()))?;
     info!("listening on {}", path.display());
 
-    let result = accept_loop(&listener, &path, ours, handle, events, service_gone).await;
+    let result = accept_loop(&listener, &path, ours, shared, hub, conns).await;
     drop(listener);
     // remove the socket only if it is still ours (not one a successor bound)
     if socket_identity(&path) == Some(ours) {
@@ -341,9 +361,9 @@ async fn accept_loop(
     listener: &UnixListener,
     path: &Path,
     ours: (u64, u64),
-    handle: service::Handle,
-    events: Events,
-    service_gone: Arc<Notify>,
+    shared: Arc<Shared>,
+    hub: Arc<EventHub>,
+    conns: Arc<Connections>,
 ) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
     let sig = |k: SignalKind, name: &str| {
@@ -352,29 +372,32 @@ async fn accept_loop(
     let mut term = sig(SignalKind::terminate(), "SIGTERM")?;
     let mut int = sig(SignalKind::interrupt(), "SIGINT")?;
     let mut hup = sig(SignalKind::hangup(), "SIGHUP")?;
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let uid = sys::uid();
     let mut next_conn: u64 = 0;
-    let mut check = tokio::time::interval(SOCKET_CHECK);
+    let mut check = tokio::time::interval(Duration::from_millis(250));
+    let mut last_socket_check = Instant::now();
     loop {
         tokio::select! {
             _ = check.tick() => {
+                if shared.is_broken() {
+                    return Err("the service failed; shutting down".into());
+                }
                 // The socket dir was cleaned (logout, tmp cleaner) or someone replaced the
                 // socket: no client can reach us, and a new daemon may start. Leave, so there
                 // is never more than one meter.
-                if socket_identity(path) != Some(ours) {
-                    return Err(format!(
-                        "{} was removed or replaced; shutting down",
-                        path.display()
-                    ));
+                if last_socket_check.elapsed() >= SOCKET_CHECK {
+                    last_socket_check = Instant::now();
+                    if socket_identity(path) != Some(ours) {
+                        return Err(format!(
+                            "{} was removed or replaced; shutting down",
+                            path.display()
+                        ));
+                    }
                 }
             }
             _ = term.recv() => { info!("SIGTERM: shutting down"); return Ok(()); }
             _ = int.recv() => { info!("SIGINT: shutting down"); return Ok(()); }
             _ = hup.recv() => { info!("SIGHUP: shutting down"); return Ok(()); }
-            _ = service_gone.notified() => {
-                return Err("the service thread stopped; shutting down".into());
-            }
             accepted = listener.accept() => {
                 let stream = match accepted {
                     Ok((s, _)) => s,
@@ -402,101 +425,216 @@ async fn accept_loop(
                         continue;
                     }
                 }
-                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                if conns.len() >= MAX_CONNECTIONS {
                     warn!("connection {conn} refused: {MAX_CONNECTIONS} connections already open");
                     continue;
-                };
-                let handle = handle.clone();
-                let events = events.clone();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    crate::debug!("connection {conn} opened");
-                    match serve_conn(stream, handle, events).await {
-                        Ok(()) => crate::debug!("connection {conn} closed"),
-                        Err(e) => info!("connection {conn} ended: {e}"),
+                }
+                // Each connection is served by a thread of its own with blocking IO: the
+                // thread that reads a request runs it and writes the reply, with no hand-off.
+                let stream = match stream.into_std().and_then(|s| {
+                    s.set_nonblocking(false)?;
+                    Ok(s)
+                }) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!("connection {conn}: {e}");
+                        continue;
                     }
-                });
+                };
+                if let Err(e) = conns.add(conn, &stream) {
+                    warn!("connection {conn}: {e}");
+                    continue;
+                }
+                let (shared, hub, registry) = (shared.clone(), hub.clone(), conns.clone());
+                let spawned = std::thread::Builder::new()
+                    .name(format!("quiver-conn-{conn}"))
+                    .spawn(move || {
+                        crate::debug!("connection {conn} opened");
+                        match serve_conn(stream, &shared, &hub, conn) {
+                            Ok(()) => crate::debug!("connection {conn} closed"),
+                            Err(e) => info!("connection {conn} ended: {e}"),
+                        }
+                        hub.unsubscribe(conn);
+                        registry.remove(conn);
+                    });
+                if let Err(e) = spawned {
+                    warn!("connection {conn}: cannot start its thread: {e}");
+                    conns.remove(conn);
+                }
             }
         }
     }
 }
 
-/// Events fan out to every connection as encoded frames.
-type Events = broadcast::Sender<Arc<Vec<u8>>>;
+/// The open connections (to close them all at shutdown).
+#[derive(Debug, Default)]
+struct Connections {
+    open: std::sync::Mutex<HashMap<u64, StdUnixStream>>,
+}
+
+impl Connections {
+    fn add(&self, id: u64, s: &StdUnixStream) -> std::io::Result<()> {
+        let c = s.try_clone()?;
+        if let Ok(mut m) = self.open.lock() {
+            m.insert(id, c);
+        }
+        Ok(())
+    }
+
+    fn remove(&self, id: u64) {
+        if let Ok(mut m) = self.open.lock() {
+            m.remove(&id);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.open.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    fn shutdown_all(&self) {
+        if let Ok(m) = self.open.lock() {
+            for s in m.values() {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// Events fan out to every connection that said `hello`, each through a bounded queue and a
+/// writer thread of its own: a slow connection never holds up the others or the service.
+#[derive(Default)]
+struct EventHub {
+    subscribers: std::sync::Mutex<Vec<Subscriber>>,
+}
+
+struct Subscriber {
+    conn: u64,
+    queue: std::sync::mpsc::SyncSender<Arc<Vec<u8>>>,
+    lost: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for EventHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventHub").finish_non_exhaustive()
+    }
+}
 
 /// Events a slow connection may fall behind by before it is told it lost some.
 const EVENT_BACKLOG: usize = 1024;
 
-/// Serves one connection: each frame in, one frame out, in order. Once the connection has said
-/// `hello`, events are written to it too, between replies.
-async fn serve_conn(
-    stream: UnixStream,
-    handle: service::Handle,
-    events: Events,
-) -> std::io::Result<()> {
-    let (mut rd, wr) = stream.into_split();
-    let wr = Arc::new(tokio::sync::Mutex::new(wr));
-    let mut forwarder: Option<tokio::task::JoinHandle<()>> = None;
-    let result = async {
-        let mut dec = FrameDecoder::new(Endian::Little, MAX_INBOUND_FRAME);
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            while let Some(item) = dec.next() {
-                let (reply, hello_ok) = match item {
-                    Decoded::TooLarge(e) => (
-                        proto::error_reply(
-                            &Value::Null,
-                            &ErrorBody::new(ErrorCode::FrameTooLarge, e.to_string()),
-                        ),
-                        false,
-                    ),
-                    Decoded::Frame(body) => match proto::parse_request(&body) {
-                        Ok(req) => {
-                            let hello = req.method == "hello";
-                            let reply = handle.call(req).await;
-                            let ok = hello && reply.get("result").is_some();
-                            (reply, ok)
-                        }
-                        Err(rej) => (proto::error_reply(&rej.id, &rej.error), false),
-                    },
-                };
-                wr.lock().await.write_all(&encode_reply(&reply)).await?;
-                if hello_ok && forwarder.is_none() {
-                    forwarder = Some(tokio::spawn(forward_events(events.subscribe(), wr.clone())));
+impl EventHub {
+    fn publish(&self, event: &Value) {
+        let frame = Arc::new(encode_reply(event));
+        if let Ok(mut subs) = self.subscribers.lock() {
+            subs.retain(|s| match s.queue.try_send(frame.clone()) {
+                Ok(()) => true,
+                Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                    s.lost.fetch_add(1, Ordering::Relaxed);
+                    true
                 }
-            }
-            let n = rd.read(&mut buf).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            dec.push(&buf[..n]);
+                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => false,
+            });
         }
     }
-    .await;
-    if let Some(f) = forwarder {
-        f.abort();
+
+    /// Starts writing events to connection `conn` through `writer`.
+    fn subscribe(&self, conn: u64, writer: Arc<std::sync::Mutex<StdUnixStream>>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Arc<Vec<u8>>>(EVENT_BACKLOG);
+        let lost = Arc::new(AtomicU64::new(0));
+        let lost_w = lost.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("quiver-events-{conn}"))
+            .spawn(move || {
+                for frame in rx {
+                    let n = lost_w.swap(0, Ordering::Relaxed);
+                    let mut w = match writer.lock() {
+                        Ok(w) => w,
+                        Err(_) => return,
+                    };
+                    if n > 0 {
+                        // the connection missed some: it should reload what it shows
+                        let lost = encode_reply(&proto::event(
+                            "events.lost",
+                            serde_json::json!({ "count": n }),
+                        ));
+                        if w.write_all(&lost).is_err() {
+                            return;
+                        }
+                    }
+                    if w.write_all(&frame).is_err() {
+                        return;
+                    }
+                }
+            });
+        if spawned.is_ok() {
+            if let Ok(mut subs) = self.subscribers.lock() {
+                subs.push(Subscriber {
+                    conn,
+                    queue: tx,
+                    lost,
+                });
+            }
+        }
     }
-    result
+
+    fn unsubscribe(&self, conn: u64) {
+        if let Ok(mut subs) = self.subscribers.lock() {
+            subs.retain(|s| s.conn != conn);
+        }
+    }
 }
 
-/// Writes every event to one connection; a connection too slow to keep up is told how many it
-/// missed (`events.lost`), so it can reload what it shows.
-async fn forward_events(
-    mut rx: broadcast::Receiver<Arc<Vec<u8>>>,
-    wr: Arc<tokio::sync::Mutex<tokio::net::unix::OwnedWriteHalf>>,
-) {
+/// Serves one connection: each frame in, one frame out, in order. Once the connection has said
+/// `hello`, events are written to it too, between replies.
+fn serve_conn(
+    stream: StdUnixStream,
+    shared: &Shared,
+    hub: &EventHub,
+    conn: u64,
+) -> std::io::Result<()> {
+    let writer = Arc::new(std::sync::Mutex::new(stream.try_clone()?));
+    let mut rd = stream;
+    let mut subscribed = false;
+    let mut dec = FrameDecoder::new(Endian::Little, MAX_INBOUND_FRAME);
+    let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let frame = match rx.recv().await {
-            Ok(f) => f,
-            Err(broadcast::error::RecvError::Lagged(n)) => Arc::new(encode_reply(&proto::event(
-                "events.lost",
-                serde_json::json!({ "count": n }),
-            ))),
-            Err(broadcast::error::RecvError::Closed) => return,
-        };
-        if wr.lock().await.write_all(&frame).await.is_err() {
-            return;
+        while let Some(item) = dec.next() {
+            let (reply, hello_ok) = match item {
+                Decoded::TooLarge(e) => (
+                    proto::error_reply(
+                        &Value::Null,
+                        &ErrorBody::new(ErrorCode::FrameTooLarge, e.to_string()),
+                    ),
+                    false,
+                ),
+                Decoded::Frame(body) => match proto::parse_request(&body) {
+                    Ok(req) => {
+                        let reply = shared.call(&req);
+                        let ok = req.method == "hello" && reply.get("result").is_some();
+                        (reply, ok)
+                    }
+                    Err(rej) => (proto::error_reply(&rej.id, &rej.error), false),
+                },
+            };
+            let frame = encode_reply(&reply);
+            writer
+                .lock()
+                .map_err(|_| std::io::Error::other("writer poisoned"))?
+                .write_all(&frame)?;
+            if hello_ok && !subscribed {
+                subscribed = true;
+                hub.subscribe(conn, writer.clone());
+            }
         }
+        let n = match rd.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        dec.push(&buf[..n]);
     }
 }
 

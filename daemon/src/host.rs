@@ -3,7 +3,7 @@
 //! - stdin: 4-byte native-endian frames from the browser. Every frame is checked
 //!   ([`proto::parse_request`]); a bad or oversized one gets an error reply and the host keeps
 //!   going. Good frames are forwarded byte for byte to the daemon (little-endian frames).
-//! - stdout: frames only, written by one thread that owns a private duplicate of fd 1; fd 1
+//! - stdout: frames only, written (one `write_all` per frame) through a private duplicate of fd 1; fd 1
 //!   itself is pointed at stderr, so nothing else can reach the port. Logs go to stderr and
 //!   `<data dir>/logs/host.log`.
 //! - the daemon: connected at start (started once if absent, then up to ~3 s to come up);
@@ -27,7 +27,8 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ExitCode};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
@@ -76,28 +77,6 @@ pub fn run(browser_args: &[String]) -> ExitCode {
         e
     });
 
-    // stdout: one thread, the only writer
-    let (out_tx, out_rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    let writer = std::thread::Builder::new()
-        .name("stdout-frames".into())
-        .spawn(move || write_frames(frames_out, out_rx));
-    let writer = match writer {
-        Ok(w) => w,
-        Err(e) => {
-            error!("cannot start the stdout thread: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    // stdin: one thread, decoding as bytes arrive
-    let (in_tx, in_rx) = mpsc::channel::<Decoded>(64);
-    if let Err(e) = std::thread::Builder::new()
-        .name("stdin-frames".into())
-        .spawn(move || read_frames(in_tx))
-    {
-        error!("cannot start the stdin thread: {e}");
-        return ExitCode::FAILURE;
-    }
-
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -108,14 +87,110 @@ pub fn run(browser_args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let host = Host::new(loc, out_tx);
-    rt.block_on(host.run(in_rx));
-    // the stdin thread may still be blocked in read(): do not wait for it
+    // stdin: read on the runtime's own thread when it can be polled (a pipe, as browsers give
+    // it), so a request goes from stdin to the daemon without a hand-off between threads;
+    // otherwise (a file, /dev/null) by a thread of its own
+    let browser = rt.block_on(async {
+        match BrowserIn::polled() {
+            Ok(b) => Ok(b),
+            Err(e) => {
+                debug!("stdin cannot be polled ({e}); reading it on a thread");
+                let (in_tx, in_rx) = mpsc::channel::<Decoded>(64);
+                std::thread::Builder::new()
+                    .name("stdin-frames".into())
+                    .spawn(move || read_frames(in_tx))
+                    .map(|_| BrowserIn::Thread(in_rx))
+            }
+        }
+    });
+    let browser = match browser {
+        Ok(b) => b,
+        Err(e) => {
+            error!("cannot start the stdin thread: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let host = Host::new(loc, frames_out);
+    rt.block_on(host.run(browser));
+    // a stdin thread may still be blocked in read(): do not wait for it
     rt.shutdown_background();
-    // all frames queued so far reach the browser before we exit
-    let _ = writer.join();
     info!("exiting");
     ExitCode::SUCCESS
+}
+
+/// Frames from the browser.
+enum BrowserIn {
+    /// stdin in non-blocking mode, polled by the runtime.
+    Polled {
+        fd: AsyncFd<std::fs::File>,
+        dec: FrameDecoder,
+        buf: Vec<u8>,
+    },
+    /// Decoded by a thread reading stdin.
+    Thread(mpsc::Receiver<Decoded>),
+}
+
+impl BrowserIn {
+    fn polled() -> std::io::Result<BrowserIn> {
+        use std::os::fd::AsFd;
+        let stdin = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
+        sys::set_nonblocking(&stdin)?;
+        // (deprecated in newer tokio for fds that may be closed behind its back; a File owns
+        // its fd for as long as the AsyncFd holds it, so that cannot happen here)
+        #[allow(deprecated)]
+        let registered = AsyncFd::try_with_interest(stdin, Interest::READABLE);
+        match registered {
+            Ok(fd) => Ok(BrowserIn::Polled {
+                fd,
+                dec: FrameDecoder::new(Endian::Native, MAX_INBOUND_FRAME),
+                buf: vec![0u8; 64 * 1024],
+            }),
+            Err(refused) => {
+                let (stdin, e) = refused.into_parts();
+                // not pollable: back to blocking reads for the thread
+                let _ = sys::set_blocking(&stdin);
+                Err(e)
+            }
+        }
+    }
+
+    /// The next frame (or oversized frame) from the browser; `None` when stdin is closed.
+    /// Cancel-safe: bytes read are in the decoder before any await.
+    async fn next(&mut self) -> Option<Decoded> {
+        match self {
+            BrowserIn::Thread(rx) => rx.recv().await,
+            BrowserIn::Polled { fd, dec, buf } => loop {
+                if let Some(item) = dec.next() {
+                    return Some(item);
+                }
+                let mut guard = match fd.readable().await {
+                    Ok(g) => g,
+                    Err(e) => {
+                        warn!("polling stdin failed: {e}");
+                        return None;
+                    }
+                };
+                match guard.try_io(|f| {
+                    let mut r: &std::fs::File = f.get_ref();
+                    r.read(buf)
+                }) {
+                    Ok(Ok(0)) => {
+                        if !dec.is_idle() {
+                            info!("stdin closed in the middle of a frame");
+                        }
+                        return None;
+                    }
+                    Ok(Ok(n)) => dec.push(&buf[..n]),
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Ok(Err(e)) => {
+                        warn!("reading stdin failed: {e}");
+                        return None;
+                    }
+                    Err(_would_block) => {}
+                }
+            },
+        }
+    }
 }
 
 fn describe_caller(args: &[String]) {
@@ -126,16 +201,6 @@ fn describe_caller(args: &[String]) {
         [manifest, addon, ..] => info!("started by Firefox for {addon} (manifest {manifest})"),
         [] => info!("started without browser arguments"),
         other => info!("started with arguments {other:?}"),
-    }
-}
-
-fn write_frames(mut out: std::fs::File, rx: std::sync::mpsc::Receiver<Vec<u8>>) {
-    for f in rx {
-        // one write per frame: File is unbuffered
-        if let Err(e) = out.write_all(&f) {
-            info!("stdout closed ({e}); the browser went away");
-            return;
-        }
     }
 }
 
@@ -198,7 +263,8 @@ enum Link {
 
 struct Host {
     loc: Result<Locations, String>,
-    out: std::sync::mpsc::Sender<Vec<u8>>,
+    /// fd 1's private duplicate: written directly, one `write_all` per frame.
+    out: std::fs::File,
     stdout_gone: bool,
     tx: mpsc::UnboundedSender<Internal>,
     rx: mpsc::UnboundedReceiver<Internal>,
@@ -218,7 +284,7 @@ struct Host {
 }
 
 impl Host {
-    fn new(loc: Result<Locations, String>, out: std::sync::mpsc::Sender<Vec<u8>>) -> Host {
+    fn new(loc: Result<Locations, String>, out: std::fs::File) -> Host {
         let (tx, rx) = mpsc::unbounded_channel();
         Host {
             loc,
@@ -237,7 +303,7 @@ impl Host {
         }
     }
 
-    async fn run(mut self, mut browser: mpsc::Receiver<Decoded>) {
+    async fn run(mut self, mut browser: BrowserIn) {
         self.start_attempt();
         while !self.stdout_gone {
             let retry_at = match &self.link {
@@ -245,7 +311,7 @@ impl Host {
                 _ => None,
             };
             tokio::select! {
-                item = browser.recv() => match item {
+                item = browser.next() => match item {
                     Some(item) => self.on_browser(item).await,
                     None => {
                         info!("stdin closed: the browser closed the port");
@@ -266,10 +332,17 @@ impl Host {
         self.emit_body(&body);
     }
 
+    /// Writes one frame to the browser. Blocking: a browser that stops reading holds the host
+    /// (and so the daemon connection) back instead of growing a queue without bound.
     fn emit_body(&mut self, body: &[u8]) {
+        if self.stdout_gone {
+            return;
+        }
         match frame::encode(body, Endian::Native, MAX_TO_BROWSER) {
             Ok(f) => {
-                if self.out.send(f).is_err() {
+                // one write per frame: File is unbuffered
+                if let Err(e) = self.out.write_all(&f) {
+                    info!("stdout closed ({e}); the browser went away");
                     self.stdout_gone = true;
                 }
             }

@@ -27,3 +27,4 @@ pub mod store;
 pub mod sys;
 #[cfg(windows)]
 pub mod winpipe;
+pub mod wire_cli;

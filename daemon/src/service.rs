@@ -1,10 +1,10 @@
 //! The daemon's methods (docs/protocol.md): templates and their search, the send meter wired to
 //! the history, history, settings and meter rules. [`Service::handle`] is synchronous and takes
-//! the clock as an argument, so every rule is unit-tested with explicit times; [`spawn`] runs it
-//! on its own thread, which owns the SQLite connection, the meter and the search index, and
-//! serializes all requests of all connections. Events (`library.changed`, `meter.released`,
-//! `settings.changed`) are collected while a request runs and handed to the caller of
-//! [`spawn`], which pushes them to every connection that said `hello`.
+//! the clock as an argument, so every rule is unit-tested with explicit times; [`Shared`] puts
+//! it behind a mutex that serializes all requests of all connections (it owns the SQLite
+//! connection, the meter and the search index). Events (`library.changed`, `meter.released`,
+//! `settings.changed`) are collected while a request runs and handed to the publisher given to
+//! [`Shared::new`], which pushes them to every connection that said `hello`.
 
 use crate::params::{self, encode_cursor, Call};
 use crate::store::{
@@ -22,11 +22,12 @@ use quiver_shared::wechat::quota::{Interaction, QuotaRefusal};
 use quiver_shared::{Platform, Template};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use crate::params::{MAX_ERROR, MAX_FIELD, MAX_PAYLOAD};
-pub use crate::store::{LEASE_EXPIRED, RESTARTED};
+pub use crate::store::{ABANDONED, LEASE_EXPIRED, RESTARTED};
 
 /// List pages stop before their items add up to this many bytes of JSON, so a reply stays well
 /// under the browsers' 1 MiB message limit.
@@ -513,9 +514,28 @@ impl Service {
         }
     }
 
-    /// Periodic work: leases, the daily history prune, idle meter keys, idle imports.
+    /// Drops queued sends nobody began long after their slot: `cancelled`, never sent.
+    pub fn abandon(&mut self, now: u64) {
+        for (id, key) in self.meter.abandon(now) {
+            warn!("send {id}: {ABANDONED}");
+            if let Err(e) = self.store.transition(
+                id,
+                &[SendState::Queued],
+                SendState::Cancelled,
+                Some(ABANDONED),
+                now,
+            ) {
+                crate::error!("send {id}: cannot record the abandoned send: {e}");
+            }
+            self.released(&key, Some(id), Some(SendState::Cancelled), now);
+        }
+    }
+
+    /// Periodic work: leases, abandoned queued sends, the daily history prune, idle meter keys,
+    /// idle imports.
     pub fn tick(&mut self, now: u64) {
         self.expire(now);
+        self.abandon(now);
         if now >= self.next_prune {
             self.prune(now);
         }
@@ -1198,8 +1218,16 @@ impl Service {
             .set_rule(&spec.platform, &json, now)
             .map_err(internal)?;
         self.rules = Rules::load(&self.store).map_err(internal)?;
+        self.retune();
         self.emit("settings.changed", json!({ "what": "meter.rules" }));
         Ok(json!({ "rules": self.rules.to_json() }))
+    }
+
+    /// Gives every key the meter tracks its platform's current rule (queued sends too).
+    fn retune(&mut self) {
+        let rules = &self.rules;
+        self.meter
+            .set_rules(|key| key_platform(key).and_then(|p| rules.by_name(&p).map(RuleSpec::rule)));
     }
 
     fn rules_reset(&mut self, platform: Platform) -> Outcome {
@@ -1207,6 +1235,7 @@ impl Service {
             .delete_rule(platform.as_str())
             .map_err(internal)?;
         self.rules = Rules::load(&self.store).map_err(internal)?;
+        self.retune();
         self.emit("settings.changed", json!({ "what": "meter.rules" }));
         Ok(json!({ "rules": self.rules.to_json() }))
     }
@@ -1259,91 +1288,91 @@ impl Default for Clock {
     }
 }
 
-enum Msg {
-    Call(proto::Request, tokio::sync::oneshot::Sender<Value>),
-}
-
-/// A handle to the service thread. Cloning is cheap.
-#[derive(Debug, Clone)]
-pub struct Handle {
-    tx: mpsc::Sender<Msg>,
-}
-
-impl std::fmt::Debug for Msg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Msg::Call(r, _) => write!(f, "Call({})", r.method),
-        }
-    }
-}
-
-impl Handle {
-    /// Runs `req` on the service thread and returns the reply frame value.
-    pub async fn call(&self, req: proto::Request) -> Value {
-        let id = req.id.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.tx.send(Msg::Call(req, tx)).is_ok() {
-            if let Ok(v) = rx.await {
-                return v;
-            }
-        }
-        proto::error_reply(
-            &id,
-            &ErrorBody::new(ErrorCode::Internal, "the daemon is shutting down"),
-        )
-    }
-}
-
-/// How often leases are checked when no request comes in.
-const TICK: Duration = Duration::from_millis(250);
-
-/// Runs `service` on a thread of its own. The thread ends when every [`Handle`] is dropped;
-/// `on_event` gets every event the service produces; `on_exit` is called when the thread ends
-/// for any reason (including a panic).
-pub fn spawn(
-    mut service: Service,
+/// The service shared by every connection: each connection's thread calls it directly (no
+/// hand-off to another thread on the way: the reply is written by the thread that read the
+/// request), and the mutex serializes all requests of all connections. Events are published
+/// while the lock is held, so every connection sees them in the order they happened.
+pub struct Shared {
+    inner: Mutex<Service>,
     clock: Clock,
-    on_event: impl Fn(Value) + Send + 'static,
-    on_exit: impl FnOnce() + Send + 'static,
-) -> std::io::Result<(Handle, std::thread::JoinHandle<()>)> {
-    let (tx, rx) = mpsc::channel::<Msg>();
-    let join = std::thread::Builder::new()
-        .name("quiver-service".into())
-        .spawn(move || {
-            struct Guard<F: FnOnce()>(Option<F>);
-            impl<F: FnOnce()> Drop for Guard<F> {
-                fn drop(&mut self) {
-                    if let Some(f) = self.0.take() {
-                        f();
-                    }
-                }
-            }
-            let _guard = Guard(Some(on_exit));
-            let mut next_tick = Instant::now() + TICK;
-            loop {
-                let wait = next_tick.saturating_duration_since(Instant::now());
-                match rx.recv_timeout(wait) {
-                    Ok(Msg::Call(req, reply)) => {
-                        let v = service.handle(&req, clock.now());
-                        let _ = reply.send(v);
-                    }
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
-                if Instant::now() >= next_tick {
-                    service.tick(clock.now());
-                    next_tick = Instant::now() + TICK;
-                }
-                for e in service.take_events() {
-                    on_event(e);
-                }
-            }
-        })?;
-    Ok((Handle { tx }, join))
+    publish: Box<dyn Fn(Value) + Send + Sync>,
+    /// Set once a request panicked: the daemon stops (the host starts a fresh one).
+    broken: AtomicBool,
 }
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub fn new(
+        service: Service,
+        clock: Clock,
+        publish: impl Fn(Value) + Send + Sync + 'static,
+    ) -> Shared {
+        Shared {
+            inner: Mutex::new(service),
+            clock,
+            publish: Box::new(publish),
+            broken: AtomicBool::new(false),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Service, u64) -> T) -> Option<T> {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // the guard lives inside: a panic poisons the mutex, and nothing runs on after it
+            let mut svc = self.inner.lock().ok()?;
+            let out = f(&mut svc, self.clock.now());
+            for e in svc.take_events() {
+                (self.publish)(e);
+            }
+            Some(out)
+        }));
+        match r {
+            Ok(Some(v)) => Some(v),
+            Ok(None) | Err(_) => {
+                if !self.broken.swap(true, Ordering::SeqCst) {
+                    crate::error!("the service panicked; the daemon stops");
+                }
+                None
+            }
+        }
+    }
+
+    /// Answers one request (a whole reply frame value).
+    pub fn call(&self, req: &proto::Request) -> Value {
+        self.with(|svc, now| svc.handle(req, now))
+            .unwrap_or_else(|| {
+                proto::error_reply(
+                    &req.id,
+                    &ErrorBody::new(
+                        ErrorCode::Internal,
+                        "the daemon failed and is restarting; try again",
+                    ),
+                )
+            })
+    }
+
+    /// Periodic work ([`Service::tick`]).
+    pub fn tick(&self) {
+        self.with(|svc, now| svc.tick(now));
+    }
+
+    /// Whether a request panicked (the daemon must stop).
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::SeqCst)
+    }
+}
+
+/// How often leases, the daily prune and idle state are looked at.
+pub const TICK: Duration = Duration::from_millis(250);
 
 #[cfg(test)]
 mod tests {
+    /// Udesk's default interval: one second plus the delivery margin (shared::meter).
+    const UDESK_MS: u64 = quiver_shared::meter::Rule::UDESK.min_interval_ms;
     use super::*;
     use crate::store::tests::Scratch;
     use quiver_shared::proto::parse_request;
@@ -1523,8 +1552,8 @@ mod tests {
                     t0,
                 );
                 assert_eq!(r["state"], "queued");
-                assert_eq!(r["delay_ms"], 1000 * i);
-                assert_eq!(r["not_before_ms"], t0 + 1000 * i as u64);
+                assert_eq!(r["delay_ms"], UDESK_MS * i);
+                assert_eq!(r["not_before_ms"], t0 + UDESK_MS * i);
                 r["send_id"].as_i64().unwrap()
             })
             .collect();
@@ -1549,7 +1578,7 @@ mod tests {
         assert_eq!(rel[0]["platform"], "udesk");
         assert_eq!(
             rel[0]["next"],
-            json!({"send_id": ids[1], "delay_ms": 1000, "not_before_ms": t0 + 1100})
+            json!({"send_id": ids[1], "delay_ms": UDESK_MS, "not_before_ms": t0 + 100 + UDESK_MS})
         );
         // repeated done is idempotent
         ok(
@@ -1558,24 +1587,29 @@ mod tests {
             json!({"send_id": ids[0], "ok": true}),
             t0 + 101,
         );
-        let r = begin(&mut svc, ids[1], t0 + 1099);
+        // done at t0 + 100: the next may go UDESK_MS later, not a millisecond sooner
+        let free = t0 + 100 + UDESK_MS;
+        let r = begin(&mut svc, ids[1], free - 1);
         assert_eq!(
             r,
-            json!({"go": false, "delay_ms": 1, "not_before_ms": t0 + 1100})
+            json!({"go": false, "delay_ms": 1, "not_before_ms": free})
         );
-        assert_eq!(begin(&mut svc, ids[1], t0 + 1100), json!({"go": true}));
+        assert_eq!(begin(&mut svc, ids[1], free), json!({"go": true}));
         ok(
             &mut svc,
             "send.done",
             json!({"send_id": ids[1], "ok": false, "error": "tab closed"}),
-            t0 + 1200,
+            free + 100,
         );
-        assert_eq!(begin(&mut svc, ids[2], t0 + 2200), json!({"go": true}));
+        assert_eq!(
+            begin(&mut svc, ids[2], free + 100 + UDESK_MS),
+            json!({"go": true})
+        );
         ok(
             &mut svc,
             "send.done",
             json!({"send_id": ids[2], "ok": true}),
-            t0 + 2300,
+            free + 200 + UDESK_MS,
         );
 
         // the same idempotency key again (a background that restarted): the same send, no new
@@ -1611,7 +1645,7 @@ mod tests {
         // two of the three part-0 sends went out: counted twice, not three times
         let g = ok(&mut svc, "templates.get", json!({"id": "greeting"}), t0);
         assert_eq!(g["usage_count"], 2);
-        assert_eq!(g["last_used_at"], t0 + 2300);
+        assert_eq!(g["last_used_at"], free + 200 + UDESK_MS);
 
         // the same key with another payload is a bug in the caller: refused
         let mut p = reserve_params("k1", "w");
@@ -1670,7 +1704,12 @@ mod tests {
         assert_eq!(rows[1]["state"], "failed");
         assert_eq!(rows[1]["error"], LEASE_EXPIRED);
         assert_eq!(
-            ok(&mut svc, "send.begin", json!({"send_id": b}), lease + 1000)["go"],
+            ok(
+                &mut svc,
+                "send.begin",
+                json!({"send_id": b}),
+                lease + UDESK_MS
+            )["go"],
             true
         );
         // a late report of `a` is recorded, and keeps the interval from now
@@ -1681,6 +1720,29 @@ mod tests {
             lease + 1500,
         );
         assert_eq!(r["state"], "sent");
+    }
+
+    #[test]
+    fn queued_sends_nobody_begins_are_cancelled_not_sent() {
+        let s = Scratch::new("abandon");
+        let mut svc = open(&s, 0);
+        let a = ok(&mut svc, "send.reserve", reserve_params("a", "w"), 0)["send_id"].clone();
+        svc.tick(quiver_shared::meter::QUEUE_ABANDON_MS - 1);
+        let rows = ok(&mut svc, "history.list", json!({}), 1)["rows"].clone();
+        assert_eq!(rows[0]["state"], "queued");
+        svc.tick(quiver_shared::meter::QUEUE_ABANDON_MS);
+        let rows = ok(&mut svc, "history.list", json!({}), 1)["rows"].clone();
+        assert_eq!(rows[0]["state"], "cancelled");
+        assert_eq!(rows[0]["error"], ABANDONED);
+        // a browser that comes back late is told, and cannot post it
+        let e = err_full(&mut svc, "send.begin", json!({"send_id": a}), 70_000);
+        assert_eq!(e["code"], "conflict");
+        // the workspace is free for the next send at once
+        let b = ok(&mut svc, "send.reserve", reserve_params("b", "w"), 70_000)["send_id"].clone();
+        assert_eq!(
+            ok(&mut svc, "send.begin", json!({"send_id": b}), 70_000)["go"],
+            true
+        );
     }
 
     #[test]
@@ -1704,14 +1766,24 @@ mod tests {
         // a's outcome is unknown: the key restarts as if it was done at the restart (600)
         assert_eq!(
             ok(&mut svc, "send.begin", json!({"send_id": b}), 600),
-            json!({"go": false, "delay_ms": 1000, "not_before_ms": 1600})
+            json!({"go": false, "delay_ms": UDESK_MS, "not_before_ms": 600 + UDESK_MS})
         );
         assert_eq!(
-            ok(&mut svc, "send.begin", json!({"send_id": c}), 1600)["go"],
+            ok(
+                &mut svc,
+                "send.begin",
+                json!({"send_id": c}),
+                600 + UDESK_MS
+            )["go"],
             false
         );
         assert_eq!(
-            ok(&mut svc, "send.begin", json!({"send_id": b}), 1600)["go"],
+            ok(
+                &mut svc,
+                "send.begin",
+                json!({"send_id": b}),
+                600 + UDESK_MS
+            )["go"],
             true
         );
     }
@@ -2092,6 +2164,81 @@ mod tests {
             .unwrap()
             .iter()
             .all(|r| r["source"] == "default"));
+    }
+
+    #[test]
+    fn a_window_rule_holds_across_a_restart() {
+        let s = Scratch::new("window-restart");
+        let mut svc = open(&s, 0);
+        ok(
+            &mut svc,
+            "meter.rules.set",
+            json!({"platform": "sobot", "per": "workspace", "min_interval_ms": 100,
+                   "window": {"count": 2, "ms": 60000}}),
+            0,
+        );
+        for (i, t) in [(0, 1_000), (1, 2_000)] {
+            let id =
+                send(&mut svc, "sobot", &format!("w{i}"), Some("c"), t).unwrap()["send_id"].clone();
+            assert_eq!(
+                ok(&mut svc, "send.begin", json!({"send_id": id}), t)["go"],
+                true
+            );
+            ok(
+                &mut svc,
+                "send.done",
+                json!({"send_id": id, "ok": true}),
+                t + 50,
+            );
+        }
+        drop(svc);
+        // two sends done at 1050 and 2050: the third may go at 61050, restart or not
+        let mut svc = open(&s, 3_000);
+        let r = send(&mut svc, "sobot", "w2", Some("c"), 3_000).unwrap();
+        assert_eq!(r["not_before_ms"], 61_050);
+        let id = r["send_id"].clone();
+        assert_eq!(
+            ok(&mut svc, "send.begin", json!({"send_id": id}), 61_049)["go"],
+            false
+        );
+        assert_eq!(
+            ok(&mut svc, "send.begin", json!({"send_id": id}), 61_050)["go"],
+            true
+        );
+    }
+
+    #[test]
+    fn a_changed_rule_paces_sends_already_queued() {
+        let s = Scratch::new("retune");
+        let mut svc = open(&s, 0);
+        let a = ok(&mut svc, "send.reserve", reserve_params("a", "w"), 0)["send_id"].clone();
+        let b = ok(&mut svc, "send.reserve", reserve_params("b", "w"), 0)["send_id"].clone();
+        assert_eq!(
+            ok(&mut svc, "send.begin", json!({"send_id": a}), 0)["go"],
+            true
+        );
+        ok(&mut svc, "send.done", json!({"send_id": a, "ok": true}), 0);
+        ok(
+            &mut svc,
+            "meter.rules.set",
+            json!({"platform": "udesk", "per": "workspace", "min_interval_ms": 5000}),
+            10,
+        );
+        // b was queued under the old rule (1 s); it now waits 5 s after a
+        assert_eq!(
+            ok(&mut svc, "send.begin", json!({"send_id": b}), 1_000)["delay_ms"],
+            4_000
+        );
+        ok(
+            &mut svc,
+            "meter.rules.reset",
+            json!({"platform": "udesk"}),
+            1_001,
+        );
+        assert_eq!(
+            ok(&mut svc, "send.begin", json!({"send_id": b}), UDESK_MS)["go"],
+            true
+        );
     }
 
     #[test]

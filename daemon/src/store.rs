@@ -23,6 +23,8 @@ use std::time::Duration;
 
 /// The error of a send whose lease ran out (the browser never reported it done).
 pub const LEASE_EXPIRED: &str = "no confirmation from the browser within the lease";
+/// The error of a queued send nobody began long after its slot (`cancelled`, never sent).
+pub const ABANDONED: &str = "abandoned: the browser did not begin it within 60 s of its slot";
 /// The error of a send that was `sending` when the daemon stopped.
 pub const RESTARTED: &str = "daemon restarted while sending; outcome unknown";
 
@@ -864,7 +866,7 @@ impl Store {
              released_at = CASE WHEN ?1 = 'sending' THEN ?2 ELSE released_at END, \
              sent_at = CASE WHEN ?1 = 'sent' THEN ?2 ELSE sent_at END, \
              done_at = CASE WHEN ?1 IN ('sent', 'failed') THEN ?2 ELSE done_at END, \
-             error = CASE WHEN ?1 = 'sent' THEN NULL WHEN ?1 = 'failed' THEN ?3 ELSE error END \
+             error = CASE WHEN ?1 = 'sent' THEN NULL WHEN ?3 IS NOT NULL THEN ?3 ELSE error END \
              WHERE id = ?4 AND state IN ({from_list})"
         );
         let n = self

@@ -72,6 +72,35 @@ pub fn take_stdout_for_frames() -> io::Result<std::fs::File> {
     Ok(std::fs::File::from(frames))
 }
 
+/// Puts `f`'s open file description in non-blocking mode.
+pub fn set_nonblocking(f: &impl std::os::fd::AsRawFd) -> io::Result<()> {
+    set_flag(f.as_raw_fd(), true)
+}
+
+/// Puts `f`'s open file description back in blocking mode.
+pub fn set_blocking(f: &impl std::os::fd::AsRawFd) -> io::Result<()> {
+    set_flag(f.as_raw_fd(), false)
+}
+
+#[allow(unsafe_code)]
+fn set_flag(fd: std::os::fd::RawFd, nonblocking: bool) -> io::Result<()> {
+    // SAFETY: fcntl on an fd we hold open, with integer arguments only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    let new = if nonblocking {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
+    // SAFETY: as above.
+    if new != flags && unsafe { libc::fcntl(fd, libc::F_SETFL, new) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The uid of the process at the other end of a connected Unix socket.
 #[allow(unsafe_code)]
 pub fn peer_uid(fd: &impl std::os::fd::AsRawFd) -> io::Result<u32> {

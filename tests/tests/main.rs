@@ -6,3 +6,4 @@ mod faults;
 mod host;
 mod library;
 mod send;
+mod wire_cli;

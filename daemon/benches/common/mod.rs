@@ -130,7 +130,9 @@ pub fn machine() -> String {
                 .map(|s| s.trim().to_string())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
@@ -145,7 +147,7 @@ pub fn machine() -> String {
 /// The file system of `p` (for the durability numbers).
 pub fn filesystem(p: &Path) -> String {
     Command::new("df")
-        .args(["-T", "--output=fstype,source"])
+        .args(["--output=fstype,source"])
         .arg(p)
         .output()
         .map(|o| {
