@@ -614,8 +614,10 @@ pub fn render(r: &Report) -> String {
     let ready = r.browsers.iter().filter(|b| b.ok).count();
     if r.browsers.is_empty() {
         out.push_str(
-            "quiver doctor: no supported browser found (no profile directory, no manifest); \
-             name one with --browser\n",
+            "quiver doctor: no browser profile and no Quiver host manifest found.\n  \
+             fix: register the host for your browser, then check it:\n    \
+             quiver install --browser chromium|chrome|edge|brave|vivaldi|firefox\n    \
+             quiver doctor --browser NAME\n",
         );
     } else {
         out.push_str(&format!(

@@ -53,8 +53,11 @@ pub struct Variable {
 }
 
 /// One part of a template, with an optional fallback used when the channel cannot show it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+///
+/// Deserialized by hand (see `part_de`): serde's internally tagged enums buffer the whole object,
+/// which loses the line and the path of a bad field inside a part.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
 pub enum Part {
     /// Plain text.
     Text {
@@ -151,6 +154,169 @@ pub struct MiniProgram {
     pub thumb_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<Box<Part>>,
+}
+
+mod part_de {
+    //! `Part` from JSON. When `type` is the first key (as Quiver writes parts, and as people
+    //! do), the rest of the object streams into the variant's fields, so an error names the
+    //! exact field and line (`templates[1].parts[2].segments[0].size`). Otherwise the object is
+    //! buffered and the error names the part.
+
+    use super::{Article, MiniProgram, Part, Segment};
+    use serde::de::{self, value::MapAccessDeserializer, Deserializer, MapAccess, Visitor};
+    use serde::Deserialize;
+
+    const KINDS: &[&str] = &["text", "rich", "image", "news", "product", "miniprogram"];
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Text {
+        text: String,
+        #[serde(default)]
+        fallback: Option<Box<Part>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Rich {
+        html: String,
+        #[serde(default)]
+        fallback: Option<Box<Part>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Image {
+        #[serde(default)]
+        url: Option<String>,
+        #[serde(default)]
+        media_id: Option<String>,
+        #[serde(default)]
+        fallback: Option<Box<Part>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct News {
+        articles: Vec<Article>,
+        #[serde(default)]
+        fallback: Option<Box<Part>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Product {
+        name: String,
+        #[serde(default)]
+        url: Option<String>,
+        image: String,
+        #[serde(default)]
+        segments: Vec<Segment>,
+        #[serde(default)]
+        fallback: Option<Box<Part>>,
+    }
+
+    fn fields<'de, D: Deserializer<'de>>(kind: &str, d: D) -> Result<Part, D::Error> {
+        Ok(match kind {
+            "text" => {
+                let Text { text, fallback } = Text::deserialize(d)?;
+                Part::Text { text, fallback }
+            }
+            "rich" => {
+                let Rich { html, fallback } = Rich::deserialize(d)?;
+                Part::Rich { html, fallback }
+            }
+            "image" => {
+                let Image {
+                    url,
+                    media_id,
+                    fallback,
+                } = Image::deserialize(d)?;
+                Part::Image {
+                    url,
+                    media_id,
+                    fallback,
+                }
+            }
+            "news" => {
+                let News { articles, fallback } = News::deserialize(d)?;
+                Part::News { articles, fallback }
+            }
+            "product" => {
+                let Product {
+                    name,
+                    url,
+                    image,
+                    segments,
+                    fallback,
+                } = Product::deserialize(d)?;
+                Part::Product {
+                    name,
+                    url,
+                    image,
+                    segments,
+                    fallback,
+                }
+            }
+            "miniprogram" => Part::Miniprogram(Box::new(MiniProgram::deserialize(d)?)),
+            other => return Err(de::Error::unknown_variant(other, KINDS)),
+        })
+    }
+
+    /// A part type name, refused unless it is one of [`KINDS`].
+    struct Kind;
+
+    impl<'de> de::DeserializeSeed<'de> for Kind {
+        type Value = String;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+            let kind = String::deserialize(d)?;
+            if KINDS.contains(&kind.as_str()) {
+                Ok(kind)
+            } else {
+                Err(de::Error::unknown_variant(&kind, KINDS))
+            }
+        }
+    }
+
+    struct PartVisitor;
+
+    impl<'de> Visitor<'de> for PartVisitor {
+        type Value = Part;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a part: an object with a `type`")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Part, A::Error> {
+            let first: Option<String> = map.next_key()?;
+            if first.as_deref() == Some("type") {
+                // checked while `type` is being read, so the error's path ends in `.type`
+                let kind = map.next_value_seed(Kind)?;
+                return fields(&kind, MapAccessDeserializer::new(map));
+            }
+            // `type` later in the object: buffer it, then read the fields without `type`.
+            let mut obj = serde_json::Map::new();
+            if let Some(k) = first {
+                obj.insert(k, map.next_value()?);
+            }
+            while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
+                obj.insert(k, v);
+            }
+            let kind = match obj.remove("type") {
+                Some(serde_json::Value::String(k)) => k,
+                Some(_) => return Err(de::Error::custom("`type` must be a string")),
+                None => return Err(de::Error::missing_field("type")),
+            };
+            fields(&kind, serde_json::Value::Object(obj)).map_err(de::Error::custom)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Part {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Part, D::Error> {
+            d.deserialize_map(PartVisitor)
+        }
+    }
 }
 
 impl Part {
