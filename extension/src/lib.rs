@@ -98,10 +98,7 @@ pub fn render_json(
     part_index: u32,
     context_json: &str,
 ) -> Result<String, CoreError> {
-    let target: Target = serde_json::from_str(target_json).map_err(|e| CoreError {
-        code: quiver_shared::RefusalCode::InvalidTarget.as_str(),
-        message: format!("target is not valid: {e}"),
-    })?;
+    let target = parse_target(target_json)?;
     let template = parse_template(template_json)?;
     let ctx = parse_context(context_json)?;
     let index = usize::try_from(part_index).unwrap_or(usize::MAX);
@@ -110,6 +107,247 @@ pub fn render_json(
         code: "internal",
         message: format!("serializing the payload failed: {e}"),
     })
+}
+
+/// Which templates the target can show: one boost per template (in `templates_json` order) for
+/// [`SearchIndex::search`]: 1.0 when its first part can be shown as it is, 0.5 when only through
+/// its fallback chain, 0.0 when not at all (or the template does not parse).
+#[wasm_bindgen]
+pub fn channel_fit(target_json: &str, templates_json: &str) -> Result<Vec<f32>, JsValue> {
+    channel_fit_json(target_json, templates_json).map_err(to_js_error)
+}
+
+/// [`channel_fit`] without the JS error conversion.
+pub fn channel_fit_json(target_json: &str, templates_json: &str) -> Result<Vec<f32>, CoreError> {
+    let target = parse_target(target_json)?;
+    let list = parse_list(templates_json)?;
+    Ok(list
+        .iter()
+        .map(|v| {
+            let Some(t) = template_from_value(v) else {
+                return 0.0;
+            };
+            let Some(first) = t.parts.first() else {
+                return 0.0;
+            };
+            match quiver_shared::adapters::choose(&target, first) {
+                Ok((_, false)) => 1.0,
+                Ok((_, true)) => 0.5,
+                Err(_) => 0.0,
+            }
+        })
+        .collect())
+}
+
+/// The variables a template uses, for the fill-in form: JSON text of
+/// `[{"name", "label": string|null, "required": bool}]` in first-use order (declared ones first).
+/// `required` is true for a variable declared required, and for one used somewhere without a
+/// `|fallback` (the send is refused without a value). Built-in date/time variables are left out.
+#[wasm_bindgen]
+pub fn variables(template_json: &str) -> Result<String, JsValue> {
+    variables_json(template_json).map_err(to_js_error)
+}
+
+/// [`variables`] without the JS error conversion.
+pub fn variables_json(template_json: &str) -> Result<String, CoreError> {
+    let template = parse_template(template_json)?;
+    let mut out: Vec<(String, Option<String>, bool)> = template
+        .variables
+        .iter()
+        .map(|v| (v.name.clone(), v.label.clone(), v.required))
+        .collect();
+    let parts = serde_json::to_value(&template.parts).unwrap_or_default();
+    let mut texts = Vec::new();
+    collect_strings(&parts, &mut texts);
+    for text in texts {
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("{{") {
+            let after = &rest[start + 2..];
+            let Some(end) = after.find("}}") else { break };
+            let inner = &after[..end];
+            let (head, has_fallback) = match inner.split_once('|') {
+                Some((n, _)) => (n.trim(), true),
+                None => (inner.trim(), false),
+            };
+            let name = head.split_once(':').map_or(head, |(n, _)| n.trim());
+            rest = &after[end + 2..];
+            if matches!(name, "date" | "time" | "datetime" | "weekday")
+                || !quiver_shared::render::valid_name(name)
+            {
+                continue;
+            }
+            match out.iter_mut().find(|(n, _, _)| n == name) {
+                Some(e) => e.2 |= !has_fallback,
+                None => out.push((name.to_string(), None, !has_fallback)),
+            }
+        }
+    }
+    let list: Vec<serde_json::Value> = out
+        .into_iter()
+        .map(|(name, label, required)| {
+            serde_json::json!({"name": name, "label": label, "required": required})
+        })
+        .collect();
+    Ok(serde_json::Value::Array(list).to_string())
+}
+
+fn collect_strings(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_strings(x, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| collect_strings(x, out)),
+        _ => {}
+    }
+}
+
+/// The template search of `quiver_shared::search`, over a library given once as JSON (the
+/// templates as `templates.list` returns them; `usage_count` and `last_used_at` are used when
+/// present). Build once per library change, `search` per keystroke.
+#[wasm_bindgen]
+#[derive(Debug)]
+pub struct SearchIndex {
+    inner: quiver_shared::search::SearchIndex,
+    ids: Vec<String>,
+}
+
+#[wasm_bindgen]
+impl SearchIndex {
+    /// Builds the index. Throws `invalid_argument` when `templates_json` is not a JSON array.
+    #[wasm_bindgen(constructor)]
+    pub fn new(templates_json: &str) -> Result<SearchIndex, JsValue> {
+        SearchIndex::build(templates_json).map_err(to_js_error)
+    }
+
+    /// Number of templates indexed.
+    #[wasm_bindgen(getter)]
+    pub fn length(&self) -> u32 {
+        u32::try_from(self.ids.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Searches: JSON text of `[{"id", "index", "score", "field"}]`, best first. `now_ms` (0:
+    /// ignore recency) and `boost` (per template, as [`channel_fit`] returns; empty: none).
+    pub fn search(&self, query: &str, limit: u32, now_ms: f64, boost: &[f32]) -> String {
+        self.search_json(query, limit, now_ms, boost)
+    }
+}
+
+impl SearchIndex {
+    /// [`SearchIndex::new`] without the JS error conversion.
+    pub fn build(templates_json: &str) -> Result<SearchIndex, CoreError> {
+        use quiver_shared::search::IndexedTemplate;
+        let list = parse_list(templates_json)?;
+        let mut items = Vec::with_capacity(list.len());
+        for v in &list {
+            let usage = v
+                .get("usage_count")
+                .and_then(serde_json::Value::as_u64)
+                .map_or(0, |u| u32::try_from(u).unwrap_or(u32::MAX));
+            let last = v.get("last_used_at").and_then(serde_json::Value::as_u64);
+            let item = match template_from_value(v) {
+                Some(t) => IndexedTemplate::from_template(&t, usage, last),
+                None => {
+                    let s = |k: &str| v.get(k).and_then(serde_json::Value::as_str).unwrap_or("");
+                    IndexedTemplate {
+                        id: s("id").to_string(),
+                        title: s("title").to_string(),
+                        shortcut: v
+                            .get("shortcut")
+                            .and_then(|x| x.as_str())
+                            .map(str::to_string),
+                        tags: Vec::new(),
+                        folder: s("folder").to_string(),
+                        body_text: String::new(),
+                        usage_count: usage,
+                        last_used_ms: last,
+                    }
+                }
+            };
+            items.push(item);
+        }
+        let ids = items.iter().map(|t| t.id.clone()).collect();
+        Ok(SearchIndex {
+            inner: quiver_shared::search::SearchIndex::build(&items),
+            ids,
+        })
+    }
+
+    /// [`SearchIndex::search`], callable natively.
+    pub fn search_json(&self, query: &str, limit: u32, now_ms: f64, boost: &[f32]) -> String {
+        let opts = quiver_shared::search::SearchOptions {
+            limit: limit as usize,
+            now_ms: (now_ms.is_finite() && now_ms > 0.0).then_some(now_ms as u64),
+            boost: (!boost.is_empty()).then_some(boost),
+        };
+        let hits: Vec<serde_json::Value> = self
+            .inner
+            .search(query, &opts)
+            .into_iter()
+            .map(|h| {
+                serde_json::json!({
+                    "id": self.ids[h.index],
+                    "index": h.index,
+                    "score": h.score,
+                    "field": h.matched,
+                })
+            })
+            .collect();
+        serde_json::Value::Array(hits).to_string()
+    }
+}
+
+/// The Sobot workbench context (platform-spec §2.3) as URL parameters (`{"cid", "uid",
+/// "partnerId", ...}`, JSON text), from the assistant frame's URL and the `selected` messages
+/// received since it loaded (`messages_json`: a JSON array, applied in order; anything that is not
+/// a `selected` message is ignored). Use it as the target's `params`.
+#[wasm_bindgen]
+pub fn sobot_context(url: &str, messages_json: &str) -> Result<String, JsValue> {
+    sobot_context_json(url, messages_json).map_err(to_js_error)
+}
+
+/// [`sobot_context`] without the JS error conversion.
+pub fn sobot_context_json(url: &str, messages_json: &str) -> Result<String, CoreError> {
+    use quiver_shared::sobot::{parse_workbench_message, WorkbenchContext, WorkbenchMessage};
+    let mut ctx = WorkbenchContext::from_url(url);
+    for m in parse_list(messages_json)? {
+        if let Some(WorkbenchMessage::Selected(sel)) = parse_workbench_message(&m) {
+            ctx = ctx.switched(&sel);
+        }
+    }
+    serde_json::to_string(&ctx.to_params()).map_err(|e| CoreError {
+        code: "internal",
+        message: format!("serializing the context failed: {e}"),
+    })
+}
+
+fn parse_list(json: &str) -> Result<Vec<serde_json::Value>, CoreError> {
+    serde_json::from_str(json).map_err(|e| CoreError {
+        code: INVALID_ARGUMENT,
+        message: format!("templates must be a JSON array: {e}"),
+    })
+}
+
+fn parse_target(json: &str) -> Result<Target, CoreError> {
+    serde_json::from_str(json).map_err(|e| CoreError {
+        code: quiver_shared::RefusalCode::InvalidTarget.as_str(),
+        message: format!("target is not valid: {e}"),
+    })
+}
+
+/// A template from a `templates.list` row, without the store's own fields.
+fn template_from_value(v: &serde_json::Value) -> Option<Template> {
+    let mut v = v.clone();
+    if let Some(o) = v.as_object_mut() {
+        for k in [
+            "usage_count",
+            "last_used_at",
+            "deleted_at",
+            "updated_at",
+            "created_at",
+        ] {
+            o.remove(k);
+        }
+    }
+    serde_json::from_value(v).ok()
 }
 
 fn parse_template(json: &str) -> Result<Template, CoreError> {
@@ -233,5 +471,68 @@ mod tests {
     #[test]
     fn empty_context_text_is_an_empty_context() {
         assert!(render_part_json("udesk", &template("Hi"), 0, "").is_ok());
+    }
+
+    #[test]
+    fn search_index_finds_pinyin_initials_and_boosts() {
+        let lib = json!([
+            {"id": "wait", "title": "稍等", "shortcut": "sd", "tags": ["wait"],
+             "parts": [{"type": "text", "text": "请稍等"}]},
+            {"id": "greet", "title": "Greeting", "parts": [{"type": "text", "text": "Hi"}],
+             "usage_count": 3, "last_used_at": 1000},
+        ])
+        .to_string();
+        let idx = SearchIndex::build(&lib).unwrap();
+        assert_eq!(idx.length(), 2);
+        let hits: Value = serde_json::from_str(&idx.search_json("shd", 10, 0.0, &[])).unwrap();
+        assert_eq!(hits[0]["id"], "wait");
+        let hits: Value = serde_json::from_str(&idx.search_json("", 10, 0.0, &[0.0, 0.0])).unwrap();
+        assert_eq!(hits[0]["id"], "greet");
+        let hits: Value =
+            serde_json::from_str(&idx.search_json("", 10, 0.0, &[50.0, 0.0])).unwrap();
+        assert_eq!(hits[0]["id"], "wait");
+        assert!(SearchIndex::build("{}").is_err());
+    }
+
+    #[test]
+    fn channel_fit_and_variables() {
+        let lib = json!([
+            {"id": "t", "title": "T", "parts": [{"type": "text", "text": "x"}]},
+            {"id": "m", "title": "M", "parts": [{"type": "miniprogram", "title": "a",
+              "pagepath": "p", "thumb_media_id": "m"}]},
+        ])
+        .to_string();
+        let fit = channel_fit_json(r#"{"platform":"sobot"}"#, &lib).unwrap();
+        assert_eq!(fit, vec![0.0, 1.0]);
+        let fit = channel_fit_json(r#"{"platform":"udesk"}"#, &lib).unwrap();
+        assert_eq!(fit[0], 1.0);
+
+        let t = json!({"id": "o", "title": "O",
+            "variables": [{"name": "customer.name", "label": "Name", "required": false}],
+            "parts": [{"type": "text", "text": "{{customer.name|there}} {{order.id}} {{date}}"}]})
+        .to_string();
+        let v: Value = serde_json::from_str(&variables_json(&t).unwrap()).unwrap();
+        assert_eq!(
+            v,
+            json!([{"name": "customer.name", "label": "Name", "required": false},
+                   {"name": "order.id", "label": null, "required": true}])
+        );
+    }
+
+    #[test]
+    fn sobot_context_follows_selected() {
+        let url = "http://x/sobot/assistant.html?cid=C1&uid=U1&partnerId=p1&email=a%40b";
+        let v: Value = serde_json::from_str(&sobot_context_json(url, "[]").unwrap()).unwrap();
+        assert_eq!(v["cid"], "C1");
+        assert_eq!(v["uid"], "U1");
+        assert_eq!(v["partnerId"], "p1");
+        let msgs =
+            json!([{"name": "selected", "cid": "C2", "uid": "U2"}, {"name": "other", "cid": "X"}]);
+        let v: Value =
+            serde_json::from_str(&sobot_context_json(url, &msgs.to_string()).unwrap()).unwrap();
+        assert_eq!(v["cid"], "C2");
+        assert_eq!(v["uid"], "U2");
+        assert!(v.get("partnerId").is_none(), "{v}");
+        assert_eq!(v["email"], "a@b");
     }
 }

@@ -54,6 +54,7 @@ function load() {
       },
     },
     alarms: { create: async () => {}, clear: async () => {}, onAlarm: event() },
+    commands: { onCommand: event() },
     storage: {
       local: {
         get: async (k) => ({ [k]: store[k] }),
@@ -294,4 +295,47 @@ test('ports: bad names, a second panel and a panel from another tab are refused'
   bg.api.runtime.onConnect.fire(cs);
   bg.api.runtime.onConnect.fire(other);
   assert.equal(other.disconnected, true);
+});
+
+test('palette: the open-palette command reaches the content scripts of that tab only', async () => {
+  const bg = load();
+  await bg.up();
+  const { cs } = bg.connectFrames();
+  const other = fakePort(`quiver-cs:${webcrypto.randomUUID()}`, {
+    id: 'ext', tab: { id: 9, url: 'http://127.0.0.1:8000/x' }, url: 'http://localhost:8000/udesk/assistant.html',
+  });
+  bg.api.runtime.onConnect.fire(other);
+  bg.api.commands.onCommand.fire('open-palette', { id: 4 });
+  await waitFor(() => cs.sent.some((m) => m.type === 'open'));
+  assert.equal(other.sent.some((m) => m.type === 'open'), false);
+});
+
+test('palette: context is forwarded to the panel; sends carry conversation/customer and not_before_ms', async () => {
+  const bg = load();
+  await bg.up();
+  const { cs, panel } = bg.connectFrames();
+  cs.onMessage.fire({ type: 'context', url: 'http://localhost:8000/sobot/assistant.html?cid=C1&uid=U1', selected: [{ name: 'selected', cid: 'C2' }] });
+  const ctx = panel.sent.find((m) => m.type === 'context');
+  assert.equal(ctx.url, 'http://localhost:8000/sobot/assistant.html?cid=C1&uid=U1');
+  assert.deepEqual(ctx.selected, [{ name: 'selected', cid: 'C2' }]);
+
+  panel.onMessage.fire(sendMsg('k1', { conversation: 'C1', customer: 'U1', platform: 'sobot', post_as: 'object', payload: '{"cid":"C1"}' }));
+  const reserve = await bg.nextRequest('send.reserve');
+  assert.equal(reserve.params.conversation, 'C1');
+  assert.equal(reserve.params.customer, 'U1');
+  const nb = Date.now() + 5000;
+  bg.reply(reserve, { send_id: 3, delay_ms: 5000, not_before_ms: nb, state: 'queued' });
+  await waitFor(() => panel.sent.some((m) => m.type === 'send-state' && m.key === 'k1' && m.not_before_ms === nb));
+
+  panel.onMessage.fire({ type: 'history', req: 'h', conversation: 'C1', limit: 5 });
+  const hist = await bg.nextRequest('history.list');
+  assert.deepEqual(JSON.parse(JSON.stringify(hist.params)), { limit: 5, workspace: 'http://127.0.0.1:8000', conversation: 'C1' });
+  bg.reply(hist, { rows: [{ send_id: 3 }], next_cursor: null });
+  await waitFor(() => panel.sent.some((m) => m.type === 'reply' && m.req === 'h'));
+
+  bg.native.onMessage.fire({ event: 'library.changed', data: { reason: 'import', ids: ['x'] } });
+  assert.ok(panel.sent.some((m) => m.type === 'library-changed'), 'library changes reach the panels');
+
+  panel.onMessage.fire(sendMsg('bad', { conversation: 5 }));
+  await waitFor(() => panel.sent.some((m) => m.type === 'reply' && m.req === 'bad' && m.error?.code === 'bad_request'));
 });

@@ -9,18 +9,32 @@
  * Ports (runtime.connect):
  *   "quiver-cs:<token>"    from a content script in an assistant frame
  *     cs -> bg  {type:"posted", send_id, ok, error?}
+ *               {type:"context", url, selected: [...]}  the frame URL and the Sobot `selected`
+ *                                                       messages so far (forwarded to the panel)
  *     bg -> cs  {type:"post", send_id, wire, post_as}
+ *               {type:"open"}                           the `open-palette` command: show + focus
  *   "quiver-panel:<token>" from the panel iframe that content script injected
  *     panel -> bg  {type:"status", req}                 -> {type:"reply", req, result: Status}
  *                  {type:"templates", req}              -> {type:"reply", req, result: {templates}}
+ *                  {type:"history", req, conversation?, customer?, limit?}
+ *                                                       -> {type:"reply", req, result: {rows}}: the
+ *                                                          daemon's history.list for this workspace,
+ *                                                          filtered by conversation/customer there
+ *                  {type:"hello", req}                  -> the daemon's hello (a bare round trip)
+ *                  {type:"usage", req}                  -> {type:"reply", req, result: {usage:
+ *                                                          [{id, usage_count, last_used_at}]}}
  *                  {type:"send", req?, key, batch?, template_id, revision, part_index, payload,
- *                   post_as, platform}                  -> {type:"reply", req, result: {key}} then
+ *                   post_as, platform, conversation?, customer?}
+ *                                                       -> {type:"reply", req, result: {key}} then
  *                                                          send-state events for `key`
  *                  {type:"cancel", req?, key}           -> {type:"reply", req, result: {key, cancelled}}
  *     bg -> panel  {type:"status", status: Status}      on connect and whenever it changes
+ *                  {type:"context", url, selected}     on connect and whenever the frame reports it
+ *                  {type:"library-changed"}             the daemon's library.changed event
  *                  {type:"send-state", key, send_id, state, template_id, part_index,
- *                   delay_ms?, error?: {code, message}}
- *                  state: queued (delay_ms: ms until its slot, null while not yet reserved),
+ *                   delay_ms?, not_before_ms?, error?: {code, message}}
+ *                  state: queued (delay_ms: ms until its slot, null while not yet reserved;
+ *                  not_before_ms: the slot's wall-clock time, from the daemon's meter),
  *                  sending, sent, failed, cancelled. On (re)connect the panel is sent the state
  *                  of each of its sends still in the queue.
  *     A failed request replies {type:"reply", req, error: {code, message}}: protocol error codes
@@ -67,15 +81,18 @@ const log = {
 };
 
 class ProtocolError extends Error {
-  constructor(code, message) {
+  constructor(code, message, data) {
     super(message);
     this.code = code;
+    if (data !== undefined) this.data = data;
   }
 }
 
+/** An error as panels and pages get it: code, message, and the daemon's details if any. */
 const errorBody = (e) => ({
   code: typeof e?.code === 'string' ? e.code : 'internal',
   message: String(e?.message ?? e),
+  ...(e?.data !== undefined ? { data: e.data } : {}),
 });
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
@@ -250,7 +267,7 @@ function onNativeMessage(port, msg) {
   native.pending.delete(msg.id);
   clearTimeout(p.timer);
   if (msg.error) {
-    p.reject(new ProtocolError(String(msg.error.code ?? 'internal'), String(msg.error.message ?? '')));
+    p.reject(new ProtocolError(String(msg.error.code ?? 'internal'), String(msg.error.message ?? ''), msg.error.data));
   } else {
     p.resolve(msg.result);
   }
@@ -312,8 +329,12 @@ function onNativeEvent(name, data) {
     native.daemonUp = false;
     native.reason = `daemon down: ${data.reason ?? 'unknown reason'}`;
   } else {
-    // Other daemon events (library.changed, meter.released, ...) go to the extension's pages.
+    // Other daemon events (library.changed, meter.released, ...) go to the extension's pages;
+    // panels hear of library changes to reload their templates.
     for (const page of pages) quietly(() => page.postMessage({ type: 'event', name, data }));
+    if (name === 'library.changed') {
+      for (const pair of pairs.values()) sendToPanel(pair, { type: 'library-changed' });
+    }
     return;
   }
   statusChanged();
@@ -482,14 +503,14 @@ const PAGE_METHODS = new Set([
   'templates.put',
   'templates.delete',
   'templates.search',
+  'templates.revisions',
+  'templates.facets',
   'templates.import',
-  'templates.export',
   'history.list',
   'settings.get',
   'settings.set',
   'meter.rules.get',
   'meter.rules.set',
-  'doctor',
 ]);
 const PAGE_FILES = ['options.html', 'popup.html'];
 const pages = new Set();
@@ -536,6 +557,14 @@ function connectContentScript(port, token, sender) {
   pair.tabId = tabId ?? pair.tabId;
   pair.workspace = workspaceOf(sender);
   port.onMessage.addListener((msg) => {
+    if (msg?.type === 'context') {
+      pair.context = {
+        url: typeof msg.url === 'string' ? msg.url : '',
+        selected: Array.isArray(msg.selected) ? msg.selected.slice(-20) : [],
+      };
+      sendToPanel(pair, { type: 'context', ...pair.context });
+      return;
+    }
     if (msg?.type === 'posted') {
       const resolve = pair.postWaiters.get(msg.send_id);
       if (resolve) {
@@ -582,6 +611,7 @@ function connectPanel(port, token, sender) {
     dropPairIfIdle(pair);
   });
   sendToPanel(pair, { type: 'status', status: status() });
+  if (pair.context) sendToPanel(pair, { type: 'context', ...pair.context });
   ready.then(() => {
     for (const q of queues.values()) {
       for (const item of q.items) if (item.token === token) emitState(item);
@@ -619,6 +649,24 @@ function onPanelMessage(pair, port, msg) {
     case 'templates':
       listAllTemplates().then((templates) => reply({ templates }), fail);
       break;
+    case 'history': {
+      const params = { limit: Math.min(Math.max(Number(msg.limit) || 20, 1), 200) };
+      if (pair.workspace) params.workspace = pair.workspace;
+      for (const k of ['conversation', 'customer']) if (typeof msg[k] === 'string' && msg[k]) params[k] = msg[k];
+      request('history.list', params).then((r) => reply({ rows: r?.rows ?? [] }), fail);
+      break;
+    }
+    case 'hello':
+      request('hello', { protocol: PROTOCOL, client: CLIENT }).then(reply, fail);
+      break;
+    case 'usage':
+      // Usage counts for the palette's ranking: the daemon's empty-query search lists by
+      // popularity (at most 500; the rest count as unused).
+      request('templates.search', { query: '', limit: 500 }).then(
+        (r) => reply({ usage: (r?.results ?? []).map((x) => ({ id: x.id, usage_count: x.usage_count ?? 0, last_used_at: x.last_used_at ?? null })) }),
+        fail,
+      );
+      break;
     case 'send': {
       const bad = checkSend(msg);
       if (bad) {
@@ -647,6 +695,9 @@ function checkSend(m) {
   if (!str(m.payload)) return 'send: `payload` must be a non-empty string';
   if (m.post_as !== 'string' && m.post_as !== 'object') return 'send: `post_as` must be "string" or "object"';
   if (!str(m.platform)) return 'send: `platform` must be a non-empty string';
+  for (const k of ['conversation', 'customer']) {
+    if (m[k] !== undefined && m[k] !== null && typeof m[k] !== 'string') return `send: \`${k}\` must be a string`;
+  }
   if (m.post_as === 'object') {
     try {
       JSON.parse(m.payload);
@@ -767,6 +818,8 @@ async function acceptSend(pair, msg) {
     part_index: msg.part_index,
     payload: msg.payload,
     post_as: msg.post_as,
+    conversation: typeof msg.conversation === 'string' && msg.conversation ? msg.conversation : null,
+    customer: typeof msg.customer === 'string' && msg.customer ? msg.customer : null,
     send_id: null,
     stage: 'new',
     delay_ms: null,
@@ -800,7 +853,10 @@ function emitState(item) {
     template_id: item.template_id,
     part_index: item.part_index,
   };
-  if (state === 'queued') msg.delay_ms = item.due_at === null ? null : Math.max(0, item.due_at - Date.now());
+  if (state === 'queued') {
+    msg.delay_ms = item.due_at === null ? null : Math.max(0, item.due_at - Date.now());
+    msg.not_before_ms = item.due_at;
+  }
   if (item.error) msg.error = item.error;
   sendToPanel(pair, msg);
 }
@@ -876,8 +932,8 @@ function reserveParams(item) {
     idempotency_key: item.idempotency_key,
     platform: item.platform,
     workspace: item.workspace,
-    conversation: null,
-    customer: null,
+    conversation: item.conversation ?? null,
+    customer: item.customer ?? null,
     template_id: item.template_id,
     revision: item.revision,
     part_index: item.part_index,
@@ -918,7 +974,7 @@ async function reserveLoop(q) {
       }
       item.send_id = r.send_id;
       item.delay_ms = Number(r.delay_ms) || 0;
-      item.due_at = Date.now() + item.delay_ms;
+      item.due_at = dueAt(r);
       item.stage = 'reserved';
       emitState(item);
       persist();
@@ -1000,7 +1056,7 @@ async function runItem(q, item) {
       item.stage = 'begun';
     } else {
       item.delay_ms = Number(r?.delay_ms) || 0;
-      item.due_at = Date.now() + item.delay_ms;
+      item.due_at = dueAt(r);
     }
     emitState(item);
     persist();
@@ -1027,6 +1083,13 @@ async function runItem(q, item) {
     else finish(q, item, 'failed', new ProtocolError('post_failed', result.error));
     if (err && result.ok) log.warn('sent, but the daemon did not record it:', err.message);
   }
+}
+
+/** When a reserved slot opens: the daemon's `not_before_ms` if it gave one, else now + delay_ms. */
+function dueAt(r) {
+  const nb = Number(r?.not_before_ms);
+  if (Number.isFinite(nb) && nb > 0) return nb;
+  return Date.now() + (Number(r?.delay_ms) || 0);
 }
 
 function reportDone(sendId, result) {
@@ -1058,6 +1121,73 @@ function postViaContentScript(pair, item) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The `open-palette` command: tell the assistant frames of the active tab to show the palette.
+
+async function openPaletteInActiveTab(tab) {
+  let tabId = tab?.id;
+  if (tabId === undefined && api.tabs?.query) {
+    const [active] = await api.tabs.query({ active: true, currentWindow: true });
+    tabId = active?.id;
+  }
+  for (const pair of pairs.values()) {
+    if (pair.cs && (tabId === undefined || pair.tabId === tabId)) {
+      quietly(() => pair.cs.postMessage({ type: 'open' }));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// User sites: content scripts for the origins of the user's site rules (storage.local `siteRules`,
+// shape documented in content.js) that the user granted (optional_host_permissions). The
+// manifest's static matches cover the demo pages; rules cannot be matched by URL here (a match
+// pattern has no port wildcard and no query), so the script runs on the rule's whole origin and
+// content.js applies the rule itself.
+
+const USER_SCRIPT_ID = 'quiver-user-sites';
+
+/** The match pattern of the origin a rule pattern names, or null. */
+function originPatternOf(rulePattern) {
+  const m = /^(\*|https?):\/\/([^/]+)/.exec(String(rulePattern ?? '').trim());
+  if (!m) return null;
+  const host = m[2].replace(/:\d+$/, '');
+  if (!/^(\*|(\*\.)?[a-z0-9.-]+)$/i.test(host)) return null;
+  return `${m[1]}://${host}/*`;
+}
+
+let syncingUserSites = Promise.resolve();
+function syncUserSites() {
+  syncingUserSites = syncingUserSites.then(syncUserSitesNow).catch((e) => log.warn('user sites', e));
+  return syncingUserSites;
+}
+
+async function syncUserSitesNow() {
+  if (!api.scripting?.registerContentScripts || !api.permissions?.contains) return;
+  const got = await api.storage.local.get('siteRules');
+  const rules = Array.isArray(got?.siteRules) ? got.siteRules : [];
+  const wanted = [...new Set(rules.filter((r) => r && r.enabled !== false).map((r) => originPatternOf(r.pattern)).filter(Boolean))];
+  const granted = [];
+  for (const origin of wanted) {
+    try {
+      if (await api.permissions.contains({ origins: [origin] })) granted.push(origin);
+    } catch {
+      // an origin the browser does not accept as a permission
+    }
+  }
+  const existing = await api.scripting.getRegisteredContentScripts({ ids: [USER_SCRIPT_ID] }).catch(() => []);
+  if (existing.length) await api.scripting.unregisterContentScripts({ ids: [USER_SCRIPT_ID] });
+  if (!granted.length) return;
+  await api.scripting.registerContentScripts([{
+    id: USER_SCRIPT_ID,
+    matches: granted,
+    js: ['content.js'],
+    allFrames: true,
+    runAt: 'document_idle',
+    persistAcrossSessions: true,
+  }]);
+  log.info('content script registered for', granted.join(' '));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Start-up. Listeners are registered synchronously (a service worker must do so to be woken).
 
 api.runtime.onConnect.addListener(onConnect);
@@ -1068,6 +1198,15 @@ api.alarms.onAlarm.addListener((alarm) => {
 // With this listener Chromium starts the background with the browser: the native host connects
 // before the agent opens a workspace, and sends left over from the last session are cleaned up.
 api.runtime.onStartup.addListener(() => {});
+api.commands?.onCommand?.addListener((command, tab) => {
+  if (command === 'open-palette') openPaletteInActiveTab(tab).catch((e) => log.warn('open-palette', e));
+});
+api.storage.onChanged?.addListener((changes, area) => {
+  if (area === 'local' && changes.siteRules) syncUserSites();
+});
+api.permissions?.onAdded?.addListener(() => syncUserSites());
+api.permissions?.onRemoved?.addListener(() => syncUserSites());
+api.runtime.onInstalled?.addListener(() => syncUserSites());
 
 const ready = restore();
 connectNative();

@@ -1,10 +1,21 @@
 /*
  * Quiver panel: the template palette, an extension page shown in an iframe inside the assistant
- * frame. It renders parts to their wire payload with the wasm core (`wasm_bindgen`, loaded by
- * pkg/quiver_core.js) and asks the background to send them; the background owns the send queue.
+ * frame. It searches the library and renders parts to their wire payload with the wasm core
+ * (`wasm_bindgen`, loaded by pkg/quiver_core.js) and asks the background to send them; the
+ * background owns the send queue.
  *
- * URL: panel.html#<token>&platform=<platform> (set by the content script that injected it).
+ * URL: panel.html#<token>&platform=<platform>[&channel=<channel>] (set by the content script).
  * Port to the background: "quiver-panel:<token>" (protocol in background.js).
+ *
+ * Conversation context: the background forwards what the content script reports (`context`:
+ * the assistant frame's URL and, on Sobot, the workbench's `selected` messages). On Sobot the
+ * target's params (cid, uid, partnerId...) come from them (wasm `sobot_context`). Every send is
+ * rendered when it is queued, with the cid/uid of that moment inside its payload, and carries
+ * them as `conversation`/`customer`: a later conversation switch changes what the NEXT send
+ * targets, never one already queued.
+ *
+ * Variables filled from the context (when known): `conversation.id` (Sobot cid), `customer.id`
+ * (Sobot uid), `customer.partner_id` (Sobot partnerId). Others are asked for in the form.
  */
 'use strict';
 
@@ -13,11 +24,46 @@ const api = globalThis.browser ?? globalThis.chrome;
 const WASM_PATH = 'pkg/quiver_core_bg.wasm';
 const REQUEST_TIMEOUT_MS = 30_000;
 const MAX_SENDS_SHOWN = 50;
+const MAX_SHOWN = 50;
 const PREVIEW_CHARS = 120;
+/** A template sent to the same conversation within this window asks before going again. */
+const RECENT_MS = 24 * 3600_000;
+
+/** chrome.i18n message `key` (palette_*), else the English text. `$1`.. are substituted. */
+function t(key, fallback, ...subs) {
+  let m = '';
+  try {
+    m = api.i18n?.getMessage?.(key, subs.map(String)) ?? '';
+  } catch {
+    m = '';
+  }
+  if (m) return m;
+  return subs.reduce((acc, v, i) => acc.replaceAll(`$${i + 1}`, String(v)), fallback);
+}
+
+function localize() {
+  // The locale the messages come from (Chromium's getUILanguage may differ from it).
+  let lang = '';
+  try {
+    lang = api.i18n?.getMessage?.('palette_lang') || api.i18n?.getUILanguage?.() || '';
+  } catch {
+    lang = '';
+  }
+  if (lang) document.documentElement.lang = lang;
+  for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n, el.textContent);
+  for (const el of document.querySelectorAll('[data-i18n-placeholder]')) {
+    el.placeholder = t(el.dataset.i18nPlaceholder, el.placeholder);
+  }
+  for (const el of document.querySelectorAll('[data-i18n-aria-label]')) {
+    el.setAttribute('aria-label', t(el.dataset.i18nAriaLabel, el.getAttribute('aria-label') ?? ''));
+  }
+}
+localize();
 
 const $ = (sel) => document.querySelector(sel);
 const ui = {
   palette: $('[data-testid="quiver-palette"]'),
+  context: $('[data-testid="quiver-context"]'),
   status: $('[data-testid="quiver-daemon-status"]'),
   statusLabel: $('[data-testid="quiver-daemon-status"] .status-label'),
   search: $('[data-testid="quiver-search"]'),
@@ -25,6 +71,15 @@ const ui = {
   refusal: $('[data-testid="quiver-refusal"]'),
   list: $('[data-testid="quiver-templates"]'),
   empty: $('[data-testid="quiver-empty"]'),
+  detail: $('[data-testid="quiver-detail"]'),
+  parts: $('[data-testid="quiver-parts"]'),
+  vars: $('[data-testid="quiver-variables"]'),
+  varsFields: $('[data-testid="quiver-variables"] .vars-fields'),
+  recent: $('[data-testid="quiver-recent"]'),
+  recentText: $('[data-testid="quiver-recent"] .recent-text'),
+  recentConfirm: $('[data-testid="quiver-recent-confirm"]'),
+  blocked: $('[data-testid="quiver-send-blocked"]'),
+  sendButton: $('[data-testid="quiver-send-button"]'),
   sendsSection: $('.sends-section'),
   sends: $('[data-testid="quiver-sends"]'),
 };
@@ -32,20 +87,30 @@ const ui = {
 function parseHash(hash) {
   const [token = '', ...rest] = hash.replace(/^#/, '').split('&');
   const params = new URLSearchParams(rest.join('&'));
-  return { token, platform: params.get('platform') ?? '' };
+  return { token, platform: params.get('platform') ?? '', channel: params.get('channel') || null };
 }
 
-const { token, platform } = parseHash(location.hash);
+const { token, platform, channel } = parseHash(location.hash);
 
 const state = {
   core: 'loading',
   daemon: { state: 'down', host: 'disconnected', reason: 'not connected yet', daemon: null },
-  templates: [],
+  templates: [], // Template objects, in the order given to the index
+  byId: new Map(),
+  usage: new Map(), // id -> {usage_count, last_used_at} from the daemon
+  index: null, // wasm SearchIndex
+  boost: new Float32Array(0),
   templatesLoaded: false,
   loadingTemplates: false,
   shown: [], // the templates matching the search, in display order
   active: -1, // index into `shown`
-  sends: new Map(), // key -> {el, state, dueAt}
+  sends: new Map(), // key -> {el, state, dueAt, dueWall}
+  frameContext: { url: '', selected: [] },
+  params: {}, // target params (Sobot: cid, uid, partnerId, ...)
+  values: new Map(), // template id -> {name: value} typed in the form
+  history: [], // history rows for the current conversation (newest first)
+  historyFor: null,
+  confirmRepeat: null, // template id the agent confirmed sending again
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -123,19 +188,50 @@ function onMessage(msg) {
     case 'send-state':
       updateSend(msg);
       break;
+    case 'library-changed':
+      // A burst of changes (an import) costs one reload.
+      clearTimeout(state.reloadTimer);
+      state.reloadTimer = setTimeout(() => {
+        state.reloadWanted = true;
+        loadTemplates();
+      }, 200);
+      break;
+    case 'context':
+      state.frameContext = { url: String(msg.url ?? ''), selected: Array.isArray(msg.selected) ? msg.selected : [] };
+      updateContext();
+      break;
     default:
       break;
   }
 }
 
+// The content script asks for focus after the shortcut (only focus: anyone may ask for it).
+window.addEventListener('message', (e) => {
+  if (e.data?.quiver === 'focus-search') focusSearch();
+});
+
+function focusSearch() {
+  ui.search.focus();
+  ui.search.select();
+  ui.palette.dataset.focusedAt = String(performance.now());
+}
+
+// Alt+Shift+Q inside the panel focuses the search too.
+document.addEventListener('keydown', (e) => {
+  if (e.altKey && e.shiftKey && !e.ctrlKey && !e.metaKey && (e.code === 'KeyQ' || e.key?.toLowerCase() === 'q')) {
+    e.preventDefault();
+    focusSearch();
+  }
+});
+
 // ---------------------------------------------------------------------------------------------
 // Daemon status
 
 function statusLabel(s) {
-  if (s.state === 'up') return s.daemon ? `Connected · daemon ${s.daemon}` : 'Connected';
-  if (s.host === 'connecting') return 'Starting Quiver…';
-  if (s.host === 'connected') return 'Quiver daemon is down';
-  return 'Quiver app not reachable';
+  if (s.state === 'up') return s.daemon ? t('palette_status_up_version', 'Connected · daemon $1', s.daemon) : t('palette_status_up', 'Connected');
+  if (s.host === 'connecting') return t('palette_status_starting', 'Starting Quiver…');
+  if (s.host === 'connected') return t('palette_status_daemon_down', 'Quiver daemon is down');
+  return t('palette_status_unreachable', 'Quiver app not reachable');
 }
 
 function setStatus(s) {
@@ -146,7 +242,60 @@ function setStatus(s) {
   ui.statusLabel.textContent = statusLabel(s);
   ui.status.title = s.state === 'up' ? '' : (s.reason ?? '');
   if (s.state === 'up' && (!wasUp || !state.templatesLoaded)) loadTemplates();
+  if (s.state === 'up' && !wasUp) refreshHistory();
   renderEmpty();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conversation context and target
+
+function conversation() {
+  if (platform === 'sobot') return { conversation: state.params.cid ?? null, customer: state.params.uid ?? null };
+  return { conversation: null, customer: null };
+}
+
+function target() {
+  const tg = { platform, params: state.params };
+  if (channel) tg.channel = channel;
+  if (platform === 'wechat-dkf') {
+    const a = new Uint32Array(1);
+    crypto.getRandomValues(a);
+    tg.nonce = String(a[0]);
+  }
+  return tg;
+}
+
+/** Values known from the conversation, for the template variables. */
+function contextValues() {
+  const v = {};
+  if (platform === 'sobot') {
+    if (state.params.cid) v['conversation.id'] = state.params.cid;
+    if (state.params.uid) v['customer.id'] = state.params.uid;
+    if (state.params.partnerId) v['customer.partner_id'] = state.params.partnerId;
+  }
+  return v;
+}
+
+function updateContext() {
+  if (state.core !== 'ready') return;
+  if (platform === 'sobot') {
+    try {
+      state.params = JSON.parse(wasm_bindgen.sobot_context(state.frameContext.url, JSON.stringify(state.frameContext.selected)));
+    } catch (e) {
+      state.params = {};
+      showNotice(e, t('palette_context_error', 'Could not read the conversation'));
+    }
+  } else {
+    state.params = {};
+  }
+  const { conversation: cid, customer: uid } = conversation();
+  ui.context.dataset.conversation = cid ?? '';
+  ui.context.dataset.customer = uid ?? '';
+  ui.context.textContent = cid ? t('palette_context_conversation', 'Chat $1', cid) : '';
+  ui.context.title = uid ? t('palette_context_customer', 'Customer $1', uid) : '';
+  computeBoost();
+  renderList();
+  refreshHistory();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -155,82 +304,138 @@ function setStatus(s) {
 function partText(part) {
   if (!part || typeof part !== 'object') return '';
   const out = [];
-  for (const v of Object.values(part)) {
+  for (const [k, v] of Object.entries(part)) {
+    if (k === 'fallback' || k === 'type') continue;
     if (typeof v === 'string') out.push(v);
     else if (v && typeof v === 'object') out.push(partText(v));
   }
   return out.join(' ');
 }
 
-function preview(t) {
-  const first = t.parts?.[0];
-  const text = (first?.text ?? first?.html ?? first?.name ?? first?.title ?? partText(first)).replace(/\s+/g, ' ');
+function previewText(tp) {
+  const first = tp.parts?.[0];
+  const text = fill(first?.text ?? first?.name ?? first?.title ?? partText(first), {}).replace(/\s+/g, ' ');
   return text.length > PREVIEW_CHARS ? `${text.slice(0, PREVIEW_CHARS - 1)}…` : text;
 }
 
 async function loadTemplates() {
-  if (state.loadingTemplates) return;
+  if (state.loadingTemplates) {
+    state.reloadWanted = true; // once this load is done
+    return;
+  }
   state.loadingTemplates = true;
+  state.reloadWanted = false;
   try {
-    const r = await call('templates');
-    state.templates = (r?.templates ?? []).map((t) => ({
-      t,
-      haystack: [t.title, t.shortcut ?? '', (t.tags ?? []).join(' '), t.folder ?? '', ...(t.parts ?? []).map(partText)]
-        .join('\n')
-        .toLowerCase(),
-    }));
-    state.templatesLoaded = true;
+    const [r, u] = await Promise.all([call('templates'), call('usage').catch(() => null)]);
+    state.usage = new Map((u?.usage ?? []).map((x) => [x.id, x]));
+    setTemplates(r?.templates ?? []);
     hideNotice();
-    renderList();
   } catch (e) {
-    showNotice(e, 'Could not load templates');
+    showNotice(e, t('palette_load_failed', 'Could not load templates'));
   } finally {
     state.loadingTemplates = false;
+    if (state.reloadWanted) loadTemplates();
   }
+}
+
+function setTemplates(list) {
+  state.templates = list;
+  state.byId = new Map(list.map((x) => [x.id, x]));
+  state.templatesLoaded = true;
+  buildIndex();
+  renderList();
+}
+
+function buildIndex() {
+  if (state.core !== 'ready' || !state.templatesLoaded) return;
+  try {
+    state.index?.free?.();
+    // Usage and recency ride along for the ranking (the index ignores them for matching).
+    const rows = state.templates.map((x) => {
+      const u = state.usage.get(x.id);
+      return u ? { ...x, usage_count: u.usage_count, last_used_at: u.last_used_at } : x;
+    });
+    state.index = new wasm_bindgen.SearchIndex(JSON.stringify(rows));
+  } catch (e) {
+    state.index = null;
+    showNotice(e, t('palette_index_failed', 'Search is unavailable'));
+  }
+  computeBoost();
+}
+
+/** Channel fit: templates whose first part this conversation can show come first. */
+function computeBoost() {
+  if (state.core !== 'ready' || !state.templatesLoaded) return;
+  try {
+    state.boost = wasm_bindgen.channel_fit(JSON.stringify(target()), JSON.stringify(state.templates));
+  } catch {
+    state.boost = new Float32Array(0);
+  }
+}
+
+function search(q) {
+  if (state.index) {
+    const hits = JSON.parse(state.index.search(q, MAX_SHOWN, Date.now(), state.boost));
+    return hits.map((h) => state.templates[h.index]).filter(Boolean);
+  }
+  // Before the core is loaded: a plain substring filter.
+  const ql = q.toLowerCase();
+  return state.templates
+    .filter((x) => !ql || [x.title, x.shortcut ?? '', (x.tags ?? []).join(' '), ...(x.parts ?? []).map(partText)].join('\n').toLowerCase().includes(ql))
+    .slice(0, MAX_SHOWN);
 }
 
 /** Re-renders the list. A new search selects the first match; a refresh keeps the selection. */
 function renderList({ keepSelection = true } = {}) {
-  const q = ui.search.value.trim().toLowerCase();
+  const q = ui.search.value.trim();
   const activeId = keepSelection ? state.shown[state.active]?.id : undefined;
-  state.shown = state.templates.filter((x) => !q || x.haystack.includes(q)).map((x) => x.t);
+  state.shown = state.templatesLoaded ? search(q) : [];
   const frag = document.createDocumentFragment();
-  state.shown.forEach((t, i) => {
+  const fit = new Map();
+  if (state.boost.length === state.templates.length) state.templates.forEach((x, i) => fit.set(x.id, state.boost[i]));
+  state.shown.forEach((tp, i) => {
     const li = document.createElement('li');
     li.id = `quiver-option-${i}`;
     li.className = 'template';
     li.setAttribute('role', 'option');
     li.setAttribute('aria-selected', 'false');
     li.dataset.testid = 'quiver-template';
-    li.dataset.templateId = t.id;
+    li.dataset.templateId = tp.id;
     li.dataset.index = String(i);
+    const f = fit.get(tp.id);
+    if (f === 0) {
+      li.dataset.fit = 'none';
+      li.setAttribute('aria-description', t('palette_fit_none', 'This conversation cannot show it'));
+    } else if (f === 0.5) {
+      li.dataset.fit = 'fallback';
+    }
 
     const head = document.createElement('div');
     head.className = 'template-head';
     const title = document.createElement('span');
     title.className = 'template-title';
-    title.textContent = t.title;
+    title.textContent = tp.title;
     head.append(title);
-    if (t.shortcut) {
+    if (tp.shortcut) {
       const sc = document.createElement('kbd');
       sc.className = 'shortcut';
-      sc.textContent = t.shortcut;
+      sc.textContent = tp.shortcut;
       head.append(sc);
     }
-    if ((t.parts?.length ?? 0) > 1) {
+    if ((tp.parts?.length ?? 0) > 1) {
       const n = document.createElement('span');
       n.className = 'parts-count';
-      n.textContent = `${t.parts.length} parts`;
+      n.textContent = t('palette_parts_count', '$1 parts', tp.parts.length);
       head.append(n);
     }
     const body = document.createElement('div');
     body.className = 'template-preview';
-    body.textContent = preview(t);
+    body.textContent = previewText(tp);
     li.append(head, body);
     frag.append(li);
   });
   ui.list.replaceChildren(frag);
-  const keep = state.shown.findIndex((t) => t.id === activeId);
+  const keep = state.shown.findIndex((x) => x.id === activeId);
   setActive(keep >= 0 ? keep : state.shown.length ? 0 : -1, false);
   renderEmpty();
 }
@@ -238,11 +443,13 @@ function renderList({ keepSelection = true } = {}) {
 function renderEmpty() {
   let text = '';
   if (!state.templatesLoaded) {
-    text = state.daemon.state === 'up' ? 'Loading templates…' : 'Templates appear when the Quiver daemon is running.';
+    text = state.daemon.state === 'up'
+      ? t('palette_loading', 'Loading templates…')
+      : t('palette_needs_daemon', 'Templates appear when the Quiver daemon is running.');
   } else if (!state.templates.length) {
-    text = 'No templates yet. Import a library with the quiver command.';
+    text = t('palette_no_templates', 'No templates yet. Import a library with the quiver command.');
   } else if (!state.shown.length) {
-    text = 'No template matches the search.';
+    text = t('palette_no_match', 'No template matches the search.');
   }
   ui.empty.textContent = text;
   ui.empty.hidden = !text;
@@ -251,6 +458,7 @@ function renderEmpty() {
 function setActive(i, scroll = true) {
   const prev = ui.list.querySelector('[aria-selected="true"]');
   if (prev) prev.setAttribute('aria-selected', 'false');
+  const changed = state.active !== i || state.shown[i]?.id !== ui.detail.dataset.templateId;
   state.active = i;
   const el = i >= 0 ? ui.list.children[i] : null;
   if (el) {
@@ -262,6 +470,7 @@ function setActive(i, scroll = true) {
     ui.list.removeAttribute('aria-activedescendant');
     ui.search.removeAttribute('aria-activedescendant');
   }
+  if (changed) renderDetail();
 }
 
 function onKey(e) {
@@ -279,8 +488,8 @@ function onKey(e) {
     if (n) setActive(n - 1);
   } else if (e.key === 'Enter') {
     e.preventDefault();
-    const t = state.shown[state.active];
-    if (t) sendTemplate(t);
+    const tp = state.shown[state.active];
+    if (tp) sendTemplate(tp);
   } else if (e.key === 'Escape' && e.currentTarget === ui.search && ui.search.value) {
     e.preventDefault();
     ui.search.value = '';
@@ -296,21 +505,331 @@ ui.list.addEventListener('click', (e) => {
   if (!li) return;
   const i = Number(li.dataset.index);
   setActive(i, false);
-  const t = state.shown[i];
-  if (t) sendTemplate(t);
+  const tp = state.shown[i];
+  if (tp) sendTemplate(tp);
 });
+ui.sendButton.addEventListener('click', () => {
+  const tp = state.byId.get(ui.detail.dataset.templateId);
+  if (tp) sendTemplate(tp);
+});
+ui.vars.addEventListener('submit', (e) => {
+  e.preventDefault();
+  const tp = state.byId.get(ui.detail.dataset.templateId);
+  if (tp) sendTemplate(tp);
+});
+ui.recentConfirm.addEventListener('click', () => {
+  const tp = state.byId.get(ui.detail.dataset.templateId);
+  if (!tp) return;
+  state.confirmRepeat = tp.id;
+  sendTemplate(tp);
+});
+
+// ---------------------------------------------------------------------------------------------
+// The selected template: preview of each part as the customer sees it, variables, warnings.
+
+function templateVariables(tp) {
+  if (state.core !== 'ready') return [];
+  try {
+    return JSON.parse(wasm_bindgen.variables(JSON.stringify(tp)));
+  } catch {
+    return [];
+  }
+}
+
+/** Context for rendering `tp`: what the conversation knows, then what the agent typed. */
+function valuesFor(tp) {
+  const typed = state.values.get(tp.id) ?? {};
+  const out = { ...contextValues() };
+  for (const [k, v] of Object.entries(typed)) if (v !== '') out[k] = v;
+  out.now = String(Date.now());
+  out.tz = String(-new Date().getTimezoneOffset());
+  return out;
+}
+
+/** Renders every part: [{ok, payload?, error?}] (no side effects). */
+function renderParts(tp, tg, ctx) {
+  const tj = JSON.stringify(tp);
+  const tgj = JSON.stringify(tg);
+  const cj = JSON.stringify(ctx);
+  return (tp.parts ?? []).map((_, i) => {
+    try {
+      return { ok: true, payload: JSON.parse(wasm_bindgen.render(tgj, tj, i, cj)) };
+    } catch (e) {
+      return { ok: false, error: { code: e?.code ?? 'internal', message: String(e?.message ?? e) } };
+    }
+  });
+}
+
+/** The rendition of `part` that is sent when the payload's kind is `kind` (its fallback chain). */
+function chosenRendition(part, kind) {
+  let p = part;
+  while (p) {
+    if (p.type === kind) return p;
+    p = p.fallback;
+  }
+  return part;
+}
+
+function fill(text, ctx) {
+  return String(text ?? '').replace(/\{\{([^}|]*)(?:\|([^}]*))?\}\}/g, (m, name, fb) => {
+    const n = name.trim().split(':')[0].trim();
+    const v = ctx[n];
+    if (v) return v;
+    if (fb !== undefined) return fb.trim();
+    return `[${n}]`;
+  });
+}
+
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function img(src, cls, alt = '') {
+  const i = document.createElement('img');
+  i.className = cls;
+  i.alt = alt;
+  i.referrerPolicy = 'no-referrer';
+  i.loading = 'lazy';
+  if (src && /^https?:/i.test(src)) i.src = src;
+  else i.dataset.missing = 'true';
+  return i;
+}
+
+/** Draws a part as the customer will see it (never as JSON, never as live HTML). */
+function drawPart(part, ctx) {
+  const f = (s) => fill(s, ctx);
+  const box = el('div', `bubble bubble-${part.type}`);
+  box.dataset.kind = part.type;
+  switch (part.type) {
+    case 'text':
+      box.append(el('p', 'bubble-text', f(part.text)));
+      break;
+    case 'rich': {
+      // Shown as its text: parsed inertly (DOMParser runs no scripts and loads nothing).
+      const doc = new DOMParser().parseFromString(f(part.html), 'text/html');
+      box.append(el('p', 'bubble-text', doc.body.textContent ?? ''));
+      break;
+    }
+    case 'image':
+      box.append(img(part.url, 'bubble-image', t('palette_image', 'Image')));
+      break;
+    case 'news':
+      for (const a of part.articles ?? []) {
+        const card = el('div', 'card news-card');
+        card.append(el('div', 'card-title', f(a.title)), img(a.cover, 'card-cover'), el('div', 'card-digest', f(a.digest)));
+        box.append(card);
+      }
+      break;
+    case 'product': {
+      const card = el('div', 'card product-card');
+      const text = el('div', 'product-text');
+      text.append(el('div', 'card-title', f(part.name)));
+      const segs = el('div', 'product-segments');
+      for (const s of part.segments ?? []) {
+        const span = el('span', 'segment', f(s.text));
+        if (s.color && /^#[0-9a-f]{6}$/i.test(s.color)) span.style.color = s.color;
+        if (s.bold) span.style.fontWeight = '700';
+        if (Number.isFinite(s.size) && s.size > 0 && s.size <= 40) span.style.fontSize = `${s.size}px`;
+        segs.append(span);
+        if (s.break) segs.append(document.createElement('br'));
+      }
+      text.append(segs);
+      card.append(img(part.image, 'product-image'), text);
+      box.append(card);
+      break;
+    }
+    case 'miniprogram': {
+      const card = el('div', 'card mp-card');
+      const head = el('div', 'mp-head');
+      head.append(img(part.avatar, 'mp-avatar'), el('span', 'mp-name', f(part.name ?? '')));
+      card.append(head, el('div', 'card-title', f(part.title)), img(part.thumb_url ?? part.pic_url, 'mp-thumb'));
+      card.append(el('div', 'mp-foot', t('palette_miniprogram', 'Mini Program')));
+      box.append(card);
+      break;
+    }
+    default:
+      box.append(el('p', 'bubble-text', partText(part)));
+  }
+  return box;
+}
+
+function renderDetail() {
+  const tp = state.shown[state.active];
+  if (!tp) {
+    ui.detail.hidden = true;
+    delete ui.detail.dataset.templateId;
+    return;
+  }
+  ui.detail.hidden = false;
+  ui.detail.dataset.templateId = tp.id;
+  renderVariables(tp);
+  updateDetail(tp);
+}
+
+function renderVariables(tp) {
+  const vars = templateVariables(tp);
+  const known = contextValues();
+  const ask = vars.filter((v) => !known[v.name]);
+  ui.varsFields.replaceChildren();
+  const typed = state.values.get(tp.id) ?? {};
+  for (const v of ask) {
+    const id = `quiver-var-${v.name.replace(/[^\w-]/g, '_')}`;
+    const row = el('div', 'var-row');
+    const label = el('label', 'var-label', v.label || v.name);
+    label.htmlFor = id;
+    const input = document.createElement('input');
+    input.id = id;
+    input.className = 'var-input';
+    input.dataset.testid = 'quiver-var';
+    input.dataset.name = v.name;
+    input.autocomplete = 'off';
+    input.value = typed[v.name] ?? '';
+    if (v.required) {
+      input.required = true;
+      input.setAttribute('aria-required', 'true');
+      label.append(el('span', 'var-required', ' *'));
+    }
+    input.addEventListener('input', () => {
+      const cur = state.values.get(tp.id) ?? {};
+      cur[v.name] = input.value;
+      state.values.set(tp.id, cur);
+      updateDetail(tp);
+    });
+    row.append(label, input);
+    ui.varsFields.append(row);
+  }
+  ui.vars.hidden = ask.length === 0;
+}
+
+/** The reasons `tp` cannot be sent now ([] when it can), and per part what will happen. */
+function assess(tp) {
+  const ctx = valuesFor(tp);
+  const rendered = state.core === 'ready' ? renderParts(tp, target(), ctx) : [];
+  const reasons = [];
+  const missing = templateVariables(tp).filter((v) => v.required && !ctx[v.name]).map((v) => v.name);
+  if (missing.length) reasons.push({ code: 'missing_variable', message: t('palette_missing_vars', 'Fill in: $1', missing.join(', ')) });
+  rendered.forEach((r, i) => {
+    if (!r.ok && r.error.code !== 'missing_variable') {
+      reasons.push({ code: r.error.code, part: i, message: r.error.message });
+    }
+  });
+  if (state.core !== 'ready') reasons.push({ code: 'core_unavailable', message: t('palette_core_loading', 'The template engine is loading') });
+  return { ctx, rendered, reasons };
+}
+
+function updateDetail(tp) {
+  const { ctx, rendered, reasons } = assess(tp);
+  ui.parts.replaceChildren();
+  (tp.parts ?? []).forEach((part, i) => {
+    const r = rendered[i];
+    const li = el('li', 'part');
+    li.dataset.testid = 'quiver-part';
+    li.dataset.partIndex = String(i);
+    let partState = 'ok';
+    let shown = part;
+    if (r && !r.ok && r.error.code !== 'missing_variable') partState = 'disabled';
+    else if (r?.ok && r.payload.fallback_used) {
+      partState = 'fallback';
+      shown = chosenRendition(part, r.payload.kind);
+    }
+    li.dataset.state = partState;
+    if ((tp.parts?.length ?? 0) > 1) li.append(el('div', 'part-label', t('palette_part_n', 'Part $1 of $2', i + 1, tp.parts.length)));
+    li.append(drawPart(shown, ctx));
+    if (partState === 'disabled') {
+      li.setAttribute('aria-disabled', 'true');
+      const why = el('div', 'part-reason', r.error.message);
+      why.dataset.testid = 'quiver-part-reason';
+      why.dataset.code = r.error.code;
+      li.append(why);
+    } else if (partState === 'fallback') {
+      const why = el('div', 'part-fallback', t('palette_fallback_used', 'This conversation cannot show a $1; sent as its fallback ($2).', part.type, r.payload.kind));
+      why.dataset.testid = 'quiver-part-fallback';
+      li.append(why);
+    }
+    ui.parts.append(li);
+  });
+  const blocked = reasons.length > 0;
+  // A refusal shown for this template is stale once it can be sent (e.g. the form was filled).
+  if (!blocked && ui.refusal.dataset.templateId === tp.id) clearRefusal();
+  ui.sendButton.disabled = blocked;
+  ui.sendButton.setAttribute('aria-disabled', String(blocked));
+  ui.blocked.hidden = !blocked;
+  ui.blocked.textContent = reasons.map((r) => r.message).join(' · ');
+  ui.blocked.dataset.code = reasons[0]?.code ?? '';
+  renderRecent(tp);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recent sends to this conversation (daemon history.list, filtered there by conversation)
+
+let historySeq = 0;
+async function refreshHistory() {
+  const { conversation: cid, customer: uid } = conversation();
+  const key = `${cid ?? ''}\u0000${uid ?? ''}`;
+  if (!cid && !uid) {
+    state.history = [];
+    state.historyFor = key;
+    const tp = state.byId.get(ui.detail.dataset.templateId);
+    if (tp) renderRecent(tp);
+    return;
+  }
+  if (state.daemon.state !== 'up') return;
+  const seq = ++historySeq;
+  try {
+    const params = { limit: 50 };
+    if (cid) params.conversation = cid;
+    else params.customer = uid;
+    const r = await call('history', params);
+    if (seq !== historySeq) return;
+    state.history = r?.rows ?? [];
+    state.historyFor = key;
+  } catch {
+    return; // no warning is better than a wrong one; sends still go
+  }
+  const tp = state.byId.get(ui.detail.dataset.templateId);
+  if (tp) renderRecent(tp);
+}
+
+function recentSendOf(tp) {
+  const { conversation: cid, customer: uid } = conversation();
+  if (!cid && !uid) return undefined; // nothing says who the customer is (Udesk): no warning
+  const now = Date.now();
+  return state.history.find((r) => r.template_id === tp.id
+    && (cid ? r.conversation === cid : r.customer === uid)
+    && ['sent', 'queued', 'sending', 'released'].includes(r.state)
+    && now - (r.sent_at ?? r.queued_at ?? 0) < RECENT_MS);
+}
+
+function renderRecent(tp) {
+  const row = recentSendOf(tp);
+  if (!row) {
+    ui.recent.hidden = true;
+    return;
+  }
+  const when = row.sent_at ?? row.queued_at;
+  const mins = Math.max(0, Math.round((Date.now() - when) / 60_000));
+  ui.recent.hidden = false;
+  ui.recent.dataset.templateId = tp.id;
+  ui.recentText.textContent = mins < 1
+    ? t('palette_recent_now', 'Already sent to this customer just now.')
+    : t('palette_recent_ago', 'Already sent to this customer $1 min ago.', mins);
+  ui.recentConfirm.hidden = state.confirmRepeat === tp.id;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Sending
 
-function showRefusal(t, partIndex, e) {
+function showRefusal(tp, partIndex, e) {
   const code = e?.code ?? 'internal';
   ui.refusal.dataset.code = code;
-  ui.refusal.dataset.templateId = t.id;
-  const where = (t.parts?.length ?? 0) > 1 ? ` (part ${partIndex + 1} of ${t.parts.length})` : '';
+  ui.refusal.dataset.templateId = tp.id;
+  const where = (tp.parts?.length ?? 0) > 1 && partIndex !== undefined ? ` (${t('palette_part_n', 'Part $1 of $2', partIndex + 1, tp.parts.length)})` : '';
   ui.refusal.replaceChildren();
   const strong = document.createElement('strong');
-  strong.textContent = `Not sent: “${t.title}”${where}`;
+  strong.textContent = `${t('palette_not_sent', 'Not sent: “$1”', tp.title)}${where}`;
   const codeEl = document.createElement('code');
   codeEl.textContent = code;
   ui.refusal.append(strong, ' ', codeEl, ` ${e?.message ?? e}`);
@@ -324,67 +843,87 @@ function clearRefusal() {
   delete ui.refusal.dataset.templateId;
 }
 
-function sendTemplate(t) {
+function sendTemplate(tp) {
   if (state.core !== 'ready') {
-    showNotice(new PanelError('core_unavailable', 'the template engine is not loaded'), 'Cannot send');
+    showNotice(new PanelError('core_unavailable', 'the template engine is not loaded'), t('palette_cannot_send', 'Cannot send'));
     return;
   }
-  const templateJson = JSON.stringify(t);
-  const context = JSON.stringify({});
-  const payloads = [];
-  // Render every part first: a refused part means nothing of the template is sent.
-  for (let i = 0; i < (t.parts?.length ?? 0); i++) {
-    try {
-      payloads.push(JSON.parse(wasm_bindgen.render_part(platform, templateJson, i, context)));
-    } catch (e) {
-      showRefusal(t, i, e);
-      return;
-    }
-  }
-  if (!payloads.length) {
-    showRefusal(t, 0, new PanelError('invalid_template', 'the template has no parts'));
+  if (ui.detail.dataset.templateId !== tp.id) renderDetail();
+  // The conversation is fixed here: the payload carries its cid/uid, the reserve names it.
+  const conv = conversation();
+  const { rendered, reasons } = assess(tp);
+  // A refused part (or a missing variable) means nothing of the template is sent.
+  const missing = reasons.find((r) => r.code === 'missing_variable');
+  if (missing) {
+    showRefusal(tp, undefined, missing);
+    ui.varsFields.querySelector('input:invalid, input[aria-required="true"]')?.focus();
     return;
   }
+  const bad = rendered.findIndex((r) => !r.ok);
+  if (bad >= 0) {
+    showRefusal(tp, bad, rendered[bad].error);
+    return;
+  }
+  if (!rendered.length) {
+    showRefusal(tp, 0, new PanelError('invalid_template', 'the template has no parts'));
+    return;
+  }
+  if (recentSendOf(tp) && state.confirmRepeat !== tp.id) {
+    renderRecent(tp);
+    ui.recentConfirm.focus();
+    return;
+  }
+  state.confirmRepeat = null;
   clearRefusal();
   const batch = crypto.randomUUID();
-  payloads.forEach((p, i) => {
+  rendered.forEach(({ payload: p }, i) => {
     const key = crypto.randomUUID();
-    addSend(key, t, i);
+    addSend(key, tp, i, conv);
     call('send', {
       key,
       batch,
-      template_id: t.id,
-      revision: t.revision ?? 1,
+      template_id: tp.id,
+      revision: tp.revision ?? 1,
       part_index: i,
       payload: p.wire,
       post_as: p.post_as,
       platform: p.platform,
+      conversation: conv.conversation,
+      customer: conv.customer,
     }).catch((e) => updateSend({ key, send_id: null, state: 'failed', error: { code: e.code, message: e.message } }));
   });
+  // Counted as recent right away (the daemon's history follows).
+  if (conv.conversation || conv.customer) {
+    state.history.unshift({
+      template_id: tp.id, state: 'queued', queued_at: Date.now(), conversation: conv.conversation, customer: conv.customer,
+    });
+  }
 }
 
 const STATE_LABEL = {
-  queued: 'Queued',
-  sending: 'Sending…',
-  sent: 'Sent',
-  failed: 'Failed',
-  cancelled: 'Cancelled',
+  queued: () => t('palette_state_queued', 'Queued'),
+  sending: () => t('palette_state_sending', 'Sending…'),
+  sent: () => t('palette_state_sent', 'Sent'),
+  failed: () => t('palette_state_failed', 'Failed'),
+  cancelled: () => t('palette_state_cancelled', 'Cancelled'),
 };
 
-function addSend(key, t, partIndex) {
+function addSend(key, tp, partIndex, conv = {}) {
   const li = document.createElement('li');
   li.className = 'send';
   li.dataset.testid = 'quiver-send';
   li.dataset.key = key;
   li.dataset.sendId = '';
   li.dataset.sendState = 'queued';
-  li.dataset.templateId = t.id;
+  li.dataset.templateId = tp.id;
   li.dataset.partIndex = String(partIndex);
+  if (conv.conversation) li.dataset.conversation = conv.conversation;
 
   const title = document.createElement('span');
   title.className = 'send-title';
-  const parts = t.parts?.length ?? 1;
-  title.textContent = parts > 1 ? `${t.title} · ${partIndex + 1}/${parts}` : t.title;
+  const parts = tp.parts?.length ?? 1;
+  title.textContent = parts > 1 ? `${tp.title} · ${partIndex + 1}/${parts}` : tp.title;
+  if (conv.conversation) title.title = t('palette_context_conversation', 'Chat $1', conv.conversation);
 
   const st = document.createElement('span');
   st.className = 'send-state';
@@ -393,16 +932,17 @@ function addSend(key, t, partIndex) {
   const countdown = document.createElement('span');
   countdown.className = 'send-countdown';
   countdown.dataset.testid = 'quiver-send-countdown';
+  countdown.setAttribute('aria-hidden', 'true'); // a number changing 10 times a second is not read out
 
   const cancel = document.createElement('button');
   cancel.type = 'button';
   cancel.className = 'send-cancel';
   cancel.dataset.testid = 'quiver-send-cancel';
-  cancel.textContent = 'Cancel';
-  cancel.setAttribute('aria-label', `Cancel sending ${title.textContent}`);
+  cancel.textContent = t('palette_cancel', 'Cancel');
+  cancel.setAttribute('aria-label', t('palette_cancel_label', 'Cancel sending $1', title.textContent));
   cancel.addEventListener('click', () => {
     cancel.disabled = true;
-    call('cancel', { key }).catch((e) => showNotice(e, 'Could not cancel'));
+    call('cancel', { key }).catch((e) => showNotice(e, t('palette_cancel_failed', 'Could not cancel')));
   });
 
   const err = document.createElement('div');
@@ -412,7 +952,7 @@ function addSend(key, t, partIndex) {
 
   li.append(title, st, countdown, cancel, err);
   ui.sends.prepend(li);
-  state.sends.set(key, { el: li, state: 'queued', dueAt: null });
+  state.sends.set(key, { el: li, state: 'queued', dueAt: null, dueWall: null });
   while (ui.sends.children.length > MAX_SENDS_SHOWN) {
     const last = ui.sends.lastElementChild;
     state.sends.delete(last.dataset.key);
@@ -428,28 +968,32 @@ function updateSend(msg) {
   if (!s) {
     // A send still queued from before this panel was (re)loaded.
     if (typeof msg.template_id !== 'string' || !Number.isInteger(msg.part_index)) return;
-    const known = state.templates.find((x) => x.t.id === msg.template_id)?.t;
+    const known = state.byId.get(msg.template_id);
     addSend(msg.key, known ?? { id: msg.template_id, title: msg.template_id, parts: [] }, msg.part_index);
     s = state.sends.get(msg.key);
   }
   if (s.state !== 'queued' && s.state !== 'sending' && msg.state !== s.state) {
     return; // final states are final
   }
+  const wasFinal = s.state === 'sent';
   s.state = msg.state;
   if (msg.send_id !== null && msg.send_id !== undefined) s.el.dataset.sendId = String(msg.send_id);
-  s.dueAt = msg.state === 'queued' && typeof msg.delay_ms === 'number' ? performance.now() + msg.delay_ms : null;
+  const queued = msg.state === 'queued';
+  s.dueWall = queued && typeof msg.not_before_ms === 'number' ? msg.not_before_ms : null;
+  s.dueAt = queued && typeof msg.delay_ms === 'number' ? performance.now() + msg.delay_ms : null;
   s.error = msg.error ?? null;
   renderSend(s);
   tick();
+  if (msg.state === 'sent' && !wasFinal) refreshHistory();
 }
 
 function renderSend(s) {
-  const { el } = s;
-  el.dataset.sendState = s.state;
-  el.querySelector('.send-state').textContent = STATE_LABEL[s.state] ?? s.state;
-  const cancel = el.querySelector('.send-cancel');
+  const { el: li } = s;
+  li.dataset.sendState = s.state;
+  li.querySelector('.send-state').textContent = STATE_LABEL[s.state]?.() ?? s.state;
+  const cancel = li.querySelector('.send-cancel');
   cancel.hidden = s.state !== 'queued';
-  const err = el.querySelector('.send-error');
+  const err = li.querySelector('.send-error');
   if (s.error && (s.state === 'failed' || s.state === 'cancelled')) {
     err.dataset.code = s.error.code ?? '';
     err.textContent = `${s.error.code ?? 'error'}: ${s.error.message ?? ''}`;
@@ -460,21 +1004,28 @@ function renderSend(s) {
   renderCountdown(s);
 }
 
+function remainingMs(s) {
+  // The daemon's meter gives the slot as a wall-clock time (not_before_ms); else delay_ms.
+  if (s.dueWall !== null) return Math.max(0, s.dueWall - Date.now());
+  if (s.dueAt !== null) return Math.max(0, s.dueAt - performance.now());
+  return null;
+}
+
 function renderCountdown(s) {
-  const el = s.el.querySelector('.send-countdown');
+  const cd = s.el.querySelector('.send-countdown');
   if (s.state !== 'queued') {
-    el.textContent = '';
-    delete el.dataset.remainingMs;
+    cd.textContent = '';
+    delete cd.dataset.remainingMs;
     return;
   }
-  if (s.dueAt === null) {
-    el.textContent = state.daemon.state === 'up' ? 'reserving…' : 'waiting for daemon';
-    delete el.dataset.remainingMs;
+  const ms = remainingMs(s);
+  if (ms === null) {
+    cd.textContent = state.daemon.state === 'up' ? t('palette_reserving', 'reserving…') : t('palette_waiting_daemon', 'waiting for daemon');
+    delete cd.dataset.remainingMs;
     return;
   }
-  const ms = Math.max(0, s.dueAt - performance.now());
-  el.dataset.remainingMs = String(Math.round(ms));
-  el.textContent = ms > 0 ? `in ${(ms / 1000).toFixed(1)} s` : 'due';
+  cd.dataset.remainingMs = String(Math.round(ms));
+  cd.textContent = ms > 0 ? t('palette_in_seconds', 'in $1 s', (ms / 1000).toFixed(1)) : t('palette_due', 'due');
 }
 
 let ticker = null;
@@ -513,6 +1064,47 @@ function hideNotice() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Benchmark hook (tests/e2e/bench/palette.mjs): indexes `n` generated templates in a separate
+// index (the palette's own is untouched) and times searches. Reachable only by the extension's
+// own pages and the test driver, never by the workspace page (cross-origin frame).
+
+globalThis.__quiverBench = {
+  searchTimes(n, queries, rounds = 3) {
+    const words = ['order', 'refund', 'shipping', 'delay', 'greeting', 'invoice', 'coupon', 'address', 'payment', 'return'];
+    const han = ['稍等', '退款', '发货', '订单', '优惠', '地址', '支付', '感谢', '售后', '物流'];
+    const list = [];
+    for (let i = 0; i < n; i++) {
+      const w = words[i % words.length];
+      const h = han[(i * 7) % han.length];
+      list.push({
+        id: `gen-${i}`,
+        title: i % 3 === 0 ? `${h}${i}` : `${w} template ${i}`,
+        shortcut: `${w.slice(0, 2)}${i}`,
+        tags: [w, h],
+        parts: [{ type: 'text', text: `Generated body ${i}: about your ${w} ${h}, reply soon.` }],
+      });
+    }
+    const t0 = performance.now();
+    const idx = new wasm_bindgen.SearchIndex(JSON.stringify(list));
+    const buildMs = performance.now() - t0;
+    const times = [];
+    for (let r = 0; r < rounds; r++) {
+      for (const q of queries) {
+        // Per keystroke: every prefix of the query.
+        for (let k = 1; k <= q.length; k++) {
+          const a = performance.now();
+          JSON.parse(idx.search(q.slice(0, k), MAX_SHOWN, Date.now(), new Float32Array(0)));
+          times.push(performance.now() - a);
+        }
+      }
+    }
+    idx.free();
+    return { buildMs, times };
+  },
+  hello: () => call('hello'),
+};
+
+// ---------------------------------------------------------------------------------------------
 // Start-up
 
 async function loadCore() {
@@ -522,10 +1114,13 @@ async function loadCore() {
     state.core = 'ready';
     ui.palette.dataset.core = 'ready';
     ui.palette.dataset.coreVersion = wasm_bindgen.version();
+    updateContext();
+    buildIndex();
+    renderList();
   } catch (e) {
     state.core = 'error';
     ui.palette.dataset.core = 'error';
-    showNotice(new PanelError('core_error', String(e?.message ?? e)), 'The template engine failed to load');
+    showNotice(new PanelError('core_error', String(e?.message ?? e)), t('palette_core_failed', 'The template engine failed to load'));
   }
 }
 

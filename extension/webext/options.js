@@ -1,0 +1,1160 @@
+/*
+ * Quiver options page: the template library editor (with live previews through the wasm core),
+ * import/export of library files, site rules, the send history and the daemon's status.
+ * Everything is kept by the daemon (through the background's `quiver-page` port), except the
+ * site rules, which live in storage.local (`siteRules`, read by the content script).
+ */
+'use strict';
+
+const { api, t, h, translate, nextId } = Quiver;
+const $ = (sel, root = document) => root.querySelector(sel);
+
+const PLATFORM_NAMES = { udesk: 'Udesk', sobot: 'Sobot', 'wechat-dkf': 'platform_wechat_dkf', 'wechat-mp': 'platform_wechat_mp' };
+const platformName = (p) => (PLATFORM_NAMES[p]?.startsWith('platform_') ? t(PLATFORM_NAMES[p]) : PLATFORM_NAMES[p] ?? p);
+const PART_TYPES = ['text', 'rich', 'image', 'news', 'product', 'miniprogram'];
+/** Per part type: [field, input kind, required]. Lists (articles, segments) are edited apart. */
+const PART_FIELDS = {
+  text: [['text', 'textarea', true]],
+  rich: [['html', 'textarea', true]],
+  image: [['url', 'url'], ['media_id', 'text']],
+  news: [],
+  product: [['name', 'text', true], ['url', 'text'], ['image', 'url', true]],
+  miniprogram: [['title', 'text', true], ['pagepath', 'text', true], ['thumb_media_id', 'text'], ['pic_url', 'url'],
+    ['name', 'text'], ['avatar', 'url'], ['thumb_url', 'url']],
+};
+const REQUIRED_STRINGS = new Set(['text', 'html', 'name', 'image', 'title', 'pagepath']);
+const IMPORT_BATCH_BYTES = 3 * 1024 * 1024;
+const SITE_RULES_KEY = 'siteRules';
+const SITE_PLATFORMS = ['udesk', 'sobot', 'wechat-dkf'];
+/** Browser errors of connectNative and what fixes them. */
+const FIXES = [
+  { match: 'Specified native messaging host not found', error: 'Specified native messaging host not found.', fix: 'fix_not_found_chromium', cmd: 'quiver install --browser chromium' },
+  { match: 'Access to the specified native messaging host is forbidden', error: 'Access to the specified native messaging host is forbidden.', fix: 'fix_forbidden', cmd: 'quiver install --browser chromium' },
+  { match: 'No such native application', error: 'No such native application dev.quiver.host', fix: 'fix_not_found_firefox', cmd: 'quiver install --browser firefox' },
+  { match: 'daemon down', error: 'daemon down: …', fix: 'fix_daemon_down', cmd: 'quiver doctor' },
+  { match: 'protocol mismatch', error: 'protocol mismatch: …', fix: 'fix_protocol', cmd: 'quiver daemon --stop' },
+];
+
+let rpc;
+let core = null; // the wasm core once loaded
+let lastStatus = { state: 'down', host: 'disconnected', reason: null, daemon: null };
+
+// ---------------------------------------------------------------------------------------------
+// Tabs
+
+function setupTabs() {
+  const tabs = [...document.querySelectorAll('[role="tab"]')];
+  const select = (tab, focus = true) => {
+    for (const t2 of tabs) {
+      const on = t2 === tab;
+      t2.setAttribute('aria-selected', String(on));
+      t2.tabIndex = on ? 0 : -1;
+      document.getElementById(t2.getAttribute('aria-controls')).hidden = !on;
+    }
+    if (focus) tab.focus();
+    const id = tab.id.replace('tab-', '');
+    if (id === 'history' && !hist.loaded) loadHistory(true);
+    if (id === 'sites') renderSiteRules();
+    if (id === 'daemon') loadDaemonPanel();
+  };
+  for (const tab of tabs) {
+    tab.addEventListener('click', () => select(tab));
+    tab.addEventListener('keydown', (e) => {
+      const i = tabs.indexOf(tab);
+      let next = null;
+      if (e.key === 'ArrowRight') next = tabs[(i + 1) % tabs.length];
+      else if (e.key === 'ArrowLeft') next = tabs[(i - 1 + tabs.length) % tabs.length];
+      else if (e.key === 'Home') next = tabs[0];
+      else if (e.key === 'End') next = tabs[tabs.length - 1];
+      if (next) { e.preventDefault(); select(next); }
+    });
+  }
+  return (name) => select(document.getElementById(`tab-${name}`), false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Status
+
+function onStatus(status) {
+  const wasUp = lastStatus.state === 'up';
+  lastStatus = status;
+  Quiver.showStatus($('[data-testid="quiver-options-status"]'), status);
+  renderDaemonFacts();
+  if (status.state === 'up' && !wasUp) {
+    loadLibrary();
+    if (pendingOpen) { const id = pendingOpen; pendingOpen = null; openTemplate(id); }
+  }
+}
+
+let reloadTimer = null;
+function onEvent(name, data) {
+  if (name === 'library.changed' || name === 'events.lost') {
+    clearTimeout(reloadTimer);
+    reloadTimer = setTimeout(loadLibrary, 150);
+    if (editor.id && !editor.isNew && Array.isArray(data?.ids) && data.ids.includes(editor.id) && !editor.saving) {
+      refreshRevision();
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Library list
+
+const library = { templates: [], query: '', folder: '', tag: '', all: [] };
+
+async function listAll() {
+  const all = [];
+  let cursor = null;
+  do {
+    const r = await rpc.call('templates.list', cursor ? { cursor, limit: 500 } : { limit: 500 });
+    all.push(...r.templates);
+    cursor = r.next_cursor;
+  } while (cursor);
+  return all;
+}
+
+async function loadLibrary() {
+  try {
+    const q = library.query.trim();
+    const all = await listAll();
+    library.all = all;
+    if (q || library.folder || library.tag) {
+      // The daemon's search: pinyin, initials, typos; folder includes subfolders.
+      const params = { query: q, limit: 500 };
+      if (library.folder) params.folder = library.folder;
+      if (library.tag) params.tag = library.tag;
+      const r = await rpc.call('templates.search', params);
+      library.templates = r.results.map((x) => x.template);
+    } else {
+      library.templates = all;
+    }
+    renderFilters();
+    renderLibrary();
+  } catch (e) {
+    $('#lib-count').textContent = t('error_code', [e.code, e.message]);
+  }
+}
+
+/** Folder and tag choices, from the whole library (kept when the current one disappears). */
+function renderFilters() {
+  const fill = (sel, values, current, allKey) => {
+    const vals = [...new Set(values)].filter(Boolean).sort((a, b) => a.localeCompare(b));
+    if (current && !vals.includes(current)) vals.unshift(current);
+    sel.replaceChildren(h('option', { value: '' }, t(allKey)), ...vals.map((v) => h('option', { value: v }, v)));
+    sel.value = current;
+  };
+  const folders = library.all.flatMap((x) => {
+    // Every level of a/b/c, so a parent folder can be chosen.
+    const parts = (x.folder || '').split('/').filter(Boolean);
+    return parts.map((_, i) => parts.slice(0, i + 1).join('/'));
+  });
+  fill($('#lib-folder'), folders, library.folder, 'library_all_folders');
+  fill($('#lib-tag'), library.all.flatMap((x) => x.tags ?? []), library.tag, 'library_all_tags');
+}
+
+function renderLibrary() {
+  const tree = $('#lib-tree');
+  const list = library.templates;
+  $('#lib-count').textContent = t('library_count', String(list.length));
+  const folders = new Map();
+  for (const tpl of list) {
+    const f = tpl.folder || '';
+    if (!folders.has(f)) folders.set(f, []);
+    folders.get(f).push(tpl);
+  }
+  const names = [...folders.keys()];
+  if (!library.query.trim() && !library.tag && !library.folder) names.sort((a, b) => (a === '' ? 1 : b === '' ? -1 : a.localeCompare(b)));
+  const groups = names.map((folder) => {
+    const headId = nextId('folder');
+    return h('section', { class: 'folder', 'aria-labelledby': headId, dataset: { testid: 'quiver-lib-folder', folder } },
+      h('h3', { id: headId, class: 'folder-name' }, folder || t('library_no_folder')),
+      h('ul', { class: 'items' }, folders.get(folder).map((tpl) => h('li', {},
+        h('button', {
+          type: 'button',
+          class: `item${tpl.id === editor.id ? ' current' : ''}`,
+          'aria-current': tpl.id === editor.id ? 'true' : null,
+          dataset: { testid: 'quiver-lib-item', templateId: tpl.id, revision: String(tpl.revision ?? '') },
+          onclick: () => openTemplate(tpl.id),
+        },
+        h('span', { class: 'item-title' }, tpl.title),
+        tpl.shortcut ? h('kbd', { class: 'shortcut', title: t('field_shortcut') }, tpl.shortcut) : null,
+        h('span', { class: 'rev' }, t('revision_n', String(tpl.revision ?? 1))),
+        (tpl.tags ?? []).length ? h('span', { class: 'tags' }, tpl.tags.map((tag) => h('span', { class: 'tag' }, tag))) : null)))));
+  });
+  // Keep the keyboard focus on the same template across a re-render (library.changed events).
+  const focusedId = tree.contains(document.activeElement) ? document.activeElement.dataset.templateId : null;
+  tree.replaceChildren(...groups);
+  if (focusedId) tree.querySelector(`[data-template-id="${CSS.escape(focusedId)}"]`)?.focus();
+  if (!list.length) tree.append(h('p', { class: 'muted', dataset: { testid: 'quiver-lib-empty' } }, t('library_empty')));
+  $('#folder-list').replaceChildren(...[...new Set(list.map((x) => x.folder).filter(Boolean))].sort().map((f) => h('option', { value: f })));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Editor
+
+const editor = {
+  id: null, // id of the template open (as stored), null when none
+  isNew: false,
+  revision: null, // current revision in the store
+  model: null, // the template being edited
+  saving: false,
+  deleteArmed: false,
+};
+let pendingOpen = null;
+
+function blankTemplate() {
+  return { id: '', title: '', folder: '', tags: [], shortcut: '', variables: [], parts: [{ type: 'text', text: '' }] };
+}
+
+function blankPart(type) {
+  switch (type) {
+    case 'text': return { type, text: '' };
+    case 'rich': return { type, html: '' };
+    case 'image': return { type, url: '' };
+    case 'news': return { type, articles: [{ title: '', digest: '', cover: '', url: '' }] };
+    case 'product': return { type, name: '', url: '', image: '', segments: [] };
+    default: return { type: 'miniprogram', title: '', pagepath: '' };
+  }
+}
+
+/**
+ * True when the edits in the form may be dropped: nothing unsaved, or the same action was asked
+ * a second time after the warning (no modal dialog: a second press confirms).
+ */
+function mayDiscard(key) {
+  if (!editor.dirty || editor.discardKey === key) return true;
+  editor.discardKey = key;
+  showEditorMessage('warn', t('editor_unsaved'), { code: 'unsaved' });
+  return false;
+}
+
+async function openTemplate(id, { force = false } = {}) {
+  if (!force && !mayDiscard(`open:${id}`)) return;
+  if (lastStatus.state !== 'up') { pendingOpen = id; return; }
+  try {
+    const r = await rpc.call('templates.get', { id });
+    loadEditor(r.template, false, r.current_revision ?? r.revision ?? r.template.revision);
+  } catch (e) {
+    showEditorMessage('error', t('error_code', [e.code, e.message]));
+  }
+}
+
+function loadEditor(tpl, isNew, revision, shownRevision = null) {
+  editor.model = structuredClone(tpl);
+  delete editor.model.revision;
+  editor.model.tags ??= [];
+  editor.model.variables ??= [];
+  editor.id = isNew ? null : tpl.id;
+  editor.isNew = isNew;
+  editor.revision = revision ?? null;
+  editor.dirty = false;
+  editor.discardKey = null;
+  disarmDelete();
+  const form = $('#editor');
+  form.hidden = false;
+  $('#editor-empty').hidden = true;
+  $('#preview').hidden = false;
+  form.elements.id.value = tpl.id ?? '';
+  form.elements.id.readOnly = !isNew;
+  form.elements.title.value = tpl.title ?? '';
+  form.elements.folder.value = tpl.folder ?? '';
+  form.elements.shortcut.value = tpl.shortcut ?? '';
+  form.elements.tags.value = (tpl.tags ?? []).join(', ');
+  $('#editor-heading').textContent = isNew ? t('editor_new') : t('editor_edit', tpl.title || tpl.id);
+  $('#editor-delete').hidden = isNew;
+  showRevision();
+  hideEditorMessage();
+  editor.shownRevision = shownRevision;
+  if (!shownRevision) loadRevisions();
+  renderVars();
+  renderParts();
+  renderLibrary();
+  schedulePreview();
+}
+
+/** The revisions select: every kept revision, newest first; picking one loads it for restoring. */
+async function loadRevisions() {
+  const label = $('#revs-label');
+  const sel = $('#editor-revs');
+  if (!editor.id) { label.hidden = true; return; }
+  let revisions;
+  try {
+    // With dates, when the background lets extension pages call templates.revisions; else the
+    // numbers 1..current (every revision is kept, and templates.get reads any of them).
+    const r = await rpc.call('templates.revisions', { id: editor.id, limit: 100 });
+    const fmt = new Intl.DateTimeFormat(t('page_lang'), { dateStyle: 'short', timeStyle: 'short' });
+    revisions = r.revisions.map((x) => [x.revision, `${t('revision_n', String(x.revision))} · ${fmt.format(new Date(x.created_at))}`]);
+  } catch {
+    revisions = [];
+    for (let n = editor.revision ?? 0; n >= 1 && revisions.length < 100; n--) revisions.push([n, t('revision_n', String(n))]);
+  }
+  sel.replaceChildren(...revisions.map(([n, text]) => h('option', { value: String(n) }, text)));
+  sel.value = String(editor.revision);
+  label.hidden = revisions.length < 2;
+}
+
+async function showOldRevision(rev) {
+  const id = editor.id;
+  try {
+    if (!mayDiscard(`rev:${rev}`)) { $('#editor-revs').value = String(editor.shownRevision ?? editor.revision); return; }
+    if (rev === editor.revision) { await openTemplate(id, { force: true }); return; }
+    const r = await rpc.call('templates.get', { id, revision: rev });
+    loadEditor(r.template, false, editor.revision, rev);
+    $('#editor-revs').value = String(rev);
+    showEditorMessage('warn', t('editor_old_revision', [String(rev), String(editor.revision)]), { code: 'old_revision' });
+  } catch (e) {
+    showEditorMessage('error', t('error_code', [e.code, e.message]), { code: e.code });
+  }
+}
+
+function showRevision() {
+  const el = $('[data-testid="quiver-editor-revision"]');
+  el.dataset.revision = editor.revision == null ? '' : String(editor.revision);
+  el.textContent = editor.revision == null ? t('revision_unsaved') : t('revision_n', String(editor.revision));
+}
+
+async function refreshRevision() {
+  try {
+    const r = await rpc.call('templates.get', { id: editor.id });
+    if (r.current_revision !== editor.revision) {
+      showEditorMessage('warn', t('editor_changed_elsewhere', String(r.current_revision)));
+    }
+  } catch { /* deleted elsewhere: the save will say so */ }
+}
+
+function showEditorMessage(kind, text, extra = {}) {
+  const el = $('#editor-message');
+  el.hidden = false;
+  el.className = `message ${kind}`;
+  el.dataset.kind = kind;
+  el.dataset.code = extra.code ?? '';
+  el.dataset.field = extra.field ?? '';
+  el.textContent = text;
+}
+function hideEditorMessage() { $('#editor-message').hidden = true; }
+
+function renderVars() {
+  const box = $('#vars');
+  const vars = editor.model.variables;
+  box.replaceChildren(...vars.map((v, i) => h('div', { class: 'var-row', role: 'group', 'aria-label': t('vars_n', String(i + 1)), dataset: { testid: 'quiver-var' } },
+    labeled(t('var_name'), h('input', { value: v.name ?? '', spellcheck: 'false', autocomplete: 'off', dataset: { testid: 'quiver-var-name' }, oninput: (e) => { v.name = e.target.value; schedulePreview(); } })),
+    labeled(t('var_label'), h('input', { value: v.label ?? '', autocomplete: 'off', dataset: { testid: 'quiver-var-label' }, oninput: (e) => { v.label = e.target.value; } })),
+    h('label', { class: 'check' }, h('input', { type: 'checkbox', checked: v.required, dataset: { testid: 'quiver-var-required' }, onchange: (e) => { v.required = e.target.checked; schedulePreview(); } }), t('var_required')),
+    h('button', { type: 'button', class: 'icon', 'aria-label': t('vars_remove', v.name || String(i + 1)), dataset: { testid: 'quiver-var-remove' }, onclick: () => { vars.splice(i, 1); renderVars(); schedulePreview(); $('#var-add').focus(); } }, '✕'))));
+}
+
+function labeled(text, control, cls = '') {
+  return h('label', { class: cls || null }, h('span', {}, text), control);
+}
+
+/** Re-renders the parts list; `focusSel` is focused afterwards (after a move or add). */
+function renderParts(focusSel) {
+  const parts = editor.model.parts;
+  $('#parts').replaceChildren(...parts.map((p, i) => h('li', { class: 'part', dataset: { testid: 'quiver-part', index: String(i), type: p.type } },
+    partEditor(p, (np) => { parts[i] = np; renderParts(`[data-testid="quiver-part"][data-index="${i}"] select`); }, {
+      title: t('part_n', [String(i + 1), t(`type_${p.type}`)]),
+      index: i,
+      controls: [
+        h('button', { type: 'button', class: 'icon', disabled: i === 0, 'aria-label': t('part_up', String(i + 1)), dataset: { testid: 'quiver-part-up' }, onclick: () => movePart(i, -1) }, '↑'),
+        h('button', { type: 'button', class: 'icon', disabled: i === parts.length - 1, 'aria-label': t('part_down', String(i + 1)), dataset: { testid: 'quiver-part-down' }, onclick: () => movePart(i, 1) }, '↓'),
+        h('button', { type: 'button', class: 'icon', disabled: parts.length === 1, 'aria-label': t('part_remove', String(i + 1)), dataset: { testid: 'quiver-part-remove' }, onclick: () => { parts.splice(i, 1); renderParts('#part-add'); schedulePreview(); } }, '✕'),
+      ],
+    }))));
+  if (focusSel) document.querySelector(focusSel)?.focus();
+}
+
+function movePart(i, d) {
+  const parts = editor.model.parts;
+  [parts[i], parts[i + d]] = [parts[i + d], parts[i]];
+  renderParts(`[data-testid="quiver-part"][data-index="${i + d}"] [data-testid="${d < 0 ? 'quiver-part-up' : 'quiver-part-down'}"]`);
+  if (document.activeElement?.disabled || document.activeElement === document.body) {
+    document.querySelector(`[data-testid="quiver-part"][data-index="${i + d}"] select`)?.focus();
+  }
+  schedulePreview();
+}
+
+/**
+ * The editor of one part (and, recursively, its fallback). `replace(newPart)` swaps the part
+ * (on a type change).
+ */
+function partEditor(part, replace, { title, controls = [], depth = 0 }) {
+  const box = h('fieldset', { class: `part-editor depth-${depth}` });
+  box.append(h('legend', {}, title));
+  const typeSel = h('select', { dataset: { testid: 'quiver-part-type' }, 'aria-label': t('part_type') },
+    PART_TYPES.map((ty) => h('option', { value: ty, selected: ty === part.type ? true : null }, t(`type_${ty}`))));
+  typeSel.value = part.type;
+  typeSel.addEventListener('change', () => {
+    const np = blankPart(typeSel.value);
+    if (part.fallback) np.fallback = part.fallback;
+    replace(np);
+    schedulePreview();
+  });
+  box.append(h('div', { class: 'part-head' }, labeled(t('part_type'), typeSel), h('span', { class: 'spacer' }), controls));
+
+  const fields = h('div', { class: 'grid2' });
+  for (const [name, kind, required] of PART_FIELDS[part.type]) {
+    const on = (e) => { part[name] = e.target.value; schedulePreview(); };
+    const ctl = kind === 'textarea'
+      ? h('textarea', { rows: 3, dataset: { testid: `quiver-part-${name}` }, required: required ? true : null, oninput: on })
+      : h('input', { type: kind === 'url' ? 'url' : 'text', dataset: { testid: `quiver-part-${name}` }, required: required ? true : null, autocomplete: 'off', spellcheck: 'false', oninput: on });
+    ctl.value = part[name] ?? '';
+    fields.append(labeled(`${t(`pf_${name}`)}${required ? ' *' : ''}`, ctl, kind === 'textarea' ? 'wide' : ''));
+  }
+  box.append(fields);
+
+  if (part.type === 'news') box.append(listEditor(part, 'articles', [['title', true], ['digest'], ['cover'], ['url', true]], () => ({ title: '', digest: '', cover: '', url: '' }), 'article'));
+  if (part.type === 'product') box.append(segmentsEditor(part));
+
+  // Fallback
+  const fb = h('div', { class: 'fallback' });
+  if (part.fallback) {
+    fb.append(partEditor(part.fallback, (np) => { part.fallback = np; rerenderAll(); }, {
+      title: t('part_fallback'),
+      depth: depth + 1,
+      controls: [h('button', { type: 'button', dataset: { testid: 'quiver-fallback-remove' }, onclick: () => { delete part.fallback; rerenderAll(); schedulePreview(); } }, t('fallback_remove'))],
+    }));
+  } else {
+    fb.append(h('button', { type: 'button', dataset: { testid: 'quiver-fallback-add' }, onclick: () => { part.fallback = blankPart('text'); rerenderAll(); schedulePreview(); } }, t('fallback_add')));
+  }
+  box.append(fb);
+  return box;
+}
+
+function rerenderAll() { renderParts(); }
+
+/** Editor of a list of objects with string fields (news articles). */
+function listEditor(owner, key, fields, blank, what) {
+  owner[key] ??= [];
+  const list = owner[key];
+  const box = h('fieldset', { class: 'sublist', dataset: { testid: `quiver-${what}s` } }, h('legend', {}, t(`${what}s_title`)));
+  list.forEach((item, i) => {
+    const row = h('div', { class: 'subrow', role: 'group', 'aria-label': t(`${what}_n`, String(i + 1)), dataset: { testid: `quiver-${what}` } });
+    for (const [f, req] of fields) {
+      const inp = h('input', { autocomplete: 'off', dataset: { testid: `quiver-${what}-${f}` }, required: req ? true : null, oninput: (e) => { item[f] = e.target.value; schedulePreview(); } });
+      inp.value = item[f] ?? '';
+      row.append(labeled(`${t(`pf_${f}`)}${req ? ' *' : ''}`, inp));
+    }
+    row.append(subrowButtons(list, i));
+    box.append(row);
+  });
+  box.append(h('button', { type: 'button', dataset: { testid: `quiver-${what}-add` }, onclick: () => { list.push(blank()); rerenderAll(); schedulePreview(); } }, t(`${what}_add`)));
+  return box;
+}
+
+function subrowButtons(list, i) {
+  return h('span', { class: 'subrow-buttons' },
+    h('button', { type: 'button', class: 'icon', disabled: i === 0, 'aria-label': t('move_up'), onclick: () => { [list[i - 1], list[i]] = [list[i], list[i - 1]]; rerenderAll(); schedulePreview(); } }, '↑'),
+    h('button', { type: 'button', class: 'icon', disabled: i === list.length - 1, 'aria-label': t('move_down'), onclick: () => { [list[i + 1], list[i]] = [list[i], list[i + 1]]; rerenderAll(); schedulePreview(); } }, '↓'),
+    h('button', { type: 'button', class: 'icon', 'aria-label': t('remove'), onclick: () => { list.splice(i, 1); rerenderAll(); schedulePreview(); } }, '✕'));
+}
+
+function segmentsEditor(part) {
+  part.segments ??= [];
+  const list = part.segments;
+  const box = h('fieldset', { class: 'sublist', dataset: { testid: 'quiver-segments' } }, h('legend', {}, t('segments_title')));
+  list.forEach((seg, i) => {
+    const text = h('input', { autocomplete: 'off', dataset: { testid: 'quiver-segment-text' }, oninput: (e) => { seg.text = e.target.value; schedulePreview(); } });
+    text.value = seg.text ?? '';
+    const color = h('input', { autocomplete: 'off', placeholder: '#RRGGBB', size: 8, dataset: { testid: 'quiver-segment-color' }, oninput: (e) => { if (e.target.value) seg.color = e.target.value; else delete seg.color; schedulePreview(); } });
+    color.value = seg.color ?? '';
+    const size = h('input', { type: 'number', min: 1, max: 99, dataset: { testid: 'quiver-segment-size' }, oninput: (e) => { if (e.target.value) seg.size = Number(e.target.value); else delete seg.size; schedulePreview(); } });
+    size.value = seg.size ?? '';
+    const flag = (k, label) => h('label', { class: 'check' }, h('input', { type: 'checkbox', checked: seg[k], onchange: (e) => { if (e.target.checked) seg[k] = true; else delete seg[k]; schedulePreview(); } }), label);
+    box.append(h('div', { class: 'subrow', role: 'group', 'aria-label': t('segment_n', String(i + 1)), dataset: { testid: 'quiver-segment' } },
+      labeled(`${t('pf_text')} *`, text), labeled(t('pf_color'), color), labeled(t('pf_size'), size),
+      flag('bold', t('pf_bold')), flag('break', t('pf_break')), subrowButtons(list, i)));
+  });
+  box.append(h('button', { type: 'button', dataset: { testid: 'quiver-segment-add' }, onclick: () => { list.push({ text: '' }); rerenderAll(); schedulePreview(); } }, t('segment_add')));
+  return box;
+}
+
+/** The template as the daemon takes it: empty optional fields left out. */
+function templateForSave() {
+  const form = $('#editor');
+  const m = editor.model;
+  m.id = form.elements.id.value.trim();
+  m.title = form.elements.title.value;
+  m.folder = form.elements.folder.value.trim();
+  m.shortcut = form.elements.shortcut.value.trim();
+  m.tags = form.elements.tags.value.split(/[,，]/).map((s) => s.trim()).filter(Boolean);
+  const out = { id: m.id, title: m.title };
+  if (m.folder) out.folder = m.folder;
+  if (m.tags.length) out.tags = m.tags;
+  if (m.shortcut) out.shortcut = m.shortcut;
+  const vars = m.variables.filter((v) => v.name?.trim()).map((v) => {
+    const o = { name: v.name.trim() };
+    if (v.label?.trim()) o.label = v.label.trim();
+    if (v.required) o.required = true;
+    return o;
+  });
+  if (vars.length) out.variables = vars;
+  out.parts = m.parts.map(cleanPart);
+  return out;
+}
+
+function cleanPart(p) {
+  const o = { type: p.type };
+  for (const [name] of PART_FIELDS[p.type]) {
+    const v = p[name] ?? '';
+    if (v !== '' || REQUIRED_STRINGS.has(name)) o[name] = v;
+  }
+  if (p.type === 'news') {
+    o.articles = (p.articles ?? []).map((a) => {
+      const r = { title: a.title ?? '', url: a.url ?? '' };
+      if (a.digest) r.digest = a.digest;
+      if (a.cover) r.cover = a.cover;
+      return r;
+    });
+  }
+  if (p.type === 'product' && p.segments?.length) {
+    o.segments = p.segments.map((s) => {
+      const r = { text: s.text ?? '' };
+      for (const k of ['color', 'bold', 'break', 'size']) if (s[k] !== undefined && s[k] !== '') r[k] = s[k];
+      return r;
+    });
+  }
+  if (p.fallback) o.fallback = cleanPart(p.fallback);
+  return o;
+}
+
+async function saveTemplate(e) {
+  e.preventDefault();
+  const tpl = templateForSave();
+  if (!tpl.id || !tpl.title.trim()) {
+    showEditorMessage('error', t('editor_need_id_title'), { code: 'invalid_params', field: !tpl.id ? 'id' : 'title' });
+    $(`#editor [name="${!tpl.id ? 'id' : 'title'}"]`).focus();
+    return;
+  }
+  editor.saving = true;
+  try {
+    if (editor.isNew) {
+      // A new template must not silently become a revision of another one with the same id.
+      const existing = await rpc.call('templates.get', { id: tpl.id }).catch((err) => (err.code === 'not_found' ? null : Promise.reject(err)));
+      if (existing && !existing.deleted_at) {
+        showEditorMessage('error', t('editor_id_taken', tpl.id), { code: 'id_taken', field: 'id' });
+        $('#editor [name="id"]').focus();
+        return;
+      }
+    }
+    const params = { template: tpl };
+    if (!editor.isNew && editor.revision != null) params.base_revision = editor.revision;
+    const r = await rpc.call('templates.put', params);
+    if (editor.isNew && !r.created) {
+      // The id existed already: the put made a new revision of that template. Say so.
+      showEditorMessage('warn', t('editor_saved_existing', [tpl.id, String(r.revision)]));
+    } else {
+      showEditorMessage('ok', r.changed ? t('editor_saved', String(r.revision)) : t('editor_unchanged', String(r.revision)), { code: 'ok' });
+    }
+    editor.id = r.id;
+    editor.isNew = false;
+    editor.revision = r.revision;
+    editor.dirty = false;
+    $('#editor').elements.id.readOnly = true;
+    $('#editor-delete').hidden = false;
+    $('#editor-heading').textContent = t('editor_edit', tpl.title);
+    showRevision();
+    loadRevisions();
+    await loadLibrary();
+  } catch (err) {
+    const field = err.data?.field ?? '';
+    const extra = err.code === 'conflict' ? t('editor_conflict', String(err.data?.current_revision ?? '?')) : '';
+    showEditorMessage('error', `${t('error_code', [err.code, err.message])}${extra ? ` ${extra}` : ''}`, { code: err.code, field });
+  } finally {
+    editor.saving = false;
+  }
+}
+
+function disarmDelete() {
+  editor.deleteArmed = false;
+  const b = $('#editor-delete');
+  b.textContent = t('editor_delete');
+  delete b.dataset.armed;
+}
+
+async function deleteTemplate() {
+  const b = $('#editor-delete');
+  if (!editor.deleteArmed) {
+    // Two steps instead of a modal dialog: the first press arms, the second deletes.
+    editor.deleteArmed = true;
+    b.dataset.armed = 'true';
+    b.textContent = t('editor_delete_confirm', editor.id);
+    showEditorMessage('warn', t('editor_delete_explain'));
+    return;
+  }
+  try {
+    const r = await rpc.call('templates.delete', { id: editor.id, base_revision: editor.revision ?? undefined });
+    const id = editor.id;
+    editor.id = null;
+    editor.model = null;
+    $('#editor').hidden = true;
+    $('#preview').hidden = true;
+    const empty = $('#editor-empty');
+    empty.hidden = false;
+    empty.textContent = t('editor_deleted', [id, String(r.revision)]);
+    empty.dataset.deleted = id;
+    disarmDelete();
+    await loadLibrary();
+    $('#lib-new').focus();
+  } catch (err) {
+    disarmDelete();
+    showEditorMessage('error', t('error_code', [err.code, err.message]), { code: err.code });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Preview (wasm core)
+
+let previewTimer = null;
+function schedulePreview() {
+  clearTimeout(previewTimer);
+  previewTimer = setTimeout(renderPreview, 120);
+}
+
+function previewContext() {
+  const text = $('#pv-context').value.trim();
+  const err = $('#pv-context-error');
+  if (!text) { err.hidden = true; return {}; }
+  try {
+    const v = JSON.parse(text);
+    if (!v || typeof v !== 'object' || Array.isArray(v) || Object.values(v).some((x) => typeof x !== 'string')) throw new Error(t('preview_context_shape'));
+    err.hidden = true;
+    return v;
+  } catch (e) {
+    err.hidden = false;
+    err.textContent = t('preview_context_bad', e.message);
+    return null;
+  }
+}
+
+function renderPreview() {
+  const out = $('#pv-parts');
+  if (!editor.model) return;
+  if (!core) { out.replaceChildren(h('li', { class: 'muted' }, t('preview_core_loading'))); return; }
+  const ctx = previewContext();
+  if (!ctx) return;
+  const target = { platform: $('#pv-platform').value };
+  const channel = $('#pv-channel').value;
+  if (channel) target.channel = channel;
+  const sdk = $('#pv-sdk').value.trim();
+  if (sdk) target.sdk_version = sdk;
+  if (target.platform === 'wechat-dkf') target.nonce = '0000000000';
+  const tpl = templateForSave();
+  if (!tpl.id) tpl.id = 'preview';
+  if (!tpl.title) tpl.title = 'preview';
+  const targetJson = JSON.stringify(target);
+  const ctxJson = JSON.stringify(ctx);
+  const items = tpl.parts.map((part, i) => {
+    const li = h('li', { class: 'pv-part', dataset: { testid: 'quiver-preview-part', index: String(i) } },
+      h('h3', {}, t('part_n', [String(i + 1), t(`type_${part.type}`)])));
+    let payload;
+    try {
+      payload = JSON.parse(core.render(targetJson, JSON.stringify(tpl), i, ctxJson));
+    } catch (e) {
+      li.dataset.state = 'refused';
+      li.append(h('p', { class: 'refusal', dataset: { testid: 'quiver-preview-refusal', code: e.code ?? 'error' } },
+        h('code', {}, e.code ?? 'error'), ' ', e.message));
+      return li;
+    }
+    li.dataset.state = 'ok';
+    const used = usedPart(tpl, i, payload, targetJson, ctxJson);
+    if (used !== part) li.append(h('p', { class: 'muted', dataset: { testid: 'quiver-preview-fallback' } }, t('preview_used_fallback', t(`type_${used.type}`))));
+    li.append(h('div', { class: 'pv-visual', dataset: { testid: 'quiver-preview-visual' } }, visual(used, ctx)));
+    const wire = typeof payload.wire === 'string' ? prettyMaybe(payload.wire) : JSON.stringify(payload.wire, null, 2);
+    li.append(h('details', { open: true },
+      h('summary', {}, t('preview_wire', payload.post_as ?? '')),
+      h('pre', { class: 'wire', dataset: { testid: 'quiver-preview-wire' } }, wire)));
+    return li;
+  });
+  out.replaceChildren(...items);
+  // One short announcement for screen readers, after typing pauses (not one per part).
+  const refused = items.filter((li) => li.dataset.state === 'refused').length;
+  clearTimeout(summaryTimer);
+  summaryTimer = setTimeout(() => { $('#pv-summary').textContent = t('preview_summary', [String(items.length - refused), String(refused)]); }, 800);
+}
+let summaryTimer = null;
+
+function prettyMaybe(s) {
+  try { return JSON.stringify(JSON.parse(s), null, 2); } catch { return s; }
+}
+
+/** Which part of the fallback chain the core used: the first one that renders the same wire alone. */
+function usedPart(tpl, i, payload, targetJson, ctxJson) {
+  if (payload.fallback_used === false) return tpl.parts[i];
+  const want = JSON.stringify(payload.wire);
+  for (let p = tpl.parts[i]; p; p = p.fallback) {
+    const alone = { ...p };
+    delete alone.fallback;
+    const copy = { ...tpl, parts: tpl.parts.map((x, k) => (k === i ? alone : x)) };
+    try {
+      const r = JSON.parse(core.render(targetJson, JSON.stringify(copy), i, ctxJson));
+      if (JSON.stringify(r.wire) === want) return p;
+    } catch { /* not this one */ }
+  }
+  return tpl.parts[i];
+}
+
+/** Placeholders filled for display only (the wire above is the truth). */
+function fill(s, ctx) {
+  return String(s ?? '').replace(/\{\{\s*([\w.-]+)(?::([^}|]*))?(?:\|([^}]*))?\s*\}\}/g, (m, name, _fmt, fb) => {
+    const now = new Date();
+    if (name === 'date') return now.toISOString().slice(0, 10);
+    if (name === 'time') return now.toTimeString().slice(0, 5);
+    if (name === 'datetime') return `${now.toISOString().slice(0, 10)} ${now.toTimeString().slice(0, 5)}`;
+    if (name === 'weekday') return now.toLocaleDateString('en', { weekday: 'short' });
+    return ctx[name] || fb || '';
+  });
+}
+
+const SAFE_TAGS = new Set(['B', 'STRONG', 'I', 'EM', 'U', 'BR', 'P', 'DIV', 'SPAN', 'UL', 'OL', 'LI', 'A', 'H1', 'H2', 'H3', 'H4', 'SMALL', 'SUB', 'SUP']);
+/** Rich HTML shown as safe DOM: allowed tags rebuilt, text copied, colours and weights kept. */
+function safeRich(html) {
+  const doc = new DOMParser().parseFromString(`<body>${html}</body>`, 'text/html');
+  const copy = (node) => {
+    if (node.nodeType === Node.TEXT_NODE) return document.createTextNode(node.textContent);
+    if (node.nodeType !== Node.ELEMENT_NODE) return null;
+    const kids = [...node.childNodes].map(copy).filter(Boolean);
+    if (!SAFE_TAGS.has(node.tagName)) return kids.length ? h('span', {}, kids) : null;
+    const el = document.createElement(node.tagName.toLowerCase());
+    if (node.tagName === 'A') {
+      el.className = 'pv-link';
+      const href = node.getAttribute('href') ?? node.getAttribute('data-miniprogram-path') ?? '';
+      if (href) el.title = href;
+    }
+    for (const prop of ['color', 'fontWeight', 'fontSize', 'fontStyle', 'textDecoration']) {
+      if (node.style?.[prop]) el.style[prop] = node.style[prop];
+    }
+    el.append(...kids);
+    return el;
+  };
+  return [...doc.body.childNodes].map(copy).filter(Boolean);
+}
+
+function img(src, alt, cls) {
+  return src ? h('img', { src, alt: alt || '', class: cls, loading: 'lazy', referrerpolicy: 'no-referrer' }) : h('span', { class: `${cls} img-missing`, 'aria-hidden': 'true' });
+}
+
+function visual(p, ctx) {
+  const f = (s) => fill(s, ctx);
+  switch (p.type) {
+    case 'text': return h('div', { class: 'bubble' }, f(p.text));
+    case 'rich': return h('div', { class: 'bubble rich' }, safeRich(f(p.html)));
+    case 'image': return h('div', { class: 'bubble' }, p.url ? img(f(p.url), t('type_image'), 'pv-image') : h('span', { class: 'muted' }, `media_id: ${p.media_id ?? ''}`));
+    case 'news': return h('div', { class: 'cards' }, (p.articles ?? []).map((a) => h('div', { class: 'card news' },
+      img(f(a.cover), '', 'cover'), h('div', {}, h('strong', {}, f(a.title)), h('p', {}, f(a.digest)), h('small', { class: 'muted' }, f(a.url))))));
+    case 'product': return h('div', { class: 'card product' }, img(f(p.image), p.name, 'thumb'),
+      h('div', {}, h('strong', {}, f(p.name)), h('div', { class: 'segments' }, (p.segments ?? []).flatMap((s) => {
+        const span = h('span', {}, f(s.text));
+        if (s.color) span.style.color = s.color;
+        if (s.bold) span.style.fontWeight = 'bold';
+        if (s.size) span.style.fontSize = `${s.size}px`;
+        return s.break ? [span, h('br')] : [span];
+      })), p.url ? h('small', { class: 'muted' }, f(p.url)) : null));
+    default: return h('div', { class: 'card mini' },
+      h('div', { class: 'mini-head' }, img(f(p.avatar), '', 'avatar'), h('span', {}, f(p.name) || t('type_miniprogram'))),
+      h('strong', {}, f(p.title)), img(f(p.pic_url || p.thumb_url), '', 'mini-pic'),
+      h('small', { class: 'muted' }, f(p.pagepath)));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Import / export
+
+function showImport(kind, nodes, extra = {}) {
+  const box = $('#import-result');
+  box.hidden = false;
+  box.className = `message ${kind}`;
+  box.dataset.state = kind === 'ok' ? 'ok' : 'error';
+  box.setAttribute('role', kind === 'ok' ? 'status' : 'alert');
+  box.replaceChildren(...[].concat(nodes));
+  for (const k of ['line', 'column', 'field', 'code']) {
+    if (extra[k] !== undefined) box.dataset[k] = String(extra[k]);
+    else delete box.dataset[k];
+  }
+}
+
+function importError(where, field, message, code = 'invalid_params') {
+  const loc = where ? t('import_at', [String(where.line), String(where.column)]) : '';
+  showImport('error', [
+    h('strong', {}, t('import_refused')),
+    h('p', { dataset: { testid: 'quiver-import-error', line: String(where?.line ?? ''), column: String(where?.column ?? ''), field: field ?? '' } },
+      loc ? `${loc}, ` : '', field ? `${t('import_field')} ${field}: ` : '', message),
+  ], { line: where?.line, column: where?.column, field: field ?? '', code });
+}
+
+/** Validates the whole file, then imports it all or nothing. */
+async function runImport() {
+  const text = $('#import-text').value;
+  const button = $('#import-run');
+  button.disabled = true;
+  try {
+    let doc;
+    try {
+      doc = QuiverJson.parse(text);
+    } catch (e) {
+      if (e instanceof QuiverJson.SyntaxError) return importError({ line: e.line, column: e.column }, '', t('import_not_json', e.message));
+      throw e;
+    }
+    const lib = doc.value;
+    if (!lib || typeof lib !== 'object' || Array.isArray(lib)) return importError(doc.at(''), '', t('import_not_library'));
+    const unknown = Object.keys(lib).filter((k) => k !== 'quiver' && k !== 'templates');
+    if (unknown.length) return importError(doc.at(unknown[0]), unknown[0], t('import_unknown_field'));
+    if (lib.quiver !== 1) return importError(doc.at('quiver'), 'quiver', t('import_bad_version'));
+    if (!Array.isArray(lib.templates)) return importError(doc.at('templates'), 'templates', t('import_no_templates'));
+    // Each template's shape, through the same parser the daemon uses (the wasm core), so the
+    // error names the template and its line even for type errors the daemon reports without
+    // an index. Checks of the content are the daemon's (templates.import), below.
+    if (core) {
+      for (const [i, tpl] of lib.templates.entries()) {
+        try {
+          core.render('{"platform":"udesk"}', JSON.stringify(tpl), 0, '{}');
+        } catch (e) {
+          const m = /^template is not valid: (.*?)(?: at line \d+ column \d+)?$/s.exec(e.message ?? '');
+          if (e.code === 'invalid_template' && m) {
+            const key = /(?:unknown field|missing field|duplicate field) `([^`]+)`/.exec(m[1])?.[1];
+            const field = key ? findKey(doc, `templates[${i}]`, key, tpl) : `templates[${i}]`;
+            return importError(doc.at(field), field, m[1]);
+          }
+        }
+      }
+    }
+    const ids = new Set();
+    for (const [i, tpl] of lib.templates.entries()) {
+      if (ids.has(tpl.id)) return importError(doc.at(`templates[${i}].id`), `templates[${i}].id`, t('import_duplicate', String(tpl.id)));
+      ids.add(tpl.id);
+    }
+    // Batches below the daemon's 4 MiB frame, in one session: nothing is written before the last.
+    const batches = [[]];
+    let size = 0;
+    for (const tpl of lib.templates) {
+      const n = JSON.stringify(tpl).length * 3;
+      if (size + n > IMPORT_BATCH_BYTES && batches[batches.length - 1].length) { batches.push([]); size = 0; }
+      batches[batches.length - 1].push(tpl);
+      size += n;
+    }
+    const session = batches.length > 1 ? crypto.randomUUID() : undefined;
+    let offset = 0;
+    let result;
+    try {
+      for (const [b, templates] of batches.entries()) {
+        const params = { templates };
+        if (session) { params.session = session; params.last = b === batches.length - 1; }
+        result = await rpc.call('templates.import', params);
+        offset += templates.length;
+      }
+    } catch (e) {
+      let field = e.data?.field ?? '';
+      if (session) field = field.replace(/^templates\[(\d+)\]/, (_, n) => `templates[${Number(n) + offset}]`);
+      return importError(field ? doc.at(field) : null, field, e.message, e.code);
+    }
+    showImport('ok', [h('p', { dataset: { testid: 'quiver-import-ok' } }, t('import_done', [String(result.templates ?? lib.templates.length), String(result.created ?? 0), String(result.updated ?? 0), String(result.unchanged ?? 0)]))], { code: 'ok' });
+    loadLibrary();
+  } catch (e) {
+    importError(null, '', `${e.code ?? 'error'}: ${e.message}`, e.code);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+/** The path of the key `key` inside `base` (depth-first), for an error serde reported by name. */
+function findKey(doc, base, key, value) {
+  const walk = (v, path) => {
+    if (v && typeof v === 'object') {
+      if (!Array.isArray(v) && Object.hasOwn(v, key)) return `${path}.${key}`;
+      for (const [k, c] of Object.entries(v)) {
+        const r = walk(c, Array.isArray(v) ? `${path}[${k}]` : `${path}.${k}`);
+        if (r) return r;
+      }
+    }
+    return null;
+  };
+  return walk(value, base) ?? base;
+}
+
+async function runExport() {
+  const out = $('#export-result');
+  try {
+    const templates = (await listAll()).map((tpl) => {
+      const c = { ...tpl };
+      delete c.revision;
+      return c;
+    });
+    const text = `${JSON.stringify({ quiver: 1, templates }, null, 2)}\n`;
+    const url = URL.createObjectURL(new Blob([text], { type: 'application/json' }));
+    const a = h('a', { href: url, download: `quiver-library-${new Date().toISOString().slice(0, 10)}.json`, hidden: true });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    out.dataset.count = String(templates.length);
+    out.textContent = t('export_done', String(templates.length));
+  } catch (e) {
+    out.textContent = t('error_code', [e.code, e.message]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Site rules (storage.local `siteRules`, read by the content script)
+
+async function getRules() {
+  const r = await api.storage.local.get(SITE_RULES_KEY);
+  return Array.isArray(r[SITE_RULES_KEY]) ? r[SITE_RULES_KEY] : [];
+}
+const setRules = (rules) => api.storage.local.set({ [SITE_RULES_KEY]: rules });
+
+const MATCH_RE = /^(https?|\*):\/\/(\*|(?:\*\.)?[^/*:]+)(?::\d+)?\/.*$/;
+/** The origin pattern (`scheme://host/*`) a rule needs host permission for. */
+function originOf(pattern) {
+  const m = MATCH_RE.exec(pattern);
+  return m ? `${m[1]}://${m[2]}/*` : null;
+}
+
+function siteMessage(kind, text) {
+  const el = $('#site-message');
+  el.hidden = false;
+  el.className = `message ${kind}`;
+  el.dataset.kind = kind;
+  el.textContent = text;
+}
+
+function addSiteRule(e) {
+  e.preventDefault();
+  const form = e.target;
+  const pattern = form.elements.pattern.value.trim();
+  const platform = form.elements.platform.value;
+  const channel = form.elements.channel.value;
+  const origin = originOf(pattern);
+  if (!origin) { siteMessage('error', t('sites_bad_pattern')); form.elements.pattern.focus(); return; }
+  // permissions.request must run in the user gesture itself: no await before it. The rule is
+  // saved right away; the access column follows the browser's answer (a prompt may stay open).
+  let asked;
+  try {
+    asked = Promise.resolve(api.permissions.request({ origins: [origin] }));
+  } catch (err) {
+    asked = Promise.reject(err);
+  }
+  (async () => {
+    const rules = await getRules();
+    if (!rules.some((r) => r.pattern === pattern)) rules.push({ pattern, platform, enabled: true, ...(channel ? { channel } : {}) });
+    await setRules(rules);
+    form.reset();
+    siteMessage('ok', t('sites_added'));
+    await renderSiteRules();
+  })();
+  asked.then((granted) => {
+    if (!granted) siteMessage('warn', t('sites_added_no_access'));
+    renderSiteRules();
+  }, (err) => siteMessage('warn', t('sites_permission_error', err.message)));
+}
+
+async function renderSiteRules() {
+  const rules = await getRules();
+  const rows = await Promise.all(rules.map(async (rule) => {
+    const origin = originOf(rule.pattern);
+    let access = false;
+    try { access = origin ? await api.permissions.contains({ origins: [origin] }) : false; } catch { /* invalid */ }
+    const enabled = h('input', { type: 'checkbox', checked: rule.enabled !== false, dataset: { testid: 'quiver-site-enabled' }, 'aria-label': t('sites_enabled_for', rule.pattern),
+      onchange: async (e) => { const all = await getRules(); const r = all.find((x) => x.pattern === rule.pattern); if (r) { r.enabled = e.target.checked; await setRules(all); } } });
+    const platform = h('select', { 'aria-label': t('sites_platform_for', rule.pattern),
+      onchange: async (e) => { const all = await getRules(); const r = all.find((x) => x.pattern === rule.pattern); if (r) { r.platform = e.target.value; await setRules(all); } } },
+    SITE_PLATFORMS.map((p) => h('option', { value: p }, platformName(p))));
+    platform.value = rule.platform;
+    return h('tr', { dataset: { testid: 'quiver-site-rule', pattern: rule.pattern, platform: rule.platform, enabled: String(rule.enabled !== false), access: String(access) } },
+      h('td', {}, h('code', {}, rule.pattern)), h('td', {}, platform),
+      h('td', {}, rule.channel ? t(`channel_${rule.channel}`) : t('channel_detect')), h('td', {}, enabled),
+      h('td', {}, access ? t('sites_access_yes') : h('button', { type: 'button', onclick: () => {
+        api.permissions.request({ origins: [origin] }).then(() => renderSiteRules(), (err) => siteMessage('warn', t('sites_permission_error', err.message)));
+      } }, t('sites_grant'))),
+      h('td', {}, h('button', { type: 'button', 'aria-label': t('sites_remove_for', rule.pattern), dataset: { testid: 'quiver-site-remove' }, onclick: async () => {
+        const all = (await getRules()).filter((r) => r.pattern !== rule.pattern);
+        await setRules(all);
+        renderSiteRules();
+        siteMessage('ok', t('sites_removed'));
+      } }, t('remove'))));
+  }));
+  $('#site-rows').replaceChildren(...rows);
+  if (!rows.length) $('#site-rows').append(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, t('sites_none'))));
+}
+
+// ---------------------------------------------------------------------------------------------
+// History
+
+const hist = { loaded: false, cursor: null, filter: {} };
+
+function historyFilter() {
+  const f = $('#history-filters').elements;
+  const p = {};
+  if (f.template_id.value.trim()) p.template_id = f.template_id.value.trim();
+  if (f.platform.value) p.platform = f.platform.value;
+  if (f.customer.value.trim()) p.customer = f.customer.value.trim();
+  if (f.state.value) p.state = f.state.value;
+  // Dates are the agent's local days: since is inclusive, until includes its whole day.
+  if (f.since.value) p.since_ms = new Date(`${f.since.value}T00:00:00`).getTime();
+  if (f.until.value) p.until_ms = new Date(`${f.until.value}T00:00:00`).getTime() + 86_400_000;
+  return p;
+}
+
+async function loadHistory(fresh) {
+  const msg = $('#history-message');
+  if (fresh) { hist.filter = historyFilter(); hist.cursor = null; $('#history-rows').replaceChildren(); }
+  hist.loaded = true;
+  try {
+    const params = { ...hist.filter, limit: 100 };
+    if (hist.cursor) params.cursor = hist.cursor;
+    const r = await rpc.call('history.list', params);
+    msg.hidden = true;
+    const fmt = new Intl.DateTimeFormat(api.i18n.getUILanguage(), { dateStyle: 'short', timeStyle: 'medium' });
+    $('#history-rows').append(...r.rows.map((row) => h('tr', { dataset: { testid: 'quiver-history-row', state: row.state, templateId: row.template_id ?? '' } },
+      h('td', {}, fmt.format(new Date(row.queued_at))),
+      h('td', {}, `${row.template_id} · ${t('revision_n', String(row.revision))} · #${row.part_index + 1}`),
+      h('td', {}, platformName(row.platform)), h('td', {}, row.workspace ?? ''), h('td', {}, row.customer ?? ''),
+      h('td', {}, h('span', { class: `state state-${row.state}` }, t(`state_${row.state}`))), h('td', {}, row.error ?? ''))));
+    hist.cursor = r.next_cursor;
+    $('#history-more').hidden = !hist.cursor;
+    $('#history-empty').hidden = $('#history-rows').children.length > 0;
+  } catch (e) {
+    msg.hidden = false;
+    msg.className = 'message error';
+    msg.textContent = t('error_code', [e.code, e.message]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Daemon status, fixes, settings
+
+function renderDaemonFacts() {
+  const s = lastStatus;
+  $('#d-state').textContent = s.state === 'up' ? t('daemon_up') : t('daemon_down');
+  $('#d-state').dataset.state = s.state;
+  $('#d-host').textContent = t(`host_${s.host}`);
+  $('#d-version').textContent = s.daemon ?? '—';
+  $('#d-reason').textContent = s.reason ?? '—';
+  const fix = $('#d-fix');
+  const hit = s.state === 'up' ? null : FIXES.find((f) => (s.reason ?? '').includes(f.match));
+  fix.hidden = !hit;
+  if (hit) {
+    fix.dataset.fix = hit.cmd;
+    fix.replaceChildren(h('strong', {}, t('daemon_fix_this')), ' ', t(hit.fix), ' ', h('code', { dataset: { testid: 'quiver-daemon-fix-command' } }, hit.cmd));
+  }
+}
+
+async function loadDaemonPanel() {
+  $('#fix-rows').replaceChildren(...FIXES.map((f) => h('tr', {}, h('td', {}, h('code', {}, f.error)), h('td', {}, t(f.fix), ' ', h('code', {}, f.cmd)))));
+  if (lastStatus.state !== 'up') return;
+  try {
+    const s = await rpc.call('settings.get');
+    $('#settings').elements.retention.value = s.history_retention_days ?? '';
+  } catch { /* shown by the status */ }
+}
+
+async function saveSettings(e) {
+  e.preventDefault();
+  const v = $('#settings').elements.retention.value.trim();
+  const msg = $('#settings-message');
+  msg.hidden = false;
+  try {
+    const r = await rpc.call('settings.set', { history_retention_days: v ? Number(v) : null });
+    msg.className = 'message ok';
+    msg.textContent = t('settings_saved', r.history_retention_days == null ? t('settings_forever') : String(r.history_retention_days));
+  } catch (err) {
+    msg.className = 'message error';
+    msg.textContent = t('error_code', [err.code, err.message]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start
+
+async function loadCore() {
+  const app = $('[data-testid="quiver-options"]');
+  try {
+    if (typeof wasm_bindgen !== 'function') throw new Error('pkg/quiver_core.js did not load');
+    await wasm_bindgen({ module_or_path: 'pkg/quiver_core_bg.wasm' });
+    core = wasm_bindgen;
+    app.dataset.core = 'ready';
+  } catch (e) {
+    app.dataset.core = 'error';
+    console.error('[quiver] wasm core', e);
+  }
+  schedulePreview();
+}
+
+function start() {
+  translate();
+  $('#part-add-type').replaceChildren(...PART_TYPES.map((ty) => h('option', { value: ty }, t(`type_${ty}`))));
+  $('#pv-context').value = JSON.stringify({ 'customer.name': 'Ada', 'order.id': 'A-1001' }, null, 1);
+  const showTab = setupTabs();
+  rpc = Quiver.connect({ onStatus, onEvent });
+
+  let searchTimer = null;
+  $('#lib-search').addEventListener('input', (e) => {
+    library.query = e.target.value;
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(loadLibrary, 120);
+  });
+  $('#lib-folder').addEventListener('change', (e) => { library.folder = e.target.value; loadLibrary(); });
+  $('#lib-tag').addEventListener('change', (e) => { library.tag = e.target.value; loadLibrary(); });
+  $('#lib-new').addEventListener('click', () => {
+    if (!mayDiscard('new')) return;
+    loadEditor(blankTemplate(), true, null);
+    $('#editor').elements.id.focus();
+  });
+  // Unsaved edits: typing, and the part/variable buttons (add, move, remove, fallback).
+  const markDirty = () => { editor.dirty = true; editor.discardKey = null; };
+  for (const type of ['input', 'change']) {
+    $('#editor').addEventListener(type, (e) => { if (e.target.id !== 'editor-revs') markDirty(); });
+  }
+  $('#editor').addEventListener('click', (e) => {
+    const b = e.target.closest('button[type="button"]');
+    if (b && !['editor-delete', 'editor-revert'].includes(b.id)) markDirty();
+  });
+  window.addEventListener('beforeunload', (e) => { if (editor.dirty) e.preventDefault(); });
+  $('#editor').addEventListener('submit', saveTemplate);
+  $('#editor').addEventListener('input', (e) => { if (['title', 'folder', 'tags', 'shortcut', 'id'].includes(e.target.name)) schedulePreview(); });
+  $('#editor-delete').addEventListener('click', deleteTemplate);
+  $('#editor-revs').addEventListener('change', (e) => showOldRevision(Number(e.target.value)));
+  $('#editor-delete').addEventListener('blur', () => { if (editor.deleteArmed) setTimeout(disarmDelete, 300); });
+  $('#editor-revert').addEventListener('click', () => { if (editor.id) openTemplate(editor.id, { force: true }); else loadEditor(blankTemplate(), true, null); });
+  $('#var-add').addEventListener('click', () => {
+    editor.model.variables.push({ name: '', label: '', required: false });
+    renderVars();
+    const names = document.querySelectorAll('[data-testid="quiver-var-name"]');
+    names[names.length - 1]?.focus();
+  });
+  $('#part-add').addEventListener('click', () => {
+    editor.model.parts.push(blankPart($('#part-add-type').value));
+    renderParts(`[data-testid="quiver-part"][data-index="${editor.model.parts.length - 1}"] select`);
+    schedulePreview();
+  });
+  for (const id of ['pv-platform', 'pv-channel', 'pv-sdk', 'pv-context']) $(`#${id}`).addEventListener('input', schedulePreview);
+
+  $('#import-file').addEventListener('change', async (e) => {
+    const file = e.target.files?.[0];
+    if (file) $('#import-text').value = await file.text();
+  });
+  $('#import-run').addEventListener('click', runImport);
+  $('#export-run').addEventListener('click', runExport);
+  $('#site-add').addEventListener('submit', addSiteRule);
+  $('#history-filters').addEventListener('submit', (e) => { e.preventDefault(); loadHistory(true); });
+  $('#history-more').addEventListener('click', () => loadHistory(false));
+  $('#settings').addEventListener('submit', saveSettings);
+  api.storage.onChanged.addListener((changes, area) => {
+    if (area === 'local' && changes[SITE_RULES_KEY] && !$('#panel-sites').hidden) renderSiteRules();
+  });
+
+  // options.html#edit=<id> (from the popup) opens that template; #import, #history, ... a tab.
+  const followHash = () => {
+    const edit = new URLSearchParams(location.hash.slice(1)).get('edit');
+    const tab = location.hash.slice(1);
+    if (edit) {
+      showTab('library');
+      if (lastStatus.state === 'up') openTemplate(edit);
+      else pendingOpen = edit;
+    } else if (['library', 'import', 'sites', 'history', 'daemon'].includes(tab)) showTab(tab);
+  };
+  followHash();
+  window.addEventListener('hashchange', followHash);
+  loadDaemonPanel();
+  loadCore();
+}
+
+start();

@@ -1,0 +1,91 @@
+/*
+ * Quiver toolbar popup: the daemon's status and a quick search of the library.
+ * Arrow keys move through the matches; Enter (or a click) opens the match in the options page's
+ * editor (options.html#edit=<id>). Opening the editor rather than copying text: a template's
+ * text is only sendable once rendered for a conversation (variables, channel), which the palette
+ * does; the popup is for finding and fixing templates.
+ */
+'use strict';
+
+const { api, t, h, translate } = Quiver;
+const $ = (sel) => document.querySelector(sel);
+const FIXES = [
+  ['Specified native messaging host not found', 'quiver install --browser chromium'],
+  ['Access to the specified native messaging host is forbidden', 'quiver install --browser chromium'],
+  ['No such native application', 'quiver install --browser firefox'],
+  ['daemon down', 'quiver doctor'],
+];
+
+let rpc;
+let up = false;
+let results = [];
+let active = -1;
+
+function onStatus(status) {
+  Quiver.showStatus($('[data-testid="quiver-popup-status"]'), status);
+  const fix = $('[data-testid="quiver-popup-fix"]');
+  const hit = status.state === 'up' ? null : FIXES.find(([m]) => (status.reason ?? '').includes(m));
+  fix.hidden = !hit;
+  if (hit) fix.replaceChildren(t('daemon_fix_this'), ' ', h('code', {}, hit[1]));
+  const wasUp = up;
+  up = status.state === 'up';
+  if (up && !wasUp) search();
+}
+
+function onEvent(name) {
+  if (name === 'library.changed') search();
+}
+
+let seq = 0;
+async function search() {
+  if (!up) return;
+  const mine = ++seq;
+  const query = $('#q').value.trim();
+  try {
+    const r = await rpc.call('templates.search', { query, limit: 20 });
+    if (mine !== seq) return;
+    results = r.results;
+    active = results.length ? 0 : -1;
+    render();
+  } catch (e) {
+    results = [];
+    render(t('error_code', [e.code, e.message]));
+  }
+}
+
+function render(error) {
+  const list = $('#results');
+  list.replaceChildren(...results.map((r, i) => h('li', {
+    id: `r-${i}`, role: 'option', 'aria-selected': String(i === active), class: i === active ? 'active' : null,
+    dataset: { testid: 'quiver-popup-result', templateId: r.id }, onclick: () => openEditor(r.id),
+  },
+  h('span', { class: 'title' }, r.title),
+  r.shortcut ? h('kbd', {}, r.shortcut) : null,
+  h('span', { class: 'folder muted' }, r.folder || t('library_no_folder')))));
+  $('#q').setAttribute('aria-expanded', String(results.length > 0));
+  if (active >= 0) $('#q').setAttribute('aria-activedescendant', `r-${active}`);
+  else $('#q').removeAttribute('aria-activedescendant');
+  const empty = $('#empty');
+  empty.hidden = results.length > 0 && !error;
+  empty.textContent = error ?? t('popup_no_match');
+}
+
+function openEditor(id) {
+  const url = api.runtime.getURL(`options.html#edit=${encodeURIComponent(id)}`);
+  Promise.resolve(api.tabs.create({ url })).finally(() => window.close());
+}
+
+function start() {
+  translate();
+  rpc = Quiver.connect({ onStatus, onEvent });
+  let timer = null;
+  $('#q').addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(search, 80); });
+  $('#q').addEventListener('keydown', (e) => {
+    if (e.key === 'ArrowDown' && results.length) { e.preventDefault(); active = (active + 1) % results.length; render(); }
+    else if (e.key === 'ArrowUp' && results.length) { e.preventDefault(); active = (active - 1 + results.length) % results.length; render(); }
+    else if (e.key === 'Enter' && active >= 0) { e.preventDefault(); openEditor(results[active].id); }
+  });
+  $('#open-options').addEventListener('click', () => { Promise.resolve(api.runtime.openOptionsPage()).finally(() => window.close()); });
+}
+
+start();
