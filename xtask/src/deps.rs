@@ -99,6 +99,18 @@ fn missing_system_pieces() -> Vec<Missing> {
             optional: false,
         });
     }
+    // The e2e suite checks the UI in Simplified Chinese in both browsers; Firefox shows only
+    // the languages it has a language pack for.
+    let zh_langpack =
+        "/usr/lib/firefox-esr/browser/extensions/langpack-zh-CN@firefox-esr.mozilla.org.xpi";
+    if Path::new("/usr/lib/firefox-esr").exists() && !Path::new(zh_langpack).exists() {
+        missing.push(Missing {
+            what: "Firefox's Simplified Chinese language pack (the e2e suite tests the zh-CN UI)",
+            apt: &["firefox-esr-l10n-zh-cn"],
+            by_hand: "Firefox ESR's zh-CN language pack (Debian: firefox-esr-l10n-zh-cn)".into(),
+            optional: false,
+        });
+    }
     // The seeded library has Chinese titles; without a CJK font headless screenshots show boxes.
     let has_cjk_font =
         output(Command::new("fc-list").arg(":lang=zh")).is_some_and(|out| !out.trim().is_empty());

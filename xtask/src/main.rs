@@ -162,7 +162,9 @@ fn test() -> ExitCode {
     } else {
         skip(&mut steps, "cargo test --workspace", "deps failed");
     }
-    step(&mut steps, "extension unit tests", |s| extension_unit(s, &root));
+    step(&mut steps, "extension unit tests", |s| {
+        extension_unit(s, &root)
+    });
     if ext_ok {
         step(&mut steps, "web-ext lint", |s| web_ext_lint(s, &root));
     } else {

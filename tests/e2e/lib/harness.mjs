@@ -100,6 +100,7 @@ export async function registerHost({ quiverBin, browser, profileDir, env }) {
  */
 export async function launchBrowser({
   browser, executablePath, extensionDir, profileDir, env, headless = true, defaultViewport = VIEWPORT,
+  locale = null,
 }) {
   if (browser === 'chromium') {
     return puppeteer.launch({
@@ -115,6 +116,8 @@ export async function launchBrowser({
         `--window-size=${VIEWPORT.width},${VIEWPORT.height}`,
         `--disable-extensions-except=${extensionDir}`,
         `--load-extension=${extensionDir}`,
+        // UI language (extension pages follow it through chrome.i18n).
+        ...(locale ? [`--lang=${locale}`] : []),
       ],
       timeout: 60_000,
       protocolTimeout: 60_000,
@@ -127,7 +130,8 @@ export async function launchBrowser({
     userDataDir: profileDir,
     env,
     defaultViewport,
-    extraPrefsFirefox: FIREFOX_PREFS,
+    // A UI language other than en-US needs its language pack (Debian: firefox-esr-l10n-*).
+    extraPrefsFirefox: locale ? { ...FIREFOX_PREFS, 'intl.locale.requested': locale } : FIREFOX_PREFS,
     timeout: 60_000,
     protocolTimeout: 60_000,
   });
@@ -271,6 +275,8 @@ export async function startSession(opts = {}) {
   installSignalHandlers();
   sweepStaleSessions();
   const hermetic = await makeHermeticEnv();
+  // Chromium on Linux takes its UI language from the environment as well as --lang.
+  if (opts.locale) Object.assign(hermetic.env, { LANGUAGE: opts.locale.replace('-', '_'), LANG: `${opts.locale.replace('-', '_')}.UTF-8` });
   const session = {
     ...hermetic,
     cfg,
@@ -290,6 +296,7 @@ export async function startSession(opts = {}) {
       profileDir: hermetic.dirs.profile,
       env: hermetic.env,
       headless: opts.headless ?? true,
+      locale: opts.locale ?? null,
     });
     session.log(`launched ${cfg.browser} ${await session.browser.version()}`);
     if (cfg.browser === 'chromium') logServiceWorkers(session);

@@ -1,0 +1,131 @@
+// Palette performance, by hand: `node tests/e2e/bench/palette.mjs [chromium|firefox ...]`
+// (default both). Hermetic like the e2e suite (own HOME, profile, daemon). Prints, per browser:
+//
+// 1. shortcut -> palette visible: Alt+Shift+Q typed (puppeteer keyboard) in the assistant frame
+//    with the palette closed; from the keydown event's timeStamp to the first animation frame
+//    after the panel iframe's display changed (MutationObserver + requestAnimationFrame, in the
+//    assistant frame), and to the panel's search box getting focus (performance.timeOrigin +
+//    now() in both frames: the same wall clock).
+// 2. search per keystroke over 10,000 generated templates in the panel (the wasm SearchIndex the
+//    palette uses; every prefix of each query counts as one keystroke).
+// 3. click -> posted in the workspace, median over N sends of the `greeting` template (each one
+//    after the Udesk meter's 1 s, so none waits in the queue), against the bare native-messaging
+//    round trip (`hello` through the same background and native port) measured in the same run.
+//
+// No assertions: numbers only (see the report in the PR / docs).
+import {
+  config, withWorkspace, assistantFrame, pollFrame, waitForReceived, sel, sleep,
+} from '../lib/harness.mjs';
+
+const browsers = process.argv.slice(2).length ? process.argv.slice(2) : ['chromium', 'firefox'];
+const N = Number(process.env.QUIVER_BENCH_N || 15);
+const QUERIES = ['shd', 'refund', 'order status', 'tkzc', 'greting', 'coupon 12', '退款'];
+
+const stats = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const q = (p) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
+  return { n: s.length, median: q(0.5), p95: q(0.95), max: s.at(-1), min: s[0] };
+};
+const fmt = (o) => `median ${o.median.toFixed(2)} ms, p95 ${o.p95.toFixed(2)} ms, max ${o.max.toFixed(2)} ms (n=${o.n})`;
+
+async function bench(browser) {
+  process.env.QUIVER_BROWSER = browser;
+  config();
+  await withWorkspace(`bench-${browser}`, 'udesk/workspace.html', async ({ page, panel, server, session }) => {
+    const version = await session.browser.version();
+    const assistant = assistantFrame(page, server);
+
+    // 1. Shortcut -> visible.
+    const visible = [];
+    const focused = [];
+    for (let i = 0; i < N; i++) {
+      await assistant.evaluate((S) => {
+        const root = document.querySelector(S);
+        const f = root.shadowRoot.querySelector('[data-testid="quiver-panel-frame"]');
+        if (getComputedStyle(f).display !== 'none') root.shadowRoot.querySelector('[data-testid="quiver-launcher"]').click();
+        window.__benchShown = new Promise((resolve) => {
+          const keydown = new Promise((r) => window.addEventListener('keydown', (e) => r(e.timeStamp), { capture: true, once: true }));
+          const mo = new MutationObserver(() => {
+            if (getComputedStyle(f).display === 'none') return;
+            mo.disconnect();
+            requestAnimationFrame(async () => resolve({ t0: await keydown, shown: performance.now(), origin: performance.timeOrigin }));
+          });
+          mo.observe(f, { attributes: true, attributeFilter: ['style'] });
+        });
+      }, sel.root);
+      await panel.evaluate((S) => {
+        window.__benchFocus = new Promise((r) => document.querySelector(S).addEventListener('focus', () => r(performance.timeOrigin + performance.now()), { once: true }));
+        document.querySelector(S).blur();
+      }, sel.search);
+      await assistant.click('h1');
+      await page.keyboard.down('Alt');
+      await page.keyboard.down('Shift');
+      await page.keyboard.press('KeyQ');
+      await page.keyboard.up('Shift');
+      await page.keyboard.up('Alt');
+      const r = await assistant.evaluate(() => window.__benchShown);
+      const fAt = await panel.evaluate(() => Promise.race([window.__benchFocus, new Promise((res) => setTimeout(() => res(null), 2000))]));
+      visible.push(r.shown - r.t0);
+      if (fAt !== null) focused.push(fAt - (r.origin + r.t0));
+      await sleep(50);
+    }
+
+    // 2. Search per keystroke at 10k templates.
+    const s = await panel.evaluate((Q) => globalThis.__quiverBench.searchTimes(10_000, Q, 3), QUERIES);
+
+    // 3. Click -> posted vs hello.
+    const hello = [];
+    for (let i = 0; i < N; i++) {
+      hello.push(await panel.evaluate(async () => {
+        const a = performance.now();
+        await globalThis.__quiverBench.hello();
+        return performance.now() - a;
+      }));
+    }
+    await panel.evaluate((S) => {
+      const i = document.querySelector(S);
+      i.value = 'hi';
+      i.dispatchEvent(new Event('input', { bubbles: true }));
+    }, sel.search);
+    const pageOrigin = await page.evaluate(() => performance.timeOrigin);
+    const posted = [];
+    for (let i = 0; i < N; i++) {
+      const clickAt = await panel.evaluate((S) => {
+        const at = performance.timeOrigin + performance.now();
+        document.querySelector(S).click();
+        return at;
+      }, sel.template('greeting'));
+      const msgs = await waitForReceived(page, i + 1);
+      posted.push(pageOrigin + msgs[i].t - clickAt);
+      await sleep(1100); // past the Udesk meter's 1 s: the next send does not queue
+    }
+    // Between the two: the other half of `hello` after the click.
+    const hello2 = [];
+    for (let i = 0; i < N; i++) {
+      hello2.push(await panel.evaluate(async () => {
+        const a = performance.now();
+        await globalThis.__quiverBench.hello();
+        return performance.now() - a;
+      }));
+    }
+
+    console.log(`\n== ${browser} (${version})`);
+    console.log(`shortcut -> palette visible (next frame):   ${fmt(stats(visible))}`);
+    if (focused.length) console.log(`shortcut -> search focused in the panel:    ${fmt(stats(focused))}`);
+    else console.log('shortcut -> search focused: focus event not seen');
+    console.log(`SearchIndex build, 10,000 templates:       ${s.buildMs.toFixed(1)} ms`);
+    console.log(`search per keystroke, 10,000 templates:    ${fmt(stats(s.times))}`);
+    console.log(`hello round trip (panel->bg->host->daemon): ${fmt(stats([...hello, ...hello2]))}`);
+    console.log(`click -> posted in the workspace:           ${fmt(stats(posted))}`);
+    console.log(`  difference of medians: ${(stats(posted).median - stats([...hello, ...hello2]).median).toFixed(2)} ms`);
+  });
+}
+
+for (const b of browsers) {
+  try {
+    await bench(b);
+  } catch (e) {
+    console.error(`${b}: ${e.stack ?? e}`);
+    process.exitCode = 1;
+  }
+}
