@@ -499,35 +499,43 @@ impl Service {
 
     /// Gives up on in-flight sends whose lease ran out: `failed`, never re-sent.
     pub fn expire(&mut self, now: u64) {
-        for (id, key) in self.meter.expire_keys(now) {
-            warn!("send {id}: {LEASE_EXPIRED}");
-            if let Err(e) = self.store.transition(
-                id,
-                &[SendState::Sending],
-                SendState::Failed,
-                Some(LEASE_EXPIRED),
-                now,
-            ) {
-                crate::error!("send {id}: cannot record the expired lease: {e}");
-            }
-            self.released(&key, Some(id), Some(SendState::Failed), now);
-        }
+        let gone = self.meter.expire_keys(now);
+        self.close_sends(
+            gone,
+            SendState::Sending,
+            SendState::Failed,
+            LEASE_EXPIRED,
+            now,
+        );
     }
 
     /// Drops queued sends nobody began long after their slot: `cancelled`, never sent.
     pub fn abandon(&mut self, now: u64) {
-        for (id, key) in self.meter.abandon(now) {
-            warn!("send {id}: {ABANDONED}");
-            if let Err(e) = self.store.transition(
-                id,
-                &[SendState::Queued],
-                SendState::Cancelled,
-                Some(ABANDONED),
-                now,
-            ) {
-                crate::error!("send {id}: cannot record the abandoned send: {e}");
+        let gone = self.meter.abandon(now);
+        self.close_sends(
+            gone,
+            SendState::Queued,
+            SendState::Cancelled,
+            ABANDONED,
+            now,
+        );
+    }
+
+    /// Records sends the meter let go of (`from` -> `to` with `why`) and frees their keys.
+    fn close_sends(
+        &mut self,
+        sends: Vec<(i64, String)>,
+        from: SendState,
+        to: SendState,
+        why: &str,
+        now: u64,
+    ) {
+        for (id, key) in sends {
+            warn!("send {id}: {why}");
+            if let Err(e) = self.store.transition(id, &[from], to, Some(why), now) {
+                crate::error!("send {id}: cannot record it as {}: {e}", to.as_str());
             }
-            self.released(&key, Some(id), Some(SendState::Cancelled), now);
+            self.released(&key, Some(id), Some(to), now);
         }
     }
 
