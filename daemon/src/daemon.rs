@@ -608,6 +608,7 @@ fn serve_conn(
                     false,
                 ),
                 Decoded::Frame(body) => match proto::parse_request(&body) {
+                    Ok(req) if req.method == "doctor" => (doctor_reply(&req), false),
                     Ok(req) => {
                         let reply = shared.call(&req);
                         let ok = req.method == "hello" && reply.get("result").is_some();
@@ -635,6 +636,32 @@ fn serve_conn(
             return Ok(());
         }
         dec.push(&buf[..n]);
+    }
+}
+
+/// Runs `quiver doctor` for a client (the options page shows its findings). It runs here, in the
+/// connection's thread and outside the service lock: its host check starts `quiver` as the
+/// browser would, and that host connects back to this daemon on another connection.
+fn doctor_reply(req: &proto::Request) -> Value {
+    match crate::params::parse(req) {
+        Ok(crate::params::Call::Doctor(browser)) => {
+            let report = crate::doctor::run(&crate::doctor::Options {
+                browser,
+                user_data_dir: None,
+            });
+            match serde_json::to_value(&report) {
+                Ok(v) => proto::reply(&req.id, v),
+                Err(e) => proto::error_reply(
+                    &req.id,
+                    &ErrorBody::new(ErrorCode::Internal, format!("doctor report: {e}")),
+                ),
+            }
+        }
+        Ok(_) => proto::error_reply(
+            &req.id,
+            &ErrorBody::new(ErrorCode::Internal, "doctor: not a doctor request"),
+        ),
+        Err(e) => proto::error_reply(&req.id, &e),
     }
 }
 

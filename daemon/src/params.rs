@@ -53,6 +53,7 @@ pub const METHODS: &[&str] = &[
     "meter.rules.get",
     "meter.rules.set",
     "meter.rules.reset",
+    "doctor",
 ];
 
 /// A checked request.
@@ -93,6 +94,17 @@ pub enum Call {
     MeterRulesGet,
     MeterRulesSet(RuleSpec),
     MeterRulesReset(Platform),
+    /// `quiver doctor` for one browser or all detected: served by the connection's thread, not
+    /// under the service lock (its host check starts a host that connects back to the daemon).
+    Doctor(Option<crate::install::Browser>),
+}
+
+/// `doctor` params.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DoctorParams {
+    #[serde(default)]
+    browser: Option<String>,
 }
 
 pub fn invalid(msg: impl Into<String>) -> ErrorBody {
@@ -322,6 +334,15 @@ pub fn parse(req: &Request) -> Result<Call, ErrorBody> {
         "meter.rules.reset" => {
             let p: RuleResetParams = proto::params(req)?;
             Call::MeterRulesReset(platform(m, &p.platform)?)
+        }
+        "doctor" => {
+            let p: DoctorParams = proto::params(req)?;
+            Call::Doctor(
+                p.browser
+                    .map(|b| crate::install::Browser::parse(&b))
+                    .transpose()
+                    .map_err(|e| invalid(format!("doctor: `browser`: {e}")))?,
+            )
         }
         other => {
             return Err(ErrorBody::new(

@@ -494,6 +494,10 @@ impl Service {
             Call::MeterRulesGet => Ok(json!({ "rules": self.rules.to_json() })),
             Call::MeterRulesSet(spec) => self.rules_set(spec, now),
             Call::MeterRulesReset(platform) => self.rules_reset(platform),
+            Call::Doctor(_) => Err(ErrorBody::new(
+                ErrorCode::Internal,
+                "doctor is served by the connection, not the service",
+            )),
         }
     }
 

@@ -511,6 +511,7 @@ const PAGE_METHODS = new Set([
   'settings.set',
   'meter.rules.get',
   'meter.rules.set',
+  'doctor',
 ]);
 const PAGE_FILES = ['options.html', 'popup.html'];
 const pages = new Set();

@@ -1023,6 +1023,8 @@ async function loadHistory(fresh) {
 
 function renderDaemonFacts() {
   const s = lastStatus;
+  // The daemon tab may be shown before the first status arrives: check once it is up.
+  if (s.state === 'up' && !$('#panel-daemon').hidden && !$('#doctor').dataset.state) runDoctor();
   $('#d-state').textContent = s.state === 'up' ? t('daemon_up') : t('daemon_down');
   $('#d-state').dataset.state = s.state;
   $('#d-host').textContent = t(`host_${s.host}`);
@@ -1037,9 +1039,35 @@ function renderDaemonFacts() {
   }
 }
 
+/** The doctor's findings, from the daemon (`quiver doctor` run for this user): each check, and
+ * the fix of the first broken link per browser. */
+async function runDoctor() {
+  const box = $('#doctor');
+  box.dataset.state = 'running';
+  box.replaceChildren(h('p', { class: 'muted' }, t('doctor_running')));
+  try {
+    const r = await rpc.call('doctor');
+    const checkRow = (c) => h('li', { dataset: { testid: 'quiver-doctor-check', name: c.name, ok: String(c.ok) } },
+      h('span', { class: c.ok ? 'state state-sent' : 'state state-failed' }, c.ok ? t('doctor_ok') : t('doctor_broken')),
+      ' ', h('strong', {}, c.name), ' ', c.detail,
+      c.fix ? h('div', { class: 'fix', dataset: { testid: 'quiver-doctor-fix' } }, h('strong', {}, t('daemon_fix_this')), ' ', h('code', {}, c.fix)) : '');
+    const sections = r.browsers.map((b) => h('section', { dataset: { testid: 'quiver-doctor-browser', browser: b.browser, ok: String(b.ok) } },
+      h('h4', {}, `${b.browser}: `, b.ok ? t('doctor_ok') : t('doctor_broken')),
+      h('ul', {}, ...b.checks.map(checkRow))));
+    if (!r.browsers.length) sections.push(h('p', { class: 'muted' }, t('doctor_no_browser')));
+    sections.push(h('section', { dataset: { testid: 'quiver-doctor-daemon' } }, h('h4', {}, t('doctor_daemon')), h('ul', {}, ...r.daemon.map(checkRow))));
+    box.replaceChildren(...sections);
+    box.dataset.state = r.ok ? 'ok' : 'broken';
+  } catch (e) {
+    box.dataset.state = 'error';
+    box.replaceChildren(h('p', { class: 'message error' }, t('error_code', [e.code, e.message])));
+  }
+}
+
 async function loadDaemonPanel() {
   $('#fix-rows').replaceChildren(...FIXES.map((f) => h('tr', {}, h('td', {}, h('code', {}, f.error)), h('td', {}, t(f.fix), ' ', h('code', {}, f.cmd)))));
   if (lastStatus.state !== 'up') return;
+  runDoctor();
   try {
     const s = await rpc.call('settings.get');
     $('#settings').elements.retention.value = s.history_retention_days ?? '';
@@ -1111,6 +1139,7 @@ function start() {
   $('#editor').addEventListener('submit', saveTemplate);
   $('#editor').addEventListener('input', (e) => { if (['title', 'folder', 'tags', 'shortcut', 'id'].includes(e.target.name)) schedulePreview(); });
   $('#editor-delete').addEventListener('click', deleteTemplate);
+  $('#doctor-run').addEventListener('click', runDoctor);
   $('#editor-revs').addEventListener('change', (e) => showOldRevision(Number(e.target.value)));
   $('#editor-delete').addEventListener('blur', () => { if (editor.deleteArmed) setTimeout(disarmDelete, 300); });
   $('#editor-revert').addEventListener('click', () => { if (editor.id) openTemplate(editor.id, { force: true }); else loadEditor(blankTemplate(), true, null); });

@@ -303,3 +303,45 @@ fn install_all_writes_every_detected_browser() {
     ]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
+
+/// The options page shows the doctor's findings through the daemon's `doctor` method: it runs
+/// outside the service lock, so its own host check (a host connecting back to the same daemon)
+/// cannot deadlock, and it names the fix.
+#[test]
+fn doctor_over_the_protocol_names_the_fix_then_passes() {
+    let sb = Sandbox::new("doctor-rpc");
+    let mut host = sb.host();
+    host.ok(
+        "hello",
+        serde_json::json!({"protocol": 1, "client": "test"}),
+    );
+    let r = host.ok("doctor", serde_json::json!({"browser": "firefox"}));
+    assert_eq!(r["ok"], false, "{r}");
+    assert_eq!(r["browsers"][0]["broken_at"], "manifest", "{r}");
+    let fix = r["browsers"][0]["checks"][0]["fix"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(fix.contains("quiver install --browser firefox"), "{r}");
+    assert!(
+        r["daemon"]
+            .as_array()
+            .is_some_and(|c| c.iter().all(|c| c["ok"] == true)),
+        "{r}"
+    );
+
+    let out = sb.run(&["install", "--browser", "firefox"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let r = host.ok("doctor", serde_json::json!({"browser": "firefox"}));
+    assert_eq!(r["ok"], true, "{r}");
+    let checks = r["browsers"][0]["checks"].as_array().expect("checks");
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["name"] == "host" && c["ok"] == true),
+        "{r}"
+    );
+
+    let e = host.call("doctor", serde_json::json!({"browser": "netscape"}));
+    assert_eq!(e["error"]["code"], "invalid_params", "{e}");
+    sb.stop_daemon();
+}

@@ -107,3 +107,22 @@ test(`[${browser}] options: history browser lists sends and filters them`, { tim
     await until(page, 'the filtered row', () => document.querySelectorAll('[data-testid="quiver-history-row"][data-state="sent"]').length === 1);
   });
 });
+
+test(`[${browser}] options: the daemon tab shows what quiver doctor finds`, { timeout: 120_000 }, async () => {
+  await withSession('options-doctor', async (session) => {
+    const page = await openOptions(session, '#daemon');
+    // The daemon's own checks (socket owned by this user, hello) pass in every hermetic run;
+    // browsers are reported as the doctor finds them under this session's HOME.
+    const daemonChecks = await until(page, 'the doctor findings', () => {
+      const box = document.querySelector('[data-testid="quiver-doctor"]');
+      if (!box || !['ok', 'broken'].includes(box.dataset.state)) return null;
+      return [...box.querySelectorAll('[data-testid="quiver-doctor-daemon"] [data-testid="quiver-doctor-check"]')]
+        .map((li) => `${li.dataset.name}:${li.dataset.ok}`);
+    });
+    assert.deepEqual(daemonChecks, ['socket:true', 'hello:true']);
+    // Every broken link names its fix.
+    const unfixed = await page.evaluate(() => [...document.querySelectorAll('[data-testid="quiver-doctor-check"][data-ok="false"]')]
+      .filter((li) => !li.querySelector('[data-testid="quiver-doctor-fix"]')).length);
+    assert.equal(unfixed, 0);
+  });
+});
