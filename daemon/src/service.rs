@@ -587,6 +587,9 @@ impl Service {
             .templates_after(after.as_deref(), limit + 1)
             .map_err(internal)?;
         let mut templates = Vec::new();
+        // Usage of the page's templates that were ever sent, for ranking: beside the templates,
+        // not inside them (a template's JSON stays exactly the library format).
+        let mut usage = Vec::new();
         let mut bytes = 0;
         let mut last_id = None;
         for row in rows.iter().take(limit) {
@@ -594,6 +597,10 @@ impl Service {
                 break;
             }
             templates.push(parse_body(&row.id, &row.body_json)?);
+            if row.usage_count > 0 {
+                usage.push(json!({"id": row.id, "usage_count": row.usage_count,
+                                  "last_used_at": row.last_used_at}));
+            }
             bytes += row.body_json.len() + 1;
             last_id = Some(row.id.as_str());
         }
@@ -603,7 +610,10 @@ impl Service {
             None
         };
         let version = self.store.library_version().map_err(internal)?;
-        Ok(json!({ "templates": templates, "next_cursor": next, "library_version": version }))
+        Ok(
+            json!({ "templates": templates, "usage": usage, "next_cursor": next,
+                   "library_version": version }),
+        )
     }
 
     fn template_row(&self, id: &str) -> Result<StoredTemplate, ErrorBody> {
@@ -1657,6 +1667,13 @@ mod tests {
         // two of the three part-0 sends went out: counted twice, not three times
         let g = ok(&mut svc, "templates.get", json!({"id": "greeting"}), t0);
         assert_eq!(g["usage_count"], 2);
+        // templates.list carries the usage of sent templates beside them, for ranking
+        let l = ok(&mut svc, "templates.list", json!({}), t0);
+        assert_eq!(
+            l["usage"],
+            json!([{"id": "greeting", "usage_count": 2, "last_used_at": free + 200 + UDESK_MS}])
+        );
+        assert!(l["templates"][0].get("usage_count").is_none());
         assert_eq!(g["last_used_at"], free + 200 + UDESK_MS);
 
         // the same key with another payload is a bug in the caller: refused

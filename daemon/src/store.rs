@@ -342,6 +342,8 @@ pub struct HistoryFilter {
 pub struct TemplateJson {
     pub id: String,
     pub body_json: String,
+    pub usage_count: u64,
+    pub last_used_at: Option<u64>,
 }
 
 /// A template with what the store knows about it.
@@ -596,8 +598,8 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT id, body_json FROM templates WHERE deleted_at IS NULL \
-                 AND (?1 IS NULL OR id > ?1) ORDER BY id LIMIT ?2",
+                "SELECT id, body_json, usage_count, last_used_at FROM templates \
+                 WHERE deleted_at IS NULL AND (?1 IS NULL OR id > ?1) ORDER BY id LIMIT ?2",
             )
             .ctx(|| format!("{}: listing templates", self.at()))?;
         let rows = stmt
@@ -605,6 +607,8 @@ impl Store {
                 Ok(TemplateJson {
                     id: r.get(0)?,
                     body_json: r.get(1)?,
+                    usage_count: to_u64(r.get(2)?),
+                    last_used_at: r.get::<_, Option<i64>>(3)?.map(to_u64),
                 })
             })
             .ctx(|| format!("{}: listing templates", self.at()))?;

@@ -154,11 +154,12 @@ test('chunked replies are joined, in any order, duplicates ignored', async () =>
   await bg.up();
   const p = bg.eval('listAllTemplates()');
   const req = await bg.nextRequest('templates.list');
-  const body = JSON.stringify({ id: req.id, result: { templates: [{ id: 'a', title: 'ü "q"\n' }], next_cursor: null } });
+  const usage = [{ id: 'a', usage_count: 3, last_used_at: 5 }];
+  const body = JSON.stringify({ id: req.id, result: { templates: [{ id: 'a', title: 'ü "q"\n' }], usage, next_cursor: null } });
   const pieces = [body.slice(0, 9), body.slice(9, 30), body.slice(30)];
   req.answered = true;
   for (const seq of [2, 0, 0, 1]) bg.native.onMessage.fire({ id: req.id, chunk: { seq, total: 3, data: pieces[seq] } });
-  assert.deepEqual(JSON.parse(JSON.stringify(await p)), [{ id: 'a', title: 'ü "q"\n' }]);
+  assert.deepEqual(JSON.parse(JSON.stringify(await p)), { templates: [{ id: 'a', title: 'ü "q"\n' }], usage });
 
   const q = bg.eval('request("templates.list", {})');
   const r2 = await bg.nextRequest('templates.list');

@@ -389,16 +389,19 @@ async function requestRetrying(method, params, wanted = () => true) {
   }
 }
 
+/** Every template, and the usage (count, last sent) of those ever sent, for ranking. */
 async function listAllTemplates() {
   const templates = [];
+  const usage = [];
   let cursor = null;
   for (let page = 0; page < 10_000; page++) {
     const params = { limit: TEMPLATE_PAGE };
     if (cursor) params.cursor = cursor;
     const r = await request('templates.list', params);
     templates.push(...(r?.templates ?? []));
+    usage.push(...(r?.usage ?? []));
     cursor = r?.next_cursor ?? null;
-    if (!cursor) return templates;
+    if (!cursor) return { templates, usage };
   }
   throw new ProtocolError('internal', 'templates.list never reached the last page');
 }
@@ -648,7 +651,7 @@ function onPanelMessage(pair, port, msg) {
       reply(status());
       break;
     case 'templates':
-      listAllTemplates().then((templates) => reply({ templates }), fail);
+      listAllTemplates().then(reply, fail);
       break;
     case 'history': {
       const params = { limit: Math.min(Math.max(Number(msg.limit) || 20, 1), 200) };
@@ -659,14 +662,6 @@ function onPanelMessage(pair, port, msg) {
     }
     case 'hello':
       request('hello', { protocol: PROTOCOL, client: CLIENT }).then(reply, fail);
-      break;
-    case 'usage':
-      // Usage counts for the palette's ranking: the daemon's empty-query search lists by
-      // popularity (at most 500; the rest count as unused).
-      request('templates.search', { query: '', limit: 500 }).then(
-        (r) => reply({ usage: (r?.results ?? []).map((x) => ({ id: x.id, usage_count: x.usage_count ?? 0, last_used_at: x.last_used_at ?? null })) }),
-        fail,
-      );
       break;
     case 'send': {
       const bad = checkSend(msg);

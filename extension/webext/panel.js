@@ -326,8 +326,8 @@ async function loadTemplates() {
   state.loadingTemplates = true;
   state.reloadWanted = false;
   try {
-    const [r, u] = await Promise.all([call('templates'), call('usage').catch(() => null)]);
-    state.usage = new Map((u?.usage ?? []).map((x) => [x.id, x]));
+    const r = await call('templates');
+    state.usage = new Map((r?.usage ?? []).map((x) => [x.id, x]));
     setTemplates(r?.templates ?? []);
     hideNotice();
   } catch (e) {
