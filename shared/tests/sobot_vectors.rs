@@ -1,53 +1,18 @@
 //! Runs every case under `shared/test_data/sobot/` (formats in its README.md).
 
+mod common;
+
 use quiver_shared::sobot::{
     decrypt_unionid, encrypt_unionid, parse_workbench_message, verify_sign, SessionFrom,
     UnionIdOptions, WorkbenchContext, WorkbenchMessage,
 };
-use quiver_shared::{render, Context, Refusal, Target, Template};
+use quiver_shared::Refusal;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-
-fn cases(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("read test_data/sobot") {
-        let path = entry.expect("dir entry").path();
-        if path.is_dir() {
-            cases(&path, out);
-        } else if path.extension().is_some_and(|e| e == "json") {
-            out.push(path);
-        }
-    }
-}
 
 fn s<'a>(case: &'a Value, key: &str) -> Result<&'a str, String> {
     case.get(key)
         .and_then(Value::as_str)
         .ok_or_else(|| format!("`{key}` is missing or not a string"))
-}
-
-/// `{"refusal": code, "message_contains": text}` against one refusal.
-fn match_refusal(got: &Refusal, want: &Value) -> Result<(), String> {
-    let code = want
-        .get("refusal")
-        .or_else(|| want.get("code"))
-        .and_then(Value::as_str)
-        .ok_or("a refusal expectation needs `refusal` (or `code`)")?;
-    if got.code.as_str() != code {
-        return Err(format!(
-            "refusal code: got {} ({}), want {code}",
-            got.code.as_str(),
-            got.message
-        ));
-    }
-    if let Some(needle) = want.get("message_contains").and_then(Value::as_str) {
-        if !got.message.contains(needle) {
-            return Err(format!(
-                "refusal message {:?} lacks {needle:?}",
-                got.message
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// `expect.refusals`: the whole list, in order.
@@ -63,51 +28,9 @@ fn match_refusals(got: &[Refusal], want: &Value) -> Result<(), String> {
         ));
     }
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        match_refusal(g, w).map_err(|e| format!("refusals[{i}]: {e}"))?;
+        common::refusal_matches(g, w).map_err(|e| format!("refusals[{i}]: {e}"))?;
     }
     Ok(())
-}
-
-fn run_render(case: &Value) -> Result<(), String> {
-    let target: Target =
-        serde_json::from_value(case["target"].clone()).map_err(|e| format!("target: {e}"))?;
-    let template: Template =
-        serde_json::from_value(case["template"].clone()).map_err(|e| format!("template: {e}"))?;
-    let ctx: Context =
-        serde_json::from_value(case["context"].clone()).map_err(|e| format!("context: {e}"))?;
-    let part = case["part"].as_u64().ok_or("no part")? as usize;
-    let expect = &case["expect"];
-    match (render(&target, &template, part, &ctx), expect.get("wire")) {
-        (Ok(w), Some(want)) => {
-            let want = want.as_str().ok_or("expect.wire is not a string")?;
-            if w.wire != want {
-                return Err(format!("wire\n  got:  {}\n  want: {want}", w.wire));
-            }
-            // The wire must be JSON an object can be parsed from (it is posted as an object).
-            serde_json::from_str::<serde_json::Map<String, Value>>(&w.wire)
-                .map_err(|e| format!("wire is not a JSON object: {e}"))?;
-            let post_as = serde_json::to_value(w.post_as).map_err(|e| e.to_string())?;
-            if let Some(p) = expect.get("post_as") {
-                if &post_as != p {
-                    return Err(format!("post_as: got {post_as}, want {p}"));
-                }
-            }
-            if let Some(kind) = expect.get("kind").and_then(Value::as_str) {
-                if w.kind != kind {
-                    return Err(format!("kind: got {}, want {kind}", w.kind));
-                }
-            }
-            if let Some(fb) = expect.get("fallback_used").and_then(Value::as_bool) {
-                if w.fallback_used != fb {
-                    return Err(format!("fallback_used: got {}, want {fb}", w.fallback_used));
-                }
-            }
-            Ok(())
-        }
-        (Err(r), None) => match_refusal(&r, expect),
-        (Ok(w), None) => Err(format!("want a refusal, got wire {}", w.wire)),
-        (Err(r), Some(_)) => Err(format!("want wire, got refusal {r}")),
-    }
 }
 
 /// build → parse → build gives the same string.
@@ -239,7 +162,7 @@ fn run_unionid(case: &Value) -> Result<(), String> {
             }
             Ok(())
         }
-        (Err(r), None) => match_refusal(&r, expect),
+        (Err(r), None) => common::refusal_matches(&r, expect),
         (Ok(got), None) => Err(format!("want a refusal, got {got}")),
         (Err(r), Some(_)) => Err(format!("want a ciphertext, got refusal {r}")),
     }
@@ -251,7 +174,7 @@ fn run_unionid_decrypt(case: &Value) -> Result<(), String> {
     match (decrypt_unionid(cipher, key, &opts), expect.get("unionid")) {
         (Ok(got), Some(want)) if Some(got.as_str()) == want.as_str() => Ok(()),
         (Ok(got), Some(want)) => Err(format!("unionid: got {got:?}, want {want}")),
-        (Err(r), None) => match_refusal(&r, expect),
+        (Err(r), None) => common::refusal_matches(&r, expect),
         (Ok(got), None) => Err(format!("want a refusal, got {got:?}")),
         (Err(r), Some(_)) => Err(format!("want a unionid, got refusal {r}")),
     }
@@ -264,7 +187,7 @@ fn run_sign(case: &Value) -> Result<(), String> {
     let expect = &case["expect"];
     match (verify_sign(&ctx, sys_num, key), expect.get("ok")) {
         (Ok(()), Some(Value::Bool(true))) => Ok(()),
-        (Err(r), None) => match_refusal(&r, expect),
+        (Err(r), None) => common::refusal_matches(&r, expect),
         (Ok(()), _) => Err("want a refusal, the sign verified".into()),
         (Err(r), Some(_)) => Err(format!("want ok, got refusal {r}")),
     }
@@ -317,65 +240,30 @@ fn run_workbench_message(case: &Value) -> Result<(), String> {
     Ok(())
 }
 
-fn run_case(path: &Path) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let case: Value = serde_json::from_str(&text).map_err(|e| format!("case is not JSON: {e}"))?;
-    if case
-        .get("about")
-        .and_then(Value::as_str)
-        .is_none_or(str::is_empty)
-    {
-        return Err("every case says what it shows in `about`".into());
-    }
-    match s(&case, "case")? {
-        "render" => run_render(&case),
-        "session_from" => run_session_from(&case),
-        "session_from_build" => run_session_from_build(&case),
-        "unionid" => run_unionid(&case),
-        "unionid_decrypt" => run_unionid_decrypt(&case),
-        "sign" => run_sign(&case),
-        "workbench_context" => run_workbench_context(&case),
-        "workbench_message" => run_workbench_message(&case),
+fn run_case(case: &Value) -> Result<(), String> {
+    match s(case, "case")? {
+        "render" => common::run_render(case),
+        "session_from" => run_session_from(case),
+        "session_from_build" => run_session_from_build(case),
+        "unionid" => run_unionid(case),
+        "unionid_decrypt" => run_unionid_decrypt(case),
+        "sign" => run_sign(case),
+        "workbench_context" => run_workbench_context(case),
+        "workbench_message" => run_workbench_message(case),
         other => Err(format!("unknown case kind {other:?}")),
     }
 }
 
 #[test]
 fn sobot_vectors() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("test_data")
-        .join("sobot");
-    let mut all = vec![];
-    cases(&root, &mut all);
-    all.sort();
-    assert!(
-        all.len() >= 50,
-        "expected the vector files under {}",
-        root.display()
-    );
-    let failures: Vec<String> = all
-        .iter()
-        .filter_map(|p| run_case(p).err().map(|e| format!("{}: {e}", p.display())))
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} sobot vectors failed:\n{}",
-        failures.len(),
-        all.len(),
-        failures.join("\n")
-    );
+    common::run_cases(&common::case_files("sobot"), 50, run_case);
 }
 
 /// Every refusal code a Sobot path can produce appears in at least one vector (both directions
 /// are covered by the success cases of the same kind).
 #[test]
 fn sobot_vectors_cover_every_refusal_code() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("test_data")
-        .join("sobot");
-    let mut all = vec![];
-    cases(&root, &mut all);
-    let text: String = all
+    let text: String = common::case_files("sobot")
         .iter()
         .map(|p| std::fs::read_to_string(p).expect("read case"))
         .collect();

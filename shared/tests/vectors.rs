@@ -1,78 +1,19 @@
 //! Runs every case under `shared/test_data/` (see its README).
 
-use quiver_shared::{render, Context, Library, Platform, Target, Template};
+mod common;
+
+use quiver_shared::Library;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
 
-fn cases(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("read test_data") {
-        let path = entry.expect("dir entry").path();
-        if path.is_dir() {
-            cases(&path, out);
-        } else if path.extension().is_some_and(|e| e == "json") {
-            out.push(path);
-        }
-    }
-}
-
-fn run_case(path: &Path) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let case: Value = serde_json::from_str(&text).map_err(|e| format!("case is not JSON: {e}"))?;
+/// Import, sanitizer or render case, by the fields it has.
+fn run_case(case: &Value) -> Result<(), String> {
     if let Some(lib) = case.get("library") {
-        return run_import_case(&case, lib);
+        return run_import_case(case, lib);
     }
     if let Some(html) = case.get("html") {
-        return run_sanitize_case(&case, html);
+        return run_sanitize_case(case, html);
     }
-    let target: Target = match (case.get("target"), case.get("platform")) {
-        (Some(t), None) => serde_json::from_value(t.clone()).map_err(|e| format!("target: {e}"))?,
-        (None, Some(p)) => Target::new(
-            Platform::parse(p.as_str().ok_or("platform is not a string")?)
-                .map_err(|e| e.to_string())?,
-        ),
-        _ => return Err("a render case has exactly one of `target` or `platform`".into()),
-    };
-    let template: Template =
-        serde_json::from_value(case["template"].clone()).map_err(|e| format!("template: {e}"))?;
-    let ctx: Context =
-        serde_json::from_value(case["context"].clone()).map_err(|e| format!("context: {e}"))?;
-    let part = case["part"].as_u64().ok_or("no part")? as usize;
-    let got = render(&target, &template, part, &ctx);
-    let expect = &case["expect"];
-    match (got, expect.get("wire"), expect.get("refusal")) {
-        (Ok(w), Some(want), None) => {
-            if w.wire != want.as_str().ok_or("expect.wire is not a string")? {
-                return Err(format!("wire\n  got:  {}\n  want: {}", w.wire, want));
-            }
-            if let Some(kind) = expect.get("kind").and_then(Value::as_str) {
-                if w.kind != kind {
-                    return Err(format!("kind: got {}, want {kind}", w.kind));
-                }
-            }
-            if let Some(fb) = expect.get("fallback_used").and_then(Value::as_bool) {
-                if w.fallback_used != fb {
-                    return Err(format!("fallback_used: got {}, want {fb}", w.fallback_used));
-                }
-            }
-        }
-        (Err(r), None, Some(code)) => {
-            if r.code.as_str() != code.as_str().ok_or("expect.refusal is not a string")? {
-                return Err(format!(
-                    "refusal code: got {:?}, want {code}",
-                    r.code.as_str()
-                ));
-            }
-            if let Some(needle) = expect.get("message_contains").and_then(Value::as_str) {
-                if !r.message.contains(needle) {
-                    return Err(format!("refusal message {:?} lacks {needle:?}", r.message));
-                }
-            }
-        }
-        (Ok(w), _, Some(code)) => return Err(format!("want refusal {code}, got wire {}", w.wire)),
-        (Err(r), Some(_), _) => return Err(format!("want wire, got refusal {r}")),
-        _ => return Err("expect must hold exactly one of `wire` or `refusal`".into()),
-    }
-    Ok(())
+    common::run_render(case)
 }
 
 /// `{"library": "<file text>" | {...}, "expect": {"ok": N} | {"error": {"line", "field", "message_contains"}}}`
@@ -158,30 +99,12 @@ fn run_sanitize_case(case: &Value, html: &Value) -> Result<(), String> {
 
 #[test]
 fn vectors() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data");
-    let mut all = vec![];
-    cases(&root, &mut all);
-    // Folders with their own case format and runner.
+    let mut all = common::case_files("");
+    // Folders with their own case kinds and runner.
     all.retain(|p| {
         !["sobot", "wechat_dkf", "wechat_mp"]
             .iter()
             .any(|own| p.components().any(|c| c.as_os_str() == *own))
     });
-    all.sort();
-    assert!(
-        all.len() >= 8,
-        "expected the vector files under {}",
-        root.display()
-    );
-    let failures: Vec<String> = all
-        .iter()
-        .filter_map(|p| run_case(p).err().map(|e| format!("{}: {e}", p.display())))
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} vectors failed:\n{}",
-        failures.len(),
-        all.len(),
-        failures.join("\n")
-    );
+    common::run_cases(&all, 60, run_case);
 }

@@ -2,30 +2,19 @@
 //! (the main runner, `tests/vectors.rs`, skips both). The case formats are described in each
 //! folder's README; a failing case is named by its file.
 
+mod common;
+
 use quiver_shared::wechat::api::{self, TypingCommand};
 use quiver_shared::wechat::crypto::{self, AesKey, Crypto, PushQuery};
 use quiver_shared::wechat::push::{self, Body};
 use quiver_shared::wechat::quota::{self, Interaction, Rules};
 use quiver_shared::wechat::reply::{self, SealOptions};
 use quiver_shared::wechat::{dkf, Format};
-use quiver_shared::{render, Context, Target, Template};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
 
 type Res = Result<(), String>;
-
-fn cases(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("read test_data") {
-        let path = entry.expect("dir entry").path();
-        if path.is_dir() {
-            cases(&path, out);
-        } else if path.extension().is_some_and(|e| e == "json") {
-            out.push(path);
-        }
-    }
-}
 
 fn field<T: DeserializeOwned>(case: &Value, name: &str) -> Result<T, String> {
     serde_json::from_value(case.get(name).cloned().ok_or(format!("no `{name}`"))?)
@@ -102,64 +91,6 @@ fn crypt_error(got: &crypto::CryptError, expect: &Value) -> Res {
         }
     }
     Ok(())
-}
-
-fn refusal(got: &quiver_shared::Refusal, expect: &Value) -> Res {
-    let code = expect["refusal"]
-        .as_str()
-        .ok_or("expect.refusal is not a string")?;
-    if got.code.as_str() != code {
-        return Err(format!(
-            "refusal code: got {} ({got}), want {code}",
-            got.code.as_str()
-        ));
-    }
-    if let Some(needle) = expect.get("message_contains").and_then(Value::as_str) {
-        if !got.message.contains(needle) {
-            return Err(format!(
-                "refusal message {:?} lacks {needle:?}",
-                got.message
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn run_render(case: &Value) -> Res {
-    let target: Target = field(case, "target")?;
-    let template: Template = field(case, "template")?;
-    template
-        .check()
-        .map_err(|(f, m)| format!("the case's template is invalid: {f}: {m}"))?;
-    let ctx: Context = field(case, "context")?;
-    let part: usize = field(case, "part")?;
-    let expect = &case["expect"];
-    match (render(&target, &template, part, &ctx), expect.get("wire")) {
-        (Ok(w), Some(want)) => {
-            let want = want.as_str().ok_or("expect.wire is not a string")?;
-            if w.wire != want {
-                return Err(format!("wire\n  got:  {}\n  want: {want}", w.wire));
-            }
-            let parsed: Value =
-                serde_json::from_str(&w.wire).map_err(|e| format!("wire is not JSON: {e}"))?;
-            if !parsed.is_object() {
-                return Err("wire is not a JSON object".into());
-            }
-            for (key, got) in [
-                ("post_as", json(&w.post_as)),
-                ("kind", json(&w.kind)),
-                ("fallback_used", json(&w.fallback_used)),
-            ] {
-                if let Some(want) = expect.get(key) {
-                    same(key, &got, want)?;
-                }
-            }
-            Ok(())
-        }
-        (Err(r), None) => refusal(&r, expect),
-        (Ok(w), None) => Err(format!("want a refusal, got wire {}", w.wire)),
-        (Err(r), Some(_)) => Err(format!("want wire, got refusal {r}")),
-    }
 }
 
 fn run_reply(case: &Value) -> Res {
@@ -438,7 +369,7 @@ fn run_typing(case: &Value) -> Res {
         expect.get("body"),
     ) {
         (Ok(b), Some(want)) => same("body", &json(&b), want),
-        (Err(r), None) => refusal(&r, expect),
+        (Err(r), None) => common::refusal_matches(&r, expect),
         (Ok(b), None) => Err(format!("want a refusal, got {b}")),
         (Err(r), Some(_)) => Err(format!("want a body, got {r}")),
     }
@@ -501,60 +432,29 @@ fn run_api_result(case: &Value) -> Res {
     Ok(())
 }
 
-fn run_case(path: &Path) -> Res {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let case: Value = serde_json::from_str(&text).map_err(|e| format!("case is not JSON: {e}"))?;
-    if case
-        .get("about")
-        .and_then(Value::as_str)
-        .is_none_or(str::is_empty)
-    {
-        return Err("the case has no `about`".into());
-    }
-    match str_field(&case, "case")? {
-        "render" => run_render(&case),
-        "reply" => run_reply(&case),
-        "event" => run_event(&case),
-        "push" => run_push(&case),
-        "signature" => run_signature(&case),
-        "key" => run_key(&case),
-        "encrypt" => run_encrypt(&case),
-        "decrypt" => run_decrypt(&case),
-        "open" => run_open(&case),
-        "transfer" => run_transfer(&case),
-        "seal" => run_seal(&case),
-        "typing" => run_typing(&case),
-        "quota" => run_quota(&case),
-        "errcode" => run_errcode(&case),
-        "api_result" => run_api_result(&case),
+fn run_case(case: &Value) -> Res {
+    match str_field(case, "case")? {
+        "render" => common::run_render(case),
+        "reply" => run_reply(case),
+        "event" => run_event(case),
+        "push" => run_push(case),
+        "signature" => run_signature(case),
+        "key" => run_key(case),
+        "encrypt" => run_encrypt(case),
+        "decrypt" => run_decrypt(case),
+        "open" => run_open(case),
+        "transfer" => run_transfer(case),
+        "seal" => run_seal(case),
+        "typing" => run_typing(case),
+        "quota" => run_quota(case),
+        "errcode" => run_errcode(case),
+        "api_result" => run_api_result(case),
         other => Err(format!("unknown case kind {other:?}")),
     }
 }
 
 fn run_folder(folder: &str, at_least: usize) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("test_data")
-        .join(folder);
-    let mut all = vec![];
-    cases(&root, &mut all);
-    all.sort();
-    assert!(
-        all.len() >= at_least,
-        "expected at least {at_least} vector files under {}, found {}",
-        root.display(),
-        all.len()
-    );
-    let failures: Vec<String> = all
-        .iter()
-        .filter_map(|p| run_case(p).err().map(|e| format!("{}: {e}", p.display())))
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} of {} vectors failed:\n{}",
-        failures.len(),
-        all.len(),
-        failures.join("\n")
-    );
+    common::run_cases(&common::case_files(folder), at_least, run_case);
 }
 
 #[test]
