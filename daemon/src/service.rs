@@ -1674,6 +1674,13 @@ mod tests {
             json!([{"id": "greeting", "usage_count": 2, "last_used_at": free + 200 + UDESK_MS}])
         );
         assert!(l["templates"][0].get("usage_count").is_none());
+        // an edit is a new revision and keeps the usage
+        let mut edited = g["template"].clone();
+        edited["title"] = json!("Greeting, edited");
+        ok(&mut svc, "templates.put", json!({"template": edited}), t0);
+        let g = ok(&mut svc, "templates.get", json!({"id": "greeting"}), t0);
+        assert_eq!(g["usage_count"], 2);
+        assert_eq!(g["template"]["revision"], 2);
         assert_eq!(g["last_used_at"], free + 200 + UDESK_MS);
 
         // the same key with another payload is a bug in the caller: refused

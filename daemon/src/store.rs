@@ -552,8 +552,7 @@ impl Store {
         for t in &lib.templates {
             let mut t = t.clone();
             t.revision = 1;
-            write_template(&tx, &t, now, true)
-                .ctx(|| format!("{at}: seeding template {:?}", t.id))?;
+            write_template(&tx, &t, now).ctx(|| format!("{at}: seeding template {:?}", t.id))?;
         }
         tx.execute("INSERT INTO meta (key, value) VALUES ('seeded', '1')", [])
             .ctx(|| format!("{at}: writing meta.seeded"))?;
@@ -1161,47 +1160,29 @@ fn json_err(e: serde_json::Error) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(Box::new(e))
 }
 
-/// Writes `t` (whose `revision` is already set) as the current revision and adds it to the
-/// revisions. `new` inserts the template row; otherwise it is updated (and undeleted).
-fn write_template(
-    tx: &rusqlite::Transaction<'_>,
-    t: &Template,
-    now: u64,
-    new: bool,
-) -> rusqlite::Result<()> {
+/// Writes `t` (whose `revision` is already set) as the current revision, creating the row or
+/// updating (and undeleting) it with its usage kept, and adds it to the revisions.
+fn write_template(tx: &rusqlite::Transaction<'_>, t: &Template, now: u64) -> rusqlite::Result<()> {
     let body = serde_json::to_string(t).map_err(json_err)?;
     let tags = serde_json::to_string(&t.tags).map_err(json_err)?;
-    if new {
-        tx.execute(
-            "INSERT INTO templates (id, title, folder, tags_json, shortcut, revision, body_json, \
-             usage_count, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8)",
-            params![
-                t.id,
-                t.title,
-                t.folder,
-                tags,
-                t.shortcut,
-                t.revision,
-                body,
-                to_i64(now)
-            ],
-        )?;
-    } else {
-        tx.execute(
-            "UPDATE templates SET title = ?2, folder = ?3, tags_json = ?4, shortcut = ?5, \
-             revision = ?6, body_json = ?7, updated_at = ?8, deleted_at = NULL WHERE id = ?1",
-            params![
-                t.id,
-                t.title,
-                t.folder,
-                tags,
-                t.shortcut,
-                t.revision,
-                body,
-                to_i64(now)
-            ],
-        )?;
-    }
+    tx.execute(
+        "INSERT INTO templates (id, title, folder, tags_json, shortcut, revision, body_json, \
+         usage_count, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8) \
+         ON CONFLICT (id) DO UPDATE SET title = excluded.title, folder = excluded.folder, \
+         tags_json = excluded.tags_json, shortcut = excluded.shortcut, \
+         revision = excluded.revision, body_json = excluded.body_json, \
+         updated_at = excluded.updated_at, deleted_at = NULL",
+        params![
+            t.id,
+            t.title,
+            t.folder,
+            tags,
+            t.shortcut,
+            t.revision,
+            body,
+            to_i64(now)
+        ],
+    )?;
     tx.execute(
         "INSERT INTO template_revisions (template_id, revision, body_json, created_at) \
          VALUES (?1, ?2, ?3, ?4)",
@@ -1230,7 +1211,7 @@ fn put_in(
                 return Ok(PutOutcome::Conflict { current: 0 });
             }
             t.revision = 1;
-            write_template(tx, &t, now, true)?;
+            write_template(tx, &t, now)?;
             Ok(PutOutcome::Created(1))
         }
         Some((rev, body, deleted)) => {
@@ -1245,7 +1226,7 @@ fn put_in(
                 return Ok(PutOutcome::Unchanged(rev));
             }
             t.revision = rev + 1;
-            write_template(tx, &t, now, false)?;
+            write_template(tx, &t, now)?;
             Ok(PutOutcome::Updated(rev + 1))
         }
     }
