@@ -1053,17 +1053,6 @@ fn csv_cell(s: &str) -> String {
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// A time on the command line, to ms since the epoch (see HISTORY_USAGE).
 fn parse_time(s: &str, now_ms: u64) -> Result<u64, String> {
     let s = s.trim();
@@ -1104,7 +1093,7 @@ fn parse_time(s: &str, now_ms: u64) -> Result<u64, String> {
     if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&dd) {
         return Err(bad());
     }
-    let mut secs = days_from_civil(y, m, dd) * 86_400;
+    let mut secs = quiver_shared::date::days_from_civil(y, m, dd) * 86_400;
     if let Some(c) = clock {
         let parts: Vec<&str> = c.split(':').collect();
         if !(2..=3).contains(&parts.len()) {

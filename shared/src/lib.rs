@@ -4,6 +4,7 @@
 //! Time is passed in as milliseconds since the Unix epoch; identifiers are passed in.
 
 pub mod adapters;
+pub mod date;
 pub mod frame;
 pub mod jsonpos;
 pub mod meter;
