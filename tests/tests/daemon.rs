@@ -221,7 +221,15 @@ fn another_uid_is_refused() {
     std::fs::set_permissions(&sb.root, std::fs::Permissions::from_mode(0o711)).unwrap();
     std::fs::set_permissions(&sb.run, std::fs::Permissions::from_mode(0o711)).unwrap();
     std::fs::set_permissions(sb.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
+    // The checkout (and so this test binary) may sit under a 0700 directory, as a clone in
+    // root's home or in `mktemp -d` does: run a copy that the other uid can reach.
+    let exe_dir = sb.root.join("peer-bin");
+    std::fs::create_dir_all(&exe_dir).unwrap();
+    std::fs::set_permissions(&exe_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = exe_dir.join("peer-helper");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new(&exe)
         .args([
             "daemon::peer_uid_helper",
             "--exact",

@@ -103,7 +103,9 @@ fn missing_system_pieces() -> Vec<Missing> {
     // the languages it has a language pack for.
     let zh_langpack =
         "/usr/lib/firefox-esr/browser/extensions/langpack-zh-CN@firefox-esr.mozilla.org.xpi";
-    if Path::new("/usr/lib/firefox-esr").exists() && !Path::new(zh_langpack).exists() {
+    // Checked whether or not Firefox is there yet: on a fresh machine Firefox and its language
+    // pack go in with the same `apt-get install`.
+    if !Path::new(zh_langpack).exists() {
         missing.push(Missing {
             what: "Firefox's Simplified Chinese language pack (the e2e suite tests the zh-CN UI)",
             apt: &["firefox-esr-l10n-zh-cn"],
