@@ -138,8 +138,17 @@ impl Sandbox {
         self.run.join("daemon.sock")
     }
 
-    /// Connects to the daemon, waiting up to 5 s for it to listen.
+    /// Connects to the daemon (waiting up to 5 s for it to listen) and says `hello`, as every
+    /// client must before anything else.
     pub fn connect(&self) -> DaemonClient {
+        let mut c = self.connect_raw();
+        let r = c.ok("hello", json!({"protocol": 1, "client": "quiver-tests"}));
+        assert_eq!(r["protocol"], 1, "{r}");
+        c
+    }
+
+    /// Connects to the daemon, waiting up to 5 s for it to listen; says nothing.
+    pub fn connect_raw(&self) -> DaemonClient {
         let until = Instant::now() + Duration::from_secs(5);
         loop {
             match UnixStream::connect(self.socket()) {

@@ -1081,11 +1081,20 @@ impl Service {
                     debug!("send {id}: done, but the meter had no send in flight");
                 }
             }
-            SendState::Failed if row.error.as_deref() == Some(LEASE_EXPIRED) => {
-                // A late report after the lease ran out: record what happened, and keep the
-                // interval from this moment.
+            SendState::Failed
+                if matches!(row.error.as_deref(), Some(LEASE_EXPIRED | RESTARTED)) =>
+            {
+                // A late report after the lease ran out or the daemon restarted: the outcome was
+                // unknown and the browser knows it. Record what happened (once: the row leaves
+                // the unknown state), and keep the interval from this moment. The slot is never
+                // granted again (`send.begin` refuses a failed send).
                 info!(
-                    "send {id}: late report after the lease ran out (ok={})",
+                    "send {id}: late report after {} (ok={})",
+                    if row.error.as_deref() == Some(RESTARTED) {
+                        "a daemon restart"
+                    } else {
+                        "the lease ran out"
+                    },
                     p.ok
                 );
                 if let Some(k) = &key {

@@ -174,6 +174,80 @@ fn sigkill_in_the_middle_of_a_queue_loses_and_repeats_nothing() {
     assert_eq!(integrity(&sb.data.join("quiver.db")), "ok");
 }
 
+/// The daemon is SIGKILLed after `send.begin` said go and before the browser reported
+/// `send.done`. After the restart the row says "outcome unknown"; the browser's report (it
+/// posted, or it did not) is what the history then records, once: the slot is never granted
+/// again and the other outcome is refused.
+#[test]
+fn a_report_after_a_restart_records_what_the_browser_knows() {
+    let sb = Sandbox::new("late-done");
+    let mut d = sb.daemon_foreground();
+    let mut c = sb.connect();
+    let uses_before = usage(&mut c);
+    // two workspaces, so both sends may be in flight at once
+    let posted = c.ok("send.reserve", reserve_params("late-ok", "ws-a", "p-ok"))["send_id"].clone();
+    let lost = c.ok("send.reserve", reserve_params("late-no", "ws-b", "p-no"))["send_id"].clone();
+    c.begin_when_allowed(&posted, Duration::from_secs(10));
+    c.begin_when_allowed(&lost, Duration::from_secs(10));
+    d.kill().unwrap();
+    d.wait().unwrap();
+    drop(c);
+
+    let mut d = sb.daemon_foreground();
+    let mut c = sb.connect();
+    let row = |c: &mut quiver_tests::DaemonClient, id: &Value| {
+        let rows = c.ok("history.list", json!({}))["rows"].clone();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["send_id"] == *id)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        row(&mut c, &posted)["error"],
+        "daemon restarted while sending; outcome unknown"
+    );
+    // the background reports what the page told it
+    let r = c.ok("send.done", json!({"send_id": posted, "ok": true}));
+    assert_eq!(r, json!({"send_id": posted, "state": "sent"}));
+    let r = c.ok(
+        "send.done",
+        json!({"send_id": lost, "ok": false, "error": "the assistant frame is gone"}),
+    );
+    assert_eq!(r, json!({"send_id": lost, "state": "failed"}));
+    let (a, b) = (row(&mut c, &posted), row(&mut c, &lost));
+    assert_eq!((&a["state"], &a["error"]), (&json!("sent"), &Value::Null), "{a}");
+    assert_eq!(
+        (&b["state"], &b["error"]),
+        (&json!("failed"), &json!("the assistant frame is gone")),
+        "{b}"
+    );
+    assert!(a["sent_at"].as_u64().is_some(), "{a}");
+    // a retried report gets the same answer; the other outcome is refused
+    let r = c.ok("send.done", json!({"send_id": posted, "ok": true}));
+    assert_eq!(r["state"], "sent");
+    let r = c.call("send.done", json!({"send_id": posted, "ok": false}));
+    assert_eq!(r["error"]["code"], "conflict", "{r}");
+    let r = c.call("send.done", json!({"send_id": lost, "ok": true}));
+    assert_eq!(r["error"]["code"], "conflict", "{r}");
+    // never granted again, never a second row
+    for id in [&posted, &lost] {
+        let r = c.call("send.begin", json!({"send_id": id}));
+        assert_eq!(r["error"]["code"], "conflict", "{r}");
+    }
+    let r = c.ok("send.reserve", reserve_params("late-ok", "ws-a", "p-ok"));
+    assert_eq!((&r["send_id"], &r["state"]), (&posted, &json!("sent")));
+    assert_eq!(usage(&mut c), uses_before + 1, "the posted send counted once");
+    let n: i64 = sb
+        .db()
+        .query_row("SELECT COUNT(*) FROM history", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 2);
+    assert!(sb.stop_daemon().status.success());
+    assert!(wait_timeout(&mut d, Duration::from_secs(5)).is_some());
+}
+
 fn usage(c: &mut quiver_tests::DaemonClient) -> u64 {
     c.ok("templates.get", json!({"id": "greeting"}))["usage_count"]
         .as_u64()
