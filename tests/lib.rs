@@ -569,6 +569,11 @@ impl DaemonClient {
         }
     }
 
+    /// The socket itself (for tests of the connection, not of the protocol).
+    pub fn into_stream(self) -> UnixStream {
+        self.stream
+    }
+
     /// Reads one frame of any kind.
     pub fn recv_any(&mut self) -> Value {
         let mut len = [0u8; 4];

@@ -757,15 +757,25 @@ fn export(file: Option<&str>) -> ExitCode {
         }
         Some(path) => {
             let path = std::path::Path::new(path);
-            let tmp = path.with_extension("json.tmp");
+            // A fresh temporary file in the same directory (created with O_EXCL and mode 0600
+            // under an unpredictable name, so a planted file or symlink is never followed),
+            // then renamed over the target (which replaces a symlink there, never writes
+            // through it). A failure leaves nothing behind.
             let write = || -> std::io::Result<()> {
-                let mut f = std::fs::File::create(&tmp)?;
-                f.write_all(text.as_bytes())?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, path)
+                let dir = match path.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d,
+                    _ => std::path::Path::new("."),
+                };
+                let mut tmp = tempfile::Builder::new()
+                    .prefix(".quiver-export-")
+                    .suffix(".tmp")
+                    .tempfile_in(dir)?;
+                tmp.write_all(text.as_bytes())?;
+                tmp.as_file().sync_all()?;
+                tmp.persist(path).map_err(|e| e.error)?;
+                Ok(())
             };
             if let Err(e) = write() {
-                let _ = std::fs::remove_file(&tmp);
                 return failed(format!(
                     "templates export: cannot write {}: {e}",
                     path.display()

@@ -105,9 +105,10 @@ impl Client {
                     if let Ok(Some(status)) = child.try_wait() {
                         // exit 0: another daemon won the race; keep waiting for it
                         if !status.success() {
-                            return Err(format!(
-                                "the daemon failed to start ({status}); see {}",
-                                loc.log("daemon.log").display()
+                            return Err(crate::daemon::start_failure(
+                                &mut child,
+                                status,
+                                &loc.log("daemon.log"),
                             ));
                         }
                     }

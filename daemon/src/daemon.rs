@@ -26,8 +26,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::UnixListener;
 
-/// Connections served at once; more are refused (every resource is capped).
+/// Connections served at once (every resource is capped). A connection beyond it evicts an
+/// older one (see [`Connections::evict_one`]), so leaked or idle connections never lock the
+/// browser's host out.
 const MAX_CONNECTIONS: usize = 64;
+
+/// How long a new connection has to complete `hello` before it is closed.
+const HELLO_WAIT: Duration = Duration::from_secs(10);
 
 /// The resolved locations of one daemon.
 #[derive(Debug, Clone)]
@@ -131,15 +136,60 @@ fn write_pid(path: &Path) -> Result<(), String> {
     std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
+/// Set by [`spawn_detached_daemon`] for its child: the daemon logs to its file only, and a
+/// start-up failure goes to stderr, a pipe the starter reads (see [`start_failure`]).
+const DETACHED_ENV: &str = "QUIVER_DAEMON_DETACHED";
+
+fn detached_child() -> bool {
+    std::env::var_os(DETACHED_ENV).is_some_and(|v| v == "1")
+}
+
 /// Creates the data dir, starts the log, checks the socket dir. Errors are for the user.
 fn prepare(foreground: bool) -> Result<Locations, String> {
+    // every file the daemon creates (database, WAL, SHM, logs) is private, whatever the umask
+    sys::private_umask();
     let loc = Locations::resolve(&Env::from_process())?;
     paths::ensure_data_dir(&loc.data_dir)?;
-    if let Err(e) = crate::log::init("daemon", Some(&loc.log("daemon.log")), foreground) {
+    let to_stderr = foreground && !detached_child();
+    if let Err(e) = crate::log::init("daemon", Some(&loc.log("daemon.log")), to_stderr) {
         say(format!("warning: {e}"));
+    }
+    if let Some(w) = paths::exposed_data_dir(&loc.data_dir) {
+        warn!("{w}");
     }
     paths::ensure_runtime_dir(&loc.runtime_dir, sys::uid()).map_err(|e| e.to_string())?;
     Ok(loc)
+}
+
+/// Why a daemon we started exited with `status` before it served: what it wrote on stderr (the
+/// real cause, even when its log file could not be created), else a pointer to its log.
+pub fn start_failure(
+    child: &mut std::process::Child,
+    status: impl std::fmt::Display,
+    log: &Path,
+) -> String {
+    let mut text = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        let _ = (&mut err).take(64 * 1024).read_to_string(&mut text);
+    }
+    let cause: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if cause.is_empty() {
+        format!(
+            "the daemon failed to start ({status}); see {}",
+            log.display()
+        )
+    } else {
+        let cause = cause.join("; ");
+        let cause = cause.strip_prefix("quiver daemon: ").unwrap_or(&cause);
+        format!(
+            "the daemon failed to start ({status}): {}",
+            crate::params::truncate(cause, 2048)
+        )
+    }
 }
 
 /// `quiver daemon`: starts a detached daemon and returns once it serves (or failed).
@@ -179,8 +229,8 @@ pub fn start_detached() -> ExitCode {
             }
             Ok(Some(status)) => {
                 say(format!(
-                    "quiver daemon failed to start ({status}); see {}",
-                    loc.log("daemon.log").display()
+                    "quiver {}",
+                    start_failure(&mut child, status, &loc.log("daemon.log"))
                 ));
                 return ExitCode::FAILURE;
             }
@@ -204,11 +254,14 @@ pub fn spawn_detached_daemon() -> Result<std::process::Child, String> {
     let exe = std::env::current_exe()
         .map_err(|e| format!("cannot find the quiver executable to start the daemon: {e}"))?;
     let mut cmd = std::process::Command::new(&exe);
+    // stderr is a pipe to us: the daemon writes to it only when it fails to start (it logs to
+    // its file), so we can report the real cause even when that file cannot be created.
     cmd.args(["daemon", "--foreground"])
+        .env(DETACHED_ENV, "1")
         .current_dir("/")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+        .stderr(std::process::Stdio::piped());
     sys::detach_on_spawn(&mut cmd);
     cmd.spawn()
         .map_err(|e| format!("cannot start {} daemon: {e}", exe.display()))
@@ -220,27 +273,38 @@ pub fn run_foreground() -> ExitCode {
         Ok(l) => l,
         Err(e) => {
             if crate::log::initialized() {
-                // to the log file and stderr
+                // to the log file (and stderr in a terminal)
                 error!("{e}");
-            } else {
+            }
+            if !crate::log::initialized() || detached_child() {
                 say(format!("quiver daemon: {e}"));
             }
             return ExitCode::FAILURE;
         }
     };
-    // run() logs its own errors
-    run(&loc).unwrap_or(ExitCode::FAILURE)
+    match run(&loc) {
+        Ok(code) => code,
+        Err(e) => {
+            // run() logs the errors of the service itself; this is for the starter's pipe
+            if detached_child() {
+                say(format!("quiver daemon: {e}"));
+            } else if !crate::log::initialized() {
+                say(format!("quiver daemon: {e}"));
+            }
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn run(loc: &Locations) -> Result<ExitCode, String> {
-    let lock = match take_lock(loc)? {
+    let lock = match take_lock(loc).inspect_err(|e| error!("{e}"))? {
         Lock::Held(f) => f,
         Lock::Busy(pid) => {
             info!("another daemon holds {}; leaving", loc.lock().display());
             return Ok(already_running(pid));
         }
     };
-    write_pid(&loc.pid())?;
+    write_pid(&loc.pid()).inspect_err(|e| error!("{e}"))?;
     info!(
         "starting quiver {} (data {}, socket dir {})",
         env!("CARGO_PKG_VERSION"),
@@ -250,6 +314,9 @@ fn run(loc: &Locations) -> Result<ExitCode, String> {
     let clock = Clock::new();
     let result = (|| {
         let store = Store::open(&loc.db(), clock.now()).map_err(|e| e.to_string())?;
+        for note in paths::make_files_private(&loc.data_dir) {
+            warn!("private files: {note}");
+        }
         let svc = Service::start(store, clock.now()).map_err(|e| e.to_string())?;
         let hub = Arc::new(EventHub::default());
         let publisher = hub.clone();
@@ -426,8 +493,19 @@ async fn accept_loop(
                     }
                 }
                 if conns.len() >= MAX_CONNECTIONS {
-                    warn!("connection {conn} refused: {MAX_CONNECTIONS} connections already open");
-                    continue;
+                    match conns.evict_one() {
+                        Some((old, why)) => warn!(
+                            "{MAX_CONNECTIONS} connections open: closed connection {old} ({why}) \
+                             to serve connection {conn}"
+                        ),
+                        None => {
+                            warn!(
+                                "connection {conn} refused: {MAX_CONNECTIONS} connections already \
+                                 open and busy"
+                            );
+                            continue;
+                        }
+                    }
                 }
                 // Each connection is served by a thread of its own with blocking IO: the
                 // thread that reads a request runs it and writes the reply, with no hand-off.
@@ -450,7 +528,7 @@ async fn accept_loop(
                     .name(format!("quiver-conn-{conn}"))
                     .spawn(move || {
                         crate::debug!("connection {conn} opened");
-                        match serve_conn(stream, &shared, &hub, conn) {
+                        match serve_conn(stream, &shared, &hub, &registry, conn) {
                             Ok(()) => crate::debug!("connection {conn} closed"),
                             Err(e) => info!("connection {conn} ended: {e}"),
                         }
@@ -466,19 +544,70 @@ async fn accept_loop(
     }
 }
 
-/// The open connections (to close them all at shutdown).
+/// The open connections: to close them all at shutdown, and to evict one when full.
 #[derive(Debug, Default)]
 struct Connections {
-    open: std::sync::Mutex<HashMap<u64, StdUnixStream>>,
+    open: std::sync::Mutex<HashMap<u64, Conn>>,
+}
+
+#[derive(Debug)]
+struct Conn {
+    stream: StdUnixStream,
+    /// Said `hello` successfully.
+    hello: bool,
+    /// A request is being served right now.
+    busy: bool,
+    /// When the last request finished (or the connection opened).
+    last_active: Instant,
 }
 
 impl Connections {
     fn add(&self, id: u64, s: &StdUnixStream) -> std::io::Result<()> {
         let c = s.try_clone()?;
         if let Ok(mut m) = self.open.lock() {
-            m.insert(id, c);
+            m.insert(
+                id,
+                Conn {
+                    stream: c,
+                    hello: false,
+                    busy: false,
+                    last_active: Instant::now(),
+                },
+            );
         }
         Ok(())
+    }
+
+    /// Records that connection `id` started (`busy`) or finished a request.
+    fn activity(&self, id: u64, busy: bool, hello: bool) {
+        if let Ok(mut m) = self.open.lock() {
+            if let Some(c) = m.get_mut(&id) {
+                c.busy = busy;
+                c.hello |= hello;
+                c.last_active = Instant::now();
+            }
+        }
+    }
+
+    /// Closes one connection to make room: the oldest that has not said hello, else the one
+    /// idle the longest (a live client such as the native host simply reconnects). A
+    /// connection in the middle of a request is never chosen. Returns its id and why.
+    fn evict_one(&self) -> Option<(u64, &'static str)> {
+        let mut m = self.open.lock().ok()?;
+        let pick = |hello: bool| {
+            m.iter()
+                .filter(|(_, c)| c.hello == hello && !c.busy)
+                .min_by_key(|(id, c)| (c.last_active, **id))
+                .map(|(id, _)| *id)
+        };
+        let (id, why) = match pick(false) {
+            Some(id) => (id, "never said hello"),
+            None => (pick(true)?, "idle the longest"),
+        };
+        if let Some(c) = m.remove(&id) {
+            let _ = c.stream.shutdown(std::net::Shutdown::Both);
+        }
+        Some((id, why))
     }
 
     fn remove(&self, id: u64) {
@@ -493,8 +622,8 @@ impl Connections {
 
     fn shutdown_all(&self) {
         if let Ok(m) = self.open.lock() {
-            for s in m.values() {
-                let _ = s.shutdown(std::net::Shutdown::Both);
+            for c in m.values() {
+                let _ = c.stream.shutdown(std::net::Shutdown::Both);
             }
         }
     }
@@ -590,6 +719,7 @@ fn serve_conn(
     stream: StdUnixStream,
     shared: &Shared,
     hub: &EventHub,
+    registry: &Connections,
     conn: u64,
 ) -> std::io::Result<()> {
     let writer = Arc::new(std::sync::Mutex::new(stream.try_clone()?));
@@ -597,8 +727,10 @@ fn serve_conn(
     let mut subscribed = false;
     let mut dec = FrameDecoder::new(Endian::Little, MAX_INBOUND_FRAME);
     let mut buf = vec![0u8; 64 * 1024];
+    let hello_by = Instant::now() + HELLO_WAIT;
     loop {
         while let Some(item) = dec.next() {
+            registry.activity(conn, true, false);
             let (reply, hello_ok) = match item {
                 Decoded::TooLarge(e) => (
                     proto::error_reply(
@@ -608,6 +740,22 @@ fn serve_conn(
                     false,
                 ),
                 Decoded::Frame(body) => match proto::parse_request(&body) {
+                    // Nothing but `hello` before the connection said hello: a client learns
+                    // what this daemon speaks before it asks for anything.
+                    Ok(req) if !subscribed && req.method != "hello" => (
+                        proto::error_reply(
+                            &req.id,
+                            &ErrorBody::new(
+                                ErrorCode::HelloRequired,
+                                format!(
+                                    "say hello first: `{}` is served only after a successful \
+                                     `hello` on this connection",
+                                    crate::params::truncate(&req.method, 100)
+                                ),
+                            ),
+                        ),
+                        false,
+                    ),
                     Ok(req) if req.method == "doctor" => (doctor_reply(&req), false),
                     Ok(req) => {
                         let reply = shared.call(&req);
@@ -625,11 +773,34 @@ fn serve_conn(
             if hello_ok && !subscribed {
                 subscribed = true;
                 hub.subscribe(conn, writer.clone());
+                // said hello: an idle client (the native host) may now wait as long as it likes
+                rd.set_read_timeout(None)?;
             }
+            registry.activity(conn, false, hello_ok);
+        }
+        if !subscribed {
+            // a connection that never says hello is closed after HELLO_WAIT, however slowly
+            // it trickles bytes in
+            let left = hello_by.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no hello within {} s; closed", HELLO_WAIT.as_secs()),
+                ));
+            }
+            rd.set_read_timeout(Some(left))?;
         }
         let n = match rd.read(&mut buf) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) && !subscribed =>
+            {
+                continue; // the deadline check above closes it
+            }
             Err(e) => return Err(e),
         };
         if n == 0 {

@@ -508,6 +508,14 @@ fn check_daemon() -> Vec<Check> {
             return checks;
         }
     };
+    if let Some(w) = paths::exposed_data_dir(&loc.data_dir) {
+        checks.push(broken(
+            "data dir",
+            w,
+            format!("chmod 700 {}", loc.data_dir.display()),
+            None,
+        ));
+    }
     let uid = crate::sys::uid();
     if loc.runtime_dir.exists() {
         if let Err(e) = paths::check_private_dir(&loc.runtime_dir, uid) {

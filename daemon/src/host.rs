@@ -659,13 +659,8 @@ async fn attempt(
                     child = None;
                 }
                 Ok(Some(status)) => {
-                    return (
-                        None,
-                        Err(format!(
-                            "the daemon (pid {started}) exited ({status}); see {}",
-                            loc.log("daemon.log").display()
-                        )),
-                    );
+                    let why = crate::daemon::start_failure(c, status, &loc.log("daemon.log"));
+                    return (None, Err(format!("{why} (pid {started})")));
                 }
                 _ => {}
             }

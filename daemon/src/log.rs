@@ -100,11 +100,20 @@ fn open_log(path: &Path) -> Result<File, String> {
             let _ = std::fs::rename(path, &old);
         }
     }
-    OpenOptions::new()
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path)
-        .map_err(|e| format!("cannot open log file {}: {e}", path.display()))
+        .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+    // a log an older version created with the umask's mode becomes private too
+    if let Ok(meta) = f.metadata() {
+        if meta.permissions().mode() & 0o077 != 0 {
+            let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
+        }
+    }
+    Ok(f)
 }
 
 /// Whether [`init`] was called.

@@ -189,6 +189,50 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The data directory's mode when it lets group or others in (they could list it, or read files
+/// that were created without a private mode), as a warning for the log and `quiver doctor`.
+pub fn exposed_data_dir(dir: &Path) -> Option<String> {
+    let mode = std::fs::metadata(dir).ok()?.permissions().mode() & 0o7777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "data directory {} has mode {mode:04o}: group or others can look inside; it should \
+             be 0700 (run: chmod 700 {})",
+            dir.display(),
+            dir.display()
+        )
+    })
+}
+
+/// Makes the database (with its WAL and shared-memory files) and the logs in `dir` private
+/// (0600), whatever mode an older version or another umask gave them. Returns what was changed.
+pub fn make_files_private(dir: &Path) -> Vec<String> {
+    let mut files: Vec<PathBuf> = ["", "-wal", "-shm", "-journal"]
+        .iter()
+        .map(|suffix| dir.join(format!("{DB_FILE}{suffix}")))
+        .collect();
+    if let Ok(rd) = std::fs::read_dir(dir.join(LOG_DIR)) {
+        files.extend(rd.flatten().map(|e| e.path()));
+    }
+    let mut changed = Vec::new();
+    for f in files {
+        // never follow a link planted in the data dir
+        let Ok(meta) = std::fs::symlink_metadata(&f) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o7777;
+        if meta.is_file() && mode & 0o077 != 0 {
+            match std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)) {
+                Ok(()) => changed.push(format!("{} was {mode:04o}, now 0600", f.display())),
+                Err(e) => changed.push(format!(
+                    "{} is {mode:04o} and cannot be made 0600: {e}",
+                    f.display()
+                )),
+            }
+        }
+    }
+    changed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

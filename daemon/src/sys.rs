@@ -11,6 +11,16 @@ pub fn uid() -> u32 {
     unsafe { libc::getuid() }
 }
 
+/// Sets this process's umask to 0077: every file it creates (the database, its WAL and
+/// shared-memory files, logs) is private to the user, whatever the caller's umask.
+#[allow(unsafe_code)]
+pub fn private_umask() {
+    // SAFETY: umask takes an integer, cannot fail and touches no memory of ours.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
 /// Sends `SIGTERM` to `pid`.
 #[allow(unsafe_code)]
 pub fn terminate(pid: u32) -> io::Result<()> {

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 /// methods, new optional fields, new events, new error codes) raise [`PROTOCOL_MINOR`] only.
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Additions within [`PROTOCOL_VERSION`]: 1 = the first published set (docs/protocol.md).
-pub const PROTOCOL_MINOR: u32 = 1;
+pub const PROTOCOL_MINOR: u32 = 2;
 /// Every major version this build speaks.
 pub const SUPPORTED_PROTOCOLS: &[u32] = &[PROTOCOL_VERSION];
 /// The longest string `id` a request may carry, in bytes (ids are echoed in every reply and in
@@ -33,6 +33,8 @@ pub enum ErrorCode {
     QuotaExceeded,
     QueueFull,
     StorageUnavailable,
+    // ---- protocol 1.2 ----
+    HelloRequired,
 }
 
 impl ErrorCode {
@@ -50,6 +52,7 @@ impl ErrorCode {
             ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::QueueFull => "queue_full",
             ErrorCode::StorageUnavailable => "storage_unavailable",
+            ErrorCode::HelloRequired => "hello_required",
         }
     }
 
@@ -67,6 +70,7 @@ impl ErrorCode {
         ErrorCode::QuotaExceeded,
         ErrorCode::QueueFull,
         ErrorCode::StorageUnavailable,
+        ErrorCode::HelloRequired,
     ];
 }
 

@@ -258,3 +258,206 @@ fn another_uid_is_refused() {
     assert!(sb.stop_daemon().status.success());
     assert!(wait_timeout(&mut d, Duration::from_secs(5)).is_some());
 }
+
+/// Nothing but `hello` is served before a successful `hello` on the connection.
+#[test]
+fn methods_before_hello_are_refused() {
+    let sb = Sandbox::new("hello-first");
+    let mut d = sb.daemon_foreground();
+    let mut c = sb.connect_raw();
+    for (method, params) in [
+        ("templates.list", json!({})),
+        ("history.list", json!({})),
+        ("send.reserve", json!({})),
+        ("doctor", json!({})),
+    ] {
+        let r = c.call(method, params);
+        assert_eq!(r["error"]["code"], "hello_required", "{method}: {r}");
+        assert!(
+            r["error"]["message"].as_str().unwrap().contains(method),
+            "{r}"
+        );
+    }
+    // a refused hello does not open the door either
+    let r = c.call("hello", json!({"protocol": 99}));
+    assert_eq!(r["error"]["code"], "unsupported_protocol", "{r}");
+    let r = c.call("templates.list", json!({}));
+    assert_eq!(r["error"]["code"], "hello_required", "{r}");
+    let h = c.ok("hello", json!({"protocol": 1}));
+    assert_eq!(h["minor"], 2, "{h}");
+    assert!(c.ok("templates.list", json!({}))["templates"].is_array());
+    // the command line says hello by itself
+    let out = sb.run(&["templates", "list"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(sb.stop_daemon().status.success());
+    assert!(wait_timeout(&mut d, Duration::from_secs(5)).is_some());
+}
+
+/// Idle connections (that never said hello, or said it and went quiet) never lock a real client
+/// out: beyond 64, the oldest idle one is closed; one that never says hello is closed after
+/// 10 s.
+#[test]
+fn idle_connections_never_lock_a_client_out() {
+    let sb = Sandbox::new("idle-conns");
+    let mut d = sb.daemon_foreground();
+    let first = sb.connect_raw();
+    let silent: Vec<_> = (0..70).map(|_| sb.connect_raw()).collect();
+    let mut c = sb.connect();
+    assert!(c.ok("templates.list", json!({}))["templates"].is_array());
+    // the command line and the native host get through too
+    let out = sb.run(&["templates", "list"]);
+    assert!(out.status.success(), "{out:?}");
+    let mut h = sb.host();
+    assert_eq!(h.ok("hello", json!({"protocol": 1}))["protocol"], 1);
+    assert!(h.ok("templates.list", json!({}))["templates"].is_array());
+    drop(silent);
+
+    // 70 connections that said hello and went quiet
+    let quiet: Vec<_> = (0..70).map(|_| sb.connect()).collect();
+    let mut c2 = sb.connect();
+    assert!(c2.ok("templates.list", json!({}))["templates"].is_array());
+    let mut h2 = sb.host();
+    assert!(h2.ok("templates.list", json!({}))["templates"].is_array());
+    drop(quiet);
+    assert!(
+        sb.daemon_log()
+            .contains("connections open: closed connection"),
+        "{}",
+        sb.daemon_log()
+    );
+
+    // the very first connection never said hello: it was closed (evicted, or after 10 s)
+    let mut buf = [0u8; 16];
+    let mut raw = first.into_stream();
+    raw.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    assert!(matches!(raw.read(&mut buf), Ok(0)), "still open");
+    drop(h);
+    drop(h2);
+    assert!(sb.stop_daemon().status.success());
+    assert!(wait_timeout(&mut d, Duration::from_secs(5)).is_some());
+}
+
+/// A connection that never says hello is closed after 10 s, even while it trickles bytes.
+#[test]
+fn a_connection_that_never_says_hello_is_closed() {
+    use std::io::Write;
+    let sb = Sandbox::new("no-hello");
+    let mut d = sb.daemon_foreground();
+    let mut raw = sb.connect_raw().into_stream();
+    raw.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 16];
+    // a frame of 100 bytes announced, then its bytes one at a time
+    raw.write_all(&[100, 0, 0, 0]).unwrap();
+    let closed = (0..20).any(|_| {
+        let _ = raw.write_all(b" ");
+        match raw.read(&mut buf) {
+            Ok(0) => true,
+            Ok(n) => panic!("unexpected reply {:?}", &buf[..n]),
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        }
+    });
+    assert!(closed, "a silent connection stayed open for 40 s");
+    assert!(
+        sb.daemon_log().contains("no hello within 10 s"),
+        "{}",
+        sb.daemon_log()
+    );
+    // a real client is served as ever
+    assert!(sb.connect().ok("templates.list", json!({}))["templates"].is_array());
+    assert!(sb.stop_daemon().status.success());
+    assert!(wait_timeout(&mut d, Duration::from_secs(5)).is_some());
+}
+
+fn mode(p: &std::path::Path) -> u32 {
+    std::fs::symlink_metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// In a data dir that already exists (and that others can read), the database, its WAL and
+/// shared-memory files and the log are created 0600 (an old 0644 log is fixed), and the open
+/// directory is named in the log and by `quiver doctor`.
+#[test]
+fn files_are_private_in_an_existing_data_dir() {
+    let sb = Sandbox::new("modes");
+    std::fs::create_dir_all(sb.data.join("logs")).unwrap();
+    std::fs::set_permissions(&sb.data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let old_log = sb.data.join("logs/daemon.log");
+    std::fs::write(&old_log, "an old line\n").unwrap();
+    std::fs::set_permissions(&old_log, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut d = sb.daemon_foreground();
+    let mut c = sb.connect();
+    c.ok(
+        "templates.put",
+        json!({"template": {"id": "m", "title": "M", "parts": [{"type": "text", "text": "x"}]}}),
+    );
+    for f in [
+        "quiver.db",
+        "quiver.db-wal",
+        "quiver.db-shm",
+        "logs/daemon.log",
+    ] {
+        assert_eq!(mode(&sb.data.join(f)), 0o600, "{f}");
+    }
+    assert!(
+        sb.daemon_log().contains("has mode 0755"),
+        "{}",
+        sb.daemon_log()
+    );
+    let out = sb.run(&["doctor", "--json"]);
+    let r: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let check = r["daemon"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "data dir")
+        .cloned()
+        .unwrap_or_else(|| panic!("no data dir check: {r}"));
+    assert_eq!(check["ok"], false, "{check}");
+    assert!(
+        check["fix"].as_str().unwrap().contains("chmod 700"),
+        "{check}"
+    );
+    std::fs::set_permissions(&sb.data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = sb.run(&["doctor", "--json"]);
+    assert!(!out.stdout.contains("\"data dir\""), "{}", out.stdout);
+    assert!(sb.stop_daemon().status.success());
+    assert!(wait_timeout(&mut d, Duration::from_secs(5)).is_some());
+}
+
+/// A daemon that cannot start says why to whoever started it, even when its log file cannot
+/// be created: the native host's `daemon.down` reason and the command line's error carry the
+/// cause, not a pointer to a log that does not exist.
+#[test]
+fn a_failed_start_reports_its_real_cause() {
+    // the data dir cannot be created (a file is in the way), so neither can the log
+    let sb = Sandbox::new("start-fails");
+    std::fs::write(&sb.data, "not a directory").unwrap();
+    let mut h = sb.host();
+    let down = h.event("daemon.down", Duration::from_secs(10));
+    let reason = down["data"]["reason"].as_str().unwrap().to_string();
+    assert!(
+        reason.contains("cannot create data directory") && reason.contains("ot a directory"),
+        "{reason}"
+    );
+    assert!(!reason.contains("daemon.log"), "{reason}");
+    drop(h);
+
+    // the database cannot be opened (a directory is in the way)
+    let sb = Sandbox::new("start-fails-db");
+    std::fs::create_dir_all(sb.data.join("quiver.db/x")).unwrap();
+    let out = sb.run(&["templates", "list"]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        out.stderr.contains("failed to start") && out.stderr.contains("quiver.db"),
+        "{out:?}"
+    );
+    let out = sb.run(&["daemon"]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stderr.contains("quiver.db"), "{out:?}");
+}

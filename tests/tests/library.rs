@@ -281,3 +281,45 @@ fn retries_after_a_background_restart_never_send_twice() {
     assert_eq!(rows.as_array().unwrap().len(), 1);
     h.finish();
 }
+
+/// Export never writes through a planted symlink: not at a predictable temporary name beside
+/// the target, not at the target itself (replaced, not followed); the file is 0600.
+#[test]
+fn export_never_follows_a_planted_symlink() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new("export-link");
+    let victim = sb.root.join("victim.txt");
+    std::fs::write(&victim, "precious").unwrap();
+    let out_dir = sb.root.join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let target = out_dir.join("lib.json");
+    // the old code wrote through `lib.json.tmp`
+    std::os::unix::fs::symlink(&victim, out_dir.join("lib.json.tmp")).unwrap();
+    let out = sb.run(&["templates", "export", target.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    let text = std::fs::read_to_string(&target).unwrap();
+    quiver_shared::Library::from_json(&text).expect("a valid library");
+    let meta = std::fs::symlink_metadata(&target).unwrap();
+    assert!(meta.file_type().is_file());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+
+    // a symlink at the target itself is replaced, never written through
+    std::fs::remove_file(&target).unwrap();
+    std::os::unix::fs::symlink(&victim, &target).unwrap();
+    let out = sb.run(&["templates", "export", target.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(std::fs::symlink_metadata(&target)
+        .unwrap()
+        .file_type()
+        .is_file());
+    // nothing else is left in the directory
+    let names: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    let mut names = names;
+    names.sort();
+    assert_eq!(names, ["lib.json", "lib.json.tmp"]);
+}
