@@ -286,9 +286,7 @@ pub fn run_foreground() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             // run() logs the errors of the service itself; this is for the starter's pipe
-            if detached_child() {
-                say(format!("quiver daemon: {e}"));
-            } else if !crate::log::initialized() {
+            if detached_child() || !crate::log::initialized() {
                 say(format!("quiver daemon: {e}"));
             }
             ExitCode::FAILURE

@@ -15,7 +15,8 @@ use quiver_shared::proto::{
 };
 use quiver_shared::{Platform, Template};
 
-/// The largest payload accepted by `send.reserve` (bytes of UTF-8).
+/// The largest payload accepted by `send.reserve`, in bytes of its JSON-string form (escaped as
+/// in a reply).
 pub const MAX_PAYLOAD: usize = 1024 * 1024;
 /// The longest identifier-like field (`idempotency_key`, `workspace`, ...), in bytes.
 pub const MAX_FIELD: usize = 1024;
@@ -224,10 +225,13 @@ pub fn parse(req: &Request) -> Result<Call, ErrorBody> {
             if p.payload.is_empty() {
                 return Err(invalid(format!("{m}: `payload` is empty")));
             }
-            if p.payload.len() > MAX_PAYLOAD {
+            // bounded as it is carried (escaped inside a JSON string), so every history page
+            // that holds it fits one reply
+            let size = json_escaped_len(&p.payload);
+            if size > MAX_PAYLOAD {
                 return Err(invalid(format!(
-                    "{m}: `payload` is {} bytes, more than the limit of {MAX_PAYLOAD}",
-                    p.payload.len()
+                    "{m}: `payload` is {size} bytes as a JSON string (quotes, backslashes and \
+                     control characters escaped), more than the limit of {MAX_PAYLOAD}"
                 )));
             }
             Call::SendReserve(p, platform)
@@ -372,31 +376,28 @@ fn platform(method: &str, p: &str) -> Result<Platform, ErrorBody> {
     Platform::parse(p).map_err(|r| invalid(format!("{method}: `platform`: {}", r.message)))
 }
 
-/// A template as the store accepts it: the model's own checks, and bounded fields.
+/// A template as the store accepts it: the model's own checks, which bound every string and
+/// list and the whole template (`quiver_shared::model::limits`), with the field named in
+/// `data.field`.
 fn check_template(method: &str, at: &str, t: &Template) -> Result<(), ErrorBody> {
     if let Err((field, msg)) = t.check() {
         let sep = if field.is_empty() { "" } else { "." };
         return Err(invalid(format!("{method}: `{at}{sep}{field}`: {msg}"))
             .with_data(serde_json::json!({ "field": format!("{at}{sep}{field}") })));
     }
-    check_field(method, &format!("{at}.id"), &t.id, true)?;
-    check_field(method, &format!("{at}.title"), &t.title, true)?;
-    check_field(method, &format!("{at}.folder"), &t.folder, false)?;
-    if let Some(s) = &t.shortcut {
-        check_field(method, &format!("{at}.shortcut"), s, false)?;
-    }
-    if t.tags.len() > 64 {
-        return Err(invalid(format!("{method}: `{at}.tags`: more than 64 tags")));
-    }
-    for (i, tag) in t.tags.iter().enumerate() {
-        check_field(method, &format!("{at}.tags[{i}]"), tag, true)?;
-    }
-    if t.parts.len() > 32 {
-        return Err(invalid(format!(
-            "{method}: `{at}.parts`: more than 32 parts"
-        )));
-    }
     Ok(())
+}
+
+/// The length of `s` as a JSON string's contents (quotes, backslashes and control characters
+/// escaped as serde_json writes them): what a payload costs in every reply that carries it.
+pub fn json_escaped_len(s: &str) -> usize {
+    s.bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum()
 }
 
 /// Checks a string field: non-empty when `required`, at most [`MAX_FIELD`] bytes.
@@ -540,6 +541,68 @@ mod tests {
         assert!(
             err("templates.import", json!({"templates": [], "last": false})).contains("session")
         );
+    }
+
+    #[test]
+    fn payloads_are_bounded_as_json_strings() {
+        for s in ["plain", "q\"b\\n\nr\rt\t\u{8}\u{c}", "\u{1}\u{1f}\u{7f}é稍"] {
+            assert_eq!(
+                json_escaped_len(s),
+                serde_json::to_string(s).unwrap().len() - 2,
+                "{s:?}"
+            );
+        }
+        let p = |payload: String| {
+            json!({
+                "idempotency_key": "k", "platform": "udesk", "workspace": "w",
+                "template_id": "t", "revision": 1, "part_index": 0, "payload": payload,
+            })
+        };
+        // 699k control characters were accepted (699 KB) and became 4 MiB of history JSON
+        let ctl = "\u{1}".repeat(MAX_PAYLOAD / 6);
+        assert!(parse(&req("send.reserve", p(ctl.clone()))).is_ok());
+        let m = err("send.reserve", p(ctl + "\u{1}"));
+        assert!(
+            m.contains("`payload`") && m.contains("as a JSON string"),
+            "{m}"
+        );
+        assert!(parse(&req("send.reserve", p("x".repeat(MAX_PAYLOAD)))).is_ok());
+        assert!(err("send.reserve", p("x".repeat(MAX_PAYLOAD + 1))).contains("`payload`"));
+    }
+
+    #[test]
+    fn template_caps_name_the_field_in_data() {
+        let arts: Vec<Value> = (0..4)
+            .map(|i| json!({"title": "a", "url": if i == 3 { "u".repeat(5000) } else { "https://e.x/".into() }}))
+            .collect();
+        let t = |parts: Value| json!({"id": "a", "title": "A", "parts": parts});
+        let e = parse(&req(
+            "templates.import",
+            json!({"templates": [
+                t(json!([{"type": "text", "text": "x"}])),
+                t(json!([{"type": "text", "text": "x"}])),
+                t(json!([{"type": "text", "text": "x"}, {"type": "news", "articles": arts}])),
+            ]}),
+        ))
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidParams);
+        assert_eq!(
+            e.data.unwrap()["field"],
+            "templates[2].parts[1].articles[3].url"
+        );
+        let e = parse(&req(
+            "templates.put",
+            json!({"template": {"id": "a", "title": "A", "parts": [{"type": "text", "text": "x"}],
+                                "variables": (0..20_000).map(|i| json!({"name": format!("v{i}")})).collect::<Vec<_>>()}}),
+        ))
+        .unwrap_err();
+        assert_eq!(e.data.unwrap()["field"], "template.variables");
+        let e = parse(&req(
+            "templates.put",
+            json!({"template": {"id": "a", "title": "t".repeat(100_000), "parts": [{"type": "text", "text": "x"}]}}),
+        ))
+        .unwrap_err();
+        assert_eq!(e.data.unwrap()["field"], "template.title");
     }
 
     #[test]

@@ -40,6 +40,11 @@ const USAGE_REINDEX_MS: u64 = 30_000;
 /// An import session nobody added to for this long is dropped.
 const IMPORT_IDLE_MS: u64 = 5 * 60_000;
 const MAX_IMPORT_SESSIONS: usize = 4;
+/// Bytes of template JSON one import session may stage (a library of 100,000 ordinary
+/// templates is about 36 MB).
+pub const IMPORT_SESSION_BYTES: usize = 64 * 1024 * 1024;
+/// Bytes of template JSON all import sessions together may stage.
+pub const IMPORT_TOTAL_BYTES: usize = 96 * 1024 * 1024;
 /// Ids listed in a `library.changed` event (the count says how many changed).
 const MAX_EVENT_IDS: usize = 100;
 
@@ -309,6 +314,8 @@ impl Settings {
 #[derive(Debug)]
 struct Staged {
     templates: Vec<Template>,
+    /// Their size as JSON (what the byte budgets count).
+    bytes: usize,
     touched: u64,
 }
 
@@ -321,6 +328,8 @@ pub struct Service {
     library: Library,
     settings: Settings,
     imports: HashMap<String, Staged>,
+    /// [`IMPORT_SESSION_BYTES`] and [`IMPORT_TOTAL_BYTES`] (smaller in tests).
+    import_budget: (usize, usize),
     events: Vec<Value>,
     next_prune: u64,
 }
@@ -344,6 +353,7 @@ impl Service {
             library: Library::default(),
             settings,
             imports: HashMap::new(),
+            import_budget: (IMPORT_SESSION_BYTES, IMPORT_TOTAL_BYTES),
             events: Vec::new(),
             next_prune: 0,
         };
@@ -597,11 +607,13 @@ impl Service {
                 break;
             }
             templates.push(parse_body(&row.id, &row.body_json)?);
-            if row.usage_count > 0 {
-                usage.push(json!({"id": row.id, "usage_count": row.usage_count,
-                                  "last_used_at": row.last_used_at}));
-            }
             bytes += row.body_json.len() + 1;
+            if row.usage_count > 0 {
+                let u = json!({"id": row.id, "usage_count": row.usage_count,
+                               "last_used_at": row.last_used_at});
+                bytes += u.to_string().len() + 1;
+                usage.push(u);
+            }
             last_id = Some(row.id.as_str());
         }
         let next = if rows.len() > templates.len() {
@@ -848,8 +860,16 @@ impl Service {
                         ),
                     ));
                 }
+                let batch: usize = p.templates.iter().map(Template::serialized_len).sum();
+                let others: usize = self
+                    .imports
+                    .iter()
+                    .filter(|(k, _)| *k != session)
+                    .map(|(_, s)| s.bytes)
+                    .sum();
                 let staged = self.imports.entry(session.clone()).or_insert(Staged {
                     templates: Vec::new(),
+                    bytes: 0,
                     touched: now,
                 });
                 staged.touched = now;
@@ -861,6 +881,32 @@ impl Service {
                         params::MAX_IMPORT
                     )));
                 }
+                let (session_max, total_max) = self.import_budget;
+                if staged.bytes + batch > session_max {
+                    self.imports.remove(session);
+                    return Err(params::invalid(format!(
+                        "templates.import: session {session:?} would hold more than {} MiB of \
+                         templates; the session was dropped and nothing was imported",
+                        session_max >> 20
+                    )));
+                }
+                if others + staged.bytes + batch > total_max {
+                    let mine = staged.bytes;
+                    return Err(ErrorBody::new(
+                        ErrorCode::Conflict,
+                        format!(
+                            "templates.import: the imports in progress hold {} MiB and this batch \
+                             would pass the {} MiB they may hold together; finish one or wait \
+                             {} s for an abandoned one to expire (session {session:?} keeps its \
+                             {} MiB)",
+                            (others + mine) >> 20,
+                            total_max >> 20,
+                            IMPORT_IDLE_MS / 1000,
+                            mine >> 20
+                        ),
+                    ));
+                }
+                staged.bytes += batch;
                 staged.templates.extend(p.templates);
                 if !p.last {
                     let n = staged.templates.len();
@@ -1975,6 +2021,74 @@ mod tests {
             )["results"][0]["id"],
             "r"
         );
+    }
+
+    /// Four sessions of unbounded bytes grew the daemon from 12 MB to 544 MB: staging is
+    /// bounded in bytes per session and in total, with errors that say so.
+    #[test]
+    fn import_staging_has_a_byte_budget() {
+        let s = Scratch::new("import-bytes");
+        let mut svc = open(&s, 0);
+        // the real budgets scaled down 16 times (the logic is the same, the test is quick)
+        svc.import_budget = (IMPORT_SESSION_BYTES / 16, IMPORT_TOTAL_BYTES / 16);
+        let (session_max, total_max) = svc.import_budget;
+        // one batch: 16 templates of ~16 KiB
+        let body = "x".repeat(4 * 1024);
+        let batch = |session: &str, b: usize, last: bool| {
+            let templates: Vec<Value> = (0..16)
+                .map(|i| {
+                    json!({"id": format!("{session}-{b:03}-{i:03}"), "title": "T",
+                           "parts": vec![json!({"type": "text", "text": body}); 4]})
+                })
+                .collect();
+            json!({"session": session, "last": last, "templates": templates})
+        };
+        let per_batch: usize = batch("a", 0, false)["templates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                serde_json::from_value::<Template>(t.clone())
+                    .unwrap()
+                    .serialized_len()
+            })
+            .sum();
+        let fits = session_max / per_batch; // batches one session may stage
+        for b in 0..fits {
+            ok(&mut svc, "templates.import", batch("a", b, false), 1);
+        }
+        let e = err_full(&mut svc, "templates.import", batch("a", fits, false), 2);
+        assert_eq!(e["code"], "invalid_params", "{e}");
+        let m = e["message"].as_str().unwrap();
+        assert!(m.contains("MiB") && m.contains("dropped"), "{m}");
+        assert!(svc.imports.is_empty(), "the session was dropped");
+        // all sessions together: the one that would pass the total is refused, the others keep
+        // what they staged
+        let total_batches = total_max / per_batch;
+        let mut staged = 0;
+        'fill: for session in ["b", "c", "d"] {
+            for b in 0..fits - 1 {
+                if staged == total_batches {
+                    let e = err_full(&mut svc, "templates.import", batch(session, b, false), 3);
+                    assert_eq!(e["code"], "conflict", "{e}");
+                    assert!(e["message"].as_str().unwrap().contains("together"), "{e}");
+                    break 'fill;
+                }
+                ok(&mut svc, "templates.import", batch(session, b, false), 3);
+                staged += 1;
+            }
+        }
+        assert_eq!(staged, total_batches);
+        let held: usize = svc.imports.values().map(|s| s.bytes).sum();
+        assert!(held <= total_max, "{held}");
+        // a staged session still commits
+        let r = ok(
+            &mut svc,
+            "templates.import",
+            json!({"session": "b", "templates": [tpl("last", "L", "x")]}),
+            4,
+        );
+        assert_eq!(r["committed"], true);
     }
 
     #[test]

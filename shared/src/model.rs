@@ -6,6 +6,36 @@ use serde::{Deserialize, Serialize};
 /// The library file format version this build reads and writes.
 pub const LIBRARY_FORMAT: u32 = 1;
 
+/// The caps on a template (docs/templates.md, "Limits"): every string and list is bounded, and
+/// so is the whole template, so that every template the store accepts can be read back in one
+/// reply (a `templates.get`, a page of `templates.list`, an export). Strings are counted in
+/// bytes of UTF-8.
+pub mod limits {
+    /// Names and labels: `id`, `title`, `folder`, `shortcut`, a tag, a variable's `name` and
+    /// `label`, an article's `title` and `digest`, a product's `name`, a segment's `text` and
+    /// `color`, a mini program's `title` and `name`, media ids.
+    pub const LABEL: usize = 1024;
+    /// URLs and paths: `url`, `cover`, `image`, `pic_url`, `avatar`, `thumb_url`, `pagepath`.
+    pub const URL: usize = 4096;
+    /// Bodies: a text part's `text`, a rich part's `html`.
+    pub const BODY: usize = 64 * 1024;
+    /// Tags of a template.
+    pub const TAGS: usize = 64;
+    /// Declared variables of a template.
+    pub const VARIABLES: usize = 128;
+    /// Parts of a template.
+    pub const PARTS: usize = 32;
+    /// Articles of a news part (WeChat's news message took at most 8).
+    pub const ARTICLES: usize = 8;
+    /// Segments of a product card.
+    pub const SEGMENTS: usize = 64;
+    /// Fallbacks in a chain below a part (a card, then a link, then text needs 2).
+    pub const FALLBACK_DEPTH: usize = 4;
+    /// The whole template as compact JSON (as the store keeps it, control characters escaped):
+    /// a quarter of a reply page, so a page and a reply always hold it.
+    pub const TEMPLATE_BYTES: usize = 256 * 1024;
+}
+
 /// A library file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -428,35 +458,126 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
-impl Template {
-    /// Checks that serde cannot express. Returns the field (relative to the template) and why.
-    pub fn check(&self) -> Result<(), (String, String)> {
-        if self.id.trim().is_empty() {
-            return Err(("id".into(), "template id is empty".into()));
-        }
-        if self.title.trim().is_empty() {
-            return Err(("title".into(), "title is empty".into()));
-        }
-        if self.parts.is_empty() {
-            return Err(("parts".into(), "a template needs at least one part".into()));
-        }
-        for (i, v) in self.variables.iter().enumerate() {
-            if !crate::render::valid_name(&v.name) {
-                return Err((
-                    format!("variables[{i}].name"),
-                    format!("invalid variable name {:?}", v.name),
-                ));
-            }
-        }
-        for (i, p) in self.parts.iter().enumerate() {
-            p.check().map_err(|(f, m)| (format!("parts[{i}]{f}"), m))?;
-        }
+/// `s` cut to at most `max` bytes at a character boundary (for quoting input in a message).
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// A field longer than `max` bytes: its path (as given) and why.
+fn cap(field: impl Into<String>, v: &str, max: usize) -> Result<(), (String, String)> {
+    if v.len() > max {
+        return Err((
+            field.into(),
+            format!("{} bytes, more than the limit of {max}", v.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// An optional field longer than `max` bytes.
+fn cap_opt(field: &str, v: &Option<String>, max: usize) -> Result<(), (String, String)> {
+    v.as_deref().map_or(Ok(()), |v| cap(field, v, max))
+}
+
+/// A list longer than `max` items.
+fn cap_list<T>(field: &str, v: &[T], max: usize, what: &str) -> Result<(), (String, String)> {
+    if v.len() > max {
+        return Err((
+            field.into(),
+            format!("{} {what}, more than the limit of {max}", v.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Counts the bytes a value serializes to, without keeping them.
+#[derive(Debug, Default)]
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }
 
+impl Template {
+    /// Checks that serde cannot express, and the caps of [`limits`]. Returns the field
+    /// (relative to the template) and why.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        use limits::*;
+        if self.id.trim().is_empty() {
+            return Err(("id".into(), "template id is empty".into()));
+        }
+        cap("id", &self.id, LABEL)?;
+        if self.title.trim().is_empty() {
+            return Err(("title".into(), "title is empty".into()));
+        }
+        cap("title", &self.title, LABEL)?;
+        cap("folder", &self.folder, LABEL)?;
+        cap_opt("shortcut", &self.shortcut, LABEL)?;
+        cap_list("tags", &self.tags, TAGS, "tags")?;
+        for (i, tag) in self.tags.iter().enumerate() {
+            if tag.trim().is_empty() {
+                return Err((format!("tags[{i}]"), "tag is empty".into()));
+            }
+            cap(format!("tags[{i}]"), tag, LABEL)?;
+        }
+        if self.parts.is_empty() {
+            return Err(("parts".into(), "a template needs at least one part".into()));
+        }
+        cap_list("parts", &self.parts, PARTS, "parts")?;
+        cap_list("variables", &self.variables, VARIABLES, "variables")?;
+        for (i, v) in self.variables.iter().enumerate() {
+            if !crate::render::valid_name(&v.name) {
+                return Err((
+                    format!("variables[{i}].name"),
+                    format!("invalid variable name {:?}", truncate(&v.name, 100)),
+                ));
+            }
+            cap(format!("variables[{i}].name"), &v.name, LABEL)?;
+            cap_opt(&format!("variables[{i}].label"), &v.label, LABEL)?;
+        }
+        for (i, p) in self.parts.iter().enumerate() {
+            p.check(0).map_err(|(f, m)| (format!("parts[{i}]{f}"), m))?;
+        }
+        let size = self.serialized_len();
+        if size > TEMPLATE_BYTES {
+            return Err((
+                String::new(),
+                format!(
+                    "the template is {size} bytes of JSON, more than the limit of \
+                     {TEMPLATE_BYTES} (control characters count as 6)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The length of the template as compact JSON (the form the store keeps and replies carry).
+    pub fn serialized_len(&self) -> usize {
+        let mut n = ByteCount::default();
+        match serde_json::to_writer(&mut n, self) {
+            Ok(()) => n.0,
+            Err(_) => usize::MAX,
+        }
+    }
+}
+
 impl Part {
-    fn check(&self) -> Result<(), (String, String)> {
+    /// Checks a part at `depth` fallbacks below a template's part.
+    fn check(&self, depth: usize) -> Result<(), (String, String)> {
+        use limits::*;
         let need = |ok: bool, field: &str, msg: &str| {
             if ok {
                 Ok(())
@@ -465,20 +586,31 @@ impl Part {
             }
         };
         match self {
-            Part::Text { text, .. } => need(!text.is_empty(), "text", "text is empty")?,
-            Part::Rich { html, .. } => need(!html.trim().is_empty(), "html", "html is empty")?,
-            Part::Image { url, media_id, .. } => need(
-                url.as_deref().is_some_and(|u| !u.is_empty())
-                    || media_id.as_deref().is_some_and(|m| !m.is_empty()),
-                "url",
-                "an image needs a url or a media_id",
-            )?,
+            Part::Text { text, .. } => {
+                need(!text.is_empty(), "text", "text is empty")?;
+                cap(".text", text, BODY)?;
+            }
+            Part::Rich { html, .. } => {
+                need(!html.trim().is_empty(), "html", "html is empty")?;
+                cap(".html", html, BODY)?;
+            }
+            Part::Image { url, media_id, .. } => {
+                need(
+                    url.as_deref().is_some_and(|u| !u.is_empty())
+                        || media_id.as_deref().is_some_and(|m| !m.is_empty()),
+                    "url",
+                    "an image needs a url or a media_id",
+                )?;
+                cap_opt(".url", url, URL)?;
+                cap_opt(".media_id", media_id, LABEL)?;
+            }
             Part::News { articles, .. } => {
                 need(
                     !articles.is_empty(),
                     "articles",
                     "a news part needs at least one article",
                 )?;
+                cap_list(".articles", articles, ARTICLES, "articles")?;
                 for (i, a) in articles.iter().enumerate() {
                     if a.title.is_empty() {
                         return Err((format!(".articles[{i}].title"), "title is empty".into()));
@@ -486,22 +618,32 @@ impl Part {
                     if a.url.is_empty() {
                         return Err((format!(".articles[{i}].url"), "url is empty".into()));
                     }
+                    cap(format!(".articles[{i}].title"), &a.title, LABEL)?;
+                    cap(format!(".articles[{i}].digest"), &a.digest, LABEL)?;
+                    cap(format!(".articles[{i}].cover"), &a.cover, URL)?;
+                    cap(format!(".articles[{i}].url"), &a.url, URL)?;
                 }
             }
             Part::Product {
                 name,
+                url,
                 image,
                 segments,
                 ..
             } => {
                 need(!name.is_empty(), "name", "product name is empty")?;
                 need(!image.is_empty(), "image", "product image is empty")?;
+                cap(".name", name, LABEL)?;
+                cap_opt(".url", url, URL)?;
+                cap(".image", image, URL)?;
+                cap_list(".segments", segments, SEGMENTS, "segments")?;
                 for (i, s) in segments.iter().enumerate() {
+                    cap(format!(".segments[{i}].text"), &s.text, LABEL)?;
                     if let Some(c) = &s.color {
                         if !valid_color(c) {
                             return Err((
                                 format!(".segments[{i}].color"),
-                                format!("{c:?} is not a #RGB or #RRGGBB colour"),
+                                format!("{:?} is not a #RGB or #RRGGBB colour", truncate(c, 100)),
                             ));
                         }
                     }
@@ -514,10 +656,23 @@ impl Part {
                     "pagepath",
                     "mini-program pagepath is empty",
                 )?;
+                cap(".title", &m.title, LABEL)?;
+                cap(".pagepath", &m.pagepath, URL)?;
+                cap_opt(".thumb_media_id", &m.thumb_media_id, LABEL)?;
+                cap_opt(".pic_url", &m.pic_url, URL)?;
+                cap_opt(".name", &m.name, LABEL)?;
+                cap_opt(".avatar", &m.avatar, URL)?;
+                cap_opt(".thumb_url", &m.thumb_url, URL)?;
             }
         }
         if let Some(f) = self.fallback() {
-            f.check()
+            if depth >= FALLBACK_DEPTH {
+                return Err((
+                    ".fallback".into(),
+                    format!("more than {FALLBACK_DEPTH} fallbacks in a chain"),
+                ));
+            }
+            f.check(depth + 1)
                 .map_err(|(field, m)| (format!(".fallback{field}"), m))?;
         }
         Ok(())
@@ -527,4 +682,97 @@ impl Part {
 fn valid_color(c: &str) -> bool {
     let hex = c.strip_prefix('#').unwrap_or("");
     (hex.len() == 3 || hex.len() == 6) && hex.chars().all(|ch| ch.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::limits::*;
+    use super::*;
+    use serde_json::json;
+
+    fn template(v: serde_json::Value) -> Template {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn base() -> serde_json::Value {
+        json!({"id": "t", "title": "T", "parts": [{"type": "text", "text": "x"}]})
+    }
+
+    fn fails(v: serde_json::Value) -> String {
+        let (field, _) = template(v).check().expect_err("refused");
+        field
+    }
+
+    #[test]
+    fn every_string_and_list_is_capped_with_the_field_named() {
+        assert_eq!(template(base()).check(), Ok(()));
+        let long = |n: usize| "a".repeat(n);
+        let mut v = base();
+        v["title"] = json!(long(LABEL + 1));
+        assert_eq!(fails(v), "title");
+        let mut v = base();
+        v["tags"] = json!(vec!["t"; TAGS + 1]);
+        assert_eq!(fails(v), "tags");
+        let mut v = base();
+        v["tags"] = json!(["ok", long(LABEL + 1)]);
+        assert_eq!(fails(v), "tags[1]");
+        let mut v = base();
+        v["variables"] = json!((0..20_000)
+            .map(|i| json!({"name": format!("v{i}")}))
+            .collect::<Vec<_>>());
+        assert_eq!(fails(v), "variables");
+        let mut v = base();
+        v["variables"] = json!([{"name": "a", "label": long(LABEL + 1)}]);
+        assert_eq!(fails(v), "variables[0].label");
+        let mut v = base();
+        v["parts"] = json!(vec![json!({"type": "text", "text": "x"}); PARTS + 1]);
+        assert_eq!(fails(v), "parts");
+        let mut v = base();
+        v["parts"][0]["text"] = json!(long(BODY + 1));
+        assert_eq!(fails(v), "parts[0].text");
+        let article = json!({"title": "a", "url": "https://e.x/"});
+        let mut v = base();
+        v["parts"] = json!([{"type": "text", "text": "x"},
+                            {"type": "news", "articles": vec![article.clone(); ARTICLES + 1]}]);
+        assert_eq!(fails(v), "parts[1].articles");
+        let mut v = base();
+        let mut arts = vec![article.clone(); 4];
+        arts[3]["url"] = json!(long(URL + 1));
+        v["parts"] = json!([{"type": "text", "text": "x"}, {"type": "news", "articles": arts}]);
+        assert_eq!(fails(v), "parts[1].articles[3].url");
+        let mut v = base();
+        v["parts"] = json!([{"type": "product", "name": "p", "image": "https://e.x/i.png",
+                             "segments": vec![json!({"text": "s"}); SEGMENTS + 1]}]);
+        assert_eq!(fails(v), "parts[0].segments");
+        let mut v = base();
+        v["parts"] = json!([{"type": "miniprogram", "title": "m", "pagepath": "pages/a",
+                             "avatar": long(URL + 1)}]);
+        assert_eq!(fails(v), "parts[0].avatar");
+        let mut v = base();
+        v["parts"][0]["fallback"] = json!({"type": "image", "media_id": long(LABEL + 1)});
+        assert_eq!(fails(v), "parts[0].fallback.media_id");
+        // a chain of fallbacks is bounded too
+        let mut part = json!({"type": "text", "text": "x"});
+        for _ in 0..=FALLBACK_DEPTH {
+            part = json!({"type": "text", "text": "x", "fallback": part});
+        }
+        let mut v = base();
+        v["parts"] = json!([part]);
+        assert!(fails(v).ends_with(".fallback"));
+    }
+
+    #[test]
+    fn the_whole_template_is_capped_as_json() {
+        // control characters are 1 byte each but 6 in JSON: the cap counts what replies carry
+        let n = BODY; // every part at its own cap
+        let parts = vec![json!({"type": "text", "text": "\u{1}".repeat(n / 2)}); 2];
+        let mut v = base();
+        v["parts"] = json!(parts);
+        let t = template(v);
+        assert!(t.serialized_len() > TEMPLATE_BYTES);
+        assert_eq!(serde_json::to_string(&t).unwrap().len(), t.serialized_len());
+        let (field, msg) = t.check().unwrap_err();
+        assert_eq!(field, "");
+        assert!(msg.contains("bytes of JSON"), "{msg}");
+    }
 }

@@ -253,8 +253,9 @@ fn two_hosts_share_one_daemon() {
 fn reply_too_large_for_the_browser_arrives_in_chunks() {
     let sb = Sandbox::new("bigreply");
     let mut h = sb.host();
-    // quotes and backslashes double in size once escaped inside a chunk's `data`
-    let payload = "\"\\稍".repeat(200 * 1024);
+    // quotes and backslashes double in size once escaped inside a chunk's `data`; the payload
+    // is as large as send.reserve takes (1 MiB as a JSON string: 7 bytes a repeat)
+    let payload = "\"\\稍".repeat(1024 * 1024 / 7);
     let r = h.ok(
         "send.reserve",
         quiver_tests::reserve_params("big", "ws-big", &payload),

@@ -323,3 +323,183 @@ fn export_never_follows_a_planted_symlink() {
     names.sort();
     assert_eq!(names, ["lib.json", "lib.json.tmp"]);
 }
+
+/// A reply through the host, joined from its chunks when it came in several.
+fn host_whole(h: &mut quiver_tests::Host, id: &str, method: &str, params: Value) -> Value {
+    h.send(&json!({"id": id, "method": method, "params": params}));
+    let mut re = quiver_shared::proto::Reassembler::new();
+    loop {
+        let f = h.reply_to(&json!(id));
+        if f.get("chunk").is_none() {
+            return f;
+        }
+        if let Some(whole) = re.push(f).unwrap() {
+            return whole;
+        }
+    }
+}
+
+/// The largest template the caps allow: text parts of control characters (6 bytes each in
+/// JSON), just under `limits::TEMPLATE_BYTES`; and the same with one character more.
+fn largest_template(id: &str) -> (Value, Value) {
+    use quiver_shared::model::limits::TEMPLATE_BYTES;
+    let make = |n: usize| {
+        let per = n / 5;
+        let parts: Vec<Value> = (0..5)
+            .map(|i| json!({"type": "text", "text": "\u{1}".repeat(per + usize::from(i < n % 5))}))
+            .collect();
+        json!({"id": id, "title": format!("largest {id}"), "parts": parts})
+    };
+    let size = |v: &Value| {
+        serde_json::from_value::<quiver_shared::Template>(v.clone())
+            .unwrap()
+            .serialized_len()
+    };
+    let mut n = TEMPLATE_BYTES / 6 - 200;
+    while size(&make(n + 1)) <= TEMPLATE_BYTES {
+        n += 1;
+    }
+    assert!(size(&make(n)) > TEMPLATE_BYTES - 6);
+    (make(n), make(n + 1))
+}
+
+/// Every accepted item can be read back: the largest template and payload the daemon accepts
+/// are read, listed, exported and paged through the protocol, the host (the browser's path)
+/// and the command line; one byte more is refused with the field named.
+#[test]
+fn the_largest_accepted_template_and_payload_can_be_read_back() {
+    let sb = Sandbox::new("largest");
+    let mut d = sb.daemon_foreground();
+    let mut c = sb.connect();
+    let ids: Vec<String> = (0..6).map(|i| format!("big-{i}")).collect();
+    for id in &ids {
+        let (t, over) = largest_template(id);
+        let e = c.call("templates.put", json!({ "template": over }));
+        assert_eq!(
+            e["error"]["code"],
+            "invalid_params",
+            "{}",
+            &e.to_string()[..200]
+        );
+        assert_eq!(e["error"]["data"]["field"], "template");
+        c.ok("templates.put", json!({ "template": t }));
+    }
+    let (want, _) = largest_template("big-0");
+    let got = c.ok("templates.get", json!({"id": "big-0"}));
+    assert_eq!(got["template"]["parts"], want["parts"]);
+
+    // every page of the list, directly and through the host
+    let mut h = sb.host();
+    for via_host in [false, true] {
+        let mut seen = Vec::new();
+        let mut cursor = Value::Null;
+        let mut pages = 0;
+        loop {
+            let params = json!({"cursor": cursor, "limit": 500});
+            let r = if via_host {
+                host_whole(&mut h, &format!("list-{pages}"), "templates.list", params)
+            } else {
+                c.call("templates.list", params)
+            };
+            assert!(
+                r.get("error").is_none(),
+                "{}",
+                &r.to_string()[..300.min(r.to_string().len())]
+            );
+            let r = &r["result"];
+            for t in r["templates"].as_array().unwrap() {
+                seen.push(t["id"].as_str().unwrap().to_string());
+            }
+            pages += 1;
+            cursor = r["next_cursor"].clone();
+            if cursor.is_null() {
+                break;
+            }
+        }
+        assert!(pages >= 2, "{pages} pages");
+        for id in &ids {
+            assert!(seen.contains(id), "{id} missing (via host: {via_host})");
+        }
+        let r = host_whole(&mut h, "get", "templates.get", json!({"id": "big-5"}));
+        assert_eq!(r["result"]["template"]["id"], "big-5");
+    }
+
+    // the command line lists and exports them, and the export imports back
+    let out = sb.run(&["templates", "list"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(ids.iter().all(|id| out.stdout.contains(id.as_str())));
+    let file = sb.root.join("largest.json");
+    let out = sb.run(&["templates", "export", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let lib = quiver_shared::Library::from_json(&std::fs::read_to_string(&file).unwrap())
+        .expect("the export is a valid library");
+    assert!(ids
+        .iter()
+        .all(|id| lib.templates.iter().any(|t| &t.id == id)));
+    let out = sb.run(&["templates", "import", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", out.stderr);
+
+    // the largest payload: 1 MiB as a JSON string (control characters are 6 bytes each)
+    let max = c.ok("hello", json!({"protocol": 1}))["limits"]["max_payload"]
+        .as_u64()
+        .unwrap() as usize;
+    let payload = "\u{1}".repeat(max / 6);
+    let e = c.call(
+        "send.reserve",
+        reserve_params("over", "ws-over", &format!("{payload}\u{1}")),
+    );
+    assert_eq!(e["error"]["code"], "invalid_params");
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("`payload`"));
+    let sends: Vec<Value> = (0..5)
+        .map(|i| {
+            c.ok(
+                "send.reserve",
+                reserve_params(&format!("big-{i}"), &format!("ws-{i}"), &payload),
+            )["send_id"]
+                .clone()
+        })
+        .collect();
+    for via_host in [false, true] {
+        let mut rows = Vec::new();
+        let mut cursor = Value::Null;
+        let mut pages = 0;
+        loop {
+            let params = json!({"cursor": cursor, "limit": 500});
+            let r = if via_host {
+                host_whole(&mut h, &format!("hist-{pages}"), "history.list", params)
+            } else {
+                c.call("history.list", params)
+            };
+            assert!(
+                r.get("error").is_none(),
+                "{}",
+                &r.to_string()[..300.min(r.to_string().len())]
+            );
+            let r = &r["result"];
+            for row in r["rows"].as_array().unwrap() {
+                assert_eq!(row["payload"].as_str().unwrap().len(), payload.len());
+                rows.push(row["send_id"].clone());
+            }
+            pages += 1;
+            cursor = r["next_cursor"].clone();
+            if cursor.is_null() {
+                break;
+            }
+        }
+        assert!(pages >= 5, "{pages} pages");
+        assert!(sends.iter().all(|s| rows.contains(s)), "{rows:?}");
+    }
+    let out = sb.run(&["history", "--limit", "0", "--format", "json"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("big-4"),
+        "{}",
+        &out.stdout[..200.min(out.stdout.len())]
+    );
+    h.finish();
+    assert!(sb.stop_daemon().status.success());
+    assert!(quiver_tests::wait_timeout(&mut d, Duration::from_secs(5)).is_some());
+}
