@@ -657,49 +657,38 @@ fn import(file: &str) -> ExitCode {
             Err(e) => return failed(format!("templates import: cannot read {file}: {e}")),
         }
     };
-    // Checked here first, so the error names the line in the file; the daemon checks again.
-    let lib = match Library::from_json(&text) {
-        Ok(l) => l,
-        Err(e) => {
-            say(&format!(
-                "{name}:{}:{}: {}{}",
-                e.line,
-                e.column,
-                if e.field.is_empty() {
-                    String::new()
-                } else {
-                    format!("field {}: ", e.field)
-                },
-                e.message
-            ));
-            say("quiver templates import: nothing was imported");
-            return ExitCode::FAILURE;
-        }
+    // Two walks over the text, neither holding the parsed library: the first checks every
+    // template (so the error names the line in the file, and nothing is sent for a bad file);
+    // the second sends them in batches of one import session, committed by the last batch
+    // (the daemon checks again, and writes all or nothing).
+    let report = |e: quiver_shared::model::ImportError| {
+        say(&format!(
+            "{name}:{}:{}: {}{}",
+            e.line,
+            e.column,
+            if e.field.is_empty() {
+                String::new()
+            } else {
+                format!("field {}: ", e.field)
+            },
+            e.message
+        ));
+        say("quiver templates import: nothing was imported");
+        ExitCode::FAILURE
     };
-    let mut batches: Vec<Vec<Value>> = vec![Vec::new()];
-    let mut bytes = 0;
-    for t in &lib.templates {
-        let v = match serde_json::to_value(t) {
-            Ok(v) => v,
-            Err(e) => return failed(format!("templates import: {e}")),
-        };
-        let n = v.to_string().len();
+    let total = match Library::walk(&text, |_, t| {
+        let n = t.serialized_len();
         if n > IMPORT_BATCH_BYTES {
-            return failed(format!(
-                "templates import: template {:?} is {n} bytes, more than {IMPORT_BATCH_BYTES}; \
-                 nothing was imported",
+            return Err(format!(
+                "template {:?} is {n} bytes, more than {IMPORT_BATCH_BYTES}",
                 t.id
             ));
         }
-        if bytes + n > IMPORT_BATCH_BYTES {
-            batches.push(Vec::new());
-            bytes = 0;
-        }
-        bytes += n + 1;
-        if let Some(b) = batches.last_mut() {
-            b.push(v);
-        }
-    }
+        Ok(())
+    }) {
+        Ok(n) => n,
+        Err(e) => return report(e),
+    };
     let mut c = match connect() {
         Ok(c) => c,
         Err(e) => return failed(e),
@@ -709,25 +698,44 @@ fn import(file: &str) -> ExitCode {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     let session = format!("cli-{}-{nanos}", std::process::id());
-    let n = batches.len();
-    for (i, batch) in batches.into_iter().enumerate() {
-        let last = i + 1 == n;
-        let mut p = json!({ "templates": batch, "last": last });
-        if n > 1 {
-            p["session"] = json!(session);
+    let mut batch: Vec<quiver_shared::Template> = Vec::new();
+    let mut bytes = 0;
+    let mut failure: Option<CallError> = None;
+    let send = |c: &mut Client, batch: Vec<quiver_shared::Template>, last: bool| {
+        let p = json!({ "templates": batch, "last": last, "session": session });
+        c.call("templates.import", p)
+    };
+    let walked = Library::walk(&text, |i, t| {
+        let n = t.serialized_len();
+        if !batch.is_empty() && bytes + n + 1 > IMPORT_BATCH_BYTES {
+            if let Err(e) = send(&mut c, std::mem::take(&mut batch), false) {
+                failure = Some(e);
+                return Err("the daemon refused the batch".into());
+            }
+            bytes = 0;
         }
-        match c.call("templates.import", p) {
-            Ok(r) if last => {
-                out(&format!(
-                    "imported {} templates from {name}: {} new, {} updated, {} unchanged",
-                    r["templates"], r["created"], r["updated"], r["unchanged"]
-                ));
-            }
-            Ok(_) => {}
-            Err(e) => {
-                say("quiver templates import: nothing was imported");
-                return call_error("templates import", e);
-            }
+        bytes += n + 1;
+        batch.push(t);
+        debug_assert!(i < total);
+        Ok(())
+    });
+    if let Some(e) = failure {
+        say("quiver templates import: nothing was imported");
+        return call_error("templates import", e);
+    }
+    if let Err(e) = walked {
+        return report(e);
+    }
+    match send(&mut c, batch, true) {
+        Ok(r) => {
+            out(&format!(
+                "imported {} templates from {name}: {} new, {} updated, {} unchanged",
+                r["templates"], r["created"], r["updated"], r["unchanged"]
+            ));
+        }
+        Err(e) => {
+            say("quiver templates import: nothing was imported");
+            return call_error("templates import", e);
         }
     }
     ExitCode::SUCCESS

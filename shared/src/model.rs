@@ -450,6 +450,165 @@ impl Library {
     }
 }
 
+impl Library {
+    /// Walks a library file one template at a time, without holding the parsed library: each
+    /// template is checked (as by [`Library::from_json`]: the caps, duplicate ids, the format
+    /// version) and handed to `each` with its index, then dropped. `each` may refuse with a
+    /// message (reported at that template). Returns the number of templates; on an error,
+    /// templates before it were already handed to `each` — walk once to check, then again to
+    /// use, for all-or-nothing.
+    pub fn walk(
+        text: &str,
+        mut each: impl FnMut(usize, Template) -> Result<(), String>,
+    ) -> Result<usize, ImportError> {
+        use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+        use std::cell::RefCell;
+
+        // A refusal from our own checks: the field (relative to the file) and why.
+        type Fault = RefCell<Option<(String, String)>>;
+
+        struct Templates<'a, F> {
+            each: &'a mut F,
+            fault: &'a Fault,
+            count: &'a mut usize,
+        }
+        impl<'de, F: FnMut(usize, Template) -> Result<(), String>> Visitor<'de> for Templates<'_, F> {
+            type Value = ();
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of templates")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+                let mut seen = std::collections::HashSet::new();
+                while let Some(t) = seq.next_element::<Template>()? {
+                    let i = *self.count;
+                    let fault = if let Err((field, message)) = t.check() {
+                        let sep = if field.is_empty() { "" } else { "." };
+                        Some((format!("templates[{i}]{sep}{field}"), message))
+                    } else if !seen.insert(t.id.clone()) {
+                        Some((
+                            format!("templates[{i}].id"),
+                            format!("duplicate template id {:?}", t.id),
+                        ))
+                    } else {
+                        (self.each)(i, t)
+                            .err()
+                            .map(|m| (format!("templates[{i}]"), m))
+                    };
+                    if let Some(f) = fault {
+                        *self.fault.borrow_mut() = Some(f);
+                        return Err(de::Error::custom("refused"));
+                    }
+                    *self.count += 1;
+                }
+                Ok(())
+            }
+        }
+        impl<'de, F: FnMut(usize, Template) -> Result<(), String>> DeserializeSeed<'de>
+            for Templates<'_, F>
+        {
+            type Value = ();
+            fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.deserialize_seq(self)
+            }
+        }
+
+        struct File<'a, F> {
+            each: &'a mut F,
+            fault: &'a Fault,
+            count: &'a mut usize,
+            format: &'a mut Option<u32>,
+        }
+        impl<'de, F: FnMut(usize, Template) -> Result<(), String>> Visitor<'de> for File<'_, F> {
+            type Value = ();
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a library: {\"quiver\": 1, \"templates\": [...]}")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+                let mut templates = false;
+                while let Some(k) = map.next_key::<String>()? {
+                    match k.as_str() {
+                        "quiver" => *self.format = Some(map.next_value()?),
+                        "templates" => {
+                            map.next_value_seed(Templates {
+                                each: &mut *self.each,
+                                fault: self.fault,
+                                count: &mut *self.count,
+                            })?;
+                            templates = true;
+                        }
+                        other => {
+                            let e: A::Error =
+                                de::Error::unknown_field(other, &["quiver", "templates"]);
+                            *self.fault.borrow_mut() = Some((other.to_string(), e.to_string()));
+                            return Err(e);
+                        }
+                    }
+                }
+                if self.format.is_none() {
+                    return Err(de::Error::missing_field("quiver"));
+                }
+                if !templates {
+                    return Err(de::Error::missing_field("templates"));
+                }
+                Ok(())
+            }
+        }
+        impl<'de, F: FnMut(usize, Template) -> Result<(), String>> DeserializeSeed<'de> for File<'_, F> {
+            type Value = ();
+            fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.deserialize_map(self)
+            }
+        }
+
+        let at = |field: String, message: String, fallback: (usize, usize)| {
+            let (line, column) = crate::jsonpos::locate(text, &field).unwrap_or(fallback);
+            ImportError {
+                line,
+                column,
+                field,
+                message,
+            }
+        };
+        let fault: Fault = RefCell::new(None);
+        let mut count = 0;
+        let mut format = None;
+        let mut de = serde_json::Deserializer::from_str(text);
+        let mut track = serde_path_to_error::Track::new();
+        let result = File {
+            each: &mut each,
+            fault: &fault,
+            count: &mut count,
+            format: &mut format,
+        }
+        .deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track))
+        .and_then(|()| de.end());
+        if let Some((field, message)) = fault.into_inner() {
+            return Err(at(field, message, (0, 0)));
+        }
+        if let Err(inner) = result {
+            let field = track.path().to_string();
+            let field = if field == "." { String::new() } else { field };
+            return Err(at(
+                field,
+                strip_position(&inner.to_string()),
+                (inner.line(), inner.column()),
+            ));
+        }
+        if format != Some(LIBRARY_FORMAT) {
+            return Err(at(
+                "quiver".into(),
+                format!(
+                    "library format {} is not supported (this build reads {})",
+                    format.unwrap_or(0),
+                    LIBRARY_FORMAT
+                ),
+                (0, 0),
+            ));
+        }
+        Ok(count)
+    }
+}
+
 /// serde_json appends " at line L column C"; the position is reported separately.
 fn strip_position(msg: &str) -> String {
     match msg.rfind(" at line ") {
@@ -774,5 +933,48 @@ mod tests {
         let (field, msg) = t.check().unwrap_err();
         assert_eq!(field, "");
         assert!(msg.contains("bytes of JSON"), "{msg}");
+    }
+}
+
+#[cfg(test)]
+mod walk_tests {
+    use super::*;
+
+    /// `walk` finds what `from_json` finds, at the same place, without holding the library.
+    #[test]
+    fn walk_agrees_with_from_json() {
+        let good = r#"{"quiver": 1, "templates": [
+  {"id": "a", "title": "A", "parts": [{"type": "text", "text": "x"}]},
+  {"id": "b", "title": "B", "parts": [{"type": "text", "text": "y"}]}
+]}"#;
+        let mut ids = Vec::new();
+        assert_eq!(
+            Library::walk(good, |_, t| {
+                ids.push(t.id);
+                Ok(())
+            }),
+            Ok(2)
+        );
+        assert_eq!(ids, ["a", "b"]);
+        for bad in [
+            r#"{"quiver": 1, "templates": [
+  {"id": "a", "title": "A", "parts": [{"type": "text", "text": "x"}]},
+  {"id": "a", "title": "B", "parts": [{"type": "text", "text": "y"}]}]}"#,
+            r#"{"quiver": 1, "templates": [
+  {"id": "a", "title": "A", "parts": [{"type": "product", "name": "p", "image": "i",
+     "segments": [{"text": "s", "color": "red"}]}]}]}"#,
+            r#"{"quiver": 1, "templates": [{"id": "a", "title": "A", "parts": [{"type": "txt"}]}]}"#,
+            r#"{"quiver": 2, "templates": []}"#,
+            r#"{"templates": []}"#,
+            r#"{"quiver": 1, "templates": [], "x": 1}"#,
+        ] {
+            let want = Library::from_json(bad).unwrap_err();
+            let got = Library::walk(bad, |_, _| Ok(())).unwrap_err();
+            assert_eq!(
+                (got.line, got.column, &got.field),
+                (want.line, want.column, &want.field),
+                "{bad}"
+            );
+        }
     }
 }
