@@ -379,7 +379,7 @@ fn the_largest_accepted_template_and_payload_can_be_read_back() {
             e["error"]["code"],
             "invalid_params",
             "{}",
-            &e.to_string()[..200]
+            e.to_string().chars().take(200).collect::<String>()
         );
         assert_eq!(e["error"]["data"]["field"], "template");
         c.ok("templates.put", json!({ "template": t }));
@@ -404,7 +404,7 @@ fn the_largest_accepted_template_and_payload_can_be_read_back() {
             assert!(
                 r.get("error").is_none(),
                 "{}",
-                &r.to_string()[..300.min(r.to_string().len())]
+                r.to_string().chars().take(300).collect::<String>()
             );
             let r = &r["result"];
             for t in r["templates"].as_array().unwrap() {
@@ -476,7 +476,7 @@ fn the_largest_accepted_template_and_payload_can_be_read_back() {
             assert!(
                 r.get("error").is_none(),
                 "{}",
-                &r.to_string()[..300.min(r.to_string().len())]
+                r.to_string().chars().take(300).collect::<String>()
             );
             let r = &r["result"];
             for row in r["rows"].as_array().unwrap() {
@@ -497,7 +497,7 @@ fn the_largest_accepted_template_and_payload_can_be_read_back() {
     assert!(
         out.stdout.contains("big-4"),
         "{}",
-        &out.stdout[..200.min(out.stdout.len())]
+        out.stdout.chars().take(200).collect::<String>()
     );
     h.finish();
     assert!(sb.stop_daemon().status.success());
