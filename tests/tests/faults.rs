@@ -256,6 +256,43 @@ fn a_report_after_a_restart_records_what_the_browser_knows() {
     assert!(wait_timeout(&mut d, Duration::from_secs(5)).is_some());
 }
 
+/// The same through the native host, as the extension's background does it: the daemon the
+/// host started is SIGKILLed after go; the background's `send.done` gets `daemon_unavailable`
+/// (or waits), the host restarts the daemon and says `daemon.up`, the background retries
+/// (`requestRetrying`) and the history says `sent`.
+#[test]
+fn a_report_through_the_host_after_a_daemon_crash_is_recorded_sent() {
+    let sb = Sandbox::new("late-done-host");
+    let mut h = sb.host();
+    h.ok("hello", json!({"protocol": 1}));
+    let id = h.ok("send.reserve", reserve_params("host-late", "ws-h", "p"))["send_id"].clone();
+    h.begin_when_allowed(&id, Duration::from_secs(10));
+    let pid = sb.daemon_pid().expect("daemon.pid");
+    let st = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    h.next_event("daemon.down", Duration::from_secs(10));
+    // the background's reportDone: retry recoverable errors once the daemon is up again
+    let until = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let r = h.call("send.done", json!({"send_id": id, "ok": true}));
+        match r["error"]["code"].as_str() {
+            None => break r["result"].clone(),
+            Some("daemon_unavailable") if Instant::now() < until => {
+                h.next_event("daemon.up", Duration::from_secs(15));
+            }
+            Some(_) => panic!("{r}"),
+        }
+    };
+    assert_eq!(done, json!({"send_id": id, "state": "sent"}));
+    let rows = h.ok("history.list", json!({}))["rows"].clone();
+    assert_eq!(rows[0]["send_id"], id);
+    assert_eq!(rows[0]["state"], "sent", "{rows}");
+    h.finish();
+}
+
 fn usage(c: &mut quiver_tests::DaemonClient) -> u64 {
     c.ok("templates.get", json!({"id": "greeting"}))["usage_count"]
         .as_u64()
