@@ -908,6 +908,14 @@ function originOf(pattern) {
   return m ? `${m[1]}://${m[2]}/*` : null;
 }
 
+/** Workspace origin patterns (`scheme://host[:port]`, scheme may be `*`, host may start with `*.`). */
+const WORKSPACE_RE = /^(https?|\*):\/\/(?:\*\.)?[a-z0-9.-]+(?::\d+)?$/i;
+/** The workspace origins typed in (space or comma separated), or null if one is not an origin. */
+function parseWorkspaces(text) {
+  const list = text.split(/[\s,]+/).filter(Boolean).map((w) => w.replace(/\/$/, ''));
+  return list.length && list.every((w) => WORKSPACE_RE.test(w)) ? [...new Set(list)] : null;
+}
+
 function siteMessage(kind, text) {
   const el = $('#site-message');
   el.hidden = false;
@@ -924,6 +932,8 @@ function addSiteRule(e) {
   const channel = form.elements.channel.value;
   const origin = originOf(pattern);
   if (!origin) { siteMessage('error', t('sites_bad_pattern')); form.elements.pattern.focus(); return; }
+  const workspaces = parseWorkspaces(form.elements.workspaces.value);
+  if (!workspaces) { siteMessage('error', t('sites_bad_workspaces')); form.elements.workspaces.focus(); return; }
   // permissions.request must run in the user gesture itself: no await before it. The rule is
   // saved right away; the access column follows the browser's answer (a prompt may stay open).
   let asked;
@@ -934,7 +944,7 @@ function addSiteRule(e) {
   }
   (async () => {
     const rules = await getRules();
-    if (!rules.some((r) => r.pattern === pattern)) rules.push({ pattern, platform, enabled: true, ...(channel ? { channel } : {}) });
+    if (!rules.some((r) => r.pattern === pattern)) rules.push({ pattern, platform, workspaces, enabled: true, ...(channel ? { channel } : {}) });
     await setRules(rules);
     form.reset();
     siteMessage('ok', t('sites_added'));
@@ -959,7 +969,10 @@ async function renderSiteRules() {
     SITE_PLATFORMS.map((p) => h('option', { value: p }, platformName(p))));
     platform.value = rule.platform;
     return h('tr', { dataset: { testid: 'quiver-site-rule', pattern: rule.pattern, platform: rule.platform, enabled: String(rule.enabled !== false), access: String(access) } },
-      h('td', {}, h('code', {}, rule.pattern)), h('td', {}, platform),
+      h('td', {}, h('code', {}, rule.pattern)),
+      h('td', { dataset: { testid: 'quiver-site-rule-workspaces' } }, Array.isArray(rule.workspaces) && rule.workspaces.length
+        ? h('code', {}, rule.workspaces.join(' ')) : t('sites_no_workspaces')),
+      h('td', {}, platform),
       h('td', {}, rule.channel ? t(`channel_${rule.channel}`) : t('channel_detect')), h('td', {}, enabled),
       h('td', {}, access ? t('sites_access_yes') : h('button', { type: 'button', onclick: () => {
         api.permissions.request({ origins: [origin] }).then(() => renderSiteRules(), (err) => siteMessage('warn', t('sites_permission_error', err.message)));
@@ -972,7 +985,7 @@ async function renderSiteRules() {
       } }, t('remove'))));
   }));
   $('#site-rows').replaceChildren(...rows);
-  if (!rows.length) $('#site-rows').append(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, t('sites_none'))));
+  if (!rows.length) $('#site-rows').append(h('tr', {}, h('td', { colspan: 7, class: 'muted' }, t('sites_none'))));
 }
 
 // ---------------------------------------------------------------------------------------------
