@@ -193,7 +193,8 @@ pub fn build_dev_extension() -> Result {
             .map_err(|e| format!("copying {}: {e}", path.display()))?;
     }
     let read_json = |p: &Path| -> Result<serde_json::Value> {
-        let text = std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+        let text =
+            std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
     };
     let mut manifest = read_json(&dev.join("manifest.json"))?;
@@ -237,8 +238,14 @@ mod tests {
     #[test]
     fn dev_overlay_appends_arrays_and_merges_objects() {
         let mut base = json!({"a": [1], "o": {"x": 1}, "s": "p"});
-        merge_json(&mut base, json!({"a": [2], "o": {"y": 2}, "s": "d", "n": [3]}));
-        assert_eq!(base, json!({"a": [1, 2], "o": {"x": 1, "y": 2}, "s": "d", "n": [3]}));
+        merge_json(
+            &mut base,
+            json!({"a": [2], "o": {"y": 2}, "s": "d", "n": [3]}),
+        );
+        assert_eq!(
+            base,
+            json!({"a": [1, 2], "o": {"x": 1, "y": 2}, "s": "d", "n": [3]})
+        );
     }
 
     #[test]
@@ -249,12 +256,23 @@ mod tests {
         };
         let prod = read("extension/webext/manifest.json");
         let text = prod.to_string();
-        assert!(!text.contains("127.0.0.1") && !text.contains("localhost"), "{text}");
+        assert!(
+            !text.contains("127.0.0.1") && !text.contains("localhost"),
+            "{text}"
+        );
         let mut dev = prod.clone();
         merge_json(&mut dev, read("extension/dev/manifest.json"));
-        assert!(dev["host_permissions"].to_string().contains("http://127.0.0.1/*"));
-        assert_eq!(dev["content_scripts"][0]["js"], json!(["build-config.js", "content.js"]));
-        let prod_config = std::fs::read_to_string(root.join("extension/webext/build-config.js")).unwrap();
-        assert!(!prod_config.contains("localhost") && prod_config.contains("openShadowRoot: false"));
+        assert!(dev["host_permissions"]
+            .to_string()
+            .contains("http://127.0.0.1/*"));
+        assert_eq!(
+            dev["content_scripts"][0]["js"],
+            json!(["build-config.js", "content.js"])
+        );
+        let prod_config =
+            std::fs::read_to_string(root.join("extension/webext/build-config.js")).unwrap();
+        assert!(
+            !prod_config.contains("localhost") && prod_config.contains("openShadowRoot: false")
+        );
     }
 }

@@ -37,7 +37,9 @@ fn main() -> ExitCode {
         Some("build-extension") => match &args[1..] {
             [] => timed("build-extension", extension::build_extension),
             [dev] if dev == "--dev" => timed("build-extension --dev", build_extensions),
-            _ => Err(format!("usage: cargo xtask build-extension [--dev]\n\n{USAGE}")),
+            _ => Err(format!(
+                "usage: cargo xtask build-extension [--dev]\n\n{USAGE}"
+            )),
         },
         Some("test") => return test(),
         Some("run") => run_demo(&args[1..]),
@@ -160,8 +162,7 @@ fn test() -> ExitCode {
 
     let deps_ok = step(&mut steps, "deps", |_| deps::deps());
     let daemon_ok = deps_ok && step(&mut steps, "build quiver", |_| build_daemon());
-    let ext_ok = deps_ok
-        && step(&mut steps, "build extension", |_| build_extensions());
+    let ext_ok = deps_ok && step(&mut steps, "build extension", |_| build_extensions());
     if !deps_ok {
         skip(&mut steps, "build", "deps failed");
     }
@@ -378,6 +379,10 @@ fn e2e(s: &mut Step, root: &Path, browser: &str) -> Result {
         &[
             ("QUIVER_BIN", quiver_bin()),
             ("QUIVER_EXTENSION_DIR", extension::dev_extension_dir()),
+            (
+                "QUIVER_PROD_EXTENSION_DIR",
+                util::target_dir().join("extension"),
+            ),
             ("QUIVER_BROWSER", PathBuf::from(browser)),
         ],
     )
