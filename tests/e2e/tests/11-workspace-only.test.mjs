@@ -147,7 +147,7 @@ test(`[${browser}] forged focus-search, synthetic Alt+Shift+Q and launcher click
   });
 });
 
-test(`[${browser}] a panel no registered content script created cannot pair`, { timeout: 120_000 }, async () => {
+test(`[${browser}] a panel no registered content script created cannot pair`, { timeout: 120_000 }, async (t) => {
   await withWorkspace('unregistered-panel', 'udesk/workspace.html', async ({ server, session, page }) => {
     const assistant = assistantFrame(page, server);
     const src = await panelSrc(assistant);
@@ -166,6 +166,7 @@ test(`[${browser}] a panel no registered content script created cannot pair`, { 
       await sleep(200);
       const panel = await findPanelFrame(hostile, 15_000);
       const code = await pairingOutcome(panel);
+      t.diagnostic(`${what}: refused as ${code}`);
       assert.ok(['not_registered', 'wrong_frame'].includes(code), `${what}: refused as ${code}`);
       await assertEmptyPanel(panel, what);
     }
@@ -180,7 +181,7 @@ test(`[${browser}] a panel no registered content script created cannot pair`, { 
   });
 });
 
-test(`[${browser}] a panel re-embedded with a token stolen from the frame's URL is refused`, { timeout: 120_000 }, async () => {
+test(`[${browser}] a panel re-embedded with a token stolen from the frame's URL is refused`, { timeout: 120_000 }, async (t) => {
   await withWorkspace('stolen-token', 'udesk/workspace.html', async ({ server, page }) => {
     const assistant = assistantFrame(page, server);
     // The assistant page removes Quiver's panel and re-embeds panel.html#<token> under its own control.
@@ -197,6 +198,7 @@ test(`[${browser}] a panel re-embedded with a token stolen from the frame's URL 
     await sleep(200);
     const stolen = await findPanelFrame(page, 15_000);
     const code = await pairingOutcome(stolen);
+    t.diagnostic(`refused as ${code}`);
     assert.ok(['token_used', 'wrong_frame'].includes(code), `refused as ${code}`);
     await assertEmptyPanel(stolen, 'the re-embedded panel');
     assert.deepEqual(await received(page), [], 'nothing was sent');
