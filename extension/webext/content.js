@@ -29,6 +29,8 @@
  *   origin as the targetOrigin, never `*`, so a page that navigates the parent away, or a hostile
  *   page framing the assistant page, receives nothing. The workspace (the top frame's origin)
  *   is reported to the background: it keys the send queue and meter and filters the history.
+ *   A frame that matches a rule but not its workspaces gets `data-quiver-refused="workspace"` on
+ *   its <html> (a test hook; the assistant page could tell anyway that nothing attached).
  *
  * ORIGIN HANDSHAKE (only where `location.ancestorOrigins` is missing): the frame posts
  *   {quiver: "origin?", nonce} to each ancestor window; the Quiver content script there (or anyone
