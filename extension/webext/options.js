@@ -908,6 +908,19 @@ function originOf(pattern) {
   return m ? `${m[1]}://${m[2]}/*` : null;
 }
 
+/**
+ * The host permissions a rule needs: its assistant page's origin and, in a browser without
+ * `location.ancestorOrigins` (Firefox before it shipped it), its workspaces' origins too: there the
+ * content script must run in the workspace frames to answer the origin handshake (content.js).
+ */
+const NEEDS_WORKSPACE_ACCESS = typeof location.ancestorOrigins?.length !== 'number';
+function originsFor(pattern, workspaces) {
+  const assistant = originOf(pattern);
+  if (!assistant) return null;
+  const extra = NEEDS_WORKSPACE_ACCESS && Array.isArray(workspaces) ? workspaces.map((w) => originOf(`${w.replace(/:\d+$/, '')}/`)).filter(Boolean) : [];
+  return [...new Set([assistant, ...extra])];
+}
+
 /** Workspace origin patterns (`scheme://host[:port]`, scheme may be `*`, host may start with `*.`). */
 const WORKSPACE_RE = /^(https?|\*):\/\/(?:\*\.)?[a-z0-9.-]+(?::\d+)?$/i;
 /** The workspace origins typed in (space or comma separated), or null if one is not an origin. */
@@ -938,7 +951,7 @@ function addSiteRule(e) {
   // saved right away; the access column follows the browser's answer (a prompt may stay open).
   let asked;
   try {
-    asked = Promise.resolve(api.permissions.request({ origins: [origin] }));
+    asked = Promise.resolve(api.permissions.request({ origins: originsFor(pattern, workspaces) }));
   } catch (err) {
     asked = Promise.reject(err);
   }
@@ -959,9 +972,9 @@ function addSiteRule(e) {
 async function renderSiteRules() {
   const rules = await getRules();
   const rows = await Promise.all(rules.map(async (rule) => {
-    const origin = originOf(rule.pattern);
+    const origins = originsFor(rule.pattern, rule.workspaces);
     let access = false;
-    try { access = origin ? await api.permissions.contains({ origins: [origin] }) : false; } catch { /* invalid */ }
+    try { access = origins ? await api.permissions.contains({ origins }) : false; } catch { /* invalid */ }
     const enabled = h('input', { type: 'checkbox', checked: rule.enabled !== false, dataset: { testid: 'quiver-site-enabled' }, 'aria-label': t('sites_enabled_for', rule.pattern),
       onchange: async (e) => { const all = await getRules(); const r = all.find((x) => x.pattern === rule.pattern); if (r) { r.enabled = e.target.checked; await setRules(all); } } });
     const platform = h('select', { 'aria-label': t('sites_platform_for', rule.pattern),
@@ -975,7 +988,7 @@ async function renderSiteRules() {
       h('td', {}, platform),
       h('td', {}, rule.channel ? t(`channel_${rule.channel}`) : t('channel_detect')), h('td', {}, enabled),
       h('td', {}, access ? t('sites_access_yes') : h('button', { type: 'button', onclick: () => {
-        api.permissions.request({ origins: [origin] }).then(() => renderSiteRules(), (err) => siteMessage('warn', t('sites_permission_error', err.message)));
+        api.permissions.request({ origins }).then(() => renderSiteRules(), (err) => siteMessage('warn', t('sites_permission_error', err.message)));
       } }, t('sites_grant'))),
       h('td', {}, h('button', { type: 'button', 'aria-label': t('sites_remove_for', rule.pattern), dataset: { testid: 'quiver-site-remove' }, onclick: async () => {
         const all = (await getRules()).filter((r) => r.pattern !== rule.pattern);
