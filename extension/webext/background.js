@@ -28,6 +28,8 @@
  *     background gave that panel ({type:"paired", resume}) and no other panel holds the token.
  *     Otherwise: {type:"refused", code: "not_registered"|"wrong_frame"|"token_used"|"bad_request",
  *     message} and the port is closed. A stolen token is thus useless: the real panel paired first.
+ *     Paired tokens and their resume secrets are kept in storage.session, so a background restart
+ *     does not make a used token usable again.
  *     panel -> bg  {type:"status", req}                 -> {type:"reply", req, result: Status}
  *                  {type:"templates", req}              -> {type:"reply", req, result: {templates}}
  *                  {type:"history", req, conversation?, customer?, limit?}
@@ -461,6 +463,39 @@ function dropPairIfIdle(pair) {
   if (pair.cs || pair.panel) return;
   for (const q of queues.values()) if (q.items.some((i) => i.token === pair.token)) return;
   pairs.delete(pair.token);
+  forgetPairing(pair.token);
+}
+
+// Tokens that have paired a panel, kept in storage.session (not readable by content scripts,
+// cleared with the browser session) so that a background restart does not make a used token
+// usable again: after it, only the panel holding the resume secret pairs. token -> {resume, tabId}
+const PAIRED_KEY = 'quiver.paired.v1';
+const paired = (async () => {
+  try {
+    const got = await api.storage.session?.get(PAIRED_KEY);
+    const map = got?.[PAIRED_KEY];
+    return new Map(map && typeof map === 'object' ? Object.entries(map) : []);
+  } catch (e) {
+    log.warn('storage.session unavailable: pairings are not kept across restarts', e);
+    return new Map();
+  }
+})();
+
+function savePairings(map) {
+  quietly(() => api.storage.session?.set({ [PAIRED_KEY]: Object.fromEntries(map) }));
+}
+
+function rememberPairing(pair) {
+  paired.then((map) => {
+    map.set(pair.token, { resume: pair.resume, tabId: pair.tabId });
+    savePairings(map);
+  });
+}
+
+function forgetPairing(token) {
+  paired.then((map) => {
+    if (map.delete(token)) savePairings(map);
+  });
 }
 
 function originOf(url) {
@@ -505,7 +540,7 @@ function onConnect(port) {
     return;
   }
   if (kind === 'quiver-cs') connectContentScript(port, token, sender);
-  else if (kind === 'quiver-panel') connectPanel(port, token, resume, sender);
+  else if (kind === 'quiver-panel') connectPanel(port, token, resume, sender).catch((e) => log.warn('panel port', e));
   else if (kind === 'quiver-page') connectPage(port, sender);
   else {
     log.warn('refusing port', name);
@@ -651,8 +686,17 @@ function isPanelUrl(url) {
   }
 }
 
-/** PAIRING (see the top of this file): accepts the panel for `token`, or refuses it. */
-function connectPanel(port, token, resume, sender) {
+/**
+ * PAIRING (see the top of this file): accepts the panel for `token`, or refuses it. (The panel
+ * says nothing before it is accepted, so deciding after reading storage.session loses nothing.)
+ */
+async function connectPanel(port, token, resume, sender) {
+  let gone = false;
+  port.onDisconnect.addListener(() => {
+    gone = true;
+  });
+  const known = (await paired).get(token);
+  if (gone) return undefined;
   const refuse = (code, message) => {
     log.warn('refusing a panel:', code, message, sender.url);
     quietly(() => port.postMessage({ type: 'refused', code, message }));
@@ -669,12 +713,18 @@ function connectPanel(port, token, resume, sender) {
   if (pair.panelFrameId !== null && sender.frameId !== pair.panelFrameId) {
     return refuse('wrong_frame', 'this panel is not the frame its assistant frame created');
   }
+  if (!pair.panelUsed && known && known.tabId === pair.tabId) {
+    // Paired before this background restarted.
+    pair.panelUsed = true;
+    pair.resume = known.resume;
+  }
   if (pair.panel || (pair.panelUsed && (resume === null || resume !== pair.resume))) {
     return refuse('token_used', 'this assistant frame already has its panel');
   }
   pair.panelUsed = true;
   pair.resume ??= crypto.randomUUID();
   pair.panel = port;
+  rememberPairing(pair);
   pair.intake = Promise.resolve();
   port.onMessage.addListener((msg) => onPanelMessage(pair, port, msg));
   port.onDisconnect.addListener(() => {
