@@ -36,7 +36,7 @@ function fakePort(name, sender) {
 }
 
 /** Loads a fresh background with its own fake API; returns handles to drive it. */
-function load() {
+function load({ session = {} } = {}) {
   const natives = [];
   const store = {};
   const api = {
@@ -59,6 +59,11 @@ function load() {
       local: {
         get: async (k) => ({ [k]: store[k] }),
         set: async (o) => Object.assign(store, structuredClone(o)),
+      },
+      // storage.session outlives a background restart (same object across load() calls).
+      session: {
+        get: async (k) => ({ [k]: structuredClone(session[k]) }),
+        set: async (o) => Object.assign(session, structuredClone(o)),
       },
     },
   };
@@ -93,21 +98,37 @@ function load() {
       bg.reply(hello, { protocol: 1, daemon: '0.1.0', capabilities: [] });
       await waitFor(() => bg.eval('status().state') === 'up');
     },
-    connectFrames(token = webcrypto.randomUUID()) {
+    /**
+     * A content script (tab 4, frame 3 on localhost) that registers `workspace`, then the panel it
+     * created (frame 5). `register: false` leaves the registration out.
+     */
+    async connectFrames(token = webcrypto.randomUUID(), { workspace = 'http://127.0.0.1:8000', tab = 4, frameOrigin = 'http://localhost:8000', register = true } = {}) {
       const cs = fakePort(`quiver-cs:${token}`, {
         id: 'ext',
-        tab: { id: 4, url: 'http://127.0.0.1:8000/udesk/workspace.html' },
-        url: 'http://localhost:8000/udesk/assistant.html',
-        origin: 'http://localhost:8000',
+        tab: { id: tab, url: '' }, // no host permission for the workspace: the browser hides its URL
+        frameId: 3,
+        url: `${frameOrigin}/udesk/assistant.html`,
+        origin: frameOrigin,
       });
-      const panel = fakePort(`quiver-panel:${token}`, {
-        id: 'ext',
-        tab: { id: 4, url: 'http://127.0.0.1:8000/udesk/workspace.html' },
-        url: `chrome-extension://ext/panel.html#${token}&platform=udesk`,
-      });
+      const panel = bg.panelPort(token, { tab });
       api.runtime.onConnect.fire(cs);
-      api.runtime.onConnect.fire(panel);
+      if (register) cs.onMessage.fire({ type: 'register', workspace, parent: workspace });
+      await bg.connect(panel);
       return { cs, panel, token };
+    },
+    /** Fires onConnect for `port` and lets the background decide (panels are decided async). */
+    async connect(port) {
+      api.runtime.onConnect.fire(port);
+      await new Promise((r) => setTimeout(r, 0));
+      return port;
+    },
+    panelPort(token, { tab = 4, frameId = 5, resume = null } = {}) {
+      return fakePort(resume ? `quiver-panel:${token}:${resume}` : `quiver-panel:${token}`, {
+        id: 'ext',
+        tab: { id: tab, url: '' },
+        frameId,
+        url: `chrome-extension://dynamic-id/panel.html#${token}&platform=udesk`,
+      });
     },
   };
   return bg;
@@ -182,7 +203,7 @@ test('a dropped native port rejects pending requests and reconnects with backoff
 test('daemon.down / daemon.up events drive the status the panels see', async () => {
   const bg = load();
   await bg.up();
-  const { panel } = bg.connectFrames();
+  const { panel } = await bg.connectFrames();
   bg.native.onMessage.fire({ event: 'daemon.down', data: { reason: 'socket closed' } });
   bg.native.onMessage.fire({ event: 'daemon.up', data: { version: '0.2.0' } });
   const seen = panel.sent.filter((m) => m.type === 'status').map((m) => m.status.state);
@@ -193,11 +214,11 @@ test('daemon.down / daemon.up events drive the status the panels see', async () 
 test('send pipeline: reserve, queued, begin, post by the content script, done, sent', async () => {
   const bg = load();
   await bg.up();
-  const { cs, panel } = bg.connectFrames();
+  const { cs, panel } = await bg.connectFrames();
   panel.onMessage.fire(sendMsg('k1'));
   const reserve = await bg.nextRequest('send.reserve');
   assert.match(reserve.params.idempotency_key, UUID);
-  assert.equal(reserve.params.workspace, 'http://127.0.0.1:8000', 'the top-level origin');
+  assert.equal(reserve.params.workspace, 'http://127.0.0.1:8000', 'the workspace the content script registered');
   assert.equal(reserve.params.payload, '{"method":"sendMsg","type":"text","content":"Hi"}');
   bg.reply(reserve, { send_id: 7, delay_ms: 40, state: 'queued' });
   await waitFor(() => panel.sent.find((m) => m.type === 'send-state' && m.send_id === 7 && m.delay_ms !== null));
@@ -220,7 +241,7 @@ test('send pipeline: reserve, queued, begin, post by the content script, done, s
 test('sends of one workspace go strictly one after another, in order', async () => {
   const bg = load();
   await bg.up();
-  const { cs, panel } = bg.connectFrames();
+  const { cs, panel } = await bg.connectFrames();
   for (const k of ['a', 'b', 'c']) panel.onMessage.fire(sendMsg(k, { payload: `"${k}"` }));
   for (let id = 1; id <= 3; id++) bg.reply(await bg.nextRequest('send.reserve'), { send_id: id, delay_ms: 0 });
   const order = [];
@@ -238,7 +259,7 @@ test('sends of one workspace go strictly one after another, in order', async () 
 test('a native port drop mid-queue keeps the queue and reuses the idempotency key', async () => {
   const bg = load();
   await bg.up();
-  const { cs, panel } = bg.connectFrames();
+  const { cs, panel } = await bg.connectFrames();
   panel.onMessage.fire(sendMsg('k'));
   const first = await bg.nextRequest('send.reserve');
   bg.native.onDisconnect.fire({}); // the reply never comes
@@ -257,7 +278,7 @@ test('a native port drop mid-queue keeps the queue and reuses the idempotency ke
 test('a refused reservation reaches the panel with code and message; later parts are cancelled', async () => {
   const bg = load();
   await bg.up();
-  const { panel } = bg.connectFrames();
+  const { panel } = await bg.connectFrames();
   panel.onMessage.fire(sendMsg('p0', { batch: 'B', part_index: 0 }));
   panel.onMessage.fire(sendMsg('p1', { batch: 'B', part_index: 1 }));
   bg.fail(await bg.nextRequest('send.reserve'), 'invalid_params', 'send.reserve: bad platform');
@@ -270,7 +291,7 @@ test('a refused reservation reaches the panel with code and message; later parts
 test('the agent can cancel a queued send; the daemon is told', async () => {
   const bg = load();
   await bg.up();
-  const { panel } = bg.connectFrames();
+  const { panel } = await bg.connectFrames();
   panel.onMessage.fire(sendMsg('k'));
   bg.reply(await bg.nextRequest('send.reserve'), { send_id: 5, delay_ms: 60_000 });
   await waitFor(() => states(panel, 'k').length && panel.sent.some((m) => m.send_id === 5));
@@ -281,27 +302,160 @@ test('the agent can cancel a queued send; the daemon is told', async () => {
   assert.equal(bg.native.sent.some((m) => m.method === 'send.begin'), false);
 });
 
-test('ports: bad names, a second panel and a panel from another tab are refused', async () => {
+test('ports: bad names are refused', async () => {
   const bg = load();
-  const bad = fakePort('quiver-cs:not-a-token', { id: 'ext' });
-  bg.api.runtime.onConnect.fire(bad);
-  assert.equal(bad.disconnected, true);
-  const { token } = bg.connectFrames();
-  const second = fakePort(`quiver-panel:${token}`, { id: 'ext', tab: { id: 4 }, url: 'chrome-extension://ext/panel.html' });
-  bg.api.runtime.onConnect.fire(second);
-  assert.equal(second.disconnected, true);
-  const t2 = webcrypto.randomUUID();
-  const cs = fakePort(`quiver-cs:${t2}`, { id: 'ext', tab: { id: 1, url: 'http://127.0.0.1/' } });
-  const other = fakePort(`quiver-panel:${t2}`, { id: 'ext', tab: { id: 2 }, url: 'chrome-extension://ext/panel.html' });
+  for (const name of ['quiver-cs:not-a-token', `quiver-cs:${webcrypto.randomUUID()}:${webcrypto.randomUUID()}`, `quiver-panel:${webcrypto.randomUUID()}:x`]) {
+    const bad = fakePort(name, { id: 'ext' });
+    bg.api.runtime.onConnect.fire(bad);
+    assert.equal(bad.disconnected, true, name);
+  }
+});
+
+const refusal = (port) => port.sent.find((m) => m.type === 'refused')?.code;
+
+test('pairing: a panel is accepted only for a token its content script registered, in its tab, once', async () => {
+  const bg = load();
+  await bg.up();
+  // No content script registered this token: refused, never told the status.
+  const unknown = bg.panelPort(webcrypto.randomUUID());
+  await bg.connect(unknown);
+  assert.equal(refusal(unknown), 'not_registered');
+  assert.equal(unknown.disconnected, true);
+  assert.equal(unknown.sent.some((m) => m.type === 'status'), false);
+  // Connected but not registered (no workspace): refused.
+  const { panel: early } = await bg.connectFrames(undefined, { register: false });
+  assert.equal(refusal(early), 'not_registered');
+
+  const { token, panel } = await bg.connectFrames();
+  const paired = panel.sent.find((m) => m.type === 'paired');
+  assert.match(paired.resume, UUID);
+  assert.equal(panel.disconnected, undefined);
+  // The same token from another tab, or a second panel: refused.
+  const otherTab = bg.panelPort(token, { tab: 9 });
+  await bg.connect(otherTab);
+  assert.equal(refusal(otherTab), 'wrong_frame');
+  const second = bg.panelPort(token, { frameId: 6 });
+  await bg.connect(second);
+  assert.equal(refusal(second), 'token_used');
+  // The real panel goes away (the page removed it) and the page re-embeds panel.html#<token>:
+  // the token was used; only the secret the real panel was given resumes it.
+  panel.onDisconnect.fire();
+  const stolen = bg.panelPort(token, { frameId: 7 });
+  await bg.connect(stolen);
+  assert.equal(refusal(stolen), 'token_used');
+  const guessed = bg.panelPort(token, { resume: webcrypto.randomUUID() });
+  await bg.connect(guessed);
+  assert.equal(refusal(guessed), 'token_used');
+  const back = bg.panelPort(token, { resume: paired.resume });
+  await bg.connect(back);
+  assert.equal(refusal(back), undefined);
+  assert.equal(back.sent[0].type, 'paired');
+  // Not a panel page at all.
+  const { token: t2 } = await bg.connectFrames(undefined, { tab: 2 });
+  const fake = fakePort(`quiver-panel:${t2}`, { id: 'ext', tab: { id: 2 }, frameId: 8, url: 'chrome-extension://ext/options.html' });
+  await bg.connect(fake);
+  assert.equal(refusal(fake), 'bad_request');
+});
+
+test('pairing: a used token stays used across a background restart; the resume secret still works', async () => {
+  const session = {};
+  const before = load({ session });
+  const { token, panel } = await before.connectFrames();
+  const { resume } = panel.sent.find((m) => m.type === 'paired');
+  await waitFor(() => session['quiver.paired.v1']?.[token]);
+  // The background restarts: the content script reconnects and registers the same token.
+  const bg = load({ session });
+  const cs = fakePort(`quiver-cs:${token}`, { id: 'ext', tab: { id: 4, url: '' }, frameId: 3, url: 'http://localhost:8000/udesk/assistant.html', origin: 'http://localhost:8000' });
   bg.api.runtime.onConnect.fire(cs);
+  cs.onMessage.fire({ type: 'register', workspace: 'http://127.0.0.1:8000', parent: 'http://127.0.0.1:8000' });
+  const stolen = await bg.connect(bg.panelPort(token, { frameId: 7 }));
+  assert.equal(refusal(stolen), 'token_used', 'a page that kept the token gains nothing from the restart');
+  const back = await bg.connect(bg.panelPort(token, { resume }));
+  assert.equal(refusal(back), undefined);
+  assert.equal(back.sent[0].type, 'paired');
+  // Once the frame and its panel are gone, the token is forgotten.
+  cs.onDisconnect.fire();
+  back.onDisconnect.fire();
+  await waitFor(() => !session['quiver.paired.v1']?.[token]);
+});
+
+test('pairing: Firefox names the panel frame; a panel from another frame is refused', async () => {
+  const bg = load();
+  const token = webcrypto.randomUUID();
+  const cs = fakePort(`quiver-cs:${token}`, { id: 'ext', tab: { id: 4 }, frameId: 3, url: 'http://localhost:1/a', origin: 'http://localhost:1' });
+  bg.api.runtime.onConnect.fire(cs);
+  cs.onMessage.fire({ type: 'register', workspace: 'http://127.0.0.1:1', parent: 'http://127.0.0.1:1' });
+  cs.onMessage.fire({ type: 'panel-frame', frameId: 11 });
+  const wrong = bg.panelPort(token, { frameId: 12 });
+  await bg.connect(wrong);
+  assert.equal(refusal(wrong), 'wrong_frame');
+  const right = bg.panelPort(token, { frameId: 11 });
+  await bg.connect(right);
+  assert.equal(refusal(right), undefined);
+});
+
+test('registration: a token stays bound to its frame; bad workspaces are refused', async () => {
+  const bg = load();
+  const token = webcrypto.randomUUID();
+  const sender = { id: 'ext', tab: { id: 4 }, frameId: 3, url: 'http://localhost:1/a', origin: 'http://localhost:1' };
+  const cs = fakePort(`quiver-cs:${token}`, sender);
+  bg.api.runtime.onConnect.fire(cs);
+  cs.onMessage.fire({ type: 'register', workspace: 'http://127.0.0.1:1', parent: 'http://127.0.0.1:1' });
+  await bg.connect(bg.panelPort(token)); // keeps the pair while its content script is away
+  cs.onDisconnect.fire();
+  // The same token from another frame (another document that learned it) is refused.
+  const other = fakePort(`quiver-cs:${token}`, { ...sender, frameId: 9 });
   bg.api.runtime.onConnect.fire(other);
   assert.equal(other.disconnected, true);
+  for (const workspace of ['*', 'http://127.0.0.1:1/path', 'javascript:1', 'null']) {
+    const c = fakePort(`quiver-cs:${webcrypto.randomUUID()}`, sender);
+    bg.api.runtime.onConnect.fire(c);
+    c.onMessage.fire({ type: 'register', workspace, parent: 'http://127.0.0.1:1' });
+    assert.equal(c.disconnected, true, workspace);
+  }
+});
+
+test('focus: the content script\'s request reaches its own panel only, through the background', async () => {
+  const bg = load();
+  const a = await bg.connectFrames();
+  const b = await bg.connectFrames(undefined, { tab: 7 });
+  a.cs.onMessage.fire({ type: 'focus' });
+  assert.equal(a.panel.sent.filter((m) => m.type === 'focus-search').length, 1);
+  assert.equal(b.panel.sent.some((m) => m.type === 'focus-search'), false);
+});
+
+test('meter: one queue per workspace, whatever the assistant frame\'s origin', async () => {
+  const bg = load();
+  await bg.up();
+  const a = await bg.connectFrames(undefined, { workspace: 'https://kf.udesk.cn', frameOrigin: 'https://assist-a.example' });
+  const b = await bg.connectFrames(undefined, { workspace: 'https://kf.udesk.cn', frameOrigin: 'https://assist-b.example' });
+  a.panel.onMessage.fire(sendMsg('ka'));
+  b.panel.onMessage.fire(sendMsg('kb'));
+  const r1 = await bg.nextRequest('send.reserve');
+  bg.reply(r1, { send_id: 1, delay_ms: 0 });
+  const r2 = await bg.nextRequest('send.reserve');
+  bg.reply(r2, { send_id: 2, delay_ms: 0 });
+  assert.deepEqual([r1.params.workspace, r2.params.workspace], ['https://kf.udesk.cn', 'https://kf.udesk.cn']);
+  assert.equal(bg.eval('JSON.stringify([...queues.keys()])'), '["https://kf.udesk.cn"]');
+  // One after another: no second begin before the first is done.
+  bg.reply(await bg.nextRequest('send.begin'), { go: true });
+  await waitFor(() => a.cs.sent.find((m) => m.type === 'post'));
+  assert.equal(bg.native.sent.filter((m) => m.method === 'send.begin').length, 1);
+});
+
+test('history: only the panel\'s workspace, never all of it', async () => {
+  const bg = load();
+  await bg.up();
+  const { panel } = await bg.connectFrames(undefined, { workspace: 'https://kf.udesk.cn' });
+  panel.onMessage.fire({ type: 'history', req: 'h', limit: 5 });
+  const hist = await bg.nextRequest('history.list');
+  assert.equal(hist.params.workspace, 'https://kf.udesk.cn');
 });
 
 test('palette: the open-palette command reaches the content scripts of that tab only', async () => {
   const bg = load();
   await bg.up();
-  const { cs } = bg.connectFrames();
+  const { cs } = await bg.connectFrames();
   const other = fakePort(`quiver-cs:${webcrypto.randomUUID()}`, {
     id: 'ext', tab: { id: 9, url: 'http://127.0.0.1:8000/x' }, url: 'http://localhost:8000/udesk/assistant.html',
   });
@@ -314,7 +468,7 @@ test('palette: the open-palette command reaches the content scripts of that tab 
 test('palette: context is forwarded to the panel; sends carry conversation/customer and not_before_ms', async () => {
   const bg = load();
   await bg.up();
-  const { cs, panel } = bg.connectFrames();
+  const { cs, panel } = await bg.connectFrames();
   cs.onMessage.fire({ type: 'context', url: 'http://localhost:8000/sobot/assistant.html?cid=C1&uid=U1', selected: [{ name: 'selected', cid: 'C2' }] });
   const ctx = panel.sent.find((m) => m.type === 'context');
   assert.equal(ctx.url, 'http://localhost:8000/sobot/assistant.html?cid=C1&uid=U1');

@@ -2,24 +2,40 @@
  * Quiver background: a Chromium service worker and a Firefox event page (classic script).
  *
  * - Keeps ONE native-messaging port to `quiver native-host` open, reconnecting with backoff.
- * - Pairs each assistant frame's content script with the panel it injected (by token).
+ * - Pairs each assistant frame's content script with the panel it injected (by token, registered
+ *   by the content script first; see PAIRING below).
  * - Runs the send pipeline: send.reserve -> wait -> send.begin -> content script posts -> send.done,
  *   strictly first in, first out per workspace, surviving native-port drops and background restarts.
  *
  * Ports (runtime.connect):
  *   "quiver-cs:<token>"    from a content script in an assistant frame
- *     cs -> bg  {type:"posted", send_id, ok, error?}
+ *     cs -> bg  {type:"register", workspace, parent}      first, on every (re)connect: the origins
+ *                                                       of the top frame (the workspace: keys the
+ *                                                       queue and meter, filters history) and of the
+ *                                                       parent, as the content script established them
+ *               {type:"panel-frame", frameId}           Firefox: the frame id of its panel iframe
+ *               {type:"posted", send_id, ok, error?}
  *               {type:"context", url, selected: [...]}  the frame URL and the Sobot `selected`
  *                                                       messages so far (forwarded to the panel)
+ *               {type:"focus"}                          the agent pressed Alt+Shift+Q or the launcher:
+ *                                                       forwarded to the panel as {type:"focus-search"}
  *     bg -> cs  {type:"post", send_id, wire, post_as}
  *               {type:"open"}                           the `open-palette` command: show + focus
- *   "quiver-panel:<token>" from the panel iframe that content script injected
+ *   "quiver-panel:<token>[:<resume>]" from the panel iframe that content script injected
+ *     PAIRING: accepted only when a connected content script registered <token> (with its
+ *     workspace), the panel is in the same tab (and, in Firefox, in the frame the content script
+ *     named), and the token has not paired a panel before, unless <resume> is the secret the
+ *     background gave that panel ({type:"paired", resume}) and no other panel holds the token.
+ *     Otherwise: {type:"refused", code: "not_registered"|"wrong_frame"|"token_used"|"bad_request",
+ *     message} and the port is closed. A stolen token is thus useless: the real panel paired first.
+ *     Paired tokens and their resume secrets are kept in storage.session, so a background restart
+ *     does not make a used token usable again.
  *     panel -> bg  {type:"status", req}                 -> {type:"reply", req, result: Status}
  *                  {type:"templates", req}              -> {type:"reply", req, result: {templates}}
  *                  {type:"history", req, conversation?, customer?, limit?}
  *                                                       -> {type:"reply", req, result: {rows}}: the
- *                                                          daemon's history.list for this workspace,
- *                                                          filtered by conversation/customer there
+ *                                                          daemon's history.list for this workspace
+ *                                                          only, filtered by conversation/customer
  *                  {type:"hello", req}                  -> the daemon's hello (a bare round trip)
  *                  {type:"usage", req}                  -> {type:"reply", req, result: {usage:
  *                                                          [{id, usage_count, last_used_at}]}}
@@ -28,7 +44,9 @@
  *                                                       -> {type:"reply", req, result: {key}} then
  *                                                          send-state events for `key`
  *                  {type:"cancel", req?, key}           -> {type:"reply", req, result: {key, cancelled}}
- *     bg -> panel  {type:"status", status: Status}      on connect and whenever it changes
+ *     bg -> panel  {type:"paired", resume}                 first, when accepted
+ *                  {type:"status", status: Status}      on connect and whenever it changes
+ *                  {type:"focus-search"}                the agent asked for the search box
  *                  {type:"context", url, selected}     on connect and whenever the frame reports it
  *                  {type:"library-changed"}             the daemon's library.changed event
  *                  {type:"send-state", key, send_id, state, template_id, part_index,
@@ -410,8 +428,10 @@ async function listAllTemplates() {
 // Pairing content scripts with panels
 
 /**
- * token -> {token, cs, panel, tabId, workspace, csLostAt, postWaiters: Map(send_id -> resolve),
- *           csWaiters}
+ * token -> {token, cs, panel, tabId, frameId, frameOrigin, workspace, parent, panelFrameId,
+ *           panelUsed, resume, csLostAt, postWaiters: Map(send_id -> resolve), csWaiters}
+ * tabId/frameId/frameOrigin bind the token to the content script that first connected with it;
+ * workspace/parent are what it registered.
  */
 const pairs = new Map();
 
@@ -423,7 +443,13 @@ function pairFor(token) {
       cs: null,
       panel: null,
       tabId: undefined,
+      frameId: undefined,
+      frameOrigin: undefined,
       workspace: null,
+      parent: null,
+      panelFrameId: null,
+      panelUsed: false,
+      resume: null,
       csLostAt: Date.now(),
       postWaiters: new Map(),
       csWaiters: [],
@@ -437,6 +463,39 @@ function dropPairIfIdle(pair) {
   if (pair.cs || pair.panel) return;
   for (const q of queues.values()) if (q.items.some((i) => i.token === pair.token)) return;
   pairs.delete(pair.token);
+  forgetPairing(pair.token);
+}
+
+// Tokens that have paired a panel, kept in storage.session (not readable by content scripts,
+// cleared with the browser session) so that a background restart does not make a used token
+// usable again: after it, only the panel holding the resume secret pairs. token -> {resume, tabId}
+const PAIRED_KEY = 'quiver.paired.v1';
+const paired = (async () => {
+  try {
+    const got = await api.storage.session?.get(PAIRED_KEY);
+    const map = got?.[PAIRED_KEY];
+    return new Map(map && typeof map === 'object' ? Object.entries(map) : []);
+  } catch (e) {
+    log.warn('storage.session unavailable: pairings are not kept across restarts', e);
+    return new Map();
+  }
+})();
+
+function savePairings(map) {
+  quietly(() => api.storage.session?.set({ [PAIRED_KEY]: Object.fromEntries(map) }));
+}
+
+function rememberPairing(pair) {
+  paired.then((map) => {
+    map.set(pair.token, { resume: pair.resume, tabId: pair.tabId });
+    savePairings(map);
+  });
+}
+
+function forgetPairing(token) {
+  paired.then((map) => {
+    if (map.delete(token)) savePairings(map);
+  });
 }
 
 function originOf(url) {
@@ -448,14 +507,14 @@ function originOf(url) {
   }
 }
 
-/** The workspace a frame belongs to: the tab's top-level origin, else the frame's own origin. */
-function workspaceOf(sender) {
-  return (
-    originOf(sender.tab?.url) ??
-    (sender.origin && sender.origin !== 'null' ? sender.origin : null) ??
-    originOf(sender.url) ??
-    'unknown'
-  );
+/** The origin of the frame a port comes from. */
+function senderOrigin(sender) {
+  return (sender.origin && sender.origin !== 'null' ? sender.origin : null) ?? originOf(sender.url);
+}
+
+/** True when `v` is an http(s) origin exactly (`scheme://host[:port]`). */
+function isOrigin(v) {
+  return typeof v === 'string' && /^https?:\/\//.test(v) && originOf(v) === v;
 }
 
 function sendToPanel(pair, msg) {
@@ -467,10 +526,6 @@ function sendToPanel(pair, msg) {
   }
 }
 
-function sameTab(a, b) {
-  return a === undefined || b === undefined || a === b;
-}
-
 function onConnect(port) {
   const name = port.name ?? '';
   const sender = port.sender ?? {};
@@ -478,16 +533,14 @@ function onConnect(port) {
     port.disconnect();
     return;
   }
-  const sep = name.indexOf(':');
-  const kind = name.slice(0, sep);
-  const token = name.slice(sep + 1);
-  if (sep < 0 || !TOKEN_RE.test(token)) {
+  const [kind, token = '', resume = null, ...extra] = name.split(':');
+  if (!TOKEN_RE.test(token) || extra.length || (resume !== null && (kind !== 'quiver-panel' || !TOKEN_RE.test(resume)))) {
     log.warn('refusing port', name);
     port.disconnect();
     return;
   }
   if (kind === 'quiver-cs') connectContentScript(port, token, sender);
-  else if (kind === 'quiver-panel') connectPanel(port, token, sender);
+  else if (kind === 'quiver-panel') connectPanel(port, token, resume, sender).catch((e) => log.warn('panel port', e));
   else if (kind === 'quiver-page') connectPage(port, sender);
   else {
     log.warn('refusing port', name);
@@ -552,31 +605,20 @@ function onPageMessage(port, msg) {
 function connectContentScript(port, token, sender) {
   const pair = pairFor(token);
   const tabId = sender.tab?.id;
-  if (pair.cs || (pair.panel && !sameTab(pair.tabId, tabId))) {
-    log.warn('refusing a second content script or one from another tab for a token');
+  const frameId = sender.frameId;
+  const frameOrigin = senderOrigin(sender);
+  // The token stays bound to the frame that first connected with it.
+  const bound = pair.tabId !== undefined;
+  if (pair.cs || (bound && (pair.tabId !== tabId || pair.frameId !== frameId || pair.frameOrigin !== frameOrigin))) {
+    log.warn('refusing a second content script, or one from another frame, for a token');
     port.disconnect();
     return;
   }
   pair.cs = port;
-  pair.tabId = tabId ?? pair.tabId;
-  pair.workspace = workspaceOf(sender);
-  port.onMessage.addListener((msg) => {
-    if (msg?.type === 'context') {
-      pair.context = {
-        url: typeof msg.url === 'string' ? msg.url : '',
-        selected: Array.isArray(msg.selected) ? msg.selected.slice(-20) : [],
-      };
-      sendToPanel(pair, { type: 'context', ...pair.context });
-      return;
-    }
-    if (msg?.type === 'posted') {
-      const resolve = pair.postWaiters.get(msg.send_id);
-      if (resolve) {
-        pair.postWaiters.delete(msg.send_id);
-        resolve({ ok: msg.ok === true, error: msg.ok === true ? null : String(msg.error ?? 'post failed') });
-      }
-    }
-  });
+  pair.tabId = tabId;
+  pair.frameId = frameId;
+  pair.frameOrigin = frameOrigin;
+  port.onMessage.addListener((msg) => onContentScriptMessage(pair, port, msg));
   port.onDisconnect.addListener(() => {
     if (pair.cs !== port) return;
     pair.cs = null;
@@ -591,22 +633,98 @@ function connectContentScript(port, token, sender) {
   for (const q of queues.values()) notify(q);
 }
 
-function connectPanel(port, token, sender) {
-  const pair = pairFor(token);
-  const tabId = sender.tab?.id;
-  const panelUrl = api.runtime.getURL('panel.html');
-  if (sender.url && !sender.url.startsWith(panelUrl)) {
-    log.warn('refusing a panel port from', sender.url);
-    port.disconnect();
-    return;
+function onContentScriptMessage(pair, port, msg) {
+  if (pair.cs !== port) return;
+  switch (msg?.type) {
+    case 'register':
+      // The workspace a token serves never changes (its sends are queued under it).
+      if (!isOrigin(msg.workspace) || !isOrigin(msg.parent)
+          || (pair.workspace !== null && (pair.workspace !== msg.workspace || pair.parent !== msg.parent))) {
+        log.warn('refusing a registration', msg.workspace, msg.parent);
+        port.disconnect();
+        pair.cs = null;
+        dropPairIfIdle(pair);
+        return;
+      }
+      pair.workspace = msg.workspace;
+      pair.parent = msg.parent;
+      break;
+    case 'panel-frame':
+      if (pair.panelFrameId === null && Number.isInteger(msg.frameId) && msg.frameId > 0) pair.panelFrameId = msg.frameId;
+      break;
+    case 'context':
+      pair.context = {
+        url: typeof msg.url === 'string' ? msg.url : '',
+        selected: Array.isArray(msg.selected) ? msg.selected.slice(-20) : [],
+      };
+      sendToPanel(pair, { type: 'context', ...pair.context });
+      break;
+    case 'focus':
+      sendToPanel(pair, { type: 'focus-search' });
+      break;
+    case 'posted': {
+      const resolve = pair.postWaiters.get(msg.send_id);
+      if (resolve) {
+        pair.postWaiters.delete(msg.send_id);
+        resolve({ ok: msg.ok === true, error: msg.ok === true ? null : String(msg.error ?? 'post failed') });
+      }
+      break;
+    }
+    default:
+      break;
   }
-  if (pair.panel || !sameTab(pair.tabId, tabId)) {
-    log.warn('refusing a second panel or one from another tab for a token');
-    port.disconnect();
-    return;
+}
+
+/** True when `url` is this extension's panel.html (its static or its dynamic URL). */
+function isPanelUrl(url) {
+  try {
+    const u = new URL(url);
+    const own = new URL(api.runtime.getURL('panel.html'));
+    return u.protocol === own.protocol && u.pathname === own.pathname;
+  } catch {
+    return false;
   }
+}
+
+/**
+ * PAIRING (see the top of this file): accepts the panel for `token`, or refuses it. (The panel
+ * says nothing before it is accepted, so deciding after reading storage.session loses nothing.)
+ */
+async function connectPanel(port, token, resume, sender) {
+  let gone = false;
+  port.onDisconnect.addListener(() => {
+    gone = true;
+  });
+  const known = (await paired).get(token);
+  if (gone) return undefined;
+  const refuse = (code, message) => {
+    log.warn('refusing a panel:', code, message, sender.url);
+    quietly(() => port.postMessage({ type: 'refused', code, message }));
+    quietly(() => port.disconnect());
+  };
+  if (!isPanelUrl(sender.url)) return refuse('bad_request', 'not a panel page');
+  const pair = pairs.get(token);
+  if (!pair || !pair.cs || pair.workspace === null) {
+    return refuse('not_registered', 'no assistant frame registered this panel');
+  }
+  if (sender.tab?.id === undefined || sender.tab.id !== pair.tabId) {
+    return refuse('wrong_frame', 'this panel is not in the tab of its assistant frame');
+  }
+  if (pair.panelFrameId !== null && sender.frameId !== pair.panelFrameId) {
+    return refuse('wrong_frame', 'this panel is not the frame its assistant frame created');
+  }
+  if (!pair.panelUsed && known && known.tabId === pair.tabId) {
+    // Paired before this background restarted.
+    pair.panelUsed = true;
+    pair.resume = known.resume;
+  }
+  if (pair.panel || (pair.panelUsed && (resume === null || resume !== pair.resume))) {
+    return refuse('token_used', 'this assistant frame already has its panel');
+  }
+  pair.panelUsed = true;
+  pair.resume ??= crypto.randomUUID();
   pair.panel = port;
-  pair.tabId = pair.tabId ?? tabId;
+  rememberPairing(pair);
   pair.intake = Promise.resolve();
   port.onMessage.addListener((msg) => onPanelMessage(pair, port, msg));
   port.onDisconnect.addListener(() => {
@@ -614,6 +732,7 @@ function connectPanel(port, token, sender) {
     pair.panel = null;
     dropPairIfIdle(pair);
   });
+  sendToPanel(pair, { type: 'paired', resume: pair.resume });
   sendToPanel(pair, { type: 'status', status: status() });
   if (pair.context) sendToPanel(pair, { type: 'context', ...pair.context });
   ready.then(() => {
@@ -621,6 +740,7 @@ function connectPanel(port, token, sender) {
       for (const item of q.items) if (item.token === token) emitState(item);
     }
   });
+  return undefined;
 }
 
 /** Resolves true once the pair's content script is connected, false when its grace runs out. */
@@ -654,8 +774,12 @@ function onPanelMessage(pair, port, msg) {
       listAllTemplates().then(reply, fail);
       break;
     case 'history': {
-      const params = { limit: Math.min(Math.max(Number(msg.limit) || 20, 1), 200) };
-      if (pair.workspace) params.workspace = pair.workspace;
+      // Only this workspace's history, never the whole of it.
+      if (!pair.workspace) {
+        fail(new ProtocolError('no_assistant_frame', 'this panel has no workspace'));
+        break;
+      }
+      const params = { limit: Math.min(Math.max(Number(msg.limit) || 20, 1), 200), workspace: pair.workspace };
       for (const k of ['conversation', 'customer']) if (typeof msg[k] === 'string' && msg[k]) params[k] = msg[k];
       request('history.list', params).then((r) => reply({ rows: r?.rows ?? [] }), fail);
       break;
@@ -799,7 +923,7 @@ function kick(q) {
 
 async function acceptSend(pair, msg) {
   await ready;
-  if (!(await waitForCs(pair))) {
+  if (!(await waitForCs(pair)) || !pair.workspace) {
     throw new ProtocolError('no_assistant_frame', 'the assistant frame of this panel is not connected');
   }
   const item = {
@@ -1160,7 +1284,11 @@ async function syncUserSitesNow() {
   if (!api.scripting?.registerContentScripts || !api.permissions?.contains) return;
   const got = await api.storage.local.get('siteRules');
   const rules = Array.isArray(got?.siteRules) ? got.siteRules : [];
-  const wanted = [...new Set(rules.filter((r) => r && r.enabled !== false).map((r) => originPatternOf(r.pattern)).filter(Boolean))];
+  // The assistant pages' origins, and the workspaces' (where granted: there the script only
+  // answers the origin handshake of browsers without location.ancestorOrigins, see content.js).
+  const enabled = rules.filter((r) => r && r.enabled !== false);
+  const patterns = enabled.flatMap((r) => [r.pattern, ...(Array.isArray(r.workspaces) ? r.workspaces : [])]);
+  const wanted = [...new Set(patterns.map(originPatternOf).filter(Boolean))];
   const granted = [];
   for (const origin of wanted) {
     try {
@@ -1175,7 +1303,7 @@ async function syncUserSitesNow() {
   await api.scripting.registerContentScripts([{
     id: USER_SCRIPT_ID,
     matches: granted,
-    js: ['content.js'],
+    js: ['build-config.js', 'content.js'],
     allFrames: true,
     runAt: 'document_idle',
     persistAcrossSessions: true,

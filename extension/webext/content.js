@@ -12,13 +12,37 @@
  *
  * SITE RULES (storage.local key `siteRules`, edited by the options page):
  *   [{pattern: "https://crm.example.com/quiver/*", platform: "udesk"|"sobot"|"wechat-dkf",
- *     enabled: true, channel?: "web"|"sdk"|"miniprogram"|"wechat"|"other"}]
+ *     workspaces: ["https://*.udesk.cn"], enabled: true,
+ *     channel?: "web"|"sdk"|"miniprogram"|"wechat"|"other"}]
  *   `pattern` is matched against the frame's URL: `scheme://host/path`, where scheme may be `*`
  *   (http or https), host may start with `*.` (any subdomain) or be `*`, and `*` in the path is any
  *   run of characters (query included). A pattern without a port matches every port. User rules
- *   are tried first, in order, then DEFAULT_RULES. Only frames that are not the top frame are
- *   assistant frames (the assistant posts to window.parent). `channel` is the conversation channel
- *   when the site serves only one (Udesk does not tell the assistant); unknown otherwise.
+ *   are tried first, in order, then the development build's demo rules (build-config.js; none in
+ *   production). Only frames that are not the top frame are assistant frames (the assistant posts
+ *   to window.parent). `channel` is the conversation channel when the site serves only one (Udesk
+ *   does not tell the assistant); unknown otherwise.
+ *   `workspaces` names the origins of the workspace consoles that may embed the assistant page
+ *   (`scheme://host[:port]`, scheme may be `*`, host may start with `*.`, no port = any port; a
+ *   bare `*` host is refused). The frame serves only if EVERY ancestor (parent up to top) has one of
+ *   them: `location.ancestorOrigins` where the browser has it, else a handshake with each ancestor
+ *   (below). A rule without `workspaces` serves no frame. Payloads are posted to the parent's exact
+ *   origin as the targetOrigin, never `*`, so a page that navigates the parent away, or a hostile
+ *   page framing the assistant page, receives nothing. The workspace (the top frame's origin)
+ *   is reported to the background: it keys the send queue and meter and filters the history.
+ *   A frame that matches a rule but not its workspaces gets `data-quiver-refused="workspace"` on
+ *   its <html> (a test hook; the assistant page could tell anyway that nothing attached).
+ *
+ * ORIGIN HANDSHAKE (only where `location.ancestorOrigins` is missing): the frame posts
+ *   {quiver: "origin?", nonce} to each ancestor window; the Quiver content script there (or anyone
+ *   there: it does not matter) answers {quiver: "origin!", nonce}. The origin taken is the
+ *   browser-stamped `event.origin` of an answer whose `event.source` is that ancestor window, so an
+ *   answer cannot claim another origin. No answer (no Quiver there) means no panel.
+ *
+ * PANEL PAIRING: the frame registers its token with the background ({type:"register", workspace,
+ *   parent}) before it creates the panel iframe; the background accepts one panel for that token,
+ *   in the same tab, once (see background.js). The panel's URL carries the token, which is useless
+ *   to anyone else once the panel has paired. The shadow root holding the panel is closed, except
+ *   in the development build (build-config.js `openShadowRoot`, for the e2e suite's hooks).
  *
  * CONTEXT sent to the panel (through the background): the frame URL and, on Sobot, every
  * `{name: "selected", ...}` message the workbench (window.parent) posts when the agent switches
@@ -37,7 +61,9 @@
  *
  * KEYS: Alt+Shift+Q in the assistant frame opens the palette and focuses its search (the
  * `commands` shortcut of the manifest does the same through the background when the frame does
- * not have focus; browser commands are not delivered into iframes reliably).
+ * not have focus; browser commands are not delivered into iframes reliably). Only trusted events
+ * count (a key or click the page's scripts synthesize is ignored), and the focus request goes to
+ * the panel through the background, never by postMessage (the page could post that too).
  */
 (() => {
   'use strict';
@@ -45,15 +71,15 @@
   const api = globalThis.browser ?? globalThis.chrome;
 
   /**
-   * Built-in rules. The demo workspaces (tests/e2e/pages, `cargo xtask run`) are on localhost.
-   * Real-world consoles embed an assistant page the integrator hosts on their own domain, so
-   * there is no real-world URL to know in advance: those are added as user rules. (Udesk's and
-   * Sobot's own consoles are the parents, not the assistant frames, and are not matched.)
+   * The build's settings (build-config.js, loaded before this script in the same isolated world):
+   * production has no built-in rules and a closed shadow root; the development build
+   * (`cargo xtask build-extension --dev`) adds the demo workspaces' rules (tests/e2e/pages,
+   * `cargo xtask run`) and opens the shadow root for the e2e suite. Real-world consoles embed an
+   * assistant page the integrator hosts on their own domain, so there is no real-world URL to know
+   * in advance: those are added as user rules.
    */
-  const DEFAULT_RULES = [
-    { pattern: 'http://localhost/udesk/assistant*', platform: 'udesk', enabled: true },
-    { pattern: 'http://localhost/sobot/assistant*', platform: 'sobot', enabled: true },
-  ];
+  const BUILD = globalThis.QUIVER_BUILD ?? {};
+  const DEFAULT_RULES = Array.isArray(BUILD.rules) ? BUILD.rules : [];
   const PLATFORMS = new Set(['udesk', 'sobot', 'wechat-dkf']);
   const OPEN_KEY = { key: 'q', altKey: true, shiftKey: true };
 
@@ -81,6 +107,36 @@
       }
     }
     return new RegExp(`^${globToRe(pathGlob)}$`).test(url.pathname + url.search);
+  }
+
+  /**
+   * True when `origin` (`scheme://host[:port]`) matches the origin pattern `pattern`
+   * (`scheme://host[:port]`, scheme may be `*`, host may start with `*.`; no port = any port).
+   */
+  function originMatches(pattern, origin) {
+    const m = /^(\*|https?):\/\/([^/:]+)(?::(\d+))?\/?$/.exec(String(pattern ?? '').trim());
+    if (!m || m[2] === '*') return false;
+    let url;
+    try {
+      url = new URL(origin);
+    } catch {
+      return false;
+    }
+    if (url.origin !== origin || (url.protocol !== 'http:' && url.protocol !== 'https:')) return false;
+    const [, scheme, host, port] = m;
+    if (scheme !== '*' && `${scheme}:` !== url.protocol) return false;
+    if (port !== undefined && port !== (url.port || (url.protocol === 'https:' ? '443' : '80'))) return false;
+    const h = url.hostname.toLowerCase();
+    const ph = host.toLowerCase();
+    if (ph.startsWith('*.')) return h === ph.slice(2) || h.endsWith(ph.slice(1));
+    return h === ph;
+  }
+
+  /** True when every ancestor origin (parent first, top last) is one of the rule's workspaces. */
+  function servesAncestors(rule, ancestors) {
+    const allowed = Array.isArray(rule?.workspaces) ? rule.workspaces : [];
+    return Array.isArray(ancestors) && ancestors.length > 0
+      && ancestors.every((o) => allowed.some((p) => originMatches(p, o)));
   }
 
   /** The first enabled rule matching this frame, or null. */
@@ -111,28 +167,93 @@
   }
 
   const isTop = window.top === window;
-  if (isTop) return;
   // One instance per document, even if the script is injected twice (static + registered).
   if (globalThis.__quiverContentScript) return;
   globalThis.__quiverContentScript = true;
+  const HAS_ANCESTOR_ORIGINS = typeof location.ancestorOrigins?.length === 'number';
 
-  loadRules().then((rules) => {
+  // Where ancestorOrigins is missing, answer the origin handshake of the frames below (any frame
+  // may ask: the answer carries only its nonce, and its origin is stamped by the browser).
+  if (!HAS_ANCESTOR_ORIGINS) {
+    window.addEventListener('message', (e) => {
+      const d = e.data;
+      if (!e.source || !d || typeof d !== 'object' || d.quiver !== 'origin?' || typeof d.nonce !== 'string') return;
+      try {
+        e.source.postMessage({ quiver: 'origin!', nonce: d.nonce }, '*');
+      } catch {
+        // the asking frame went away
+      }
+    });
+  }
+  if (isTop) return;
+
+  /** The ancestors' windows, parent first, top last. */
+  function ancestorWindows() {
+    const out = [];
+    for (let w = window.parent; ; w = w.parent) {
+      out.push(w);
+      if (w === window.top || out.length > 64) return out;
+    }
+  }
+
+  /** Asks `win` for its origin (ORIGIN HANDSHAKE above); resolves to it, or null. */
+  function handshake(win, timeoutMs = 3_000) {
+    return new Promise((resolve) => {
+      const nonce = crypto.randomUUID();
+      const done = (v) => {
+        clearTimeout(timer);
+        window.removeEventListener('message', onReply);
+        resolve(v);
+      };
+      const onReply = (e) => {
+        if (e.source !== win || e.data?.quiver !== 'origin!' || e.data?.nonce !== nonce) return;
+        done(e.origin && e.origin !== 'null' ? e.origin : null);
+      };
+      const timer = setTimeout(() => done(null), timeoutMs);
+      window.addEventListener('message', onReply);
+      try {
+        win.postMessage({ quiver: 'origin?', nonce }, '*');
+      } catch {
+        done(null);
+      }
+    });
+  }
+
+  /** The ancestors' origins, parent first, top last; null where one cannot be established. */
+  async function ancestorOrigins() {
+    if (HAS_ANCESTOR_ORIGINS) {
+      const list = [...location.ancestorOrigins];
+      if (list.length && list.every((o) => o && o !== 'null')) return list;
+      return null;
+    }
+    const origins = await Promise.all(ancestorWindows().map((w) => handshake(w)));
+    return origins.every(Boolean) ? origins : null;
+  }
+
+  loadRules().then(async (rules) => {
     const rule = ruleForFrame(rules, location, isTop);
-    if (rule) start(rule);
+    if (!rule) return;
+    const ancestors = await ancestorOrigins();
+    if (!servesAncestors(rule, ancestors)) {
+      document.documentElement.setAttribute('data-quiver-refused', 'workspace');
+      return;
+    }
+    start(rule, { parent: ancestors[0], workspace: ancestors[ancestors.length - 1] });
   });
 
-  function start(rule) {
+  function start(rule, where) {
     const platform = rule.platform;
     document.documentElement.setAttribute('data-quiver-frame', platform);
 
     const token = crypto.randomUUID();
     const PANEL_SIZE = { width: 380, height: 520 };
+    // With use_dynamic_url (Chromium) this is the session's dynamic URL, which pages cannot guess.
     const panelUrl = api.runtime.getURL('panel.html');
-    const panelOrigin = new URL(panelUrl).origin;
 
     // -------------------------------------------------------------------------------------------
-    // UI: <div data-testid="quiver-root"> with an open shadow root. Styles are set through the
-    // CSSOM (element.style), which no page CSP blocks, with !important so page CSS cannot move it.
+    // UI: <div data-testid="quiver-root"> with a closed shadow root (open in the development build).
+    // Styles are set through the CSSOM (element.style), which no page CSP blocks, with !important
+    // so page CSS cannot move it.
 
     function css(el, props) {
       for (const [name, value] of Object.entries(props)) el.style.setProperty(name, value, 'important');
@@ -157,7 +278,7 @@
       height: 'auto',
       'pointer-events': 'none', // only the children take clicks: the page stays usable around them
     });
-    const shadow = root.attachShadow({ mode: 'open' });
+    const shadow = root.attachShadow({ mode: BUILD.openShadowRoot === true ? 'open' : 'closed' });
 
     const frame = document.createElement('iframe');
     frame.setAttribute('data-testid', 'quiver-panel-frame');
@@ -210,29 +331,26 @@
       launcher.setAttribute('aria-expanded', String(open));
       root.setAttribute('data-open', String(open));
     }
-    /** Shows the palette and puts the caret in its search box. */
+    /**
+     * Shows the palette and puts the caret in its search box: the request goes through the
+     * background's port to this frame's panel (a postMessage could come from the page as well).
+     */
     function openAndFocus() {
       setOpen(true);
       frame.focus();
-      // Only a focus request: whoever else posts it to the panel gains nothing.
-      try {
-        frame.contentWindow?.postMessage({ quiver: 'focus-search' }, panelOrigin);
-      } catch {
-        // not loaded yet: the panel focuses its search when it loads
-      }
+      sendToBackground({ type: 'focus' });
     }
-    launcher.addEventListener('click', () => {
+    launcher.addEventListener('click', (e) => {
+      if (!e.isTrusted) return; // a click the page synthesized
       if (open) setOpen(false);
       else openAndFocus();
     });
     setOpen(true);
 
-    shadow.append(frame, launcher);
-    (document.body ?? document.documentElement).append(root);
-
     window.addEventListener(
       'keydown',
       (e) => {
+        if (!e.isTrusted) return; // a key event the page synthesized
         if (e.altKey === OPEN_KEY.altKey && e.shiftKey === OPEN_KEY.shiftKey && !e.ctrlKey && !e.metaKey
             && (e.key?.toLowerCase() === OPEN_KEY.key || e.code === 'KeyQ')) {
           e.preventDefault();
@@ -253,7 +371,7 @@
     }
     if (platform === 'sobot') {
       window.addEventListener('message', (e) => {
-        if (e.source !== window.parent) return;
+        if (e.source !== window.parent || e.origin !== where.parent) return;
         let data = e.data;
         if (typeof data === 'string') {
           if (data.length > 65_536) return;
@@ -283,6 +401,7 @@
     let port = null;
     let retry = 100;
     let stopped = false;
+    let panelFrameId = null; // Firefox: the panel iframe's frame id, once it is in the document
 
     function sendToBackground(msg) {
       try {
@@ -309,6 +428,9 @@
         return;
       }
       port = p;
+      // First message: this frame's workspace, as established above (keys the queue and meter).
+      sendToBackground({ type: 'register', workspace: where.workspace, parent: where.parent });
+      if (panelFrameId !== null) sendToBackground({ type: 'panel-frame', frameId: panelFrameId });
       p.onMessage.addListener((msg) => {
         retry = 100;
         onMessage(p, msg);
@@ -334,7 +456,8 @@
           throw new Error(`this frame delivers by postMessage only, not as ${msg.post_as}`);
         }
         const data = msg.post_as === 'string' ? String(msg.wire) : JSON.parse(msg.wire);
-        window.parent.postMessage(data, '*');
+        // To the parent's exact origin: if the parent is no longer the workspace, nothing arrives.
+        window.parent.postMessage(data, where.parent);
         reply = { type: 'posted', send_id: msg.send_id, ok: true };
       } catch (e) {
         reply = { type: 'posted', send_id: msg.send_id, ok: false, error: String(e?.message ?? e) };
@@ -348,6 +471,20 @@
 
     // A page restored from the back/forward cache had its port closed: connect again.
     window.addEventListener('pageshow', () => connect());
+    // Register the token first, then create the panel that will present it.
     connect();
+    if (stopped) return;
+    shadow.append(frame, launcher);
+    (document.body ?? document.documentElement).append(root);
+    // Firefox can name the panel's frame: the background then accepts the panel from that frame only.
+    try {
+      const frameId = api.runtime.getFrameId?.(frame);
+      if (Number.isInteger(frameId) && frameId > 0) {
+        panelFrameId = frameId;
+        sendToBackground({ type: 'panel-frame', frameId });
+      }
+    } catch {
+      // not available (Chromium)
+    }
   }
 })();

@@ -908,6 +908,27 @@ function originOf(pattern) {
   return m ? `${m[1]}://${m[2]}/*` : null;
 }
 
+/**
+ * The host permissions a rule needs: its assistant page's origin and, in a browser without
+ * `location.ancestorOrigins` (Firefox before it shipped it), its workspaces' origins too: there the
+ * content script must run in the workspace frames to answer the origin handshake (content.js).
+ */
+const NEEDS_WORKSPACE_ACCESS = typeof location.ancestorOrigins?.length !== 'number';
+function originsFor(pattern, workspaces) {
+  const assistant = originOf(pattern);
+  if (!assistant) return null;
+  const extra = NEEDS_WORKSPACE_ACCESS && Array.isArray(workspaces) ? workspaces.map((w) => originOf(`${w.replace(/:\d+$/, '')}/`)).filter(Boolean) : [];
+  return [...new Set([assistant, ...extra])];
+}
+
+/** Workspace origin patterns (`scheme://host[:port]`, scheme may be `*`, host may start with `*.`). */
+const WORKSPACE_RE = /^(https?|\*):\/\/(?:\*\.)?[a-z0-9.-]+(?::\d+)?$/i;
+/** The workspace origins typed in (space or comma separated), or null if one is not an origin. */
+function parseWorkspaces(text) {
+  const list = text.split(/[\s,]+/).filter(Boolean).map((w) => w.replace(/\/$/, ''));
+  return list.length && list.every((w) => WORKSPACE_RE.test(w)) ? [...new Set(list)] : null;
+}
+
 function siteMessage(kind, text) {
   const el = $('#site-message');
   el.hidden = false;
@@ -924,17 +945,19 @@ function addSiteRule(e) {
   const channel = form.elements.channel.value;
   const origin = originOf(pattern);
   if (!origin) { siteMessage('error', t('sites_bad_pattern')); form.elements.pattern.focus(); return; }
+  const workspaces = parseWorkspaces(form.elements.workspaces.value);
+  if (!workspaces) { siteMessage('error', t('sites_bad_workspaces')); form.elements.workspaces.focus(); return; }
   // permissions.request must run in the user gesture itself: no await before it. The rule is
   // saved right away; the access column follows the browser's answer (a prompt may stay open).
   let asked;
   try {
-    asked = Promise.resolve(api.permissions.request({ origins: [origin] }));
+    asked = Promise.resolve(api.permissions.request({ origins: originsFor(pattern, workspaces) }));
   } catch (err) {
     asked = Promise.reject(err);
   }
   (async () => {
     const rules = await getRules();
-    if (!rules.some((r) => r.pattern === pattern)) rules.push({ pattern, platform, enabled: true, ...(channel ? { channel } : {}) });
+    if (!rules.some((r) => r.pattern === pattern)) rules.push({ pattern, platform, workspaces, enabled: true, ...(channel ? { channel } : {}) });
     await setRules(rules);
     form.reset();
     siteMessage('ok', t('sites_added'));
@@ -949,9 +972,9 @@ function addSiteRule(e) {
 async function renderSiteRules() {
   const rules = await getRules();
   const rows = await Promise.all(rules.map(async (rule) => {
-    const origin = originOf(rule.pattern);
+    const origins = originsFor(rule.pattern, rule.workspaces);
     let access = false;
-    try { access = origin ? await api.permissions.contains({ origins: [origin] }) : false; } catch { /* invalid */ }
+    try { access = origins ? await api.permissions.contains({ origins }) : false; } catch { /* invalid */ }
     const enabled = h('input', { type: 'checkbox', checked: rule.enabled !== false, dataset: { testid: 'quiver-site-enabled' }, 'aria-label': t('sites_enabled_for', rule.pattern),
       onchange: async (e) => { const all = await getRules(); const r = all.find((x) => x.pattern === rule.pattern); if (r) { r.enabled = e.target.checked; await setRules(all); } } });
     const platform = h('select', { 'aria-label': t('sites_platform_for', rule.pattern),
@@ -959,10 +982,13 @@ async function renderSiteRules() {
     SITE_PLATFORMS.map((p) => h('option', { value: p }, platformName(p))));
     platform.value = rule.platform;
     return h('tr', { dataset: { testid: 'quiver-site-rule', pattern: rule.pattern, platform: rule.platform, enabled: String(rule.enabled !== false), access: String(access) } },
-      h('td', {}, h('code', {}, rule.pattern)), h('td', {}, platform),
+      h('td', {}, h('code', {}, rule.pattern)),
+      h('td', { dataset: { testid: 'quiver-site-rule-workspaces' } }, Array.isArray(rule.workspaces) && rule.workspaces.length
+        ? h('code', {}, rule.workspaces.join(' ')) : t('sites_no_workspaces')),
+      h('td', {}, platform),
       h('td', {}, rule.channel ? t(`channel_${rule.channel}`) : t('channel_detect')), h('td', {}, enabled),
       h('td', {}, access ? t('sites_access_yes') : h('button', { type: 'button', onclick: () => {
-        api.permissions.request({ origins: [origin] }).then(() => renderSiteRules(), (err) => siteMessage('warn', t('sites_permission_error', err.message)));
+        api.permissions.request({ origins }).then(() => renderSiteRules(), (err) => siteMessage('warn', t('sites_permission_error', err.message)));
       } }, t('sites_grant'))),
       h('td', {}, h('button', { type: 'button', 'aria-label': t('sites_remove_for', rule.pattern), dataset: { testid: 'quiver-site-remove' }, onclick: async () => {
         const all = (await getRules()).filter((r) => r.pattern !== rule.pattern);
@@ -972,7 +998,7 @@ async function renderSiteRules() {
       } }, t('remove'))));
   }));
   $('#site-rows').replaceChildren(...rows);
-  if (!rows.length) $('#site-rows').append(h('tr', {}, h('td', { colspan: 6, class: 'muted' }, t('sites_none'))));
+  if (!rows.length) $('#site-rows').append(h('tr', {}, h('td', { colspan: 7, class: 'muted' }, t('sites_none'))));
 }
 
 // ---------------------------------------------------------------------------------------------

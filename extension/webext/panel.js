@@ -5,7 +5,10 @@
  * background owns the send queue.
  *
  * URL: panel.html#<token>&platform=<platform>[&channel=<channel>] (set by the content script).
- * Port to the background: "quiver-panel:<token>" (protocol in background.js).
+ * Port to the background: "quiver-panel:<token>", then "quiver-panel:<token>:<resume>" when it
+ * reconnects (protocol and PAIRING in background.js): the background accepts it only for a token
+ * its content script registered, once; `data-pairing` on the palette is "paired" or "refused".
+ * It obeys focus requests from the background's port only (never from postMessage).
  *
  * Conversation context: the background forwards what the content script reports (`context`:
  * the assistant frame's URL and, on Sobot, the workbench's `selected` messages). On Sobot the
@@ -117,6 +120,8 @@ const state = {
 // Background port
 
 let port = null;
+let resume = null; // the secret the background gave this panel when it paired
+let refused = false; // refused for good: never reconnect
 let nextReq = 1;
 const pending = new Map(); // req -> {resolve, reject, timer}
 let retry = 100;
@@ -129,9 +134,9 @@ class PanelError extends Error {
 }
 
 function connect() {
-  if (port) return;
+  if (port || refused) return;
   if (!api.runtime?.id) return; // the extension is gone
-  const p = api.runtime.connect({ name: `quiver-panel:${token}` });
+  const p = api.runtime.connect({ name: resume ? `quiver-panel:${token}:${resume}` : `quiver-panel:${token}` });
   port = p;
   p.onMessage.addListener((msg) => {
     retry = 100;
@@ -145,11 +150,12 @@ function connect() {
       w.reject(new PanelError('background_restarted', 'the extension background restarted; try again'));
       pending.delete(req);
     }
-    setStatus({ state: 'down', host: 'disconnected', reason: 'reconnecting to the extension', daemon: null });
+    setStatus({ state: 'down', host: 'disconnected', reason: refused ? 'refused by the extension' : 'reconnecting to the extension', daemon: null });
+    if (refused) return;
     setTimeout(connect, retry);
     retry = Math.min(retry * 2, 5_000);
   });
-  call('status').then(setStatus, (e) => showNotice(e));
+  // The background sends `paired` and the status first once it accepts this panel.
 }
 
 function call(type, fields = {}) {
@@ -182,6 +188,20 @@ function onMessage(msg) {
       else w.resolve(msg.result);
       break;
     }
+    case 'paired':
+      resume = typeof msg.resume === 'string' ? msg.resume : null;
+      ui.palette.dataset.pairing = 'paired';
+      break;
+    case 'refused':
+      // Not this frame's panel (a stolen or unknown token): stays empty. An unregistered token
+      // may be a content script still reconnecting after a background restart: keep trying.
+      ui.palette.dataset.pairing = 'refused';
+      ui.palette.dataset.refusedCode = String(msg.code ?? '');
+      if (msg.code !== 'not_registered') refused = true;
+      break;
+    case 'focus-search':
+      focusSearch();
+      break;
     case 'status':
       setStatus(msg.status);
       break;
@@ -205,11 +225,6 @@ function onMessage(msg) {
   }
 }
 
-// The content script asks for focus after the shortcut (only focus: anyone may ask for it).
-window.addEventListener('message', (e) => {
-  if (e.data?.quiver === 'focus-search') focusSearch();
-});
-
 function focusSearch() {
   ui.search.focus();
   ui.search.select();
@@ -218,6 +233,7 @@ function focusSearch() {
 
 // Alt+Shift+Q inside the panel focuses the search too.
 document.addEventListener('keydown', (e) => {
+  if (!e.isTrusted) return;
   if (e.altKey && e.shiftKey && !e.ctrlKey && !e.metaKey && (e.code === 'KeyQ' || e.key?.toLowerCase() === 'q')) {
     e.preventDefault();
     focusSearch();

@@ -156,3 +156,123 @@ pub fn build_extension() -> Result {
     );
     Ok(())
 }
+
+/// The development build, `target/extension-dev/`: the production folder `target/extension/`
+/// (built first by [`build_extension`]) plus the overlay in `extension/dev/`:
+/// - `build-config.js` replaces the production one (content.js reads it): the demo site rules
+///   (assistant pages on localhost, workspaces on 127.0.0.1) and an open shadow root, so the e2e
+///   suite reaches the `data-testid` hooks;
+/// - `manifest.json` is merged into the manifest (arrays appended, objects merged): host
+///   permissions and static content scripts for the demo hosts `127.0.0.1` and `localhost`.
+///
+/// Used by `cargo xtask run` and the e2e suite; the production folder never holds the demo hosts.
+pub fn build_dev_extension() -> Result {
+    let root = util::repo_root();
+    let prod = util::target_dir().join("extension");
+    let dev = dev_extension_dir();
+    let overlay = root.join("extension").join("dev");
+    if !prod.join("manifest.json").exists() {
+        return Err(format!(
+            "{} is missing: build the production extension first",
+            prod.display()
+        ));
+    }
+    if dev.exists() {
+        std::fs::remove_dir_all(&dev).map_err(|e| format!("removing {}: {e}", dev.display()))?;
+    }
+    util::copy_dir(&prod, &dev)?;
+    let entries =
+        std::fs::read_dir(&overlay).map_err(|e| format!("reading {}: {e}", overlay.display()))?;
+    for entry in entries {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        let name = path.file_name().unwrap_or_default().to_owned();
+        if name == "manifest.json" {
+            continue;
+        }
+        std::fs::copy(&path, dev.join(&name))
+            .map_err(|e| format!("copying {}: {e}", path.display()))?;
+    }
+    let read_json = |p: &Path| -> Result<serde_json::Value> {
+        let text =
+            std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    let mut manifest = read_json(&dev.join("manifest.json"))?;
+    merge_json(&mut manifest, read_json(&overlay.join("manifest.json"))?);
+    let text = serde_json::to_string_pretty(&manifest).map_err(|e| e.to_string())? + "\n";
+    std::fs::write(dev.join("manifest.json"), text)
+        .map_err(|e| format!("writing {}: {e}", dev.display()))?;
+    eprintln!("development extension ready: {}", dev.display());
+    Ok(())
+}
+
+/// Where [`build_dev_extension`] puts the development build.
+pub fn dev_extension_dir() -> PathBuf {
+    util::target_dir().join("extension-dev")
+}
+
+/// Merges `overlay` into `base`: objects key by key, arrays appended, anything else replaced.
+fn merge_json(base: &mut serde_json::Value, overlay: serde_json::Value) {
+    use serde_json::Value;
+    match (base, overlay) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => merge_json(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (Value::Array(b), Value::Array(o)) => b.extend(o),
+        (slot, v) => *slot = v,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_json;
+    use serde_json::json;
+
+    #[test]
+    fn dev_overlay_appends_arrays_and_merges_objects() {
+        let mut base = json!({"a": [1], "o": {"x": 1}, "s": "p"});
+        merge_json(
+            &mut base,
+            json!({"a": [2], "o": {"y": 2}, "s": "d", "n": [3]}),
+        );
+        assert_eq!(
+            base,
+            json!({"a": [1, 2], "o": {"x": 1, "y": 2}, "s": "d", "n": [3]})
+        );
+    }
+
+    #[test]
+    fn production_manifest_has_no_demo_hosts_and_dev_overlay_adds_them() {
+        let root = crate::util::repo_root();
+        let read = |p: &str| -> serde_json::Value {
+            serde_json::from_str(&std::fs::read_to_string(root.join(p)).unwrap()).unwrap()
+        };
+        let prod = read("extension/webext/manifest.json");
+        let text = prod.to_string();
+        assert!(
+            !text.contains("127.0.0.1") && !text.contains("localhost"),
+            "{text}"
+        );
+        let mut dev = prod.clone();
+        merge_json(&mut dev, read("extension/dev/manifest.json"));
+        assert!(dev["host_permissions"]
+            .to_string()
+            .contains("http://127.0.0.1/*"));
+        assert_eq!(
+            dev["content_scripts"][0]["js"],
+            json!(["build-config.js", "content.js"])
+        );
+        let prod_config =
+            std::fs::read_to_string(root.join("extension/webext/build-config.js")).unwrap();
+        assert!(
+            !prod_config.contains("localhost") && prod_config.contains("openShadowRoot: false")
+        );
+    }
+}

@@ -1,8 +1,9 @@
 //! Quiver's automation. `cargo xtask <command>`:
 //!
 //! - `deps`: install what is missing (Debian as root) or say what to install (elsewhere)
-//! - `build`: the `quiver` binary (target/debug/quiver) and the extension (target/extension/)
-//! - `build-extension`: only the extension
+//! - `build`: the `quiver` binary (target/debug/quiver) and both extension builds (target/extension/, target/extension-dev/)
+//! - `build-extension [--dev]`: only the extension (`--dev`: also the development build
+//!   `target/extension-dev/`, with the demo hosts; `build`, `test` and `run` make both)
 //! - `test`: deps, build, `cargo test --workspace`, `web-ext lint`, e2e in Chromium then Firefox
 //! - `run [--browser chromium|firefox] [--headless]`: deps, build, the demo workspace in a browser
 
@@ -20,8 +21,10 @@ const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   deps                 install what the build and the tests need (Debian as root), or say what to install
-  build                build the quiver binary and the extension (target/extension/)
-  build-extension      build only the extension
+  build                build the quiver binary and the extension (target/extension/, target/extension-dev/)
+  build-extension [--dev]
+                       build only the extension (target/extension/); --dev also the development
+                       build with the demo hosts (target/extension-dev/, used by run and the e2e suite)
   test                 deps, build, cargo test, web-ext lint, e2e suite in Chromium and Firefox
   run [--browser chromium|firefox] [--headless]
                        deps, build, then open the demo Udesk workspace with the extension loaded";
@@ -31,7 +34,13 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("deps") => timed("deps", deps::deps),
         Some("build") => timed("deps", deps::deps).and_then(|()| build()),
-        Some("build-extension") => timed("build-extension", extension::build_extension),
+        Some("build-extension") => match &args[1..] {
+            [] => timed("build-extension", extension::build_extension),
+            [dev] if dev == "--dev" => timed("build-extension --dev", build_extensions),
+            _ => Err(format!(
+                "usage: cargo xtask build-extension [--dev]\n\n{USAGE}"
+            )),
+        },
         Some("test") => return test(),
         Some("run") => run_demo(&args[1..]),
         Some("help" | "-h" | "--help") | None => {
@@ -68,7 +77,13 @@ fn build_daemon() -> Result {
 
 fn build() -> Result {
     timed("build quiver (cargo build -p quiver-daemon)", build_daemon)?;
-    timed("build-extension", extension::build_extension)
+    timed("build-extension --dev", build_extensions)
+}
+
+/// The production extension (target/extension/), then the development one (target/extension-dev/).
+fn build_extensions() -> Result {
+    extension::build_extension()?;
+    extension::build_dev_extension()
 }
 
 fn quiver_bin() -> std::path::PathBuf {
@@ -147,10 +162,7 @@ fn test() -> ExitCode {
 
     let deps_ok = step(&mut steps, "deps", |_| deps::deps());
     let daemon_ok = deps_ok && step(&mut steps, "build quiver", |_| build_daemon());
-    let ext_ok = deps_ok
-        && step(&mut steps, "build extension", |_| {
-            extension::build_extension()
-        });
+    let ext_ok = deps_ok && step(&mut steps, "build extension", |_| build_extensions());
     if !deps_ok {
         skip(&mut steps, "build", "deps failed");
     }
@@ -366,7 +378,11 @@ fn e2e(s: &mut Step, root: &Path, browser: &str) -> Result {
         &files,
         &[
             ("QUIVER_BIN", quiver_bin()),
-            ("QUIVER_EXTENSION_DIR", util::target_dir().join("extension")),
+            ("QUIVER_EXTENSION_DIR", extension::dev_extension_dir()),
+            (
+                "QUIVER_PROD_EXTENSION_DIR",
+                util::target_dir().join("extension"),
+            ),
             ("QUIVER_BROWSER", PathBuf::from(browser)),
         ],
     )
@@ -413,7 +429,7 @@ fn run_demo(args: &[String]) -> Result {
         .args(["--browser", &browser])
         .current_dir(&root)
         .env("QUIVER_BIN", quiver_bin())
-        .env("QUIVER_EXTENSION_DIR", util::target_dir().join("extension"))
+        .env("QUIVER_EXTENSION_DIR", extension::dev_extension_dir())
         .env("QUIVER_SCREENSHOT_DIR", util::target_dir());
     if headless {
         cmd.arg("--headless");

@@ -14,7 +14,7 @@
 //
 // No assertions: numbers only (see the report in the PR / docs).
 import {
-  config, withWorkspace, assistantFrame, pollFrame, waitForReceived, sel, sleep,
+  config, withWorkspace, assistantFrame, clickLauncher, pollFrame, waitForReceived, sel, sleep,
 } from '../lib/harness.mjs';
 
 const browsers = process.argv.slice(2).length ? process.argv.slice(2) : ['chromium', 'firefox'];
@@ -39,10 +39,12 @@ async function bench(browser) {
     const visible = [];
     const focused = [];
     for (let i = 0; i < N; i++) {
+      // Close the palette with a real click (the content script ignores synthetic ones).
+      const isOpen = await assistant.evaluate((S) => getComputedStyle(document.querySelector(S).shadowRoot.querySelector('[data-testid="quiver-panel-frame"]')).display !== 'none', sel.root);
+      if (isOpen) await clickLauncher(assistant);
       await assistant.evaluate((S) => {
         const root = document.querySelector(S);
         const f = root.shadowRoot.querySelector('[data-testid="quiver-panel-frame"]');
-        if (getComputedStyle(f).display !== 'none') root.shadowRoot.querySelector('[data-testid="quiver-launcher"]').click();
         window.__benchShown = new Promise((resolve) => {
           const keydown = new Promise((r) => window.addEventListener('keydown', (e) => r(e.timeStamp), { capture: true, once: true }));
           const mo = new MutationObserver(() => {

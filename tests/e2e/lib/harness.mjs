@@ -73,7 +73,8 @@ export function config() {
     throw new Error(`QUIVER_BROWSER must be one of ${Object.keys(BROWSERS).join(', ')}, got ${browser}`);
   }
   const quiverBin = path.resolve(process.env.QUIVER_BIN || path.join(REPO_ROOT, 'target/debug/quiver'));
-  const extensionDir = path.resolve(process.env.QUIVER_EXTENSION_DIR || path.join(REPO_ROOT, 'target/extension'));
+  // The development build (`cargo xtask build-extension --dev`): demo site rules, open shadow root.
+  const extensionDir = path.resolve(process.env.QUIVER_EXTENSION_DIR || path.join(REPO_ROOT, 'target/extension-dev'));
   for (const [what, p] of [['QUIVER_BIN', quiverBin], ['QUIVER_EXTENSION_DIR', extensionDir], [browser, BROWSERS[browser]]]) {
     if (!fs.existsSync(p)) throw new Error(`${what}: ${p} does not exist (run \`cargo xtask build\` / \`cargo xtask deps\`)`);
   }
@@ -590,5 +591,19 @@ export async function withWorkspace(name, pagePath, fn) {
     });
   } finally {
     await server.close();
+  }
+}
+
+/**
+ * Clicks the launcher in the assistant frame `frame` with real input (CDP / WebDriver BiDi):
+ * the content script ignores synthetic (untrusted) clicks. The development build's open shadow
+ * root lets the test find it.
+ */
+export async function clickLauncher(frame) {
+  const handle = await frame.evaluateHandle((S) => document.querySelector(S).shadowRoot.querySelector('[data-testid="quiver-launcher"]'), sel.root);
+  try {
+    await handle.asElement().click();
+  } finally {
+    await handle.dispose();
   }
 }

@@ -4,6 +4,8 @@
 //   workspace: http://127.0.0.1:<port>/udesk/workspace.html
 //   assistant: http://localhost:<port>/udesk/assistant.html  (same port, other host = other origin)
 // so the assistant iframe is cross-origin to the workspace page, as in a real Udesk console.
+// A third origin, http://127.0.0.2:<port> (`hostileOrigin`), plays a site that is not a workspace
+// (pages/hostile/): no site rule names it and no content script runs there.
 //
 // `localhost` may resolve to ::1 first (Firefox uses the system resolver, Chromium tries both).
 // A refused ::1 connection falls back quickly, but to avoid depending on that we also listen on
@@ -77,7 +79,7 @@ function listen(server, port, host) {
 }
 
 /**
- * Starts the server. Returns { port, workspaceOrigin, assistantOrigin, url(path), close() }.
+ * Starts the server. Returns { port, workspaceOrigin, assistantOrigin, hostileOrigin, url(path), close() }.
  * `url('udesk/workspace.html')` is on the workspace origin.
  */
 export async function startServer({ root = PAGES_DIR } = {}) {
@@ -89,6 +91,9 @@ export async function startServer({ root = PAGES_DIR } = {}) {
   const v4 = http.createServer(handler);
   const port = await listen(v4, 0, '127.0.0.1');
   const servers = [v4];
+  const hostile = http.createServer(handler);
+  await listen(hostile, port, '127.0.0.2');
+  servers.push(hostile);
   const v6 = http.createServer(handler);
   try {
     await listen(v6, port, '::1');
@@ -99,10 +104,12 @@ export async function startServer({ root = PAGES_DIR } = {}) {
   for (const s of servers) s.keepAliveTimeout = 1000;
   const workspaceOrigin = `http://127.0.0.1:${port}`;
   const assistantOrigin = `http://localhost:${port}`;
+  const hostileOrigin = `http://127.0.0.2:${port}`;
   return {
     port,
     workspaceOrigin,
     assistantOrigin,
+    hostileOrigin,
     url: (p) => `${workspaceOrigin}/${p.replace(/^\//, '')}`,
     close: () =>
       Promise.all(

@@ -5,7 +5,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  config, withSession, openWorkspace, findPanelFrame, waitForPanelReady, assistantFrame,
+  config, withSession, clickLauncher, openWorkspace, findPanelFrame, waitForPanelReady, assistantFrame,
   waitForReceived, pollFrame, sel,
 } from '../lib/harness.mjs';
 import { startServer } from '../lib/server.mjs';
@@ -53,7 +53,7 @@ async function sendByKeyboard(page, server, query, expectFirst) {
   const assistant = assistantFrame(page, server);
   assert.ok(assistant, 'the assistant frame');
   // Close the palette with the launcher (it is open by default), then reopen it by keyboard.
-  await assistant.evaluate((S) => document.querySelector(S).shadowRoot.querySelector('[data-testid="quiver-launcher"]').click(), sel.root);
+  await clickLauncher(assistant);
   await assistant.click('h1');
   await page.keyboard.down('Alt');
   await page.keyboard.down('Shift');

@@ -65,13 +65,20 @@ test(`[${browser}] options: site rules are kept in storage.local siteRules`, { t
     await page.waitForSelector('[data-testid="quiver-site-message"][data-kind="error"]');
 
     await setValue(page, '[data-testid="quiver-site-pattern"]', 'https://assistant.example.com/*');
+    // A rule must name the workspace origins it serves; a bare `*` is refused.
+    await setValue(page, '[data-testid="quiver-site-workspaces"]', '*://*');
+    await click(page, '[data-testid="quiver-site-add"]');
+    await page.waitForSelector('[data-testid="quiver-site-message"][data-kind="error"]');
+    await setValue(page, '[data-testid="quiver-site-workspaces"]', 'https://*.udesk.cn https://crm.example.com:8443/');
     await page.select('[data-testid="quiver-site-platform"]', 'sobot');
     await page.select('[data-testid="quiver-site-channel"]', 'web');
     await click(page, '[data-testid="quiver-site-add"]');
     // The browser may show its permission prompt (nobody answers it here): the rule is saved anyway.
     await page.waitForSelector('[data-testid="quiver-site-rule"][data-pattern="https://assistant.example.com/*"]', { timeout: 10_000 });
     const rules = await page.evaluate(async () => (await (globalThis.browser ?? chrome).storage.local.get('siteRules')).siteRules);
-    assert.deepEqual(rules, [{ pattern: 'https://assistant.example.com/*', platform: 'sobot', enabled: true, channel: 'web' }]);
+    assert.deepEqual(rules, [{
+      pattern: 'https://assistant.example.com/*', platform: 'sobot', workspaces: ['https://*.udesk.cn', 'https://crm.example.com:8443'], enabled: true, channel: 'web',
+    }]);
 
     await click(page, '[data-testid="quiver-site-rule"] [data-testid="quiver-site-enabled"]');
     await until(page, 'the rule disabled in storage', async () => (await (globalThis.browser ?? chrome).storage.local.get('siteRules')).siteRules?.[0]?.enabled === false);

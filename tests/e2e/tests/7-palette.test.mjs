@@ -4,7 +4,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  config, withWorkspace, assistantFrame, pollFrame, received, waitForReceived, sel, sleep,
+  config, withWorkspace, assistantFrame, clickLauncher, pollFrame, received, waitForReceived, sel, sleep,
   findPanelFrame, waitForPanelReady,
 } from '../lib/harness.mjs';
 import { MIN_GAP_MS } from '../lib/expected.mjs';
@@ -24,7 +24,7 @@ test(`[${browser}] palette: shortcut, pinyin search, variables form, multi-part 
     }, sel.root);
 
     // 1. Shortcut in the assistant frame: close with the launcher, Alt+Shift+Q opens and focuses.
-    await assistant.evaluate((S) => document.querySelector(S).shadowRoot.querySelector('[data-testid="quiver-launcher"]').click(), sel.root);
+    await clickLauncher(assistant);
     assert.equal(await isOpen(), false, 'the launcher closes the palette');
     await assistant.click('h1');
     await page.keyboard.down('Alt');
