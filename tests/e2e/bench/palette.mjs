@@ -118,7 +118,7 @@ async function bench(browser) {
     if (focused.length) console.log(`shortcut -> search focused in the panel:    ${fmt(stats(focused))}`);
     else console.log('shortcut -> search focused: focus event not seen');
     for (const [n, s] of perSize) {
-      console.log(`SearchIndex build, ${n} templates:  ${s.buildMs.toFixed(1)} ms (+ channel fit ${s.fitMs.toFixed(1)} ms)`);
+      console.log(`SearchIndex build, ${n} templates:  ${s.buildMs.toFixed(1)} ms (+ channel fit ${s.fitMs?.toFixed(1) ?? "n/a"} ms)`);
       console.log(`search per keystroke, ${n} templates: ${fmt(stats(s.times))}`);
     }
     console.log(`hello round trip (panel->bg->host->daemon): ${fmt(stats([...hello, ...hello2]))}`);
