@@ -124,17 +124,12 @@ pub fn channel_fit_json(target_json: &str, templates_json: &str) -> Result<Vec<f
     Ok(list
         .iter()
         .map(|v| {
-            let Some(t) = template_from_value(v) else {
-                return 0.0;
-            };
-            let Some(first) = t.parts.first() else {
-                return 0.0;
-            };
-            match quiver_shared::adapters::choose(&target, first) {
-                Ok((_, false)) => 1.0,
-                Ok((_, true)) => 0.5,
-                Err(_) => 0.0,
-            }
+            fit(
+                &target,
+                template_from_value(v)
+                    .as_ref()
+                    .and_then(|t| t.parts.first()),
+            )
         })
         .collect())
 }
@@ -208,6 +203,32 @@ fn collect_strings(v: &serde_json::Value, out: &mut Vec<String>) {
 pub struct SearchIndex {
     inner: quiver_shared::search::SearchIndex,
     ids: Vec<String>,
+    /// Each template's first part, for [`SearchIndex::channel_fit`].
+    first_parts: Vec<Option<quiver_shared::Part>>,
+}
+
+/// The fields of a `templates.list` row that the index reads; others are skipped unread.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct IndexRow<'a> {
+    id: String,
+    title: String,
+    shortcut: Option<String>,
+    tags: Option<Vec<String>>,
+    folder: String,
+    #[serde(borrow)]
+    parts: Option<&'a serde_json::value::RawValue>,
+    usage_count: Option<u64>,
+    last_used_at: Option<u64>,
+}
+
+/// [`channel_fit`] of one template by its first part.
+fn fit(target: &Target, first: Option<&quiver_shared::Part>) -> f32 {
+    match first.map(|p| quiver_shared::adapters::choose(target, p)) {
+        Some(Ok((_, false))) => 1.0,
+        Some(Ok((_, true))) => 0.5,
+        _ => 0.0,
+    }
 }
 
 #[wasm_bindgen]
@@ -229,46 +250,65 @@ impl SearchIndex {
     pub fn search(&self, query: &str, limit: u32, now_ms: f64, boost: &[f32]) -> String {
         self.search_json(query, limit, now_ms, boost)
     }
+
+    /// [`channel_fit`] of the indexed templates, in index order, without sending the library
+    /// again: the boost for [`SearchIndex::search`].
+    pub fn channel_fit(&self, target_json: &str) -> Result<Vec<f32>, JsValue> {
+        self.channel_fit_json(target_json).map_err(to_js_error)
+    }
 }
 
 impl SearchIndex {
     /// [`SearchIndex::new`] without the JS error conversion.
+    ///
+    /// Each row is read straight from the text into the few fields the index needs (no JSON
+    /// tree, no copy of the template): the library's text crosses once. A row whose parts do not
+    /// parse is indexed without its body; a row that is not an object, without anything.
     pub fn build(templates_json: &str) -> Result<SearchIndex, CoreError> {
         use quiver_shared::search::IndexedTemplate;
-        let list = parse_list(templates_json)?;
+        let list: Vec<&serde_json::value::RawValue> = serde_json::from_str(templates_json)
+            .map_err(|e| CoreError {
+                code: INVALID_ARGUMENT,
+                message: format!("templates must be a JSON array: {e}"),
+            })?;
         let mut items = Vec::with_capacity(list.len());
-        for v in &list {
-            let usage = v
-                .get("usage_count")
-                .and_then(serde_json::Value::as_u64)
-                .map_or(0, |u| u32::try_from(u).unwrap_or(u32::MAX));
-            let last = v.get("last_used_at").and_then(serde_json::Value::as_u64);
-            let item = match template_from_value(v) {
-                Some(t) => IndexedTemplate::from_template(&t, usage, last),
-                None => {
-                    let s = |k: &str| v.get(k).and_then(serde_json::Value::as_str).unwrap_or("");
-                    IndexedTemplate {
-                        id: s("id").to_string(),
-                        title: s("title").to_string(),
-                        shortcut: v
-                            .get("shortcut")
-                            .and_then(|x| x.as_str())
-                            .map(str::to_string),
-                        tags: Vec::new(),
-                        folder: s("folder").to_string(),
-                        body_text: String::new(),
-                        usage_count: usage,
-                        last_used_ms: last,
-                    }
-                }
-            };
-            items.push(item);
+        let mut first_parts = Vec::with_capacity(list.len());
+        for raw in list {
+            let row: IndexRow = serde_json::from_str(raw.get()).unwrap_or_default();
+            let parts: Vec<quiver_shared::Part> = row
+                .parts
+                .and_then(|p| serde_json::from_str(p.get()).ok())
+                .unwrap_or_default();
+            items.push(IndexedTemplate {
+                id: row.id,
+                title: row.title,
+                shortcut: row.shortcut,
+                tags: row.tags.unwrap_or_default(),
+                folder: row.folder,
+                body_text: quiver_shared::search::parts_text(&parts),
+                usage_count: row
+                    .usage_count
+                    .map_or(0, |u| u32::try_from(u).unwrap_or(u32::MAX)),
+                last_used_ms: row.last_used_at,
+            });
+            first_parts.push(parts.into_iter().next());
         }
         let ids = items.iter().map(|t| t.id.clone()).collect();
         Ok(SearchIndex {
             inner: quiver_shared::search::SearchIndex::build(&items),
             ids,
+            first_parts,
         })
+    }
+
+    /// [`SearchIndex::channel_fit`] without the JS error conversion.
+    pub fn channel_fit_json(&self, target_json: &str) -> Result<Vec<f32>, CoreError> {
+        let target = parse_target(target_json)?;
+        Ok(self
+            .first_parts
+            .iter()
+            .map(|first| fit(&target, first.as_ref()))
+            .collect())
     }
 
     /// [`SearchIndex::search`], callable natively.
@@ -492,6 +532,49 @@ mod tests {
             serde_json::from_str(&idx.search_json("", 10, 0.0, &[50.0, 0.0])).unwrap();
         assert_eq!(hits[0]["id"], "wait");
         assert!(SearchIndex::build("{}").is_err());
+    }
+
+    #[test]
+    fn index_reads_store_rows_and_keeps_first_parts_for_channel_fit() {
+        let lib = json!([
+            {"id": "t", "title": "Text", "parts": [{"type": "text", "text": "shipping soon"}],
+             "revision": 4, "updated_at": 17, "created_at": 1, "deleted_at": null,
+             "usage_count": 2, "last_used_at": 99},
+            {"id": "m", "title": "Card", "parts": [{"type": "miniprogram", "title": "a",
+              "pagepath": "p", "thumb_media_id": "m"}]},
+            {"id": "bad", "title": "Bad parts", "tags": ["x"], "parts": [{"type": "nope"}]},
+            "not an object",
+        ])
+        .to_string();
+        let idx = SearchIndex::build(&lib).unwrap();
+        assert_eq!(idx.length(), 4);
+        // Bodies are indexed from the parts, store fields are skipped.
+        let hits: Value = serde_json::from_str(&idx.search_json("shipping", 10, 0.0, &[])).unwrap();
+        assert_eq!(hits[0]["id"], "t");
+        assert_eq!(hits[0]["field"], "body");
+        // A row whose parts do not parse keeps its title and tags.
+        let hits: Value = serde_json::from_str(&idx.search_json("bad", 10, 0.0, &[])).unwrap();
+        assert_eq!(hits[0]["id"], "bad");
+        // Usage ranks the empty query.
+        let hits: Value = serde_json::from_str(&idx.search_json("", 10, 0.0, &[])).unwrap();
+        assert_eq!(hits[0]["id"], "t");
+        for target in [
+            r#"{"platform":"udesk"}"#,
+            r#"{"platform":"sobot"}"#,
+            r#"{"platform":"wechat-mp"}"#,
+        ] {
+            assert_eq!(
+                idx.channel_fit_json(target).unwrap(),
+                channel_fit_json(target, &lib).unwrap(),
+                "{target}"
+            );
+        }
+        assert_eq!(
+            idx.channel_fit_json(r#"{"platform":"fax"}"#)
+                .unwrap_err()
+                .code,
+            "invalid_target"
+        );
     }
 
     #[test]

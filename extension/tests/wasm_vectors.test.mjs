@@ -76,3 +76,65 @@ test('the wasm core refuses a malformed target with a code', async () => {
   assert.throws(() => core.render('{"platform":"udesk","channel":"fax"}', '{"id":"t","title":"t","parts":[{"type":"text","text":"x"}]}', 0, '{}'),
     (e) => e.code === 'invalid_target' && /fax/.test(e.message));
 });
+
+// The sanitizer cases (shared/test_data/sanitize/) through the wasm core: each `html` as a Udesk
+// rich part, whose wire `content` is the cleaned HTML (a refusal for nothing left is an empty one). The same checks as the native runner
+// (shared/tests/vectors.rs): the exact `clean`, nothing of `absent` (case-insensitive), all of
+// `present`.
+test('every sanitizer vector gives the same clean HTML through the wasm core', async () => {
+  const core = await loadCore();
+  const dir = path.join(dataDir, 'sanitize');
+  const files = fs.readdirSync(dir).filter((f) => f.endsWith('.json'));
+  assert.ok(files.length >= 24, `expected the sanitizer vectors, found ${files.length}`);
+  const failures = [];
+  for (const f of files) {
+    const c = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8'));
+    const template = { id: 's', title: 's', parts: [{ type: 'rich', html: c.html }] };
+    let got;
+    try {
+      got = JSON.parse(JSON.parse(core.render('{"platform":"udesk"}', JSON.stringify(template), 0, '{}')).wire).content;
+    } catch (e) {
+      // The adapter refuses rich text that cleans to nothing: that is an empty clean.
+      if (e.code !== 'field_required' || !/nothing is left/.test(e.message)) {
+        failures.push(`${f}: refused ${e.code}: ${e.message}`);
+        continue;
+      }
+      got = '';
+    }
+    const want = c.expect;
+    if (want.clean !== undefined && got !== want.clean) failures.push(`${f}: clean\n  got:  ${got}\n  want: ${want.clean}`);
+    for (const bad of want.absent ?? []) {
+      if (got.toLowerCase().includes(bad.toLowerCase())) failures.push(`${f}: ${bad} survived: ${got}`);
+    }
+    for (const good of want.present ?? []) {
+      if (!got.includes(good)) failures.push(`${f}: ${good} was lost: ${got}`);
+    }
+  }
+  assert.equal(failures.length, 0, `${failures.length} of ${files.length} sanitizer vectors differ in wasm:\n${failures.join('\n')}`);
+});
+
+// The index the palette builds reads each row's fields straight from the text; channel fit comes
+// from the first parts it kept, and must equal the library-wide `channel_fit`.
+test('the search index finds, ranks and gives channel fit like the library-wide call', async () => {
+  const core = await loadCore();
+  const lib = [
+    { id: 'wait', title: '稍等', shortcut: 'sd', tags: ['wait'], folder: 'Daily', parts: [{ type: 'text', text: '请稍等' }], updated_at: 5, revision: 2 },
+    { id: 'card', title: 'Card', parts: [{ type: 'miniprogram', title: 'a', pagepath: 'p', thumb_media_id: 'm' }], usage_count: 3, last_used_at: 1000 },
+    { id: 'broken', title: 'Broken parts', parts: [{ type: 'nope' }] },
+    { id: 'refund', title: 'Refund policy', parts: [{ type: 'text', text: 'Refunds within 7 days' }] },
+  ];
+  const idx = new core.SearchIndex(JSON.stringify(lib));
+  try {
+    assert.equal(idx.length, 4);
+    assert.equal(JSON.parse(idx.search('shd', 10, 0, new Float32Array(0)))[0].id, 'wait');
+    assert.equal(JSON.parse(idx.search('7 days', 10, 0, new Float32Array(0)))[0].id, 'refund');
+    assert.equal(JSON.parse(idx.search('broken', 10, 0, new Float32Array(0)))[0].id, 'broken');
+    for (const target of [{ platform: 'udesk' }, { platform: 'sobot' }, { platform: 'wechat-mp' }]) {
+      const t = JSON.stringify(target);
+      assert.deepEqual([...idx.channel_fit(t)], [...core.channel_fit(t, JSON.stringify(lib))], t);
+    }
+    assert.throws(() => idx.channel_fit('{"platform":"fax"}'), (e) => e.code === 'invalid_target');
+  } finally {
+    idx.free();
+  }
+});

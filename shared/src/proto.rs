@@ -406,6 +406,7 @@ pub struct ObserveParams {
 }
 
 /// `meter.rules.set` params: one platform's rule.
+#[cfg(feature = "server")]
 pub type RuleParams = crate::meter::RuleSpec;
 
 /// `meter.rules.reset` params.

@@ -1,9 +1,24 @@
-//! Rich-text cleaning with a maintained HTML sanitizer (ammonia, an allow-list over html5ever).
+//! Rich-text cleaning: an allow-list over a maintained WHATWG HTML tokenizer (html5gum).
 //!
 //! Scripts, event handlers, `javascript:` and other non-web URLs never survive;
 //! `data-miniprogram-path` (Udesk and WeChat mini-program links), links and simple styling do.
+//!
+//! How: the input is tokenized as the HTML standard says (character references decoded, raw
+//! text elements such as `<script>`, `<style>`, `<iframe>` read as text), then written out
+//! anew from the tokens alone: allowed tags with allowed attributes, every value and every text
+//! escaped, comments and doctypes dropped, the contents of `<script>` and `<style>` dropped, other
+//! disallowed tags dropped with their text kept. Nothing of the input is copied through
+//! unescaped, so whatever a browser makes of odd markup, it can only ever see the allowed tags.
+//! Open tags are closed in order (an end tag closes everything opened after its start tag; the
+//! rest are closed at the end), and the usual implied ends apply (`<p>` before a block,
+//! `<li>` before `<li>`, a heading before a heading, `<a>` before `<a>`).
+//!
+//! The same code cleans in the daemon and in the wasm core (one source of behaviour); the cases
+//! under `shared/test_data/sanitize/` run through both. A tokenizer, not a tree builder, keeps
+//! the wasm core small (ammonia and html5ever were two thirds of it, docs/benchmarks.md).
 
-use std::collections::{HashMap, HashSet};
+use html5gum::emitters::callback::{Callback, CallbackEmitter, CallbackEvent};
+use html5gum::{Span, Tokenizer};
 
 /// Tags kept in rich text.
 const TAGS: &[&str] = &[
@@ -36,6 +51,13 @@ const TAGS: &[&str] = &[
     "pre",
 ];
 
+/// Kept tags that have no end tag.
+const VOID: &[&str] = &["br", "hr", "img"];
+
+/// Tags whose contents are dropped with them: scripts and styles, and SVG and MathML (foreign
+/// content, none of it allowed).
+const DROP_CONTENT: &[&str] = &["script", "style", "svg", "math"];
+
 /// Attributes allowed on every kept tag.
 const GENERIC_ATTRS: &[&str] = &[
     "style",
@@ -43,6 +65,22 @@ const GENERIC_ATTRS: &[&str] = &[
     "data-miniprogram-appid",
     "title",
 ];
+
+/// Attributes allowed on one tag, besides [`GENERIC_ATTRS`].
+fn tag_attrs(tag: &str) -> &'static [&'static str] {
+    match tag {
+        "a" => &["href", "target"],
+        "img" => &["src", "alt", "width", "height"],
+        "font" => &["color", "size"],
+        _ => &[],
+    }
+}
+
+/// URL schemes allowed in `href` and `src`; a relative URL (no scheme) is kept.
+const URL_SCHEMES: &[&str] = &["http", "https", "mailto", "tel"];
+
+/// `rel` given to every kept `<a>`.
+const LINK_REL: &str = "noopener noreferrer";
 
 /// CSS properties kept inside `style` (others are dropped).
 const STYLE_PROPERTIES: &[&str] = &[
@@ -58,33 +96,384 @@ const STYLE_PROPERTIES: &[&str] = &[
     "padding",
 ];
 
+/// Start tags that close an open `<p>` first (HTML's "close a p element" list, among blocks).
+const CLOSES_P: &[&str] = &[
+    "address",
+    "article",
+    "aside",
+    "blockquote",
+    "center",
+    "details",
+    "dialog",
+    "dir",
+    "div",
+    "dl",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "footer",
+    "form",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "header",
+    "hgroup",
+    "hr",
+    "main",
+    "menu",
+    "nav",
+    "li",
+    "ol",
+    "p",
+    "pre",
+    "section",
+    "summary",
+    "table",
+    "ul",
+];
+
+const HEADINGS: &[&str] = &["h1", "h2", "h3", "h4", "h5", "h6"];
+
 /// Cleans `html` for sending.
 pub fn clean(html: &str) -> String {
-    let tag_attrs: HashMap<&str, HashSet<&str>> = [
-        ("a", ["href", "target"].into_iter().collect()),
-        (
-            "img",
-            ["src", "alt", "width", "height"].into_iter().collect(),
-        ),
-        ("font", ["color", "size"].into_iter().collect()),
-    ]
-    .into_iter()
-    .collect();
-    ammonia::Builder::default()
-        .tags(TAGS.iter().copied().collect())
-        .generic_attributes(GENERIC_ATTRS.iter().copied().collect())
-        .tag_attributes(tag_attrs)
-        .url_schemes(["http", "https", "mailto", "tel"].into_iter().collect())
-        .link_rel(Some("noopener noreferrer"))
-        .attribute_filter(|_tag, attr, value| {
-            if attr == "style" {
-                Some(clean_style(value).into())
-            } else {
-                Some(value.into())
+    let mut out = Writer::default();
+    let tokens = Tokenizer::new_with_emitter(html, {
+        let mut e = CallbackEmitter::new(Collector::default());
+        // Raw text and RCDATA elements (`<script>`, `<style>`, `<iframe>`, `<textarea>`...)
+        // are read as text up to their end tag, as a browser reads them.
+        e.naively_switch_states(true);
+        e
+    });
+    for token in tokens.flatten() {
+        out.token(token);
+    }
+    out.finish()
+}
+
+/// One token of the input, with owned, decoded text.
+#[derive(Debug)]
+enum Tok {
+    Start {
+        name: String,
+        attrs: Vec<(String, String)>,
+    },
+    End {
+        name: String,
+    },
+    Text(String),
+}
+
+/// Turns html5gum's events into [`Tok`]s, keeping attributes in source order (the first of
+/// duplicates wins, as in the standard).
+#[derive(Debug, Default)]
+struct Collector {
+    name: String,
+    attrs: Vec<(String, String)>,
+    /// Index in `attrs` of the attribute being read; `None` for a duplicate.
+    current: Option<usize>,
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+impl Callback<Tok, ()> for Collector {
+    fn handle_event(&mut self, event: CallbackEvent<'_>, _span: Span<()>) -> Option<Tok> {
+        match event {
+            CallbackEvent::OpenStartTag { name } => {
+                self.name = text(name);
+                self.attrs.clear();
+                self.current = None;
+                None
             }
-        })
-        .clean(html)
-        .to_string()
+            CallbackEvent::AttributeName { name } => {
+                let name = text(name);
+                self.current = if self.attrs.iter().any(|(n, _)| *n == name) {
+                    None
+                } else {
+                    self.attrs.push((name, String::new()));
+                    Some(self.attrs.len() - 1)
+                };
+                None
+            }
+            CallbackEvent::AttributeValue { value } => {
+                if let Some(i) = self.current {
+                    self.attrs[i].1.push_str(&String::from_utf8_lossy(value));
+                }
+                None
+            }
+            CallbackEvent::CloseStartTag { .. } => Some(Tok::Start {
+                name: std::mem::take(&mut self.name),
+                attrs: std::mem::take(&mut self.attrs),
+            }),
+            CallbackEvent::EndTag { name } => {
+                self.attrs.clear();
+                Some(Tok::End { name: text(name) })
+            }
+            CallbackEvent::String { value } => Some(Tok::Text(text(value))),
+            CallbackEvent::Comment { .. }
+            | CallbackEvent::Doctype { .. }
+            | CallbackEvent::Error(_) => None,
+        }
+    }
+}
+
+/// Writes the clean output from tokens.
+#[derive(Debug, Default)]
+struct Writer {
+    out: String,
+    /// Kept tags opened and not yet closed, outermost first.
+    open: Vec<&'static str>,
+    /// Inside a [`DROP_CONTENT`] tag: its name and how deep, until its end tag.
+    dropping: Option<(String, usize)>,
+    /// Just after `<pre>`: a first newline is not content (as HTML parses it).
+    after_pre: bool,
+}
+
+impl Writer {
+    fn token(&mut self, token: Tok) {
+        if let Some((name, depth)) = &mut self.dropping {
+            match &token {
+                // HTML leaves SVG and MathML at these tags (the "breakout" list).
+                Tok::Start { name: n, attrs }
+                    if (name == "svg" || name == "math") && breaks_out(n, attrs) =>
+                {
+                    self.dropping = None;
+                    self.after_pre = false;
+                    let (n, attrs) = (n.clone(), attrs.clone());
+                    return self.start(&n, &attrs);
+                }
+                Tok::Start { name: n, .. } if n == name => *depth += 1,
+                Tok::End { name: n } if n == name => {
+                    *depth -= 1;
+                    if *depth == 0 {
+                        self.dropping = None;
+                    }
+                }
+                _ => {}
+            }
+            return;
+        }
+        let after_pre = std::mem::take(&mut self.after_pre);
+        match token {
+            Tok::Text(t) => {
+                let t = match t.strip_prefix('\n') {
+                    Some(rest) if after_pre => rest,
+                    _ => &t,
+                };
+                escape_text(t, &mut self.out)
+            }
+            Tok::Start { name, attrs } => self.start(&name, &attrs),
+            Tok::End { name } => {
+                if let Some(at) = self.open.iter().rposition(|t| *t == name) {
+                    self.close_to(at);
+                } else if name == "p" {
+                    // A stray `</p>` is an empty paragraph in HTML, `</br>` a line break.
+                    self.out.push_str("<p></p>");
+                } else if name == "br" {
+                    self.out.push_str("<br>");
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, name: &str, attrs: &[(String, String)]) {
+        if DROP_CONTENT.contains(&name) {
+            self.dropping = Some((name.to_string(), 1));
+            return;
+        }
+        self.implied_ends(name);
+        let Some(&tag) = TAGS.iter().find(|t| **t == name) else {
+            return;
+        };
+        self.out.push('<');
+        self.out.push_str(tag);
+        for (attr, value) in attrs {
+            if let Some(value) = filter_attr(tag, attr, value) {
+                self.out.push(' ');
+                self.out.push_str(attr);
+                self.out.push_str("=\"");
+                escape_attr(&value, &mut self.out);
+                self.out.push('"');
+            }
+        }
+        if tag == "a" {
+            self.out.push_str(" rel=\"");
+            self.out.push_str(LINK_REL);
+            self.out.push('"');
+        }
+        self.out.push('>');
+        if !VOID.contains(&tag) {
+            self.open.push(tag);
+        }
+        self.after_pre = tag == "pre";
+    }
+
+    /// The end tags a start tag implies on the kept tags.
+    fn implied_ends(&mut self, name: &str) {
+        if name == "li" {
+            // The nearest open `li`, unless a list or another block holding it comes first.
+            for i in (0..self.open.len()).rev() {
+                match self.open[i] {
+                    "li" => {
+                        self.close_to(i);
+                        break;
+                    }
+                    "div" | "p" | "a" | "b" | "em" | "font" | "i" | "s" | "small" | "span"
+                    | "strong" | "sub" | "sup" | "u" | "code" => continue,
+                    _ => break,
+                }
+            }
+        }
+        if CLOSES_P.contains(&name) {
+            if let Some(at) = self.open.iter().rposition(|t| *t == "p") {
+                self.close_to(at);
+            }
+        }
+        if HEADINGS.contains(&name) && self.open.last().is_some_and(|t| HEADINGS.contains(t)) {
+            self.close_to(self.open.len() - 1);
+        }
+        if name == "a" {
+            if let Some(at) = self.open.iter().rposition(|t| *t == "a") {
+                self.close_to(at);
+            }
+        }
+    }
+
+    /// Closes the open tag at `at` and every tag opened inside it.
+    fn close_to(&mut self, at: usize) {
+        while self.open.len() > at {
+            if let Some(tag) = self.open.pop() {
+                self.out.push_str("</");
+                self.out.push_str(tag);
+                self.out.push('>');
+            }
+        }
+    }
+
+    fn finish(mut self) -> String {
+        self.close_to(0);
+        self.out
+    }
+}
+
+/// Start tags that end SVG or MathML content (HTML's parsing rules for foreign content).
+fn breaks_out(tag: &str, attrs: &[(String, String)]) -> bool {
+    const BREAKOUT: &[&str] = &[
+        "b",
+        "big",
+        "blockquote",
+        "body",
+        "br",
+        "center",
+        "code",
+        "dd",
+        "div",
+        "dl",
+        "dt",
+        "em",
+        "embed",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "head",
+        "hr",
+        "i",
+        "img",
+        "li",
+        "listing",
+        "menu",
+        "meta",
+        "nobr",
+        "ol",
+        "p",
+        "pre",
+        "ruby",
+        "s",
+        "small",
+        "span",
+        "strong",
+        "strike",
+        "sub",
+        "sup",
+        "table",
+        "tt",
+        "u",
+        "ul",
+        "var",
+    ];
+    BREAKOUT.contains(&tag)
+        || (tag == "font"
+            && attrs
+                .iter()
+                .any(|(a, _)| matches!(a.as_str(), "color" | "face" | "size")))
+}
+
+/// The value to keep for `attr` on `tag`, or `None` to drop the attribute.
+fn filter_attr(tag: &str, attr: &str, value: &str) -> Option<String> {
+    if !GENERIC_ATTRS.contains(&attr) && !tag_attrs(tag).contains(&attr) {
+        return None;
+    }
+    match attr {
+        "href" | "src" if !url_allowed(value) => None,
+        "style" => Some(clean_style(value)),
+        _ => Some(value.to_string()),
+    }
+}
+
+/// True for a URL with an allowed scheme, or without a scheme (relative). Read as a browser
+/// reads a URL: leading and trailing C0 controls and spaces ignored, tabs and newlines removed
+/// anywhere (`jav&#9;ascript:` is `javascript:`), scheme case-insensitive.
+fn url_allowed(value: &str) -> bool {
+    let trimmed = value.trim_matches(|c: char| c <= ' ');
+    let mut scheme = String::new();
+    for c in trimmed.chars().filter(|c| !matches!(c, '\t' | '\n' | '\r')) {
+        match c {
+            ':' => return URL_SCHEMES.contains(&scheme.to_ascii_lowercase().as_str()),
+            c if c.is_ascii_alphabetic() => scheme.push(c),
+            c if !scheme.is_empty() && (c.is_ascii_digit() || matches!(c, '+' | '-' | '.')) => {
+                scheme.push(c)
+            }
+            // Not a scheme: a relative URL.
+            _ => return true,
+        }
+    }
+    true
+}
+
+/// Text as HTML's serializer writes it.
+fn escape_text(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '\u{a0}' => out.push_str("&nbsp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\0' => {}
+            c => out.push(c),
+        }
+    }
+}
+
+/// An attribute value (inside double quotes) as HTML's serializer writes it.
+fn escape_attr(s: &str, out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '\u{a0}' => out.push_str("&nbsp;"),
+            '"' => out.push_str("&quot;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\0' => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
 }
 
 /// Keeps only allowed `property: value` declarations whose value holds nothing executable.

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::extension::{wasm_route, DEBIAN_WASM_PACKAGES};
+use crate::extension::{wasm_route, DEBIAN_WASM_PACKAGES, WASM_OPT};
 use crate::util::{self, fnv1a64, output, run, which, Result};
 
 pub const CHROMIUM: &str = "/usr/lib/chromium/chromium";
@@ -65,6 +65,17 @@ fn missing_system_pieces() -> Vec<Missing> {
                 "a wasm32 Rust target: `rustup target add wasm32-unknown-unknown`, or on Debian `apt-get install {}`",
                 DEBIAN_WASM_PACKAGES.join(" ")
             ),
+            optional: false,
+        });
+    }
+    if which(WASM_OPT).is_none() {
+        missing.push(Missing {
+            what: "binaryen's wasm-opt (shrinks the wasm core)",
+            apt: &["binaryen"],
+            by_hand:
+                "binaryen's `wasm-opt` on PATH (Debian/Ubuntu `binaryen`, Homebrew `binaryen`, \
+                      Fedora `binaryen`, or a release from the binaryen project)"
+                    .into(),
             optional: false,
         });
     }

@@ -92,41 +92,7 @@ pub fn build_extension() -> Result {
             DEBIAN_WASM_PACKAGES.join(" ")
         )
     })?;
-    eprintln!("wasm route: {route:?}");
-    let mut cmd = match &route {
-        WasmRoute::Rustup => {
-            let mut cmd = util::cargo();
-            cmd.args(["build", "--release", "--target", WASM_TARGET]);
-            cmd
-        }
-        WasmRoute::Debian { linker } => {
-            let mut cmd = Command::new(DEBIAN_CARGO);
-            // /usr/bin/cargo must find /usr/bin/rustc, not the rustup proxy that the outer
-            // `cargo xtask` put first on PATH and into RUSTC/RUSTUP_TOOLCHAIN.
-            strip_cargo_env(&mut cmd);
-            let path = std::env::var("PATH").unwrap_or_default();
-            cmd.env("PATH", format!("/usr/bin:{path}"))
-                .env("RUSTC_BOOTSTRAP", "1")
-                .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", linker)
-                .args([
-                    "build",
-                    "--release",
-                    "--target",
-                    WASM_TARGET,
-                    "-Zbuild-std=std,panic_abort",
-                ]);
-            cmd
-        }
-    };
-    cmd.args(["-p", "quiver-extension", "--target-dir"])
-        .arg(&wasm_dir)
-        .current_dir(&root);
-    run(&mut cmd)?;
-
-    let wasm = wasm_dir
-        .join(WASM_TARGET)
-        .join("release")
-        .join("quiver_extension.wasm");
+    let wasm = optimize_wasm(&compile_wasm(&route, &root, &wasm_dir)?)?;
     let out = util::target_dir().join("extension");
     // Start from an empty folder so no file removed from extension/webext lingers.
     if out.exists() {
@@ -146,9 +112,8 @@ pub fn build_extension() -> Result {
         .arg(out.join("pkg"))
         .args(["--out-name", "quiver_core"])
         .arg(&wasm))?;
-    let size = std::fs::metadata(out.join("pkg").join("quiver_core_bg.wasm"))
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let core = out.join("pkg").join("quiver_core_bg.wasm");
+    let size = std::fs::metadata(&core).map(|m| m.len()).unwrap_or(0);
     eprintln!(
         "extension ready: {} (wasm core {} KB)",
         out.display(),
@@ -156,6 +121,98 @@ pub fn build_extension() -> Result {
     );
     Ok(())
 }
+
+/// The cargo profile of the wasm core (Cargo.toml: opt-level "s", fat LTO, one codegen unit,
+/// panic = "abort").
+const WASM_PROFILE: &str = "wasm";
+
+/// Compiles `quiver-extension` for wasm32 with the [`WASM_PROFILE`] profile; returns the `.wasm`.
+///
+/// On the Debian route the standard library is rebuilt for the core too (`-Zbuild-std`), with
+/// `panic = "immediate-abort"` (a panic traps at once: no panic message formatting is linked)
+/// and std's `optimize_for_size` feature (its smaller variants of sorting and formatting).
+fn compile_wasm(route: &WasmRoute, root: &Path, wasm_dir: &Path) -> Result<PathBuf> {
+    eprintln!("wasm route: {route:?}");
+    let mut cmd = match route {
+        WasmRoute::Rustup => {
+            let mut cmd = util::cargo();
+            cmd.args(["build", "--profile", WASM_PROFILE, "--target", WASM_TARGET]);
+            cmd
+        }
+        WasmRoute::Debian { linker } => {
+            let mut cmd = Command::new(DEBIAN_CARGO);
+            // /usr/bin/cargo must find /usr/bin/rustc, not the rustup proxy that the outer
+            // `cargo xtask` put first on PATH and into RUSTC/RUSTUP_TOOLCHAIN.
+            strip_cargo_env(&mut cmd);
+            let path = std::env::var("PATH").unwrap_or_default();
+            cmd.env("PATH", format!("/usr/bin:{path}"))
+                .env("RUSTC_BOOTSTRAP", "1")
+                .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", linker)
+                .args([
+                    "build",
+                    "--profile",
+                    WASM_PROFILE,
+                    "--target",
+                    WASM_TARGET,
+                    "-Zbuild-std=std,panic_abort",
+                    "-Zbuild-std-features=optimize_for_size",
+                    "-Zpanic-immediate-abort",
+                    "--config",
+                    &format!("profile.{WASM_PROFILE}.panic=\"immediate-abort\""),
+                ]);
+            cmd
+        }
+    };
+    cmd.args(["-p", "quiver-extension", "--target-dir"])
+        .arg(wasm_dir)
+        .current_dir(root);
+    run(&mut cmd)?;
+    Ok(wasm_dir
+        .join(WASM_TARGET)
+        .join(WASM_PROFILE)
+        .join("quiver_extension.wasm"))
+}
+
+/// The wasm features rustc emits for wasm32-unknown-unknown; binaryen is told rather than left
+/// to guess.
+const WASM_FEATURES: &[&str] = &[
+    "--enable-bulk-memory",
+    "--enable-mutable-globals",
+    "--enable-nontrapping-float-to-int",
+    "--enable-sign-ext",
+    "--enable-reference-types",
+    "--enable-multivalue",
+];
+
+/// `wasm-opt -O3` (binaryen, installed by `cargo xtask deps`) on rustc's output; returns the
+/// optimized file, which wasm-bindgen then reads. It drops the name section too.
+///
+/// Before wasm-bindgen, not after: Debian 12's binaryen (108) rewrites wasm-bindgen's output
+/// with the export `__wbindgen_externrefs` pointing at the wrong table, and the core fails to
+/// load ("function-typed object must be null"). `-O3` rather than `-Oz`: measured on this core,
+/// `-O3` came out as small gzipped (242.8 KB against 243.3 KB) and no slower per keystroke
+/// (docs/benchmarks.md).
+pub fn optimize_wasm(wasm: &Path) -> Result<PathBuf> {
+    let wasm_opt = which(WASM_OPT).ok_or_else(|| {
+        format!(
+            "`{WASM_OPT}` is missing: run `cargo xtask deps` (Debian package `binaryen`; \
+             elsewhere install binaryen from your package manager)"
+        )
+    })?;
+    let out = wasm.with_extension("opt.wasm");
+    run(Command::new(wasm_opt)
+        .arg("-O3")
+        .args(WASM_FEATURES)
+        .arg(wasm)
+        .arg("-o")
+        .arg(&out))?;
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len() / 1024).unwrap_or(0);
+    eprintln!("wasm-opt -O3: {} KB -> {} KB", size(wasm), size(&out));
+    Ok(out)
+}
+
+/// binaryen's optimizer.
+pub const WASM_OPT: &str = "wasm-opt";
 
 /// The development build, `target/extension-dev/`: the production folder `target/extension/`
 /// (built first by [`build_extension`]) plus the overlay in `extension/dev/`:

@@ -26,18 +26,20 @@
 
 pub mod query;
 pub mod session_from;
+#[cfg(feature = "server")]
 pub mod unionid;
 pub mod workbench;
 
 pub use query::{parse_query, percent_decode, percent_encode};
 pub use session_from::{ActionType, PlatformAction, SessionFrom, TransferAction};
+#[cfg(feature = "server")]
 pub use unionid::{decrypt_unionid, encrypt_unionid, KeyEncoding, OutputEncoding, UnionIdOptions};
-pub use workbench::{
-    expected_sign, parse_workbench_message, verify_sign, Selected, WorkbenchContext,
-    WorkbenchMessage,
-};
+#[cfg(feature = "server")]
+pub use workbench::{expected_sign, verify_sign};
+pub use workbench::{parse_workbench_message, Selected, WorkbenchContext, WorkbenchMessage};
 
 /// Lower-case hex.
+#[cfg(feature = "server")]
 pub(crate) fn hex_lower(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -49,6 +51,7 @@ pub(crate) fn hex_lower(bytes: &[u8]) -> String {
 }
 
 /// Hex of either case; `None` for an odd length or a non-hex digit.
+#[cfg(feature = "server")]
 pub(crate) fn hex_decode(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
@@ -62,7 +65,7 @@ pub(crate) fn hex_decode(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "server"))]
 mod tests {
     #[test]
     fn hex() {

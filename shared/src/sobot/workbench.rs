@@ -4,6 +4,7 @@
 
 use super::query::parse_query;
 use crate::render::{Refusal, RefusalCode};
+#[cfg(feature = "server")]
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -260,6 +261,7 @@ pub fn parse_workbench_message(v: &Value) -> Option<WorkbenchMessage> {
 /// `md5(sysNum + email)` without a security key, `MD5(sysNum + key + timestamp + partnerId)` with
 /// one (an absent `partnerId` contributes nothing). Absent fields count as empty here;
 /// [`verify_sign`] refuses the ones it needs.
+#[cfg(feature = "server")]
 pub fn expected_sign(ctx: &WorkbenchContext, sys_num: &str, key: Option<&str>) -> String {
     let text = match key {
         None => format!("{sys_num}{}", ctx.email.as_deref().unwrap_or("")),
@@ -273,6 +275,7 @@ pub fn expected_sign(ctx: &WorkbenchContext, sys_num: &str, key: Option<&str>) -
 }
 
 /// Lower-case hex MD5.
+#[cfg(feature = "server")]
 pub(crate) fn md5_hex(bytes: &[u8]) -> String {
     super::hex_lower(&Md5::digest(bytes))
 }
@@ -285,6 +288,7 @@ pub(crate) fn md5_hex(bytes: &[u8]) -> String {
 /// `timestamp` with one), is absent, or `sys_num`/`key` is empty; `invalid_value` when `sign` is
 /// not 32 hex digits or does not match. The check does not look at the clock: compare
 /// [`WorkbenchContext::timestamp_ms`] with the current time yourself if you want freshness.
+#[cfg(feature = "server")]
 pub fn verify_sign(
     ctx: &WorkbenchContext,
     sys_num: &str,

@@ -12,13 +12,19 @@
 //! Like the rest of the crate this module does no IO, reads no clock and draws no random numbers:
 //! times and random bytes are arguments.
 
+#[cfg(feature = "server")]
 pub mod api;
+#[cfg(feature = "server")]
 pub mod crypto;
 pub mod dkf;
 pub mod literal;
+#[cfg(feature = "server")]
 pub mod push;
+#[cfg(feature = "server")]
 pub mod quota;
+#[cfg(feature = "server")]
 pub mod reply;
+#[cfg(feature = "server")]
 mod xml;
 
 use serde::{Deserialize, Serialize};

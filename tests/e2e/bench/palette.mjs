@@ -6,7 +6,8 @@
 //    after the panel iframe's display changed (MutationObserver + requestAnimationFrame, in the
 //    assistant frame), and to the panel's search box getting focus (performance.timeOrigin +
 //    now() in both frames: the same wall clock).
-// 2. search per keystroke over 10,000 generated templates in the panel (the wasm SearchIndex the
+// 2. index build (with channel fit) and search per keystroke over 10,000 and 100,000 generated
+//    templates in the panel (the wasm SearchIndex the
 //    palette uses; every prefix of each query counts as one keystroke).
 // 3. click -> posted in the workspace, median over N sends of the `greeting` template (each one
 //    after the Udesk meter's 1 s, so none waits in the queue), against the bare native-messaging
@@ -19,6 +20,8 @@ import {
 
 const browsers = process.argv.slice(2).length ? process.argv.slice(2) : ['chromium', 'firefox'];
 const N = Number(process.env.QUIVER_BENCH_N || 15);
+// Library sizes for (2): QUIVER_BENCH_SIZES=10000,100000 (default 10,000 and 100,000).
+const SIZES = (process.env.QUIVER_BENCH_SIZES || '10000,100000').split(',').map(Number);
 const QUERIES = ['shd', 'refund', 'order status', 'tkzc', 'greting', 'coupon 12', '退款'];
 
 const stats = (xs) => {
@@ -72,8 +75,9 @@ async function bench(browser) {
       await sleep(50);
     }
 
-    // 2. Search per keystroke at 10k templates.
-    const s = await panel.evaluate((Q) => globalThis.__quiverBench.searchTimes(10_000, Q, 3), QUERIES);
+    // 2. Index build and search per keystroke, per library size.
+    const perSize = [];
+    for (const n of SIZES) perSize.push([n, await panel.evaluate((n, Q) => globalThis.__quiverBench.searchTimes(n, Q, 3), n, QUERIES)]);
 
     // 3. Click -> posted vs hello.
     const hello = [];
@@ -115,8 +119,10 @@ async function bench(browser) {
     console.log(`shortcut -> palette visible (next frame):   ${fmt(stats(visible))}`);
     if (focused.length) console.log(`shortcut -> search focused in the panel:    ${fmt(stats(focused))}`);
     else console.log('shortcut -> search focused: focus event not seen');
-    console.log(`SearchIndex build, 10,000 templates:       ${s.buildMs.toFixed(1)} ms`);
-    console.log(`search per keystroke, 10,000 templates:    ${fmt(stats(s.times))}`);
+    for (const [n, s] of perSize) {
+      console.log(`SearchIndex build, ${n} templates:  ${s.buildMs.toFixed(1)} ms (+ channel fit ${s.fitMs?.toFixed(1) ?? "n/a"} ms)`);
+      console.log(`search per keystroke, ${n} templates: ${fmt(stats(s.times))}`);
+    }
     console.log(`hello round trip (panel->bg->host->daemon): ${fmt(stats([...hello, ...hello2]))}`);
     console.log(`click -> posted in the workspace:           ${fmt(stats(posted))}`);
     console.log(`  difference of medians: ${(stats(posted).median - stats([...hello, ...hello2]).median).toFixed(2)} ms`);
