@@ -516,6 +516,7 @@ impl Part {
                 )?;
             }
         }
+        crate::links::check_part(self)?;
         if let Some(f) = self.fallback() {
             f.check()
                 .map_err(|(field, m)| (format!(".fallback{field}"), m))?;
