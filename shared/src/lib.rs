@@ -7,6 +7,7 @@ pub mod adapters;
 pub mod date;
 pub mod frame;
 pub mod jsonpos;
+pub mod links;
 #[cfg(feature = "server")]
 pub mod meter;
 pub mod model;

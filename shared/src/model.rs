@@ -824,6 +824,7 @@ impl Part {
                 cap_opt(".thumb_url", &m.thumb_url, URL)?;
             }
         }
+        crate::links::check_part(self)?;
         if let Some(f) = self.fallback() {
             if depth >= FALLBACK_DEPTH {
                 return Err((

@@ -88,6 +88,27 @@ pub fn render_text(text: &str, ctx: &Context) -> Result<String, Refusal> {
 /// context's `now` (ms since the Unix epoch) and `tz` (offset from UTC in minutes, default 0),
 /// and take a strftime-like format: `{{date:%Y年%m月%d日}}` (`%Y %m %d %H %M %S %a %%`).
 pub fn render_text_with(text: &str, ctx: &Context, required: &[&str]) -> Result<String, Refusal> {
+    render_text_escaped(
+        text,
+        ctx,
+        required,
+        &mut |_, value, _| Ok(value.to_string()),
+    )
+}
+
+/// How a value is written where its placeholder stands: given the output so far, the value, and
+/// the template text after the placeholder, returns the text to insert (or refuses).
+pub type Escape<'a> = dyn FnMut(&str, &str, &str) -> Result<String, Refusal> + 'a;
+
+/// Like [`render_text_with`], with every value (a context value or a date) passed through
+/// `escape` before it is inserted; fallbacks are the template's own text and are inserted as
+/// written. Used for rich HTML (values HTML-escaped) and links (values percent-encoded).
+pub fn render_text_escaped(
+    text: &str,
+    ctx: &Context,
+    required: &[&str],
+    escape: &mut Escape<'_>,
+) -> Result<String, Refusal> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
@@ -131,7 +152,10 @@ pub fn render_text_with(text: &str, ctx: &Context, required: &[&str]) -> Result<
             }
         };
         match (value, fallback) {
-            (Some(v), _) => out.push_str(&v),
+            (Some(v), _) => {
+                let e = escape(&out, &v, &after[end + 2..])?;
+                out.push_str(&e);
+            }
             (None, _) if required.contains(&name) => {
                 return Err(Refusal::new(
                     RefusalCode::MissingVariable,
@@ -150,6 +174,36 @@ pub fn render_text_with(text: &str, ctx: &Context, required: &[&str]) -> Result<
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// A placeholder found in template text: its byte range (braces included) and its fallback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placeholder<'a> {
+    pub start: usize,
+    pub end: usize,
+    pub fallback: Option<&'a str>,
+}
+
+/// The placeholders of `text`, as [`render_text_with`] reads them, up to an unclosed `{{` (which
+/// the render refuses). For checks made when a template is accepted.
+pub fn placeholders(text: &str) -> Vec<Placeholder<'_>> {
+    let mut found = vec![];
+    let mut at = 0;
+    while let Some(i) = text[at..].find("{{") {
+        let start = at + i;
+        let Some(len) = text[start + 2..].find("}}") else {
+            break;
+        };
+        let inner = &text[start + 2..start + 2 + len];
+        let end = start + 2 + len + 2;
+        found.push(Placeholder {
+            start,
+            end,
+            fallback: inner.split_once('|').map(|(_, f)| f.trim()),
+        });
+        at = end;
+    }
+    found
 }
 
 fn builtin_format(name: &str) -> Option<&'static str> {

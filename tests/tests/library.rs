@@ -215,6 +215,29 @@ fn events_reach_every_connected_host() {
     b.finish();
 }
 
+/// A template whose link is not an http(s) URL is refused on put, naming the field, and nothing
+/// is stored (docs/templates.md "Links").
+#[test]
+fn a_template_with_a_javascript_link_is_refused_on_put() {
+    let sb = Sandbox::new("put-link");
+    let mut a = sb.host();
+    a.ok("hello", json!({"protocol": 1}));
+    let t = json!({"id": "promo", "title": "Promo", "parts": [{"type": "news", "articles": [
+        {"title": "a", "url": "https://shop.example.com/a"},
+        {"title": "b", "url": "https://shop.example.com/b", "cover": "javascript:alert(document.cookie)"}]}]});
+    let r = a.call("templates.put", json!({"template": t}));
+    assert_eq!(r["error"]["code"], "invalid_params", "{r}");
+    assert!(
+        r["error"]["data"]["field"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("parts[0].articles[1].cover")),
+        "{r}"
+    );
+    let r = a.call("templates.get", json!({"id": "promo"}));
+    assert!(r.get("error").is_some(), "{r}");
+    a.finish();
+}
+
 /// A client of another protocol major is told so, with the versions this daemon speaks.
 #[test]
 fn an_unsupported_protocol_is_refused_clearly() {

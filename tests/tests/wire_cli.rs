@@ -423,3 +423,56 @@ fn unionid_matches_openssl() {
     let o = sb.run(&["unionid", "encrypt", "--key", "short", "x"]);
     assert_eq!(refusal(&o).0, "invalid_value");
 }
+
+/// Links (docs/templates.md "Links"): a library with a `javascript:` link is refused naming the
+/// field, and a value in a link is percent-encoded so it cannot add a parameter.
+#[test]
+fn render_checks_links_and_encodes_values_in_them() {
+    let (sb, lib) = setup("render-links");
+    let o = sb.run(&[
+        "render",
+        "--platform",
+        "udesk",
+        "--channel",
+        "miniprogram",
+        "--var",
+        "order.id=1&from=evil #x",
+        "--template",
+        "card",
+        &lib,
+    ]);
+    assert_eq!(
+        stdout_lines(&o),
+        [
+            r#"{"method":"sendMsg","type":"miniprogrampage","content":{"title":"Order 1&from=evil #x","pagepath":"pages/o?id=1%26from%3Devil%20%23x","thumb_media_id":"MEDIA"}}"#
+        ]
+    );
+    let bad = sb.root.join("bad-link.json");
+    std::fs::write(
+        &bad,
+        LIBRARY.replace(
+            r#""cover": "https://img.example/c.jpg""#,
+            r#""cover": "javascript:alert(1)""#,
+        ),
+    )
+    .unwrap();
+    let (code, v) = refusal(&sb.run(&[
+        "render",
+        "--platform",
+        "udesk",
+        "--template",
+        "hi",
+        &bad.to_string_lossy(),
+    ]));
+    assert_eq!(code, "invalid_template");
+    assert_eq!(
+        v["error"]["field"],
+        "templates[3].parts[0].articles[0].cover"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("javascript: scheme is not allowed")),
+        "{v}"
+    );
+}

@@ -10,8 +10,10 @@ pub mod udesk;
 pub mod wechat_dkf;
 pub mod wechat_mp;
 
+use crate::links::{self, LinkKind};
 use crate::model::{Article, MiniProgram, Part, Segment, Template};
 use crate::render::{render_text_with, Context, Refusal, RefusalCode};
+use crate::sanitize;
 use serde::{Deserialize, Serialize};
 
 /// The workspaces Quiver sends into.
@@ -286,32 +288,42 @@ pub fn render_part(
 }
 
 /// A copy of `part` (without its fallback) with variables substituted in every text field.
+///
+/// Values are written as each field needs (docs/templates.md, "Variables"): as is in plain text,
+/// HTML-escaped in rich HTML ([`sanitize::fill`]), percent-encoded in links unless the
+/// placeholder is the whole link ([`links::fill`]). Every non-empty link is then checked by its
+/// grammar ([`links`]) and refused with `invalid_value` naming the field.
 pub fn substitute(part: &Part, ctx: &Context, required: &[&str]) -> Result<Part, Refusal> {
     let r = |s: &str| render_text_with(s, ctx, required);
     let ro = |s: &Option<String>| s.as_deref().map(r).transpose();
+    let link = |kind: LinkKind, s: &str, field: &str| links::fill(kind, s, ctx, required, field);
+    let link_opt = |kind: LinkKind, s: &Option<String>, field: &str| {
+        s.as_deref().map(|s| link(kind, s, field)).transpose()
+    };
     Ok(match part {
         Part::Text { text, .. } => Part::Text {
             text: r(text)?,
             fallback: None,
         },
         Part::Rich { html, .. } => Part::Rich {
-            html: r(html)?,
+            html: sanitize::fill(html, ctx, required)?,
             fallback: None,
         },
         Part::Image { url, media_id, .. } => Part::Image {
-            url: ro(url)?,
+            url: link_opt(LinkKind::Web, url, "url")?,
             media_id: ro(media_id)?,
             fallback: None,
         },
         Part::News { articles, .. } => Part::News {
             articles: articles
                 .iter()
-                .map(|a| {
+                .enumerate()
+                .map(|(i, a)| {
                     Ok(Article {
                         title: r(&a.title)?,
                         digest: r(&a.digest)?,
-                        cover: r(&a.cover)?,
-                        url: r(&a.url)?,
+                        cover: link(LinkKind::Web, &a.cover, &format!("articles[{i}].cover"))?,
+                        url: link(LinkKind::Web, &a.url, &format!("articles[{i}].url"))?,
                     })
                 })
                 .collect::<Result<_, Refusal>>()?,
@@ -325,8 +337,8 @@ pub fn substitute(part: &Part, ctx: &Context, required: &[&str]) -> Result<Part,
             ..
         } => Part::Product {
             name: r(name)?,
-            url: ro(url)?,
-            image: r(image)?,
+            url: link_opt(LinkKind::WebOrPage, url, "url")?,
+            image: link(LinkKind::Web, image, "image")?,
             segments: segments
                 .iter()
                 .map(|s| {
@@ -340,12 +352,12 @@ pub fn substitute(part: &Part, ctx: &Context, required: &[&str]) -> Result<Part,
         },
         Part::Miniprogram(m) => Part::Miniprogram(Box::new(MiniProgram {
             title: r(&m.title)?,
-            pagepath: r(&m.pagepath)?,
+            pagepath: link(LinkKind::Page, &m.pagepath, "pagepath")?,
             thumb_media_id: ro(&m.thumb_media_id)?,
-            pic_url: ro(&m.pic_url)?,
+            pic_url: link_opt(LinkKind::Web, &m.pic_url, "pic_url")?,
             name: ro(&m.name)?,
-            avatar: ro(&m.avatar)?,
-            thumb_url: ro(&m.thumb_url)?,
+            avatar: link_opt(LinkKind::Web, &m.avatar, "avatar")?,
+            thumb_url: link_opt(LinkKind::Web, &m.thumb_url, "thumb_url")?,
             fallback: None,
         })),
     })

@@ -190,7 +190,8 @@ pub fn encode(_target: &Target, part: &Part, _ctx: &Context) -> Result<(String, 
 }
 
 /// True when a product `url` is a mini-program path rather than a web link (seed 000: a URL that
-/// does not start with `http` is opened with `wx.miniProgram.navigateTo`).
+/// does not start with `http` is opened with `wx.miniProgram.navigateTo`), and a valid one
+/// ([`crate::links`]): `javascript:…` is neither a web link nor a path.
 pub fn is_miniprogram_path(url: &str) -> bool {
-    !url.starts_with("http")
+    crate::links::is_miniprogram_path(url)
 }
