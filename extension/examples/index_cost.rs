@@ -49,8 +49,14 @@ fn main() {
     let _ = quiver_shared::search::SearchIndex::build(&items);
     println!("SearchIndex::build: {:?}", t.elapsed());
     let t = Instant::now();
-    let _ = quiver_extension::SearchIndex::build(&json).unwrap();
+    let built = quiver_extension::SearchIndex::build(&json).unwrap();
     println!("whole wasm-path build: {:?}", t.elapsed());
+    let t = Instant::now();
+    let snap = built.snapshot();
+    println!("snapshot: {:?}, {} bytes", t.elapsed(), snap.len());
+    let t = Instant::now();
+    let _ = quiver_extension::SearchIndex::load(&snap).unwrap();
+    println!("load snapshot: {:?}", t.elapsed());
     let t = Instant::now();
     let _ = quiver_extension::channel_fit_json(r#"{"platform":"udesk"}"#, &json).unwrap();
     println!("channel_fit: {:?}", t.elapsed());

@@ -198,13 +198,17 @@ fn collect_strings(v: &serde_json::Value, out: &mut Vec<String>) {
 /// The template search of `quiver_shared::search`, over a library given once as JSON (the
 /// templates as `templates.list` returns them; `usage_count` and `last_used_at` are used when
 /// present). Build once per library change, `search` per keystroke.
+///
+/// The background builds it once per library change and hands panels its [`SearchIndex::snapshot`];
+/// a panel loads that with [`SearchIndex::from_snapshot`] (copies and checks, no build). A loaded
+/// index has no parts, so its channel fit comes from the index that was built.
 #[wasm_bindgen]
 #[derive(Debug)]
 pub struct SearchIndex {
     inner: quiver_shared::search::SearchIndex,
-    ids: Vec<String>,
-    /// Each template's first part, for [`SearchIndex::channel_fit`].
-    first_parts: Vec<Option<quiver_shared::Part>>,
+    /// Each template's first part, for [`SearchIndex::channel_fit`]; `None` when loaded from a
+    /// snapshot.
+    first_parts: Option<Vec<Option<quiver_shared::Part>>>,
 }
 
 /// The fields of a `templates.list` row that the index reads; others are skipped unread.
@@ -242,7 +246,7 @@ impl SearchIndex {
     /// Number of templates indexed.
     #[wasm_bindgen(getter)]
     pub fn length(&self) -> u32 {
-        u32::try_from(self.ids.len()).unwrap_or(u32::MAX)
+        u32::try_from(self.inner.len()).unwrap_or(u32::MAX)
     }
 
     /// Searches: JSON text of `[{"id", "index", "score", "field"}]`, best first. `now_ms` (0:
@@ -252,9 +256,21 @@ impl SearchIndex {
     }
 
     /// [`channel_fit`] of the indexed templates, in index order, without sending the library
-    /// again: the boost for [`SearchIndex::search`].
+    /// again: the boost for [`SearchIndex::search`]. Throws `invalid_argument` on an index loaded
+    /// from a snapshot (it has no parts).
     pub fn channel_fit(&self, target_json: &str) -> Result<Vec<f32>, JsValue> {
         self.channel_fit_json(target_json).map_err(to_js_error)
+    }
+
+    /// The built index as bytes, for [`SearchIndex::from_snapshot`] in another page.
+    pub fn snapshot(&self) -> Vec<u8> {
+        self.inner.snapshot()
+    }
+
+    /// An index from [`SearchIndex::snapshot`]'s bytes. Throws `invalid_argument` naming what is
+    /// wrong with bytes that are cut, changed or from another build's format.
+    pub fn from_snapshot(bytes: &[u8]) -> Result<SearchIndex, JsValue> {
+        SearchIndex::load(bytes).map_err(to_js_error)
     }
 }
 
@@ -293,19 +309,33 @@ impl SearchIndex {
             });
             first_parts.push(parts.into_iter().next());
         }
-        let ids = items.iter().map(|t| t.id.clone()).collect();
         Ok(SearchIndex {
             inner: quiver_shared::search::SearchIndex::build(&items),
-            ids,
-            first_parts,
+            first_parts: Some(first_parts),
+        })
+    }
+
+    /// [`SearchIndex::from_snapshot`] without the JS error conversion.
+    pub fn load(bytes: &[u8]) -> Result<SearchIndex, CoreError> {
+        let inner =
+            quiver_shared::search::SearchIndex::from_snapshot(bytes).map_err(|message| CoreError {
+                code: INVALID_ARGUMENT,
+                message,
+            })?;
+        Ok(SearchIndex {
+            inner,
+            first_parts: None,
         })
     }
 
     /// [`SearchIndex::channel_fit`] without the JS error conversion.
     pub fn channel_fit_json(&self, target_json: &str) -> Result<Vec<f32>, CoreError> {
         let target = parse_target(target_json)?;
-        Ok(self
-            .first_parts
+        let first_parts = self.first_parts.as_ref().ok_or_else(|| CoreError {
+            code: INVALID_ARGUMENT,
+            message: "this index was loaded from a snapshot and has no parts: take the channel fit from the index that was built".into(),
+        })?;
+        Ok(first_parts
             .iter()
             .map(|first| fit(&target, first.as_ref()))
             .collect())
@@ -324,7 +354,7 @@ impl SearchIndex {
             .into_iter()
             .map(|h| {
                 serde_json::json!({
-                    "id": self.ids[h.index],
+                    "id": self.inner.id(h.index),
                     "index": h.index,
                     "score": h.score,
                     "field": h.matched,

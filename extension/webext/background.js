@@ -70,6 +70,16 @@
  */
 'use strict';
 
+// The wasm core (wasm-bindgen no-modules: the global `wasm_bindgen`). Firefox loads it from the
+// manifest's background scripts; a Chromium service worker imports it here.
+if (typeof wasm_bindgen === 'undefined' && typeof importScripts === 'function') {
+  try {
+    importScripts('pkg/quiver_core.js');
+  } catch (e) {
+    console.warn('[quiver] pkg/quiver_core.js did not load in the background:', e);
+  }
+}
+
 const api = globalThis.browser ?? globalThis.chrome;
 
 const HOST_NAME = 'dev.quiver.host';
@@ -340,6 +350,11 @@ function joinChunk(msg) {
 
 function onNativeEvent(name, data) {
   if (name === 'daemon.up') {
+    if (!native.daemonUp && library.ready) {
+      // Changes made while the daemon was out of reach sent no event here.
+      libraryChanged();
+      for (const pair of pairs.values()) sendToPanel(pair, { type: 'library-changed' });
+    }
     native.daemonUp = true;
     native.reason = null;
     if (typeof data.version === 'string') native.daemon = data.version;
@@ -351,6 +366,7 @@ function onNativeEvent(name, data) {
     // panels hear of library changes to reload their templates.
     for (const page of pages) quietly(() => page.postMessage({ type: 'event', name, data }));
     if (name === 'library.changed') {
+      libraryChanged();
       for (const pair of pairs.values()) sendToPanel(pair, { type: 'library-changed' });
     }
     return;
@@ -422,6 +438,196 @@ async function listAllTemplates() {
     if (!cursor) return { templates, usage };
   }
   throw new ProtocolError('internal', 'templates.list never reached the last page');
+}
+
+// ---------------------------------------------------------------------------------------------
+// The library and its search index: fetched and built once per change, for every panel
+
+/** How long after a send the ranking (usage counts) is refreshed: sends come in bursts. */
+const USAGE_REFRESH_MS = 2_000;
+
+/**
+ * The wasm core in the background (Chromium: importScripts above; Firefox: the manifest's
+ * background scripts). It builds the search index once per library change; each panel loads the
+ * index's snapshot (copies and checks) instead of building its own (docs/benchmarks.md). Null
+ * when the core cannot load here: panels then build from the templates themselves.
+ */
+let core = null;
+function loadCore() {
+  core ??= (async () => {
+    if (typeof wasm_bindgen !== 'function') return null;
+    try {
+      await wasm_bindgen({ module_or_path: api.runtime.getURL('pkg/quiver_core_bg.wasm') });
+      return wasm_bindgen;
+    } catch (e) {
+      log.warn('the wasm core did not load in the background; panels build their own index:', e?.message ?? e);
+      return null;
+    }
+  })();
+  return core;
+}
+
+/** Bytes as base64: extension messaging in Chromium is JSON, so bytes cross as text. */
+function toBase64(bytes) {
+  if (typeof bytes.toBase64 === 'function') return bytes.toBase64();
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+/**
+ * The built library is also put in the extension's IndexedDB (database `quiver-library`, store
+ * `library`, key `current`): {generation, snapshot: Uint8Array, text: Uint8Array, ends: Uint32Array},
+ * `text` the templates' JSON one after another (UTF-8) and `ends` where each ends. A panel is an extension page
+ * and reads it there by structured clone, far faster than extension messaging, which in Chromium
+ * is JSON through the browser process (1.4 s for 100,000 templates, docs/benchmarks.md). Chromium
+ * gives extension pages embedded in sites their extension's own storage partition; where a
+ * panel finds no record of the generation it was told, it asks for the templates over the port.
+ */
+const LIBRARY_DB = 'quiver-library';
+const LIBRARY_STORE = 'library';
+const LIBRARY_KEY = 'current';
+
+function openLibraryDb() {
+  return new Promise((resolve, reject) => {
+    const r = indexedDB.open(LIBRARY_DB, 1);
+    r.onupgradeneeded = () => r.result.createObjectStore(LIBRARY_STORE);
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+  });
+}
+
+async function storeLibrary(record) {
+  const db = await openLibraryDb();
+  try {
+    await new Promise((resolve, reject) => {
+      const tx = db.transaction(LIBRARY_STORE, 'readwrite');
+      tx.objectStore(LIBRARY_STORE).put(record, LIBRARY_KEY);
+      tx.oncomplete = resolve;
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error);
+    });
+  } finally {
+    db.close();
+  }
+}
+
+/** The templates' JSON texts one after another, as UTF-8, and where each ends (byte offsets). */
+function packTemplates(templates) {
+  const ends = new Uint32Array(templates.length);
+  const enc = new TextEncoder();
+  const pieces = templates.map((t) => enc.encode(JSON.stringify(t)));
+  const text = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  pieces.forEach((p, i) => {
+    text.set(p, at);
+    at += p.length;
+    ends[i] = at;
+  });
+  return { text, ends };
+}
+
+/**
+ * `generation` counts library changes; `ready` is the last finished build (served while a
+ * refresh of the ranking after sends runs), `building` the build under way. A build:
+ * {generation, templates, usage, index (wasm SearchIndex | null), bytes (its snapshot | null),
+ * stored (in IndexedDB)}.
+ */
+const library = { generation: 0, ready: null, building: null, usageTimer: null };
+
+async function buildLibrary(generation) {
+  const { templates, usage } = await listAllTemplates();
+  const built = { generation, templates, usage, index: null, bytes: null, stored: false };
+  const c = await loadCore();
+  if (c) {
+    try {
+      // Usage and recency ride along for the ranking (the index ignores them for matching).
+      const byId = new Map(usage.map((u) => [u.id, u]));
+      const rows = templates.map((x) => {
+        const u = byId.get(x.id);
+        return u ? { ...x, usage_count: u.usage_count, last_used_at: u.last_used_at } : x;
+      });
+      built.index = new c.SearchIndex(JSON.stringify(rows));
+      built.bytes = built.index.snapshot();
+    } catch (e) {
+      log.warn('search index build failed; panels build their own:', e?.message ?? e);
+      built.index?.free?.();
+      built.index = null;
+    }
+  }
+  if (built.bytes && typeof indexedDB !== 'undefined') {
+    try {
+      await storeLibrary({ generation, snapshot: built.bytes, ...packTemplates(templates) });
+      built.stored = true;
+    } catch (e) {
+      log.warn('could not keep the library in IndexedDB; panels get it over the port:', e?.message ?? e);
+    }
+  }
+  return built;
+}
+
+/**
+ * Starts a build of the library. `keepServing`: the library's content did not change (only its
+ * usage did), so the last build stays served until this one is done.
+ */
+function rebuildLibrary(keepServing) {
+  library.generation++;
+  const generation = library.generation;
+  if (!keepServing) library.ready = null;
+  const p = buildLibrary(generation).then((built) => {
+    if (generation === library.generation) {
+      const old = library.ready;
+      library.ready = built;
+      if (old && old !== built) old.index?.free?.();
+    } else {
+      built.index?.free?.(); // a newer change came in meanwhile
+    }
+    return built;
+  });
+  library.building = p;
+  const done = () => {
+    if (library.building === p) library.building = null;
+  };
+  p.then(done, done);
+  return p;
+}
+
+/** The library as panels get it: the last build, or the one under way, or a new one. */
+function currentLibrary() {
+  if (library.ready) return Promise.resolve(library.ready);
+  if (library.building) return library.building;
+  return rebuildLibrary(false);
+}
+
+/** The library changed (or may have, while the daemon was away): the next request rebuilds. */
+function libraryChanged() {
+  library.generation++;
+  library.ready?.index?.free?.();
+  library.ready = null;
+  library.building = null;
+}
+
+/** After sends: the ranking is refreshed in the background, the old build served meanwhile. */
+function usageChanged() {
+  clearTimeout(library.usageTimer);
+  library.usageTimer = setTimeout(() => {
+    if (library.ready) rebuildLibrary(true).catch((e) => log.warn('ranking refresh failed:', e?.message ?? e));
+  }, USAGE_REFRESH_MS);
+}
+
+/**
+ * What a panel gets for `templates`: when the build is in IndexedDB, only its generation (the
+ * panel reads the rest there); with `full` or otherwise, the templates and the snapshot (base64).
+ */
+function libraryReply(l, full) {
+  if (l.stored && !full) return { generation: l.generation, count: l.templates.length, usage: l.usage, stored: true };
+  return { templates: l.templates, usage: l.usage, generation: l.generation, index: l.bytes ? toBase64(l.bytes) : null };
+}
+
+/** The channel fit of the library's templates for `target`, from the index that was built. */
+function libraryFit(l, generation, target) {
+  if (l.generation !== generation || !l.index) return { generation: l.generation, boost: null };
+  return { generation: l.generation, boost: Array.from(l.index.channel_fit(JSON.stringify(target))) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -771,8 +977,17 @@ function onPanelMessage(pair, port, msg) {
       reply(status());
       break;
     case 'templates':
-      listAllTemplates().then(reply, fail);
+      currentLibrary().then((l) => libraryReply(l, msg.full === true)).then(reply, fail);
       break;
+    case 'fit': {
+      if (typeof msg.target !== 'object' || msg.target === null || !Number.isInteger(msg.generation)) {
+        fail(new ProtocolError('bad_request', 'fit needs {target: object, generation: integer}'));
+        break;
+      }
+      const { generation, target } = msg;
+      currentLibrary().then((l) => libraryFit(l, generation, target)).then(reply, fail);
+      break;
+    }
     case 'history': {
       // Only this workspace's history, never the whole of it.
       if (!pair.workspace) {
@@ -1199,7 +1414,10 @@ async function runItem(q, item) {
       err = e;
       log.warn('send.done', item.send_id, e.code, e.message);
     }
-    if (result.ok) finish(q, item, 'sent', null);
+    if (result.ok) {
+      finish(q, item, 'sent', null);
+      usageChanged();
+    }
     else finish(q, item, 'failed', new ProtocolError('post_failed', result.error));
     if (err && result.ok) log.warn('sent, but the daemon did not record it:', err.message);
   }

@@ -102,6 +102,14 @@ const state = {
   byId: new Map(),
   usage: new Map(), // id -> {usage_count, last_used_at} from the daemon
   index: null, // wasm SearchIndex
+  indexFrom: null, // 'snapshot' (the background's build) | 'build' (built here)
+  indexReadyAt: null, // performance.now() when the index became usable
+  snapshot: null, // the background's index snapshot (base64) until loaded
+  snapshotBytes: null, // the same, read from IndexedDB
+  lib: null, // {text, ends, cache}: the templates as the background stored them (see templateAt)
+  count: 0, // number of templates
+  generation: null, // the background's library generation of `templates`
+  fitAsked: 0,
   boost: new Float32Array(0),
   templatesLoaded: false,
   loadingTemplates: false,
@@ -342,9 +350,26 @@ async function loadTemplates() {
   state.loadingTemplates = true;
   state.reloadWanted = false;
   try {
-    const r = await call('templates');
+    const asked = performance.now();
+    let r = await call('templates');
+    state.timing = { asked, received: performance.now() };
     state.usage = new Map((r?.usage ?? []).map((x) => [x.id, x]));
-    setTemplates(r?.templates ?? []);
+    state.generation = Number.isInteger(r?.generation) ? r.generation : null;
+    // The read started at load (earlyRead) overlaps the core's start-up and this request.
+    const early = state.earlyRead;
+    state.earlyRead = null;
+    let stored = r?.stored === true && early ? await early : null;
+    if (stored && stored.generation !== state.generation) stored = null;
+    if (!stored && r?.stored === true) stored = await readStoredLibrary(state.generation);
+    if (stored) {
+      state.timing.read = performance.now();
+      setStoredLibrary(stored);
+    } else {
+      if (r?.stored === true) r = await call('templates', { full: true });
+      state.generation = Number.isInteger(r?.generation) ? r.generation : null;
+      state.snapshot = typeof r?.index === 'string' ? r.index : null;
+      setTemplates(r?.templates ?? []);
+    }
     hideNotice();
   } catch (e) {
     showNotice(e, t('palette_load_failed', 'Could not load templates'));
@@ -356,35 +381,158 @@ async function loadTemplates() {
 
 function setTemplates(list) {
   state.templates = list;
+  state.lib = null;
+  state.count = list.length;
   state.byId = new Map(list.map((x) => [x.id, x]));
   state.templatesLoaded = true;
   buildIndex();
   renderList();
 }
 
+/**
+ * The library as the background keeps it in IndexedDB (see background.js, LIBRARY_DB): the
+ * index snapshot, and the templates' JSON texts, parsed one by one when shown.
+ */
+function setStoredLibrary(rec) {
+  state.templates = null;
+  state.lib = { text: rec.text, ends: rec.ends, cache: new Map() };
+  state.count = rec.ends.length;
+  state.byId = new Map();
+  state.snapshotBytes = rec.snapshot;
+  state.templatesLoaded = true;
+  buildIndex();
+  renderList();
+}
+
+/** The template at `i` in index order. */
+function templateAt(i) {
+  if (state.templates) return state.templates[i];
+  const lib = state.lib;
+  if (!lib || !(i >= 0 && i < lib.ends.length)) return undefined;
+  let tp = lib.cache.get(i);
+  if (!tp) {
+    tp = JSON.parse(utf8.decode(lib.text.subarray(i ? lib.ends[i - 1] : 0, lib.ends[i])));
+    lib.cache.set(i, tp);
+    state.byId.set(tp.id, tp);
+  }
+  return tp;
+}
+
+const utf8 = new TextDecoder();
+const LIBRARY_DB = 'quiver-library';
+const LIBRARY_STORE = 'library';
+
+/**
+ * The background's record of library `generation` (any generation: undefined) in IndexedDB, or
+ * null (absent, other generation, unreadable).
+ */
+function readStoredLibrary(generation) {
+  if (typeof indexedDB === 'undefined' || generation === null) return Promise.resolve(null);
+  return new Promise((resolve) => {
+    let r;
+    try {
+      r = indexedDB.open(LIBRARY_DB, 1);
+    } catch {
+      resolve(null);
+      return;
+    }
+    r.onupgradeneeded = () => r.result.createObjectStore(LIBRARY_STORE);
+    r.onerror = () => resolve(null);
+    r.onsuccess = () => {
+      const db = r.result;
+      try {
+        const get = db.transaction(LIBRARY_STORE, 'readonly').objectStore(LIBRARY_STORE).get('current');
+        get.onsuccess = () => {
+          db.close();
+          const rec = get.result;
+          const ok = rec && (generation === undefined || rec.generation === generation)
+            && rec.snapshot instanceof Uint8Array && rec.ends instanceof Uint32Array && rec.text instanceof Uint8Array;
+          resolve(ok ? rec : null);
+        };
+        get.onerror = () => {
+          db.close();
+          resolve(null);
+        };
+      } catch {
+        db.close();
+        resolve(null);
+      }
+    };
+  });
+}
+
+/** base64 text to bytes (the background's index snapshot crosses extension messaging as text). */
+function fromBase64(text) {
+  if (typeof Uint8Array.fromBase64 === 'function') return Uint8Array.fromBase64(text);
+  const bin = atob(text);
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  return bytes;
+}
+
+/**
+ * The search index: loaded from the snapshot the background built for this library (no build
+ * here), or, when the background had none, built from the templates.
+ */
 function buildIndex() {
   if (state.core !== 'ready' || !state.templatesLoaded) return;
-  try {
-    state.index?.free?.();
-    // Usage and recency ride along for the ranking (the index ignores them for matching).
-    const rows = state.templates.map((x) => {
-      const u = state.usage.get(x.id);
-      return u ? { ...x, usage_count: u.usage_count, last_used_at: u.last_used_at } : x;
-    });
-    state.index = new wasm_bindgen.SearchIndex(JSON.stringify(rows));
-  } catch (e) {
-    state.index = null;
-    showNotice(e, t('palette_index_failed', 'Search is unavailable'));
+  state.index?.free?.();
+  state.index = null;
+  state.indexFrom = null;
+  if (state.snapshot || state.snapshotBytes) {
+    state.boost = new Float32Array(0); // until the background's fit for this library arrives
+    try {
+      const bytes = state.snapshotBytes ?? fromBase64(state.snapshot);
+      if (state.timing) state.timing.decoded = performance.now();
+      state.index = wasm_bindgen.SearchIndex.from_snapshot(bytes);
+      state.indexFrom = 'snapshot';
+    } catch (e) {
+      console.warn('[quiver] the index snapshot did not load; building here:', e?.message ?? e);
+    }
+    state.snapshot = null; // not needed any more
+    state.snapshotBytes = null;
   }
+  if (!state.index && state.templates) {
+    try {
+      // Usage and recency ride along for the ranking (the index ignores them for matching).
+      const rows = state.templates.map((x) => {
+        const u = state.usage.get(x.id);
+        return u ? { ...x, usage_count: u.usage_count, last_used_at: u.last_used_at } : x;
+      });
+      state.index = new wasm_bindgen.SearchIndex(JSON.stringify(rows));
+      state.indexFrom = 'build';
+    } catch (e) {
+      state.index = null;
+      showNotice(e, t('palette_index_failed', 'Search is unavailable'));
+    }
+  }
+  ui.palette.dataset.index = state.index ? 'ready' : 'none';
+  ui.palette.dataset.indexFrom = state.indexFrom ?? '';
+  if (state.index) state.indexReadyAt = performance.now();
   computeBoost();
 }
 
 /**
- * Channel fit: templates whose first part this conversation can show come first. The index keeps
- * each template's first part, so a change of conversation does not send the library again.
+ * Channel fit: templates whose first part this conversation can show come first. An index built
+ * here computes it itself; for a loaded snapshot the background's index (which has the parts)
+ * does, and the list is redrawn when it arrives.
  */
 function computeBoost() {
   if (state.core !== 'ready' || !state.templatesLoaded) return;
+  if (state.indexFrom === 'snapshot') {
+    const generation = state.generation;
+    const asked = ++state.fitAsked;
+    call('fit', { generation, target: target() })
+      .then((r) => {
+        if (asked !== state.fitAsked || r?.generation !== state.generation || !Array.isArray(r?.boost)) return;
+        if (r.boost.length !== state.count) return;
+        state.boost = Float32Array.from(r.boost);
+        renderList();
+      })
+      .catch(() => {});
+    return;
+  }
+  if (!state.templates) return;
   try {
     state.boost = state.index
       ? state.index.channel_fit(JSON.stringify(target()))
@@ -394,26 +542,33 @@ function computeBoost() {
   }
 }
 
+/** The templates matching `q`, best first, with their positions in index order. */
 function search(q) {
   if (state.index) {
     const hits = JSON.parse(state.index.search(q, MAX_SHOWN, Date.now(), state.boost));
-    return hits.map((h) => state.templates[h.index]).filter(Boolean);
+    return hits.map((h) => ({ tp: templateAt(h.index), index: h.index })).filter((x) => x.tp);
   }
+  if (!state.templates) return [];
   // Before the core is loaded: a plain substring filter.
   const ql = q.toLowerCase();
-  return state.templates
-    .filter((x) => !ql || [x.title, x.shortcut ?? '', (x.tags ?? []).join(' '), ...(x.parts ?? []).map(partText)].join('\n').toLowerCase().includes(ql))
-    .slice(0, MAX_SHOWN);
+  const out = [];
+  state.templates.forEach((x, index) => {
+    if (out.length < MAX_SHOWN
+        && (!ql || [x.title, x.shortcut ?? '', (x.tags ?? []).join(' '), ...(x.parts ?? []).map(partText)].join('\n').toLowerCase().includes(ql))) {
+      out.push({ tp: x, index });
+    }
+  });
+  return out;
 }
 
 /** Re-renders the list. A new search selects the first match; a refresh keeps the selection. */
 function renderList({ keepSelection = true } = {}) {
   const q = ui.search.value.trim();
   const activeId = keepSelection ? state.shown[state.active]?.id : undefined;
-  state.shown = state.templatesLoaded ? search(q) : [];
+  const found = state.templatesLoaded ? search(q) : [];
+  state.shown = found.map((x) => x.tp);
   const frag = document.createDocumentFragment();
-  const fit = new Map();
-  if (state.boost.length === state.templates.length) state.templates.forEach((x, i) => fit.set(x.id, state.boost[i]));
+  const withFit = state.boost.length === state.count;
   state.shown.forEach((tp, i) => {
     const li = document.createElement('li');
     li.id = `quiver-option-${i}`;
@@ -423,7 +578,7 @@ function renderList({ keepSelection = true } = {}) {
     li.dataset.testid = 'quiver-template';
     li.dataset.templateId = tp.id;
     li.dataset.index = String(i);
-    const f = fit.get(tp.id);
+    const f = withFit ? state.boost[found[i].index] : undefined;
     if (f === 0) {
       li.dataset.fit = 'none';
       li.setAttribute('aria-description', t('palette_fit_none', 'This conversation cannot show it'));
@@ -467,7 +622,7 @@ function renderEmpty() {
     text = state.daemon.state === 'up'
       ? t('palette_loading', 'Loading templates…')
       : t('palette_needs_daemon', 'Templates appear when the Quiver daemon is running.');
-  } else if (!state.templates.length) {
+  } else if (!state.count) {
     text = t('palette_no_templates', 'No templates yet. Import a library with the quiver command.');
   } else if (!state.shown.length) {
     text = t('palette_no_match', 'No template matches the search.');
@@ -1137,6 +1292,7 @@ async function loadCore() {
     if (typeof wasm_bindgen !== 'function') throw new Error('pkg/quiver_core.js did not load');
     await wasm_bindgen({ module_or_path: WASM_PATH });
     state.core = 'ready';
+    state.coreReadyAt = performance.now();
     ui.palette.dataset.core = 'ready';
     ui.palette.dataset.coreVersion = wasm_bindgen.version();
     updateContext();
@@ -1155,4 +1311,6 @@ if (!token) {
   connect();
 }
 renderEmpty();
+// The stored library is read at once, in parallel with the core and the background's answer.
+state.earlyRead = token ? readStoredLibrary(undefined) : null;
 loadCore();

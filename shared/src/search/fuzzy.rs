@@ -44,11 +44,11 @@ pub(crate) fn posting_parts(p: Posting) -> (usize, Field) {
 pub(crate) struct Vocab {
     /// Words in byte order: (offset into `bytes`, length). Sorted so that a depth-first walk
     /// shares the distance rows of common prefixes, like a trie.
-    words: Vec<(u32, u8)>,
+    pub words: Vec<(u32, u8)>,
     /// Per word, the range of its postings.
-    posting_ranges: Vec<(u32, u32)>,
-    postings: Vec<Posting>,
-    bytes: Vec<u8>,
+    pub posting_ranges: Vec<(u32, u32)>,
+    pub postings: Vec<Posting>,
+    pub bytes: Vec<u8>,
 }
 
 impl std::fmt::Debug for Vocab {

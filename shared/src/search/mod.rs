@@ -46,6 +46,7 @@ mod fuzzy;
 mod pinyin;
 #[rustfmt::skip]
 mod pinyin_table;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 mod text;

@@ -56,23 +56,23 @@ pub(crate) fn readings(c: char) -> impl Iterator<Item = &'static str> {
 pub(crate) const MAX_QUERY: usize = 63;
 
 #[derive(Debug, Clone, Copy)]
-struct Reading {
-    offset: u32,
-    len: u8,
+pub(crate) struct Reading {
+    pub(crate) offset: u32,
+    pub(crate) len: u8,
     /// Must be consumed whole (a char standing for itself).
-    whole: bool,
+    pub(crate) whole: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Seq {
     pub field: Field,
-    units: (u32, u32),
+    pub(crate) units: (u32, u32),
     /// Bits (see `char_bit`) of the first char of every reading of every unit.
-    initials: u64,
+    pub(crate) initials: u64,
     /// Bits of every char of every reading.
-    letters: u64,
+    pub(crate) letters: u64,
     /// Bloom filter of the byte pairs a match can begin with (see `pair_bit`).
-    pairs: u128,
+    pub(crate) pairs: u128,
 }
 
 /// Pinyin sequences of every title and tag that contains a Chinese char.
@@ -81,11 +81,11 @@ pub(crate) struct PinyinIndex {
     /// Per template, the range of its sequences in `seqs`.
     pub by_template: Vec<u32>,
     pub seqs: Vec<Seq>,
-    units: Vec<u32>,
+    pub units: Vec<u32>,
     /// Per distinct symbol (char), the range of its readings.
-    symbol_readings: Vec<(u32, u32)>,
-    readings: Vec<Reading>,
-    bytes: Vec<u8>,
+    pub symbol_readings: Vec<(u32, u32)>,
+    pub readings: Vec<Reading>,
+    pub bytes: Vec<u8>,
 }
 
 impl std::fmt::Debug for PinyinIndex {

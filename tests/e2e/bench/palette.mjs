@@ -13,16 +13,56 @@
 //    after the Udesk meter's 1 s, so none waits in the queue), against the bare native-messaging
 //    round trip (`hello` through the same background and native port) measured in the same run.
 //
+// 4. palette load -> search index ready, with QUIVER_BENCH_LIBRARY (default 100,000) generated
+//    templates imported into the daemon: the background builds the index once per library
+//    change; each panel loads its snapshot. Per page load (R=5): from the panel document's time
+//    origin to the index being usable (`state.indexReadyAt`), with the core loaded and the
+//    templates received; and the search per keystroke on that loaded index.
+//
 // No assertions: numbers only (see the report in the PR / docs).
 import {
   config, withWorkspace, assistantFrame, clickLauncher, pollFrame, waitForReceived, sel, sleep,
+  findPanelFrame,
 } from '../lib/harness.mjs';
+import { importTemplates } from '../lib/palette.mjs';
 
 const browsers = process.argv.slice(2).length ? process.argv.slice(2) : ['chromium', 'firefox'];
 const N = Number(process.env.QUIVER_BENCH_N || 15);
 // Library sizes for (2): QUIVER_BENCH_SIZES=10000,100000 (default 10,000 and 100,000).
 const SIZES = (process.env.QUIVER_BENCH_SIZES || '10000,100000').split(',').map(Number);
 const QUERIES = ['shd', 'refund', 'order status', 'tkzc', 'greting', 'coupon 12', '退款'];
+const LIBRARY = Number(process.env.QUIVER_BENCH_LIBRARY || 100_000);
+const RELOADS = 5;
+
+/** The same generated templates as the panel's bench hook. */
+function generated(n) {
+  const words = ['order', 'refund', 'shipping', 'delay', 'greeting', 'invoice', 'coupon', 'address', 'payment', 'return'];
+  const han = ['稍等', '退款', '发货', '订单', '优惠', '地址', '支付', '感谢', '售后', '物流'];
+  const list = [];
+  for (let i = 0; i < n; i++) {
+    const w = words[i % words.length];
+    const h = han[(i * 7) % han.length];
+    list.push({
+      id: `gen-${i}`,
+      title: i % 3 === 0 ? `${h}${i}` : `${w} template ${i}`,
+      shortcut: `${w.slice(0, 2)}${i}`,
+      tags: [w, h],
+      parts: [{ type: 'text', text: `Generated body ${i}: about your ${w} ${h}, reply soon.` }],
+    });
+  }
+  return list;
+}
+
+/** Waits until the panel's index covers at least `n` templates; returns what the panel recorded. */
+async function indexReady(panel, n) {
+  return pollFrame(panel, `index of ${n}`, (n) => {
+    // `state` is panel.js's top-level state (a classic script: the realm's global scope).
+    // eslint-disable-next-line no-undef
+    const s = typeof state === 'object' ? state : null;
+    if (!s?.index || s.index.length < n || s.indexReadyAt === null) return null;
+    return { readyAt: s.indexReadyAt, from: s.indexFrom, length: s.index.length, core: s.coreReadyAt, ...s.timing };
+  }, n, 300_000);
+}
 
 const stats = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -115,6 +155,35 @@ async function bench(browser) {
       }));
     }
 
+    // 4. A large library in the daemon: palette load -> index ready.
+    const tImport = Date.now();
+    await importTemplates(session, generated(LIBRARY));
+    const importMs = Date.now() - tImport;
+    const tFirst = Date.now();
+    const first = await indexReady(panel, LIBRARY);
+    const firstMs = Date.now() - tFirst;
+    const loads = [];
+    let loaded = null;
+    for (let r = 0; r < RELOADS; r++) {
+      await page.reload({ waitUntil: 'load' });
+      loaded = await findPanelFrame(page, 60_000);
+      loads.push(await indexReady(loaded, LIBRARY));
+    }
+    const loadedTimes = await loaded.evaluate((Q) => {
+      const times = [];
+      for (let r = 0; r < 3; r++) {
+        for (const q of Q) {
+          for (let k = 1; k <= q.length; k++) {
+            const a = performance.now();
+            // eslint-disable-next-line no-undef
+            JSON.parse(state.index.search(q.slice(0, k), 50, Date.now(), state.boost));
+            times.push(performance.now() - a);
+          }
+        }
+      }
+      return times;
+    }, QUERIES);
+
     console.log(`\n== ${browser} (${version})`);
     console.log(`shortcut -> palette visible (next frame):   ${fmt(stats(visible))}`);
     if (focused.length) console.log(`shortcut -> search focused in the panel:    ${fmt(stats(focused))}`);
@@ -126,6 +195,10 @@ async function bench(browser) {
     console.log(`hello round trip (panel->bg->host->daemon): ${fmt(stats([...hello, ...hello2]))}`);
     console.log(`click -> posted in the workspace:           ${fmt(stats(posted))}`);
     console.log(`  difference of medians: ${(stats(posted).median - stats([...hello, ...hello2]).median).toFixed(2)} ms`);
+    console.log(`library of ${LIBRARY}: import ${importMs} ms; then index ready in the open panel after ${firstMs} ms (${first.from}: background fetch + build + snapshot + load)`);
+    console.log(`palette load -> index ready, ${LIBRARY} templates (${loads.map((l) => l.from).join(',')}): ${fmt(stats(loads.map((l) => l.readyAt)))}`);
+    for (const l of loads) console.log(`  core ready ${l.core?.toFixed(0)}, templates asked ${l.asked?.toFixed(0)}, received ${l.received?.toFixed(0)}, read ${l.read?.toFixed(0)}, decoded ${l.decoded?.toFixed(0)}, ready ${l.readyAt.toFixed(0)}`);
+    console.log(`search per keystroke on the loaded index, ${LIBRARY} templates: ${fmt(stats(loadedTimes))}`);
   });
 }
 

@@ -40,7 +40,7 @@ export function mpPayload(cid, uid) {
 export async function importTemplates(session, templates) {
   const file = path.join(session.dirs.tmp, `library-${Date.now()}.json`);
   await fsp.writeFile(file, JSON.stringify({ quiver: 1, templates }));
-  const { stdout, stderr } = await execFileP(session.cfg.quiverBin, ['templates', 'import', file], { env: session.env, timeout: 30_000 });
+  const { stdout, stderr } = await execFileP(session.cfg.quiverBin, ['templates', 'import', file], { env: session.env, timeout: 600_000, maxBuffer: 16 << 20 });
   session.log(`quiver templates import: ${`${stdout}${stderr}`.trim()}`);
 }
 
