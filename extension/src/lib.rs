@@ -417,7 +417,8 @@ fn template_from_value(v: &serde_json::Value) -> Option<Template> {
             o.remove(k);
         }
     }
-    serde_json::from_value(v).ok()
+    // From text rather than from the `Value`: no second set of deserializers in the core.
+    serde_json::from_str(&v.to_string()).ok()
 }
 
 fn parse_template(json: &str) -> Result<Template, CoreError> {

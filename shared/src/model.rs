@@ -338,7 +338,16 @@ mod part_de {
                 Some(_) => return Err(de::Error::custom("`type` must be a string")),
                 None => return Err(de::Error::missing_field("type")),
             };
-            fields(&kind, serde_json::Value::Object(obj)).map_err(de::Error::custom)
+            // Read back from text, not from the `Value`: one set of deserializers (the text's)
+            // in the wasm core instead of a second one over `Value` (docs/benchmarks.md).
+            let text = serde_json::Value::Object(obj).to_string();
+            let mut de = serde_json::Deserializer::from_str(&text);
+            fields(&kind, &mut de).map_err(|e| {
+                // the position is in the buffered text, not the input: left out
+                let msg = e.to_string();
+                let at = format!(" at line {} column {}", e.line(), e.column());
+                de::Error::custom(msg.strip_suffix(at.as_str()).unwrap_or(&msg))
+            })
         }
     }
 
@@ -852,6 +861,38 @@ mod tests {
 
     fn template(v: serde_json::Value) -> Template {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn part_with_type_later_reads_the_same_and_names_no_buffer_position() {
+        let p: Part = serde_json::from_str(r#"{"text": "hi", "type": "text"}"#).unwrap();
+        assert_eq!(
+            p,
+            Part::Text {
+                text: "hi".into(),
+                fallback: None
+            }
+        );
+        let p: Part = serde_json::from_value(json!({"text": "hi", "type": "text"})).unwrap();
+        assert_eq!(
+            p,
+            Part::Text {
+                text: "hi".into(),
+                fallback: None
+            }
+        );
+        let e = serde_json::from_str::<Part>(r#"{"text": 5, "type": "text"}"#).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid type: integer `5`, expected a string at line 1 column 27"
+        );
+        let e =
+            serde_json::from_str::<Part>(r#"{"x": 1, "type": "rich", "html": ""}"#).unwrap_err();
+        assert!(
+            e.to_string().starts_with("unknown field `x`, expected "),
+            "{e}"
+        );
+        assert!(e.to_string().ends_with(" at line 1 column 36"), "{e}");
     }
 
     fn base() -> serde_json::Value {

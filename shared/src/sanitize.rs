@@ -23,10 +23,10 @@
 //! under `shared/test_data/sanitize/` run through both. A tokenizer, not a tree builder, keeps
 //! the wasm core small (ammonia and html5ever were two thirds of it, docs/benchmarks.md).
 
-use html5gum::emitters::callback::{Callback, CallbackEmitter, CallbackEvent};
-use html5gum::{Span, Tokenizer};
 use crate::links;
 use crate::render::{placeholders, render_text_escaped, Context, Refusal, RefusalCode};
+use html5gum::emitters::callback::{Callback, CallbackEmitter, CallbackEvent};
+use html5gum::{Span, Tokenizer};
 
 /// Tags kept in rich text.
 const TAGS: &[&str] = &[
