@@ -533,7 +533,7 @@ function packTemplates(templates) {
  * {generation, templates, usage, index (wasm SearchIndex | null), bytes (its snapshot | null),
  * stored (in IndexedDB)}.
  */
-const library = { generation: 0, ready: null, building: null, usageTimer: null };
+const library = { generation: 0, ready: null, building: null, usageTimer: null, usageStale: false };
 
 async function buildLibrary(generation) {
   const { templates, usage } = await listAllTemplates();
@@ -571,6 +571,7 @@ async function buildLibrary(generation) {
  * usage did), so the last build stays served until this one is done.
  */
 function rebuildLibrary(keepServing) {
+  library.usageStale = false; // this build reads the usage afresh
   library.generation++;
   const generation = library.generation;
   if (!keepServing) library.ready = null;
@@ -594,6 +595,11 @@ function rebuildLibrary(keepServing) {
 
 /** The library as panels get it: the last build, or the one under way, or a new one. */
 function currentLibrary() {
+  if (library.usageStale) {
+    // A panel loading now must rank what was just sent: it waits for the refresh.
+    clearTimeout(library.usageTimer);
+    return library.building ?? rebuildLibrary(true);
+  }
   if (library.ready) return Promise.resolve(library.ready);
   if (library.building) return library.building;
   return rebuildLibrary(false);
@@ -607,11 +613,16 @@ function libraryChanged() {
   library.building = null;
 }
 
-/** After sends: the ranking is refreshed in the background, the old build served meanwhile. */
+/**
+ * After sends: the ranking is refreshed in the background USAGE_REFRESH_MS after the last one,
+ * so panels loading later get it at once; a panel that asks before then waits for the refresh.
+ */
 function usageChanged() {
+  if (!library.ready && !library.building) return; // nothing built yet: the first build reads it
+  library.usageStale = true;
   clearTimeout(library.usageTimer);
   library.usageTimer = setTimeout(() => {
-    if (library.ready) rebuildLibrary(true).catch((e) => log.warn('ranking refresh failed:', e?.message ?? e));
+    if (library.usageStale && !library.building) rebuildLibrary(true).catch((e) => log.warn('ranking refresh failed:', e?.message ?? e));
   }, USAGE_REFRESH_MS);
 }
 
