@@ -318,9 +318,11 @@ impl SearchIndex {
     /// [`SearchIndex::from_snapshot`] without the JS error conversion.
     pub fn load(bytes: &[u8]) -> Result<SearchIndex, CoreError> {
         let inner =
-            quiver_shared::search::SearchIndex::from_snapshot(bytes).map_err(|message| CoreError {
-                code: INVALID_ARGUMENT,
-                message,
+            quiver_shared::search::SearchIndex::from_snapshot(bytes).map_err(|message| {
+                CoreError {
+                    code: INVALID_ARGUMENT,
+                    message,
+                }
             })?;
         Ok(SearchIndex {
             inner,

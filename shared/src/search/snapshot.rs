@@ -124,9 +124,7 @@ impl<'a> Reader<'a> {
         let mut start = 0usize;
         for e in ends {
             let e = e as usize;
-            let s = text
-                .get(start..e)
-                .ok_or_else(|| bad("string offsets"))?;
+            let s = text.get(start..e).ok_or_else(|| bad("string offsets"))?;
             out.push(s.to_owned());
             start = e;
         }
@@ -249,7 +247,10 @@ impl SearchIndex {
             let starts = r.u32s()?;
             check_starts(&starts, n, text.len(), Some(&text))?;
             // Every segment ends with the `\n` that `Column::segment` drops.
-            if starts.windows(2).any(|w| w[0] == w[1] || text.as_bytes()[w[1] as usize - 1] != b'\n') {
+            if starts
+                .windows(2)
+                .any(|w| w[0] == w[1] || text.as_bytes()[w[1] as usize - 1] != b'\n')
+            {
                 return Err(bad("column segment"));
             }
             *c = Column { text, starts };
@@ -303,7 +304,10 @@ impl SearchIndex {
         for rd in &readings {
             // A reading is matched as text and must hold at least one byte.
             let end = rd.offset as usize + usize::from(rd.len);
-            if rd.len == 0 || end > pbytes.len() || std::str::from_utf8(&pbytes[rd.offset as usize..end]).is_err() {
+            if rd.len == 0
+                || end > pbytes.len()
+                || std::str::from_utf8(&pbytes[rd.offset as usize..end]).is_err()
+            {
                 return Err(bad("pinyin reading"));
             }
         }

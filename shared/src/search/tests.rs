@@ -841,7 +841,9 @@ fn snapshot_corpus() -> Vec<IndexedTemplate> {
     vec![
         t("a", "稍等一下").tags(&["退款", "售后"]).shortcut("sd"),
         t("b", "Greeting").body("Hello {{customer.name}}, how can I help?"),
-        t("c", "Refund policy").folder("售后/退款").used(5, Some(1_700_000_000_000)),
+        t("c", "Refund policy")
+            .folder("售后/退款")
+            .used(5, Some(1_700_000_000_000)),
         t("d", "行李 hang xing").tags(&["物流"]).used(1, None),
         t("e", "").body("only a body"),
     ]
@@ -853,21 +855,39 @@ fn snapshot_round_trip_searches_the_same() {
     let bytes = built.snapshot();
     let loaded = SearchIndex::from_snapshot(&bytes).unwrap();
     assert_eq!(loaded.len(), built.len());
-    assert_eq!(loaded.snapshot(), bytes, "a loaded index writes the same bytes");
+    assert_eq!(
+        loaded.snapshot(),
+        bytes,
+        "a loaded index writes the same bytes"
+    );
     let boost = [0.0, 1.0, 0.5, 0.0, 0.0];
     let opts = SearchOptions {
         limit: 10,
         now_ms: Some(1_700_000_100_000),
         boost: Some(&boost),
     };
-    for q in ["", "sd", "shaodeng", "tk", "gret", "grett", "refund pol", "售后", "hang", "body", "x"] {
+    for q in [
+        "",
+        "sd",
+        "shaodeng",
+        "tk",
+        "gret",
+        "grett",
+        "refund pol",
+        "售后",
+        "hang",
+        "body",
+        "x",
+    ] {
         let a: Vec<_> = built.search(q, &opts);
         let b: Vec<_> = loaded.search(q, &opts);
         assert_eq!(a, b, "query {q:?}");
     }
     // The empty library too.
     let empty = SearchIndex::build(&[]);
-    assert!(SearchIndex::from_snapshot(&empty.snapshot()).unwrap().is_empty());
+    assert!(SearchIndex::from_snapshot(&empty.snapshot())
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -883,7 +903,9 @@ fn snapshot_cut_or_changed_is_refused_or_safe() {
     assert!(SearchIndex::from_snapshot(&more).is_err());
     let mut v2 = bytes.clone();
     v2[4] = 2;
-    assert!(SearchIndex::from_snapshot(&v2).unwrap_err().contains("format 2"));
+    assert!(SearchIndex::from_snapshot(&v2)
+        .unwrap_err()
+        .contains("format 2"));
     // Any single changed byte is either refused or gives an index that searches without panicking.
     for i in 0..bytes.len() {
         for x in [0x00, 0x7f, 0xff] {
