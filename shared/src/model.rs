@@ -406,18 +406,24 @@ impl std::fmt::Display for ImportError {
     }
 }
 
+impl ImportError {
+    /// An error about `field` of the library `text`, at the field's place in the text when
+    /// `jsonpos` finds it, else at `fallback` (line, column).
+    fn located(text: &str, field: String, message: String, fallback: (usize, usize)) -> Self {
+        let (line, column) = crate::jsonpos::locate(text, &field).unwrap_or(fallback);
+        ImportError {
+            line,
+            column,
+            field,
+            message,
+        }
+    }
+}
+
 impl Library {
     /// Parses and checks a library file. Either every template is valid, or nothing is returned.
     pub fn from_json(text: &str) -> Result<Library, ImportError> {
-        let at = |field: String, message: String, fallback: (usize, usize)| {
-            let (line, column) = crate::jsonpos::locate(text, &field).unwrap_or(fallback);
-            ImportError {
-                line,
-                column,
-                field,
-                message,
-            }
-        };
+        let at = |field, message, fallback| ImportError::located(text, field, message, fallback);
         let de = &mut serde_json::Deserializer::from_str(text);
         let lib: Library = serde_path_to_error::deserialize(de).map_err(|e| {
             let field = e.path().to_string();
@@ -569,15 +575,7 @@ impl Library {
             }
         }
 
-        let at = |field: String, message: String, fallback: (usize, usize)| {
-            let (line, column) = crate::jsonpos::locate(text, &field).unwrap_or(fallback);
-            ImportError {
-                line,
-                column,
-                field,
-                message,
-            }
-        };
+        let at = |field, message, fallback| ImportError::located(text, field, message, fallback);
         let fault: Fault = RefCell::new(None);
         let mut count = 0;
         let mut format = None;
