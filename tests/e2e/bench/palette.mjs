@@ -22,7 +22,7 @@
 // No assertions: numbers only (see the report in the PR / docs).
 import {
   config, withWorkspace, assistantFrame, clickLauncher, pollFrame, waitForReceived, sel, sleep,
-  findPanelFrame,
+  findPanelFrame, pressOpenShortcut,
 } from '../lib/harness.mjs';
 import { importTemplates } from '../lib/palette.mjs';
 
@@ -34,7 +34,7 @@ const QUERIES = ['shd', 'refund', 'order status', 'tkzc', 'greting', 'coupon 12'
 const LIBRARY = Number(process.env.QUIVER_BENCH_LIBRARY || 100_000);
 const RELOADS = 5;
 
-/** The same generated templates as the panel's bench hook. */
+/** `n` generated templates: for the panel's bench hook (2) and the daemon's library (4). */
 function generated(n) {
   const words = ['order', 'refund', 'shipping', 'delay', 'greeting', 'invoice', 'coupon', 'address', 'payment', 'return'];
   const han = ['稍等', '退款', '发货', '订单', '优惠', '地址', '支付', '感谢', '售后', '物流'];
@@ -102,12 +102,7 @@ async function bench(browser) {
         window.__benchFocus = new Promise((r) => document.querySelector(S).addEventListener('focus', () => r(performance.timeOrigin + performance.now()), { once: true }));
         document.querySelector(S).blur();
       }, sel.search);
-      await assistant.click('h1');
-      await page.keyboard.down('Alt');
-      await page.keyboard.down('Shift');
-      await page.keyboard.press('KeyQ');
-      await page.keyboard.up('Shift');
-      await page.keyboard.up('Alt');
+      await pressOpenShortcut(page, assistant);
       const r = await assistant.evaluate(() => window.__benchShown);
       const fAt = await panel.evaluate(() => Promise.race([window.__benchFocus, new Promise((res) => setTimeout(() => res(null), 2000))]));
       visible.push(r.shown - r.t0);
@@ -117,7 +112,7 @@ async function bench(browser) {
 
     // 2. Index build and search per keystroke, per library size.
     const perSize = [];
-    for (const n of SIZES) perSize.push([n, await panel.evaluate((n, Q) => globalThis.__quiverBench.searchTimes(n, Q, 3), n, QUERIES)]);
+    for (const n of SIZES) perSize.push([n, await panel.evaluate((list, Q) => globalThis.__quiverBench.searchTimes(list, Q, 3), generated(n), QUERIES)]);
 
     // 3. Click -> posted vs hello.
     const hello = [];

@@ -595,6 +595,19 @@ export async function withWorkspace(name, pagePath, fn) {
 }
 
 /**
+ * The agent's shortcut with real input: a click in the assistant frame `frame` (on its `h1`, so
+ * the frame has focus), then Alt+Shift+Q typed on `page`'s keyboard.
+ */
+export async function pressOpenShortcut(page, frame) {
+  await frame.click('h1');
+  await page.keyboard.down('Alt');
+  await page.keyboard.down('Shift');
+  await page.keyboard.press('KeyQ');
+  await page.keyboard.up('Shift');
+  await page.keyboard.up('Alt');
+}
+
+/**
  * Clicks the launcher in the assistant frame `frame` with real input (CDP / WebDriver BiDi):
  * the content script ignores synthetic (untrusted) clicks. The development build's open shadow
  * root lets the test find it.

@@ -6,7 +6,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import {
   config, withSession, clickLauncher, openWorkspace, findPanelFrame, waitForPanelReady, assistantFrame,
-  waitForReceived, pollFrame, sel,
+  waitForReceived, pollFrame, sel, pressOpenShortcut,
 } from '../lib/harness.mjs';
 import { startServer } from '../lib/server.mjs';
 import { openOptions, setValue, until } from '../lib/extension-pages.mjs';
@@ -54,12 +54,7 @@ async function sendByKeyboard(page, server, query, expectFirst) {
   assert.ok(assistant, 'the assistant frame');
   // Close the palette with the launcher (it is open by default), then reopen it by keyboard.
   await clickLauncher(assistant);
-  await assistant.click('h1');
-  await page.keyboard.down('Alt');
-  await page.keyboard.down('Shift');
-  await page.keyboard.press('KeyQ');
-  await page.keyboard.up('Shift');
-  await page.keyboard.up('Alt');
+  await pressOpenShortcut(page, assistant);
   await pollFrame(panel, 'search focused after Alt+Shift+Q', (S) => document.hasFocus() && document.activeElement === document.querySelector(S), sel.search, 5_000);
   await page.keyboard.type(query);
   await pollFrame(panel, `${query} lists ${expectFirst} first`, (id) => document.querySelector('[data-testid="quiver-template"]')?.dataset.templateId === id, expectFirst, 5_000);

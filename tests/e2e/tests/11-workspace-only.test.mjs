@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import {
   config, withSession, withWorkspace, newPage, assistantFrame, findPanelFrame, pollFrame, received, sel,
-  sleep,
+  sleep, pressOpenShortcut,
 } from '../lib/harness.mjs';
 import { startServer } from '../lib/server.mjs';
 
@@ -137,12 +137,7 @@ test(`[${browser}] forged focus-search, synthetic Alt+Shift+Q and launcher click
 
     // The agent's real shortcut still opens the palette and focuses its search (through the
     // background, not postMessage).
-    await assistant.click('h1');
-    await page.keyboard.down('Alt');
-    await page.keyboard.down('Shift');
-    await page.keyboard.press('KeyQ');
-    await page.keyboard.up('Shift');
-    await page.keyboard.up('Alt');
+    await pressOpenShortcut(page, assistant);
     await pollFrame(panel, 'search focused after the real Alt+Shift+Q', (S) => document.hasFocus() && document.activeElement === document.querySelector(S), sel.search, 5_000);
   });
 });

@@ -5,7 +5,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import {
   config, withWorkspace, assistantFrame, clickLauncher, pollFrame, received, waitForReceived, sel, sleep,
-  findPanelFrame, waitForPanelReady,
+  findPanelFrame, waitForPanelReady, pressOpenShortcut,
 } from '../lib/harness.mjs';
 import { MIN_GAP_MS } from '../lib/expected.mjs';
 import { psel, listedIds, searchFor, waitForDetail, saveScreenshot } from '../lib/palette.mjs';
@@ -26,12 +26,7 @@ test(`[${browser}] palette: shortcut, pinyin search, variables form, multi-part 
     // 1. Shortcut in the assistant frame: close with the launcher, Alt+Shift+Q opens and focuses.
     await clickLauncher(assistant);
     assert.equal(await isOpen(), false, 'the launcher closes the palette');
-    await assistant.click('h1');
-    await page.keyboard.down('Alt');
-    await page.keyboard.down('Shift');
-    await page.keyboard.press('KeyQ');
-    await page.keyboard.up('Shift');
-    await page.keyboard.up('Alt');
+    await pressOpenShortcut(page, assistant);
     await pollFrame(assistant, 'palette open after Alt+Shift+Q', (S) => {
       const f = document.querySelector(S).shadowRoot.querySelector('[data-testid="quiver-panel-frame"]');
       return getComputedStyle(f).display !== 'none';
