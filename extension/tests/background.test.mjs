@@ -1,17 +1,31 @@
-// Unit tests of webext/background.js in Node, with a fake WebExtension API and a fake native host.
+// Unit tests of the background (webext/background.js and its modules) in Node, imported as the
+// browser imports them, with a test double of the browser's WebExtension API and of the native
+// host's port. Each load() is a fresh background: its own copy of the module graph
+// (fresh-modules.mjs). The wasm core is the built one (target/extension/pkg).
 // Run: node --test extension/tests/
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import vm from 'node:vm';
 import path from 'node:path';
+import { register } from 'node:module';
 import { webcrypto } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
-const SOURCE = fs.readFileSync(
-  path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'webext', 'background.js'),
-  'utf8',
-);
+const EXT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+register('./fresh-modules.mjs', import.meta.url, {
+  data: {
+    webext: path.join(EXT, 'webext'),
+    pkg: path.join(process.env.QUIVER_EXTENSION_DIR ?? path.join(EXT, '..', 'target', 'extension'), 'pkg'),
+  },
+});
+
+// The background's logs stay out of the test report, and its timers (reconnects, alarms) must
+// not keep the test process alive once the tests are done. The tests' own waits use realTimeout.
+const realTimeout = globalThis.setTimeout;
+globalThis.setTimeout = (f, ms, ...a) => realTimeout(f, ms, ...a).unref();
+console.info = () => {};
+console.warn = () => {};
+const tick = (ms) => new Promise((r) => realTimeout(r, ms));
+let instances = 0;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 const event = () => {
@@ -35,8 +49,8 @@ function fakePort(name, sender) {
   };
 }
 
-/** Loads a fresh background with its own fake API; returns handles to drive it. */
-function load({ session = {} } = {}) {
+/** Loads a fresh background with its own browser double; returns handles to drive it. */
+async function load({ session = {} } = {}) {
   const natives = [];
   const store = {};
   const api = {
@@ -67,19 +81,21 @@ function load({ session = {} } = {}) {
       },
     },
   };
-  const quiet = { info() {}, warn() {}, log() {}, error() {} };
-  // The background's timers must not keep the test process alive once the tests are done.
-  const unrefTimeout = (f, ms) => setTimeout(f, ms).unref();
-  const ctx = vm.createContext({ chrome: api, console: quiet, setTimeout: unrefTimeout, clearTimeout, crypto: webcrypto, URL, structuredClone });
-  vm.runInContext(SOURCE, ctx);
+  // lib/browser.js takes the API when the instance is evaluated.
+  globalThis.chrome = api;
+  const instance = ++instances;
+  const mod = (file) => import(`${pathToFileURL(path.join(EXT, 'webext', file)).href}?instance=${instance}`);
+  await mod('background.js');
+  const [native, library, queue] = await Promise.all([mod('background/native.js'), mod('background/library.js'), mod('background/queue.js')]);
   const bg = {
+    /** The background's modules (this instance's). */
+    mod: { native, library, queue },
     api,
     store,
     natives,
     get native() {
       return natives.at(-1);
     },
-    eval: (code) => vm.runInContext(code, ctx),
     /** Waits for the native port to carry a request for `method` not yet answered; returns it. */
     async nextRequest(method, port = bg.native) {
       return waitFor(() => port.sent.find((m) => m.method === method && !m.answered));
@@ -96,7 +112,7 @@ function load({ session = {} } = {}) {
       const hello = await bg.nextRequest('hello');
       assert.deepEqual(hello.params, { protocol: 1, client: 'quiver-extension/0.1.0' });
       bg.reply(hello, { protocol: 1, daemon: '0.1.0', capabilities: [] });
-      await waitFor(() => bg.eval('status().state') === 'up');
+      await waitFor(() => bg.mod.native.status().state === 'up');
     },
     /**
      * A content script (tab 4, frame 3 on localhost) that registers `workspace`, then the panel it
@@ -119,7 +135,7 @@ function load({ session = {} } = {}) {
     /** Fires onConnect for `port` and lets the background decide (panels are decided async). */
     async connect(port) {
       api.runtime.onConnect.fire(port);
-      await new Promise((r) => setTimeout(r, 0));
+      await tick(0);
       return port;
     },
     panelPort(token, { tab = 4, frameId = 5, resume = null } = {}) {
@@ -140,7 +156,7 @@ async function waitFor(fn, ms = 3000) {
     const v = fn();
     if (v) return v;
     if (Date.now() > end) throw new Error(`timed out: ${fn}`);
-    await new Promise((r) => setTimeout(r, 5));
+    await tick(5);
   }
 }
 
@@ -151,10 +167,10 @@ const sendMsg = (key, extra = {}) => ({
 });
 
 test('hello on connect; replies are matched by id, not order', async () => {
-  const bg = load();
+  const bg = await load();
   await bg.up();
-  const a = bg.eval('request("a", {})');
-  const b = bg.eval('request("b", {})');
+  const a = bg.mod.native.request('a', {});
+  const b = bg.mod.native.request('b', {});
   const [ra, rb] = bg.native.sent.slice(1);
   bg.reply(rb, 'B');
   bg.reply(ra, 'A');
@@ -163,17 +179,17 @@ test('hello on connect; replies are matched by id, not order', async () => {
 });
 
 test('protocol errors keep their code and message', async () => {
-  const bg = load();
+  const bg = await load();
   await bg.up();
-  const p = bg.eval('request("send.begin", {send_id: 1})');
+  const p = bg.mod.native.request('send.begin', {send_id: 1});
   bg.fail(bg.native.sent[1], 'not_found', 'no send 1');
   await assert.rejects(p, (e) => e.code === 'not_found' && e.message === 'no send 1');
 });
 
 test('chunked replies are joined, in any order, duplicates ignored', async () => {
-  const bg = load();
+  const bg = await load();
   await bg.up();
-  const p = bg.eval('listAllTemplates()');
+  const p = bg.mod.library.listAllTemplates();
   const req = await bg.nextRequest('templates.list');
   const usage = [{ id: 'a', usage_count: 3, last_used_at: 5 }];
   const body = JSON.stringify({ id: req.id, result: { templates: [{ id: 'a', title: 'ü "q"\n' }], usage, next_cursor: null } });
@@ -182,37 +198,37 @@ test('chunked replies are joined, in any order, duplicates ignored', async () =>
   for (const seq of [2, 0, 0, 1]) bg.native.onMessage.fire({ id: req.id, chunk: { seq, total: 3, data: pieces[seq] } });
   assert.deepEqual(JSON.parse(JSON.stringify(await p)), { templates: [{ id: 'a', title: 'ü "q"\n' }], usage });
 
-  const q = bg.eval('request("templates.list", {})');
+  const q = bg.mod.native.request('templates.list', {});
   const r2 = await bg.nextRequest('templates.list');
   bg.native.onMessage.fire({ id: r2.id, chunk: { seq: 3, total: 3, data: 'x' } });
   await assert.rejects(q, (e) => e.code === 'internal' && /impossible/.test(e.message));
 });
 
 test('a dropped native port rejects pending requests and reconnects with backoff', async () => {
-  const bg = load();
+  const bg = await load();
   await bg.up();
-  const p = bg.eval('request("x", {})');
+  const p = bg.mod.native.request('x', {});
   bg.native.onDisconnect.fire({ error: { message: 'host exited' } });
   await assert.rejects(p, (e) => e.code === 'host_disconnected');
-  assert.equal(bg.eval('status().state'), 'down');
+  assert.equal(bg.mod.native.status().state, 'down');
   assert.equal(bg.natives.length, 1);
   await waitFor(() => bg.natives.length === 2, 2000); // 0.5 s
   await bg.up();
 });
 
 test('daemon.down / daemon.up events drive the status the panels see', async () => {
-  const bg = load();
+  const bg = await load();
   await bg.up();
   const { panel } = await bg.connectFrames();
   bg.native.onMessage.fire({ event: 'daemon.down', data: { reason: 'socket closed' } });
   bg.native.onMessage.fire({ event: 'daemon.up', data: { version: '0.2.0' } });
   const seen = panel.sent.filter((m) => m.type === 'status').map((m) => m.status.state);
   assert.deepEqual(seen, ['up', 'down', 'up']);
-  assert.equal(bg.eval('status().daemon'), '0.2.0');
+  assert.equal(bg.mod.native.status().daemon, '0.2.0');
 });
 
 test('send pipeline: reserve, queued, begin, post by the content script, done, sent', async () => {
-  const bg = load();
+  const bg = await load();
   await bg.up();
   const { cs, panel } = await bg.connectFrames();
   panel.onMessage.fire(sendMsg('k1'));
@@ -239,7 +255,7 @@ test('send pipeline: reserve, queued, begin, post by the content script, done, s
 });
 
 test('sends of one workspace go strictly one after another, in order', async () => {
-  const bg = load();
+  const bg = await load();
   await bg.up();
   const { cs, panel } = await bg.connectFrames();
   for (const k of ['a', 'b', 'c']) panel.onMessage.fire(sendMsg(k, { payload: `"${k}"` }));
@@ -257,7 +273,7 @@ test('sends of one workspace go strictly one after another, in order', async () 
 });
 
 test('a native port drop mid-queue keeps the queue and reuses the idempotency key', async () => {
-  const bg = load();
+  const bg = await load();
   await bg.up();
   const { cs, panel } = await bg.connectFrames();
   panel.onMessage.fire(sendMsg('k'));
@@ -276,7 +292,7 @@ test('a native port drop mid-queue keeps the queue and reuses the idempotency ke
 });
 
 test('a refused reservation reaches the panel with code and message; later parts are cancelled', async () => {
-  const bg = load();
+  const bg = await load();
   await bg.up();
   const { panel } = await bg.connectFrames();
   panel.onMessage.fire(sendMsg('p0', { batch: 'B', part_index: 0 }));
@@ -289,7 +305,7 @@ test('a refused reservation reaches the panel with code and message; later parts
 });
 
 test('the agent can cancel a queued send; the daemon is told', async () => {
-  const bg = load();
+  const bg = await load();
   await bg.up();
   const { panel } = await bg.connectFrames();
   panel.onMessage.fire(sendMsg('k'));
@@ -303,7 +319,7 @@ test('the agent can cancel a queued send; the daemon is told', async () => {
 });
 
 test('ports: bad names are refused', async () => {
-  const bg = load();
+  const bg = await load();
   for (const name of ['quiver-cs:not-a-token', `quiver-cs:${webcrypto.randomUUID()}:${webcrypto.randomUUID()}`, `quiver-panel:${webcrypto.randomUUID()}:x`]) {
     const bad = fakePort(name, { id: 'ext' });
     bg.api.runtime.onConnect.fire(bad);
@@ -314,7 +330,7 @@ test('ports: bad names are refused', async () => {
 const refusal = (port) => port.sent.find((m) => m.type === 'refused')?.code;
 
 test('pairing: a panel is accepted only for a token its content script registered, in its tab, once', async () => {
-  const bg = load();
+  const bg = await load();
   await bg.up();
   // No content script registered this token: refused, never told the status.
   const unknown = bg.panelPort(webcrypto.randomUUID());
@@ -359,12 +375,12 @@ test('pairing: a panel is accepted only for a token its content script registere
 
 test('pairing: a used token stays used across a background restart; the resume secret still works', async () => {
   const session = {};
-  const before = load({ session });
+  const before = await load({ session });
   const { token, panel } = await before.connectFrames();
   const { resume } = panel.sent.find((m) => m.type === 'paired');
   await waitFor(() => session['quiver.paired.v1']?.[token]);
   // The background restarts: the content script reconnects and registers the same token.
-  const bg = load({ session });
+  const bg = await load({ session });
   const cs = fakePort(`quiver-cs:${token}`, { id: 'ext', tab: { id: 4, url: '' }, frameId: 3, url: 'http://localhost:8000/udesk/assistant.html', origin: 'http://localhost:8000' });
   bg.api.runtime.onConnect.fire(cs);
   cs.onMessage.fire({ type: 'register', workspace: 'http://127.0.0.1:8000', parent: 'http://127.0.0.1:8000' });
@@ -380,7 +396,7 @@ test('pairing: a used token stays used across a background restart; the resume s
 });
 
 test('pairing: Firefox names the panel frame; a panel from another frame is refused', async () => {
-  const bg = load();
+  const bg = await load();
   const token = webcrypto.randomUUID();
   const cs = fakePort(`quiver-cs:${token}`, { id: 'ext', tab: { id: 4 }, frameId: 3, url: 'http://localhost:1/a', origin: 'http://localhost:1' });
   bg.api.runtime.onConnect.fire(cs);
@@ -395,7 +411,7 @@ test('pairing: Firefox names the panel frame; a panel from another frame is refu
 });
 
 test('registration: a token stays bound to its frame; bad workspaces are refused', async () => {
-  const bg = load();
+  const bg = await load();
   const token = webcrypto.randomUUID();
   const sender = { id: 'ext', tab: { id: 4 }, frameId: 3, url: 'http://localhost:1/a', origin: 'http://localhost:1' };
   const cs = fakePort(`quiver-cs:${token}`, sender);
@@ -416,7 +432,7 @@ test('registration: a token stays bound to its frame; bad workspaces are refused
 });
 
 test('focus: the content script\'s request reaches its own panel only, through the background', async () => {
-  const bg = load();
+  const bg = await load();
   const a = await bg.connectFrames();
   const b = await bg.connectFrames(undefined, { tab: 7 });
   a.cs.onMessage.fire({ type: 'focus' });
@@ -425,7 +441,7 @@ test('focus: the content script\'s request reaches its own panel only, through t
 });
 
 test('meter: one queue per workspace, whatever the assistant frame\'s origin', async () => {
-  const bg = load();
+  const bg = await load();
   await bg.up();
   const a = await bg.connectFrames(undefined, { workspace: 'https://kf.udesk.cn', frameOrigin: 'https://assist-a.example' });
   const b = await bg.connectFrames(undefined, { workspace: 'https://kf.udesk.cn', frameOrigin: 'https://assist-b.example' });
@@ -436,7 +452,7 @@ test('meter: one queue per workspace, whatever the assistant frame\'s origin', a
   const r2 = await bg.nextRequest('send.reserve');
   bg.reply(r2, { send_id: 2, delay_ms: 0 });
   assert.deepEqual([r1.params.workspace, r2.params.workspace], ['https://kf.udesk.cn', 'https://kf.udesk.cn']);
-  assert.equal(bg.eval('JSON.stringify([...queues.keys()])'), '["https://kf.udesk.cn"]');
+  assert.equal(JSON.stringify([...bg.mod.queue.queues.keys()]), '["https://kf.udesk.cn"]');
   // One after another: no second begin before the first is done.
   bg.reply(await bg.nextRequest('send.begin'), { go: true });
   await waitFor(() => a.cs.sent.find((m) => m.type === 'post'));
@@ -444,7 +460,7 @@ test('meter: one queue per workspace, whatever the assistant frame\'s origin', a
 });
 
 test('history: only the panel\'s workspace, never all of it', async () => {
-  const bg = load();
+  const bg = await load();
   await bg.up();
   const { panel } = await bg.connectFrames(undefined, { workspace: 'https://kf.udesk.cn' });
   panel.onMessage.fire({ type: 'history', req: 'h', limit: 5 });
@@ -453,7 +469,7 @@ test('history: only the panel\'s workspace, never all of it', async () => {
 });
 
 test('palette: the open-palette command reaches the content scripts of that tab only', async () => {
-  const bg = load();
+  const bg = await load();
   await bg.up();
   const { cs } = await bg.connectFrames();
   const other = fakePort(`quiver-cs:${webcrypto.randomUUID()}`, {
@@ -466,7 +482,7 @@ test('palette: the open-palette command reaches the content scripts of that tab 
 });
 
 test('palette: context is forwarded to the panel; sends carry conversation/customer and not_before_ms', async () => {
-  const bg = load();
+  const bg = await load();
   await bg.up();
   const { cs, panel } = await bg.connectFrames();
   cs.onMessage.fire({ type: 'context', url: 'http://localhost:8000/sobot/assistant.html?cid=C1&uid=U1', selected: [{ name: 'selected', cid: 'C2' }] });

@@ -249,3 +249,56 @@ test('sobot: `selected` messages count only from the parent window at the worksp
   f.win.dispatch('message', { source: f.win.parent, origin: 'http://127.0.0.1:1', data: { name: 'selected', cid: 'C' } });
   assert.equal(contexts(), before + 1);
 });
+
+// One table for both matchers of the site-rule grammar: the content script's own (a classic
+// script, it cannot import) and lib/sites.js (the extension's pages and background). Each case
+// runs through both, so they cannot drift apart.
+const RULE_CASES = [
+  ['https://crm.example.com/quiver/*', 'https://crm.example.com/quiver/panel?cid=1', true],
+  ['https://crm.example.com/quiver/*', 'http://crm.example.com/quiver/panel', false],
+  ['https://crm.example.com/quiver/*', 'https://crm.example.com/other', false],
+  ['https://crm.example.com/quiver/*', 'https://CRM.example.com/quiver/x', true],
+  ['*://*.helpdesk.example/assist*', 'http://a.b.helpdesk.example/assistant', true],
+  ['*://*.helpdesk.example/assist*', 'https://helpdesk.example/assist', true],
+  ['*://*.helpdesk.example/assist*', 'https://evilhelpdesk.example/assist', false],
+  ['https://port.example:8443/*', 'https://port.example:8443/a', true],
+  ['https://port.example:8443/*', 'https://port.example/a', false],
+  ['https://port.example:443/*', 'https://port.example/a', true],
+  ['https://any.example/*', 'https://any.example:9999/a', true],
+  ['https://*/a/*', 'https://whatever.example/a/b', true],
+  ['https://q.example/p?x=1*', 'https://q.example/p?x=12', true],
+  ['https://q.example/p.html', 'https://q.example/pxhtml', false],
+  ['https://nopath.example', 'https://nopath.example/anything', true],
+  ['ftp://files.example/*', 'ftp://files.example/a', false],
+  ['not a pattern', 'https://x.example/', false],
+];
+const WORKSPACE_CASES = [
+  ['https://*.udesk.cn', 'https://kf.udesk.cn', true],
+  ['https://*.udesk.cn', 'https://udesk.cn', true],
+  ['https://*.udesk.cn', 'https://evil-udesk.cn', false],
+  ['https://*.udesk.cn', 'http://kf.udesk.cn', false],
+  ['*://console.example', 'http://console.example:8080', true],
+  ['https://console.example:8443', 'https://console.example:8443', true],
+  ['https://console.example:8443', 'https://console.example', false],
+  ['https://console.example:443', 'https://console.example', true],
+  ['https://console.example/', 'https://console.example', true],
+  ['https://*', 'https://console.example', false],
+  ['https://console.example/path', 'https://console.example', false],
+];
+
+test('site rules: the content script and lib/sites.js agree on one table of cases', async () => {
+  const sites = await import('../webext/lib/sites.js');
+  for (const [pattern, href, match] of RULE_CASES) {
+    assert.equal(sites.ruleMatches(pattern, new URL(href)), match, `lib/sites.js: ${pattern} on ${href}`);
+    const siteRules = [{ pattern, platform: 'udesk', workspaces: ['http://127.0.0.1'], enabled: true }];
+    const platform = await platformFor(href, { siteRules, build: PROD_CONFIG });
+    assert.equal(platform, match ? 'udesk' : null, `content.js: ${pattern} on ${href}`);
+  }
+  for (const [workspace, origin, match] of WORKSPACE_CASES) {
+    assert.equal(sites.originMatches(workspace, origin), match, `lib/sites.js: workspace ${workspace} for ${origin}`);
+    const rule = { pattern: 'https://assist.example/*', platform: 'udesk', workspaces: [workspace], enabled: true };
+    assert.equal(sites.servesAncestors(rule, [origin]), match);
+    const platform = await platformFor('https://assist.example/a', { siteRules: [rule], build: PROD_CONFIG, ancestors: [origin] });
+    assert.equal(platform, match ? 'udesk' : null, `content.js: workspace ${workspace} for ${origin}`);
+  }
+});

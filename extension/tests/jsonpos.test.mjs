@@ -1,19 +1,8 @@
-// Unit tests of webext/jsonpos.js (the options page's JSON parser that keeps the line and column
+// Unit tests of webext/lib/jsonpos.js (the options page's JSON parser that keeps the line and column
 // of every field, for import errors). Run: node --test extension/tests/
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import vm from 'node:vm';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const SOURCE = fs.readFileSync(
-  path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'webext', 'jsonpos.js'),
-  'utf8',
-);
-const ctx = vm.createContext({});
-vm.runInContext(`${SOURCE}\nglobalThis.QuiverJson = QuiverJson;`, ctx);
-const { QuiverJson } = ctx;
+import { QuiverJson } from '../webext/lib/jsonpos.js';
 
 const LIB = `{
   "quiver": 1,

@@ -5,8 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import vm from 'node:vm';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..');
@@ -23,10 +22,9 @@ async function loadCoreOnce() {
   const js = path.join(extDir, 'pkg', 'quiver_core.js');
   const wasm = path.join(extDir, 'pkg', 'quiver_core_bg.wasm');
   assert.ok(fs.existsSync(js) && fs.existsSync(wasm), `the wasm core is not built at ${extDir}/pkg`);
-  // The no-modules output declares a global `wasm_bindgen`; expose it from this context.
-  vm.runInThisContext(fs.readFileSync(js, 'utf8') + '\nglobalThis.__quiverCore = wasm_bindgen;', { filename: js });
-  const core = globalThis.__quiverCore;
-  await core({ module_or_path: fs.readFileSync(wasm) });
+  // The `--target web` output is an ES module: its default export initialises the wasm.
+  const core = await import(pathToFileURL(js).href);
+  await core.default({ module_or_path: fs.readFileSync(wasm) });
   return core;
 }
 

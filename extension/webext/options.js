@@ -4,9 +4,13 @@
  * Everything is kept by the daemon (through the background's `quiver-page` port), except the
  * site rules, which live in storage.local (`siteRules`, read by the content script).
  */
-'use strict';
+import { api } from './lib/browser.js';
+import { loadCore as loadWasmCore } from './lib/core.js';
+import { t, translate } from './lib/i18n.js';
+import { QuiverJson } from './lib/jsonpos.js';
+import { connect, h, nextId, showStatus } from './lib/page.js';
+import { isRulePattern, originPermission, parseWorkspaces, permissionsFor } from './lib/sites.js';
 
-const { api, t, h, translate, nextId } = Quiver;
 const $ = (sel, root = document) => root.querySelector(sel);
 
 const PLATFORM_NAMES = { udesk: 'Udesk', sobot: 'Sobot', 'wechat-dkf': 'platform_wechat_dkf', 'wechat-mp': 'platform_wechat_mp' };
@@ -78,7 +82,7 @@ function setupTabs() {
 function onStatus(status) {
   const wasUp = lastStatus.state === 'up';
   lastStatus = status;
-  Quiver.showStatus($('[data-testid="quiver-options-status"]'), status);
+  showStatus($('[data-testid="quiver-options-status"]'), status);
   renderDaemonFacts();
   if (status.state === 'up' && !wasUp) {
     loadLibrary();
@@ -901,33 +905,13 @@ async function getRules() {
 }
 const setRules = (rules) => api.storage.local.set({ [SITE_RULES_KEY]: rules });
 
-const MATCH_RE = /^(https?|\*):\/\/(\*|(?:\*\.)?[^/*:]+)(?::\d+)?\/.*$/;
-/** The origin pattern (`scheme://host/*`) a rule needs host permission for. */
-function originOf(pattern) {
-  const m = MATCH_RE.exec(pattern);
-  return m ? `${m[1]}://${m[2]}/*` : null;
-}
-
 /**
  * The host permissions a rule needs: its assistant page's origin and, in a browser without
  * `location.ancestorOrigins` (Firefox before it shipped it), its workspaces' origins too: there the
  * content script must run in the workspace frames to answer the origin handshake (content.js).
  */
 const NEEDS_WORKSPACE_ACCESS = typeof location.ancestorOrigins?.length !== 'number';
-function originsFor(pattern, workspaces) {
-  const assistant = originOf(pattern);
-  if (!assistant) return null;
-  const extra = NEEDS_WORKSPACE_ACCESS && Array.isArray(workspaces) ? workspaces.map((w) => originOf(`${w.replace(/:\d+$/, '')}/`)).filter(Boolean) : [];
-  return [...new Set([assistant, ...extra])];
-}
-
-/** Workspace origin patterns (`scheme://host[:port]`, scheme may be `*`, host may start with `*.`). */
-const WORKSPACE_RE = /^(https?|\*):\/\/(?:\*\.)?[a-z0-9.-]+(?::\d+)?$/i;
-/** The workspace origins typed in (space or comma separated), or null if one is not an origin. */
-function parseWorkspaces(text) {
-  const list = text.split(/[\s,]+/).filter(Boolean).map((w) => w.replace(/\/$/, ''));
-  return list.length && list.every((w) => WORKSPACE_RE.test(w)) ? [...new Set(list)] : null;
-}
+const originsFor = (pattern, workspaces) => permissionsFor(pattern, workspaces, NEEDS_WORKSPACE_ACCESS);
 
 function siteMessage(kind, text) {
   const el = $('#site-message');
@@ -943,8 +927,7 @@ function addSiteRule(e) {
   const pattern = form.elements.pattern.value.trim();
   const platform = form.elements.platform.value;
   const channel = form.elements.channel.value;
-  const origin = originOf(pattern);
-  if (!origin) { siteMessage('error', t('sites_bad_pattern')); form.elements.pattern.focus(); return; }
+  if (!isRulePattern(pattern) || !originPermission(pattern)) { siteMessage('error', t('sites_bad_pattern')); form.elements.pattern.focus(); return; }
   const workspaces = parseWorkspaces(form.elements.workspaces.value);
   if (!workspaces) { siteMessage('error', t('sites_bad_workspaces')); form.elements.workspaces.focus(); return; }
   // permissions.request must run in the user gesture itself: no await before it. The rule is
@@ -1121,9 +1104,7 @@ async function saveSettings(e) {
 async function loadCore() {
   const app = $('[data-testid="quiver-options"]');
   try {
-    if (typeof wasm_bindgen !== 'function') throw new Error('pkg/quiver_core.js did not load');
-    await wasm_bindgen({ module_or_path: 'pkg/quiver_core_bg.wasm' });
-    core = wasm_bindgen;
+    core = await loadWasmCore();
     app.dataset.core = 'ready';
   } catch (e) {
     app.dataset.core = 'error';
@@ -1137,7 +1118,7 @@ function start() {
   $('#part-add-type').replaceChildren(...PART_TYPES.map((ty) => h('option', { value: ty }, t(`type_${ty}`))));
   $('#pv-context').value = JSON.stringify({ 'customer.name': 'Ada', 'order.id': 'A-1001' }, null, 1);
   const showTab = setupTabs();
-  rpc = Quiver.connect({ onStatus, onEvent });
+  rpc = connect({ onStatus, onEvent });
 
   let searchTimer = null;
   $('#lib-search').addEventListener('input', (e) => {

@@ -1,7 +1,7 @@
 /*
  * Quiver panel: the template palette, an extension page shown in an iframe inside the assistant
  * frame. It searches the library and renders parts to their wire payload with the wasm core
- * (`wasm_bindgen`, loaded by pkg/quiver_core.js) and asks the background to send them; the
+ * (lib/core.js) and asks the background to send them; the
  * background owns the send queue.
  *
  * URL: panel.html#<token>&platform=<platform>[&channel=<channel>] (set by the content script).
@@ -20,11 +20,16 @@
  * Variables filled from the context (when known): `conversation.id` (Sobot cid), `customer.id`
  * (Sobot uid), `customer.partner_id` (Sobot partnerId). Others are asked for in the form.
  */
-'use strict';
+import { api } from './lib/browser.js';
+import { loadCore as loadWasmCore } from './lib/core.js';
+import { installDevHooks } from './dev-hooks.js';
+import { t as message, translate } from './lib/i18n.js';
+import { fromBase64, readStoredLibrary } from './lib/library-db.js';
+import { Pending, RpcError } from './lib/rpc.js';
 
-const api = globalThis.browser ?? globalThis.chrome;
-
-const WASM_PATH = 'pkg/quiver_core_bg.wasm';
+/** @typedef {import('./lib/core.js').Core} Core */
+/** The wasm core, once loaded (`state.core === 'ready'`). */
+let core = /** @type {Core} */ (/** @type {unknown} */ (null));
 const REQUEST_TIMEOUT_MS = 30_000;
 const MAX_SENDS_SHOWN = 50;
 const MAX_SHOWN = 50;
@@ -32,36 +37,15 @@ const PREVIEW_CHARS = 120;
 /** A template sent to the same conversation within this window asks before going again. */
 const RECENT_MS = 24 * 3600_000;
 
-/** chrome.i18n message `key` (palette_*), else the English text. `$1`.. are substituted. */
-function t(key, fallback, ...subs) {
-  let m = '';
-  try {
-    m = api.i18n?.getMessage?.(key, subs.map(String)) ?? '';
-  } catch {
-    m = '';
-  }
-  if (m) return m;
-  return subs.reduce((acc, v, i) => acc.replaceAll(`$${i + 1}`, String(v)), fallback);
-}
+/**
+ * chrome.i18n message `key` (palette_*), else the English text. `$1`.. are substituted.
+ * @param {string} key
+ * @param {string} fallback
+ * @param {...unknown} subs
+ */
+const t = (key, fallback, ...subs) => message(key, subs, fallback);
 
-function localize() {
-  // The locale the messages come from (Chromium's getUILanguage may differ from it).
-  let lang = '';
-  try {
-    lang = api.i18n?.getMessage?.('palette_lang') || api.i18n?.getUILanguage?.() || '';
-  } catch {
-    lang = '';
-  }
-  if (lang) document.documentElement.lang = lang;
-  for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n, el.textContent);
-  for (const el of document.querySelectorAll('[data-i18n-placeholder]')) {
-    el.placeholder = t(el.dataset.i18nPlaceholder, el.placeholder);
-  }
-  for (const el of document.querySelectorAll('[data-i18n-aria-label]')) {
-    el.setAttribute('aria-label', t(el.dataset.i18nAriaLabel, el.getAttribute('aria-label') ?? ''));
-  }
-}
-localize();
+translate(document, 'palette_lang');
 
 const $ = (sel) => document.querySelector(sel);
 const ui = {
@@ -130,16 +114,9 @@ const state = {
 let port = null;
 let resume = null; // the secret the background gave this panel when it paired
 let refused = false; // refused for good: never reconnect
-let nextReq = 1;
-const pending = new Map(); // req -> {resolve, reject, timer}
+/** @type {Pending<any>} */
+const pending = new Pending();
 let retry = 100;
-
-class PanelError extends Error {
-  constructor(code, message) {
-    super(message);
-    this.code = code;
-  }
-}
 
 function connect() {
   if (port || refused) return;
@@ -153,11 +130,7 @@ function connect() {
   p.onDisconnect.addListener(() => {
     if (port !== p) return;
     port = null;
-    for (const [req, w] of pending) {
-      clearTimeout(w.timer);
-      w.reject(new PanelError('background_restarted', 'the extension background restarted; try again'));
-      pending.delete(req);
-    }
+    pending.rejectAll(new RpcError('background_restarted', 'the extension background restarted; try again'));
     setStatus({ state: 'down', host: 'disconnected', reason: refused ? 'refused by the extension' : 'reconnecting to the extension', daemon: null });
     if (refused) return;
     setTimeout(connect, retry);
@@ -167,35 +140,25 @@ function connect() {
 }
 
 function call(type, fields = {}) {
-  if (!port) return Promise.reject(new PanelError('background_unavailable', 'not connected to the extension'));
-  const req = nextReq++;
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      pending.delete(req);
-      reject(new PanelError('timeout', `${type}: no answer within ${REQUEST_TIMEOUT_MS / 1000} s`));
-    }, REQUEST_TIMEOUT_MS);
-    pending.set(req, { resolve, reject, timer });
-    try {
-      port.postMessage({ ...fields, type, req });
-    } catch (e) {
-      pending.delete(req);
-      clearTimeout(timer);
-      reject(new PanelError('background_unavailable', String(e?.message ?? e)));
-    }
-  });
+  if (!port) return Promise.reject(new RpcError('background_unavailable', 'not connected to the extension'));
+  const { id: req, promise } = pending.start(
+    REQUEST_TIMEOUT_MS,
+    () => new RpcError('timeout', `${type}: no answer within ${REQUEST_TIMEOUT_MS / 1000} s`),
+  );
+  try {
+    port.postMessage({ ...fields, type, req });
+  } catch (e) {
+    pending.reject(req, new RpcError('background_unavailable', String(e?.message ?? e)));
+  }
+  return promise;
 }
 
 function onMessage(msg) {
   switch (msg?.type) {
-    case 'reply': {
-      const w = pending.get(msg.req);
-      if (!w) return;
-      pending.delete(msg.req);
-      clearTimeout(w.timer);
-      if (msg.error) w.reject(new PanelError(msg.error.code, msg.error.message));
-      else w.resolve(msg.result);
+    case 'reply':
+      if (msg.error) pending.reject(msg.req, new RpcError(msg.error.code, msg.error.message));
+      else pending.resolve(msg.req, msg.result);
       break;
-    }
     case 'paired':
       resume = typeof msg.resume === 'string' ? msg.resume : null;
       ui.palette.dataset.pairing = 'paired';
@@ -304,7 +267,7 @@ function updateContext() {
   if (state.core !== 'ready') return;
   if (platform === 'sobot') {
     try {
-      state.params = JSON.parse(wasm_bindgen.sobot_context(state.frameContext.url, JSON.stringify(state.frameContext.selected)));
+      state.params = JSON.parse(core.sobot_context(state.frameContext.url, JSON.stringify(state.frameContext.selected)));
     } catch (e) {
       state.params = {};
       showNotice(e, t('palette_context_error', 'Could not read the conversation'));
@@ -390,7 +353,7 @@ function setTemplates(list) {
 }
 
 /**
- * The library as the background keeps it in IndexedDB (see background.js, LIBRARY_DB): the
+ * The library as the background keeps it in IndexedDB (lib/library-db.js): the
  * index snapshot, and the templates' JSON texts, parsed one by one when shown.
  */
 function setStoredLibrary(rec) {
@@ -419,57 +382,6 @@ function templateAt(i) {
 }
 
 const utf8 = new TextDecoder();
-const LIBRARY_DB = 'quiver-library';
-const LIBRARY_STORE = 'library';
-
-/**
- * The background's record of library `generation` (any generation: undefined) in IndexedDB, or
- * null (absent, other generation, unreadable).
- */
-function readStoredLibrary(generation) {
-  if (typeof indexedDB === 'undefined' || generation === null) return Promise.resolve(null);
-  return new Promise((resolve) => {
-    let r;
-    try {
-      r = indexedDB.open(LIBRARY_DB, 1);
-    } catch {
-      resolve(null);
-      return;
-    }
-    r.onupgradeneeded = () => r.result.createObjectStore(LIBRARY_STORE);
-    r.onerror = () => resolve(null);
-    r.onsuccess = () => {
-      const db = r.result;
-      try {
-        const get = db.transaction(LIBRARY_STORE, 'readonly').objectStore(LIBRARY_STORE).get('current');
-        get.onsuccess = () => {
-          db.close();
-          const rec = get.result;
-          const ok = rec && (generation === undefined || rec.generation === generation)
-            && rec.snapshot instanceof Uint8Array && rec.ends instanceof Uint32Array && rec.text instanceof Uint8Array;
-          resolve(ok ? rec : null);
-        };
-        get.onerror = () => {
-          db.close();
-          resolve(null);
-        };
-      } catch {
-        db.close();
-        resolve(null);
-      }
-    };
-  });
-}
-
-/** base64 text to bytes (the background's index snapshot crosses extension messaging as text). */
-function fromBase64(text) {
-  if (typeof Uint8Array.fromBase64 === 'function') return Uint8Array.fromBase64(text);
-  const bin = atob(text);
-  const bytes = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-  return bytes;
-}
-
 /**
  * The search index: loaded from the snapshot the background built for this library (no build
  * here), or, when the background had none, built from the templates.
@@ -484,7 +396,7 @@ function buildIndex() {
     try {
       const bytes = state.snapshotBytes ?? fromBase64(state.snapshot);
       if (state.timing) state.timing.decoded = performance.now();
-      state.index = wasm_bindgen.SearchIndex.from_snapshot(bytes);
+      state.index = core.SearchIndex.from_snapshot(bytes);
       state.indexFrom = 'snapshot';
     } catch (e) {
       console.warn('[quiver] the index snapshot did not load; building here:', e?.message ?? e);
@@ -499,7 +411,7 @@ function buildIndex() {
         const u = state.usage.get(x.id);
         return u ? { ...x, usage_count: u.usage_count, last_used_at: u.last_used_at } : x;
       });
-      state.index = new wasm_bindgen.SearchIndex(JSON.stringify(rows));
+      state.index = new core.SearchIndex(JSON.stringify(rows));
       state.indexFrom = 'build';
     } catch (e) {
       state.index = null;
@@ -536,7 +448,7 @@ function computeBoost() {
   try {
     state.boost = state.index
       ? state.index.channel_fit(JSON.stringify(target()))
-      : wasm_bindgen.channel_fit(JSON.stringify(target()), JSON.stringify(state.templates));
+      : core.channel_fit(JSON.stringify(target()), JSON.stringify(state.templates));
   } catch {
     state.boost = new Float32Array(0);
   }
@@ -706,7 +618,7 @@ ui.recentConfirm.addEventListener('click', () => {
 function templateVariables(tp) {
   if (state.core !== 'ready') return [];
   try {
-    return JSON.parse(wasm_bindgen.variables(JSON.stringify(tp)));
+    return JSON.parse(core.variables(JSON.stringify(tp)));
   } catch {
     return [];
   }
@@ -729,7 +641,7 @@ function renderParts(tp, tg, ctx) {
   const cj = JSON.stringify(ctx);
   return (tp.parts ?? []).map((_, i) => {
     try {
-      return { ok: true, payload: JSON.parse(wasm_bindgen.render(tgj, tj, i, cj)) };
+      return { ok: true, payload: JSON.parse(core.render(tgj, tj, i, cj)) };
     } catch (e) {
       return { ok: false, error: { code: e?.code ?? 'internal', message: String(e?.message ?? e) } };
     }
@@ -1021,7 +933,7 @@ function clearRefusal() {
 
 function sendTemplate(tp) {
   if (state.core !== 'ready') {
-    showNotice(new PanelError('core_unavailable', 'the template engine is not loaded'), t('palette_cannot_send', 'Cannot send'));
+    showNotice(new RpcError('core_unavailable', 'the template engine is not loaded'), t('palette_cannot_send', 'Cannot send'));
     return;
   }
   if (ui.detail.dataset.templateId !== tp.id) renderDetail();
@@ -1041,7 +953,7 @@ function sendTemplate(tp) {
     return;
   }
   if (!rendered.length) {
-    showRefusal(tp, 0, new PanelError('invalid_template', 'the template has no parts'));
+    showRefusal(tp, 0, new RpcError('invalid_template', 'the template has no parts'));
     return;
   }
   if (recentSendOf(tp) && state.confirmRepeat !== tp.id) {
@@ -1239,61 +1151,32 @@ function hideNotice() {
   delete ui.notice.dataset.code;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Benchmark hook (tests/e2e/bench/palette.mjs): indexes the templates it is given in a separate
-// index (the palette's own is untouched) and times searches. Reachable only by the extension's
-// own pages and the test driver, never by the workspace page (cross-origin frame).
-
-globalThis.__quiverBench = {
-  /** `list`: the templates to index (the bench's generator, tests/e2e/bench/palette.mjs). */
-  searchTimes(list, queries, rounds = 3) {
-    // As buildIndex() and computeBoost() do: the library's text, the index, the channel fit.
-    const t0 = performance.now();
-    const idx = new wasm_bindgen.SearchIndex(JSON.stringify(list));
-    const buildMs = performance.now() - t0;
-    const t1 = performance.now();
-    idx.channel_fit(JSON.stringify(target()));
-    const fitMs = performance.now() - t1;
-    const times = [];
-    for (let r = 0; r < rounds; r++) {
-      for (const q of queries) {
-        // Per keystroke: every prefix of the query.
-        for (let k = 1; k <= q.length; k++) {
-          const a = performance.now();
-          JSON.parse(idx.search(q.slice(0, k), MAX_SHOWN, Date.now(), new Float32Array(0)));
-          times.push(performance.now() - a);
-        }
-      }
-    }
-    idx.free();
-    return { buildMs, fitMs, times };
-  },
-  hello: () => call('hello'),
-};
+// Development hooks: the benchmark's (tests/e2e/bench/palette.mjs), in the development build
+// only (extension/dev/dev-hooks.js; the production dev-hooks.js installs nothing).
+installDevHooks({ call, target, maxShown: MAX_SHOWN, state });
 
 // ---------------------------------------------------------------------------------------------
 // Start-up
 
 async function loadCore() {
   try {
-    if (typeof wasm_bindgen !== 'function') throw new Error('pkg/quiver_core.js did not load');
-    await wasm_bindgen({ module_or_path: WASM_PATH });
+    core = await loadWasmCore();
     state.core = 'ready';
     state.coreReadyAt = performance.now();
     ui.palette.dataset.core = 'ready';
-    ui.palette.dataset.coreVersion = wasm_bindgen.version();
+    ui.palette.dataset.coreVersion = core.version();
     updateContext();
     buildIndex();
     renderList();
   } catch (e) {
     state.core = 'error';
     ui.palette.dataset.core = 'error';
-    showNotice(new PanelError('core_error', String(e?.message ?? e)), t('palette_core_failed', 'The template engine failed to load'));
+    showNotice(new RpcError('core_error', String(e?.message ?? e)), t('palette_core_failed', 'The template engine failed to load'));
   }
 }
 
 if (!token) {
-  showNotice(new PanelError('bad_panel_url', 'this panel was opened without its frame token'));
+  showNotice(new RpcError('bad_panel_url', 'this panel was opened without its frame token'));
 } else {
   connect();
 }

@@ -5,9 +5,10 @@
  * text is only sendable once rendered for a conversation (variables, channel), which the palette
  * does; the popup is for finding and fixing templates.
  */
-'use strict';
+import { api } from './lib/browser.js';
+import { t, translate } from './lib/i18n.js';
+import { connect, h, showStatus } from './lib/page.js';
 
-const { api, t, h, translate } = Quiver;
 const $ = (sel) => document.querySelector(sel);
 const FIXES = [
   ['Specified native messaging host not found', 'quiver install --browser chromium'],
@@ -22,7 +23,7 @@ let results = [];
 let active = -1;
 
 function onStatus(status) {
-  Quiver.showStatus($('[data-testid="quiver-popup-status"]'), status);
+  showStatus($('[data-testid="quiver-popup-status"]'), status);
   const fix = $('[data-testid="quiver-popup-fix"]');
   const hit = status.state === 'up' ? null : FIXES.find(([m]) => (status.reason ?? '').includes(m));
   fix.hidden = !hit;
@@ -77,7 +78,7 @@ function openEditor(id) {
 
 function start() {
   translate();
-  rpc = Quiver.connect({ onStatus, onEvent });
+  rpc = connect({ onStatus, onEvent });
   let timer = null;
   $('#q').addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(search, 80); });
   $('#q').addEventListener('keydown', (e) => {

@@ -108,7 +108,7 @@ pub fn build_extension() -> Result {
         ));
     }
     run(Command::new(&bindgen)
-        .args(["--target", "no-modules", "--no-typescript", "--out-dir"])
+        .args(["--target", "web", "--no-typescript", "--out-dir"])
         .arg(out.join("pkg"))
         .args(["--out-name", "quiver_core"])
         .arg(&wasm))?;

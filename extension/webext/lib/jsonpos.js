@@ -1,13 +1,14 @@
+// @ts-check
 /*
  * A small strict JSON parser that remembers where each value starts, so an import error can
  * name the line and column of a field (`templates[1].parts[2].segments[0].color`), as the
- * daemon's CLI does. Defines the global `QuiverJson`:
+ * daemon's CLI does. Exports `QuiverJson`:
  *   QuiverJson.parse(text) -> {value, at(path) -> {line, column} | null}
  *   throws QuiverJson.SyntaxError {message, line, column} on malformed JSON.
  */
-'use strict';
 
-const QuiverJson = (() => {
+
+export const QuiverJson = (() => {
   class JsonSyntaxError extends Error {
     constructor(message, line, column) {
       super(message);

@@ -1,0 +1,81 @@
+// @ts-check
+/**
+ * The extension's own pages (options, popup): port "quiver-page:<uuid>", opened only from
+ * options.html and popup.html. They get the status on connect and whenever it changes, the
+ * daemon's events, and a narrow RPC to the daemon: only the methods of PAGE_METHODS (sends go
+ * through the panel's queue only).
+ *   page -> bg  {type:"status", req}                   -> {type:"reply", req, result: Status}
+ *               {type:"rpc", req, method, params}      -> {type:"reply", req, result | error}
+ *   bg -> page  {type:"status", status}  {type:"event", name, data}
+ */
+import { api } from '../lib/browser.js';
+import { errorBody, RpcError } from '../lib/rpc.js';
+import { log, quietly } from './log.js';
+import { request, status } from './native.js';
+
+/** Daemon methods an extension page may call (a subset of docs/protocol.md's, tested). */
+export const PAGE_METHODS = new Set([
+  'hello',
+  'templates.list',
+  'templates.get',
+  'templates.put',
+  'templates.delete',
+  'templates.search',
+  'templates.revisions',
+  'templates.facets',
+  'templates.import',
+  'history.list',
+  'settings.get',
+  'settings.set',
+  'meter.rules.get',
+  'meter.rules.set',
+  'doctor',
+]);
+const PAGE_FILES = ['options.html', 'popup.html'];
+/** @type {Set<chrome.runtime.Port>} */
+const pages = new Set();
+
+/** Tells every open page. */
+export function sendToPages(/** @type {object} */ msg) {
+  for (const page of pages) quietly(() => page.postMessage(msg));
+}
+
+/**
+ * @param {chrome.runtime.Port} port
+ * @param {chrome.runtime.MessageSender} sender
+ */
+export function connectPage(port, sender) {
+  const url = sender.url ?? '';
+  if (!PAGE_FILES.some((f) => url.startsWith(api.runtime.getURL(f)))) {
+    log.warn('refusing a page port from', url);
+    port.disconnect();
+    return;
+  }
+  pages.add(port);
+  port.onDisconnect.addListener(() => pages.delete(port));
+  port.onMessage.addListener((msg) => onPageMessage(port, msg));
+  quietly(() => port.postMessage({ type: 'status', status: status() }));
+}
+
+/**
+ * @param {chrome.runtime.Port} port
+ * @param {any} msg
+ */
+function onPageMessage(port, msg) {
+  const req = msg?.req;
+  /** @param {unknown} result */
+  const reply = (result) => quietly(() => port.postMessage({ type: 'reply', req, result }));
+  /** @param {unknown} e */
+  const fail = (e) => quietly(() => port.postMessage({ type: 'reply', req, error: errorBody(e) }));
+  if (msg?.type === 'status') {
+    reply(status());
+  } else if (msg?.type === 'rpc') {
+    if (typeof msg.method !== 'string' || !PAGE_METHODS.has(msg.method)) {
+      fail(new RpcError('bad_request', `method ${JSON.stringify(msg?.method)} is not open to extension pages`));
+      return;
+    }
+    request(msg.method, msg.params ?? {}).then(reply, fail);
+  } else {
+    fail(new RpcError('bad_request', `unknown page message type ${JSON.stringify(msg?.type)}`));
+  }
+}

@@ -1,0 +1,111 @@
+// @ts-check
+/**
+ * The built library in the extension's IndexedDB (database `quiver-library`, store `library`,
+ * key `current`), written by the background, read by panels. A panel is an extension page and
+ * reads it by structured clone, far faster than extension messaging, which in Chromium is JSON
+ * through the browser process (1.4 s for 100,000 templates, docs/benchmarks.md).
+ */
+
+/**
+ * `text`: the templates' JSON one after another (UTF-8); `ends`: where each ends (byte offsets);
+ * `snapshot`: the search index's snapshot.
+ * @typedef {{generation: number, snapshot: Uint8Array, text: Uint8Array, ends: Uint32Array}} LibraryRecord
+ */
+
+const LIBRARY_DB = 'quiver-library';
+const LIBRARY_STORE = 'library';
+const LIBRARY_KEY = 'current';
+
+/** @returns {Promise<IDBDatabase>} */
+function openLibraryDb() {
+  return new Promise((resolve, reject) => {
+    const r = indexedDB.open(LIBRARY_DB, 1);
+    r.onupgradeneeded = () => r.result.createObjectStore(LIBRARY_STORE);
+    r.onsuccess = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+  });
+}
+
+/** Replaces the stored library with `record`. */
+export async function storeLibrary(/** @type {LibraryRecord} */ record) {
+  const db = await openLibraryDb();
+  try {
+    await new Promise((resolve, reject) => {
+      const tx = db.transaction(LIBRARY_STORE, 'readwrite');
+      tx.objectStore(LIBRARY_STORE).put(record, LIBRARY_KEY);
+      tx.oncomplete = resolve;
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error);
+    });
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * The stored record of library `generation` (any generation: undefined), or null (absent, of
+ * another generation, malformed, unreadable).
+ * @param {number | null | undefined} generation
+ * @returns {Promise<LibraryRecord | null>}
+ */
+export async function readStoredLibrary(generation) {
+  if (typeof indexedDB === 'undefined' || generation === null) return null;
+  let db;
+  try {
+    db = await openLibraryDb();
+  } catch {
+    return null;
+  }
+  try {
+    const rec = await new Promise((resolve, reject) => {
+      const get = db.transaction(LIBRARY_STORE, 'readonly').objectStore(LIBRARY_STORE).get(LIBRARY_KEY);
+      get.onsuccess = () => resolve(get.result);
+      get.onerror = () => reject(get.error);
+    });
+    const ok = rec && (generation === undefined || rec.generation === generation)
+      && rec.snapshot instanceof Uint8Array && rec.ends instanceof Uint32Array && rec.text instanceof Uint8Array;
+    return ok ? rec : null;
+  } catch {
+    return null;
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * The templates' JSON texts one after another, as UTF-8, and where each ends (byte offsets).
+ * @param {unknown[]} templates
+ * @returns {{text: Uint8Array, ends: Uint32Array}}
+ */
+export function packTemplates(templates) {
+  const ends = new Uint32Array(templates.length);
+  const enc = new TextEncoder();
+  const pieces = templates.map((t) => enc.encode(JSON.stringify(t)));
+  const text = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  pieces.forEach((p, i) => {
+    text.set(p, at);
+    at += p.length;
+    ends[i] = at;
+  });
+  return { text, ends };
+}
+
+/** Bytes as base64: extension messaging in Chromium is JSON, so bytes cross as text. */
+export function toBase64(/** @type {Uint8Array} */ bytes) {
+  const b = /** @type {Uint8Array & {toBase64?: () => string}} */ (bytes);
+  if (typeof b.toBase64 === 'function') return b.toBase64();
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+/** base64 text to bytes (the background's index snapshot crosses extension messaging as text). */
+export function fromBase64(/** @type {string} */ text) {
+  const U = /** @type {typeof Uint8Array & {fromBase64?: (s: string) => Uint8Array}} */ (Uint8Array);
+  if (typeof U.fromBase64 === 'function') return U.fromBase64(text);
+  const bin = atob(text);
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  return bytes;
+}
