@@ -1,3 +1,4 @@
+// @ts-check
 /*
  * Build settings of the DEVELOPMENT build (`cargo xtask build-extension --dev`, used by
  * `cargo xtask run` and the e2e suite); the production build has extension/webext/build-config.js.

@@ -1,3 +1,4 @@
+// @ts-check
 /*
  * Build settings, read by content.js (listed before it in the same isolated world; pages cannot
  * see or change them). This is the production build's: no built-in site rules, and the panel's

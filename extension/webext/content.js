@@ -1,3 +1,4 @@
+// @ts-check
 /*
  * Quiver content script. Runs in every frame of the matched pages (the manifest's static demo
  * matches, plus the user's sites registered by the background with scripting.registerContentScripts);
@@ -78,7 +79,8 @@
    * assistant page the integrator hosts on their own domain, so there is no real-world URL to know
    * in advance: those are added as user rules.
    */
-  const BUILD = globalThis.QUIVER_BUILD ?? {};
+  /** @type {{dev?: boolean, openShadowRoot?: boolean, rules?: unknown[]}} */
+  const BUILD = /** @type {{QUIVER_BUILD?: typeof BUILD}} */ (/** @type {unknown} */ (globalThis)).QUIVER_BUILD ?? {};
   const DEFAULT_RULES = Array.isArray(BUILD.rules) ? BUILD.rules : [];
   const PLATFORMS = new Set(['udesk', 'sobot', 'wechat-dkf']);
   const OPEN_KEY = { key: 'q', altKey: true, shiftKey: true };
@@ -179,7 +181,7 @@
       const d = e.data;
       if (!e.source || !d || typeof d !== 'object' || d.quiver !== 'origin?' || typeof d.nonce !== 'string') return;
       try {
-        e.source.postMessage({ quiver: 'origin!', nonce: d.nonce }, '*');
+        /** @type {Window} */ (e.source).postMessage({ quiver: 'origin!', nonce: d.nonce }, '*');
       } catch {
         // the asking frame went away
       }
@@ -478,7 +480,8 @@
     (document.body ?? document.documentElement).append(root);
     // Firefox can name the panel's frame: the background then accepts the panel from that frame only.
     try {
-      const frameId = api.runtime.getFrameId?.(frame);
+      // Firefox's runtime.getFrameId (not in Chromium, nor in its typings).
+      const frameId = /** @type {{getFrameId?: (f: Element) => number}} */ (api.runtime).getFrameId?.(frame);
       if (Number.isInteger(frameId) && frameId > 0) {
         panelFrameId = frameId;
         sendToBackground({ type: 'panel-frame', frameId });

@@ -1,3 +1,4 @@
+// @ts-check
 /*
  * Quiver options page: the template library editor (with live previews through the wasm core),
  * import/export of library files, site rules, the send history and the daemon's status.
@@ -47,7 +48,7 @@ let lastStatus = { state: 'down', host: 'disconnected', reason: null, daemon: nu
 // Tabs
 
 function setupTabs() {
-  const tabs = [...document.querySelectorAll('[role="tab"]')];
+  const tabs = [.../** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll('[role="tab"]'))];
   const select = (tab, focus = true) => {
     for (const t2 of tabs) {
       const on = t2 === tab;
@@ -63,7 +64,7 @@ function setupTabs() {
   };
   for (const tab of tabs) {
     tab.addEventListener('click', () => select(tab));
-    tab.addEventListener('keydown', (e) => {
+    tab.addEventListener('keydown', (/** @type {KeyboardEvent} */ e) => {
       const i = tabs.indexOf(tab);
       let next = null;
       if (e.key === 'ArrowRight') next = tabs[(i + 1) % tabs.length];
@@ -186,7 +187,8 @@ function renderLibrary() {
         (tpl.tags ?? []).length ? h('span', { class: 'tags' }, tpl.tags.map((tag) => h('span', { class: 'tag' }, tag))) : null)))));
   });
   // Keep the keyboard focus on the same template across a re-render (library.changed events).
-  const focusedId = tree.contains(document.activeElement) ? document.activeElement.dataset.templateId : null;
+  const active = document.activeElement;
+  const focusedId = active instanceof HTMLElement && tree.contains(active) ? active.dataset.templateId : null;
   tree.replaceChildren(...groups);
   if (focusedId) tree.querySelector(`[data-template-id="${CSS.escape(focusedId)}"]`)?.focus();
   if (!list.length) tree.append(h('p', { class: 'muted', dataset: { testid: 'quiver-lib-empty' } }, t('library_empty')));
@@ -371,8 +373,9 @@ function movePart(i, d) {
   const parts = editor.model.parts;
   [parts[i], parts[i + d]] = [parts[i + d], parts[i]];
   renderParts(`[data-testid="quiver-part"][data-index="${i + d}"] [data-testid="${d < 0 ? 'quiver-part-up' : 'quiver-part-down'}"]`);
-  if (document.activeElement?.disabled || document.activeElement === document.body) {
-    document.querySelector(`[data-testid="quiver-part"][data-index="${i + d}"] select`)?.focus();
+  if (/** @type {HTMLButtonElement | null} */ (document.activeElement)?.disabled || document.activeElement === document.body) {
+    const select = document.querySelector(`[data-testid="quiver-part"][data-index="${i + d}"] select`);
+    if (select instanceof HTMLElement) select.focus();
   }
   schedulePreview();
 }
@@ -380,6 +383,11 @@ function movePart(i, d) {
 /**
  * The editor of one part (and, recursively, its fallback). `replace(newPart)` swaps the part
  * (on a type change).
+ */
+/**
+ * @param {any} part
+ * @param {(part: any) => void} replace
+ * @param {{title: string, index?: number, controls?: HTMLElement[], depth?: number}} opts
  */
 function partEditor(part, replace, { title, controls = [], depth = 0 }) {
   const box = h('fieldset', { class: `part-editor depth-${depth}` });
@@ -1007,6 +1015,7 @@ async function loadHistory(fresh) {
   if (fresh) { hist.filter = historyFilter(); hist.cursor = null; $('#history-rows').replaceChildren(); }
   hist.loaded = true;
   try {
+    /** @type {Record<string, unknown>} */
     const params = { ...hist.filter, limit: 100 };
     if (hist.cursor) params.cursor = hist.cursor;
     const r = await rpc.call('history.list', params);
@@ -1153,7 +1162,7 @@ function start() {
   $('#var-add').addEventListener('click', () => {
     editor.model.variables.push({ name: '', label: '', required: false });
     renderVars();
-    const names = document.querySelectorAll('[data-testid="quiver-var-name"]');
+    const names = /** @type {NodeListOf<HTMLInputElement>} */ (document.querySelectorAll('[data-testid="quiver-var-name"]'));
     names[names.length - 1]?.focus();
   });
   $('#part-add').addEventListener('click', () => {

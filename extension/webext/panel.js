@@ -1,3 +1,4 @@
+// @ts-check
 /*
  * Quiver panel: the template palette, an extension page shown in an iframe inside the assistant
  * frame. It searches the library and renders parts to their wire payload with the wasm core
@@ -627,6 +628,7 @@ function templateVariables(tp) {
 /** Context for rendering `tp`: what the conversation knows, then what the agent typed. */
 function valuesFor(tp) {
   const typed = state.values.get(tp.id) ?? {};
+  /** @type {Record<string, unknown>} */
   const out = { ...contextValues() };
   for (const [k, v] of Object.entries(typed)) if (v !== '') out[k] = v;
   out.now = String(Date.now());

@@ -1,3 +1,4 @@
+// @ts-check
 /*
  * Quiver toolbar popup: the daemon's status and a quick search of the library.
  * Arrow keys move through the matches; Enter (or a click) opens the match in the options page's

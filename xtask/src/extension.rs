@@ -108,10 +108,11 @@ pub fn build_extension() -> Result {
         ));
     }
     run(Command::new(&bindgen)
-        .args(["--target", "web", "--no-typescript", "--out-dir"])
+        .args(["--target", "web", "--out-dir"])
         .arg(out.join("pkg"))
         .args(["--out-name", "quiver_core"])
         .arg(&wasm))?;
+    move_core_types(&out)?;
     let core = out.join("pkg").join("quiver_core_bg.wasm");
     let size = std::fs::metadata(&core).map(|m| m.len()).unwrap_or(0);
     eprintln!(
@@ -119,6 +120,26 @@ pub fn build_extension() -> Result {
         out.display(),
         size / 1024
     );
+    Ok(())
+}
+
+/// Moves the wasm core's TypeScript declarations (`pkg/*.d.ts`, written by wasm-bindgen) out of
+/// the extension into `target/extension-types/pkg/`, where `tsc` (extension/tsconfig.json) finds
+/// them: the extension's JS is type-checked against the core it is built with, and ships
+/// without them.
+fn move_core_types(out: &Path) -> Result {
+    let types = util::target_dir().join("extension-types").join("pkg");
+    std::fs::create_dir_all(&types).map_err(|e| format!("creating {}: {e}", types.display()))?;
+    let pkg = out.join("pkg");
+    let entries = std::fs::read_dir(&pkg).map_err(|e| format!("reading {}: {e}", pkg.display()))?;
+    for entry in entries {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.to_string_lossy().ends_with(".d.ts") {
+            let to = types.join(path.file_name().unwrap_or_default());
+            std::fs::rename(&path, &to)
+                .map_err(|e| format!("moving {} to {}: {e}", path.display(), to.display()))?;
+        }
+    }
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 //! - `build`: the `quiver` binary (target/debug/quiver) and both extension builds (target/extension/, target/extension-dev/)
 //! - `build-extension [--dev]`: only the extension (`--dev`: also the development build
 //!   `target/extension-dev/`, with the demo hosts; `build`, `test` and `run` make both)
-//! - `test`: deps, build, `cargo test --workspace`, `web-ext lint`, e2e in Chromium then Firefox
+//! - `test`: deps, build, `cargo test --workspace`, extension unit tests, `tsc --noEmit`, `web-ext lint`, e2e in Chromium then Firefox
 //! - `run [--browser chromium|firefox] [--headless]`: deps, build, the demo workspace in a browser
 
 mod deps;
@@ -25,7 +25,7 @@ commands:
   build-extension [--dev]
                        build only the extension (target/extension/); --dev also the development
                        build with the demo hosts (target/extension-dev/, used by run and the e2e suite)
-  test                 deps, build, cargo test, web-ext lint, e2e suite in Chromium and Firefox
+  test                 deps, build, cargo test, extension unit tests, tsc, web-ext lint, e2e suite in Chromium and Firefox
   run [--browser chromium|firefox] [--headless]
                        deps, build, then open the demo Udesk workspace with the extension loaded";
 
@@ -178,6 +178,11 @@ fn test() -> ExitCode {
         extension_unit(s, &root)
     });
     if ext_ok {
+        step(&mut steps, "tsc --noEmit", |s| tsc(s, &root));
+    } else {
+        skip(&mut steps, "tsc --noEmit", "the extension was not built");
+    }
+    if ext_ok {
         step(&mut steps, "web-ext lint", |s| web_ext_lint(s, &root));
     } else {
         skip(&mut steps, "web-ext lint", "the extension was not built");
@@ -266,6 +271,29 @@ fn count_before(line: &str, word: &str) -> Option<u64> {
         .next()?
         .parse()
         .ok()
+}
+
+/// `tsc --noEmit` over the extension's JS (JSDoc types): extension/tsconfig.json (strict: lib/,
+/// the background, the development hooks) and extension/tsconfig.pages.json (the pages and the
+/// content script). Needs the build: the wasm core's declarations are in target/extension-types.
+fn tsc(s: &mut Step, root: &Path) -> Result {
+    let tsc = root.join("tests/e2e/node_modules/.bin/tsc");
+    for project in ["tsconfig.json", "tsconfig.pages.json"] {
+        let mut cmd = Command::new(&tsc);
+        cmd.args(["--noEmit", "--pretty", "false", "-p"])
+            .arg(root.join("extension").join(project));
+        eprintln!("{}", util::show(&cmd));
+        let status = cmd
+            .status()
+            .map_err(|e| format!("cannot start {}: {e}", tsc.display()))?;
+        if !status.success() {
+            s.failed += 1;
+            return Err(format!("tsc found type errors (extension/{project})"));
+        }
+        s.passed += 1;
+    }
+    s.detail = format!("{} projects, 0 errors", s.passed);
+    Ok(())
 }
 
 /// `web-ext lint --self-hosted` on target/extension: errors fail the step, warnings are listed.

@@ -69,7 +69,8 @@ function notify(/** @type {Queue} */ q) {
  */
 function waitChange(q, ms) {
   return new Promise((resolve) => {
-    let timer = null;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    let timer;
     const done = () => {
       clearTimeout(timer);
       resolve();
@@ -85,6 +86,7 @@ function persist() {
   if (persistTimer !== null) return;
   persistTimer = setTimeout(() => {
     persistTimer = null;
+    /** @type {Item[]} */
     const items = [];
     for (const q of queues.values()) for (const i of q.items) if (!FINAL.has(i.stage)) items.push(i);
     quietly(() => api.storage.local.set({ [QUEUE_STORE_KEY]: items }));
@@ -144,6 +146,7 @@ export async function acceptSend(pair, msg) {
   if (!(await waitForCs(pair)) || !pair.workspace) {
     throw new RpcError('no_assistant_frame', 'the assistant frame of this panel is not connected');
   }
+  /** @type {Item} */
   const item = {
     idempotency_key: crypto.randomUUID(),
     key: msg.key,
@@ -183,6 +186,7 @@ function emitState(/** @type {Item} */ item) {
   const pair = pairs.get(item.token);
   if (!pair) return;
   const state = publicState(item);
+  /** @type {Record<string, unknown>} */
   const msg = {
     type: 'send-state',
     key: item.key,
@@ -257,7 +261,8 @@ async function cancelLostReservation(/** @type {Item} */ item) {
   try {
     const r = await requestRetrying('send.reserve', reserveParams(item));
     if (r?.send_id !== undefined) await cancelRemote(r.send_id);
-  } catch (e) {
+  } catch (err) {
+    const e = /** @type {RpcError} */ (err);
     log.info('cancelling a lost reservation', e.code, e.message);
   }
 }
@@ -267,7 +272,8 @@ async function cancelRemote(/** @type {number} */ sendId) {
     try {
       await request('send.cancel', { send_id: sendId });
       return;
-    } catch (e) {
+    } catch (err) {
+      const e = /** @type {RpcError} */ (err);
       if (!RECOVERABLE.has(e.code)) {
         log.info('send.cancel', sendId, e.code, e.message);
         return;
@@ -371,10 +377,12 @@ async function runLoop(/** @type {Queue} */ q) {
 
 async function runItem(/** @type {Queue} */ q, /** @type {Item} */ item) {
   const pair = pairFor(item.token);
+  // Past `new`, an item has its send id.
+  const sendId = /** @type {number} */ (item.send_id);
   // 1. Wait for the slot, then ask for it.
   let beginPause = 250;
   while (item.stage === 'reserved') {
-    const wait = item.due_at - Date.now();
+    const wait = (item.due_at ?? 0) - Date.now();
     if (wait > 0) {
       await waitChange(q, wait);
       continue; // re-check: cancelled? still waiting?
@@ -388,7 +396,8 @@ async function runItem(/** @type {Queue} */ q, /** @type {Item} */ item) {
     try {
       r = await request('send.begin', { send_id: item.send_id });
       beginPause = 250;
-    } catch (e) {
+    } catch (err) {
+      const e = /** @type {RpcError} */ (err);
       if (RECOVERABLE.has(e.code)) {
         await Promise.all([waitForUp(), sleep(beginPause)]);
         beginPause = Math.min(beginPause * 2, 5_000);
@@ -399,7 +408,7 @@ async function runItem(/** @type {Queue} */ q, /** @type {Item} */ item) {
     }
     if (item.stage !== 'reserved') {
       // Cancelled while asking. If the slot was granted, hand it back.
-      if (r?.go) await reportDone(item.send_id, { ok: false, error: 'cancelled before posting' });
+      if (r?.go) await reportDone(sendId, { ok: false, error: 'cancelled before posting' });
       return;
     }
     if (r?.go) {
@@ -422,18 +431,20 @@ async function runItem(/** @type {Queue} */ q, /** @type {Item} */ item) {
   // 3. Report the outcome; the daemon measures the interval from here.
   if (item.stage === 'posted') {
     const result = item.result ?? { ok: false, error: 'no result' };
+    /** @type {Error | null} */
     let err = null;
     try {
-      await reportDone(item.send_id, result);
+      await reportDone(sendId, result);
     } catch (e) {
-      err = e;
-      log.warn('send.done', item.send_id, e.code, e.message);
+      const failure = /** @type {RpcError} */ (e);
+      err = failure;
+      log.warn('send.done', item.send_id, failure.code, failure.message);
     }
     if (result.ok) {
       finish(q, item, 'sent', null);
       usageChanged();
     }
-    else finish(q, item, 'failed', new RpcError('post_failed', result.error));
+    else finish(q, item, 'failed', new RpcError('post_failed', result.error ?? 'post failed'));
     if (err && result.ok) log.warn('sent, but the daemon did not record it:', err.message);
   }
 }
@@ -446,6 +457,7 @@ function dueAt(/** @type {{not_before_ms?: unknown, delay_ms?: unknown} | null |
 }
 
 function reportDone(/** @type {number} */ sendId, /** @type {PostResult} */ result) {
+  /** @type {{send_id: number, ok: boolean, error?: string | null}} */
   const params = { send_id: sendId, ok: result.ok };
   if (!result.ok) params.error = result.error;
   return requestRetrying('send.done', params);
@@ -454,22 +466,23 @@ function reportDone(/** @type {number} */ sendId, /** @type {PostResult} */ resu
 /** @returns {Promise<PostResult>} */
 function postViaContentScript(/** @type {Pair} */ pair, /** @type {Item} */ item) {
   const cs = pair.cs;
+  const sendId = /** @type {number} */ (item.send_id);
   if (!cs) return Promise.resolve({ ok: false, error: 'the assistant frame is gone' });
   return new Promise((resolve) => {
     const timer = setTimeout(() => {
-      pair.postWaiters.delete(item.send_id);
+      pair.postWaiters.delete(sendId);
       resolve({ ok: false, error: `no answer from the assistant frame within ${POST_TIMEOUT_MS} ms` });
     }, POST_TIMEOUT_MS);
-    pair.postWaiters.set(item.send_id, (r) => {
+    pair.postWaiters.set(sendId, (r) => {
       clearTimeout(timer);
       resolve(r);
     });
     try {
       cs.postMessage({ type: 'post', send_id: item.send_id, wire: item.payload, post_as: item.post_as });
     } catch (e) {
-      pair.postWaiters.delete(item.send_id);
+      pair.postWaiters.delete(sendId);
       clearTimeout(timer);
-      resolve({ ok: false, error: `could not reach the assistant frame: ${e?.message ?? e}` });
+      resolve({ ok: false, error: `could not reach the assistant frame: ${/** @type {Error} */ (e)?.message ?? e}` });
     }
   });
 }
@@ -481,8 +494,10 @@ function postViaContentScript(/** @type {Pair} */ pair, /** @type {Item} */ item
  * @returns {string | null}
  */
 export function checkSend(m) {
+  /** @param {unknown} v */
   const str = (v) => typeof v === 'string' && v.length > 0;
-  const uint = (v) => Number.isInteger(v) && v >= 0;
+  /** @param {unknown} v */
+  const uint = (v) => typeof v === 'number' && Number.isInteger(v) && v >= 0;
   if (!str(m.key)) return 'send: `key` must be a non-empty string';
   if (!str(m.template_id)) return 'send: `template_id` must be a non-empty string';
   if (!uint(m.revision)) return 'send: `revision` must be a non-negative integer';

@@ -8,8 +8,17 @@
  */
 
 
+/** A JSON value (members and elements are JSON values too). */
+/** @typedef {null | boolean | number | string | unknown[] | {[key: string]: unknown}} Json */
+/** @typedef {{line: number, column: number}} Position */
+
 export const QuiverJson = (() => {
   class JsonSyntaxError extends Error {
+    /**
+     * @param {string} message
+     * @param {number} line
+     * @param {number} column
+     */
     constructor(message, line, column) {
       super(message);
       this.line = line;
@@ -17,11 +26,17 @@ export const QuiverJson = (() => {
     }
   }
 
+  /**
+   * @param {string} text
+   * @returns {{value: Json, at: (path: string) => Position | null}}
+   */
   function parse(text) {
     let i = 0;
+    /** @type {Map<string, number>} */
     const positions = new Map();
     const lineStarts = [0];
     for (let k = 0; k < text.length; k++) if (text[k] === '\n') lineStarts.push(k + 1);
+    /** @param {number} offset @returns {Position} */
     const where = (offset) => {
       let lo = 0;
       let hi = lineStarts.length - 1;
@@ -32,15 +47,18 @@ export const QuiverJson = (() => {
       }
       return { line: lo + 1, column: offset - lineStarts[lo] + 1 };
     };
+    /** @param {string} msg @returns {never} */
     const fail = (msg, at = i) => {
       const { line, column } = where(Math.min(at, text.length));
       throw new JsonSyntaxError(msg, line, column);
     };
     const ws = () => { while (i < text.length && ' \t\n\r'.includes(text[i])) i++; };
+    /** @param {string} path @param {string | number} key */
     const childPath = (path, key) => (typeof key === 'number'
       ? `${path}[${key}]`
       : (/^[A-Za-z_][\w]*$/.test(key) ? (path ? `${path}.${key}` : key) : `${path}[${JSON.stringify(key)}]`));
 
+    /** @returns {string} */
     function string() {
       const start = i;
       i++; // opening quote
@@ -61,12 +79,17 @@ export const QuiverJson = (() => {
       return fail('unterminated string', start);
     }
 
+    /**
+     * @param {string} path
+     * @returns {Json}
+     */
     function value(path) {
       ws();
       positions.set(path, i);
       const c = text[i];
       if (c === '{') {
         i++;
+        /** @type {{[key: string]: unknown}} */
         const obj = {};
         ws();
         if (text[i] === '}') { i++; return obj; }
@@ -89,6 +112,7 @@ export const QuiverJson = (() => {
       }
       if (c === '[') {
         i++;
+        /** @type {unknown[]} */
         const arr = [];
         ws();
         if (text[i] === ']') { i++; return arr; }
@@ -102,7 +126,7 @@ export const QuiverJson = (() => {
       }
       if (c === '"') return string();
       const m = /^(?:-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null)/.exec(text.slice(i, i + 400));
-      if (!m) fail(i >= text.length ? 'unexpected end of the file' : `unexpected character ${JSON.stringify(c)}`);
+      if (!m) return fail(i >= text.length ? 'unexpected end of the file' : `unexpected character ${JSON.stringify(c)}`);
       i += m[0].length;
       return JSON.parse(m[0]);
     }
@@ -113,7 +137,7 @@ export const QuiverJson = (() => {
     return {
       value: v,
       /** Where `path` is (its key if it is an object member), or the nearest enclosing value. */
-      at(path) {
+      at(/** @type {string} */ path) {
         let p = path;
         while (p) {
           const off = positions.get(`${p}#key`) ?? positions.get(p);
@@ -122,7 +146,8 @@ export const QuiverJson = (() => {
           if (up === p) break;
           p = up;
         }
-        return positions.has('') ? where(positions.get('')) : null;
+        const top = positions.get('');
+        return top === undefined ? null : where(top);
       },
     };
   }
