@@ -2,15 +2,15 @@
 //! synchronous, starting the daemon when nobody listens. The daemon owns the database; the CLI
 //! never opens it.
 
-use crate::daemon::{spawn_detached_daemon, Locations};
-use crate::paths;
+use crate::paths::{self, Locations};
+use crate::spawn::Starting;
 use crate::sys;
 use quiver_shared::frame::{self, Decoded, Endian, FrameDecoder, MAX_INBOUND_FRAME};
 use quiver_shared::proto::{self, ErrorBody, ErrorCode};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a call may take (an import of a large library writes for a while).
 pub const CALL_WAIT: Duration = Duration::from_secs(120);
@@ -95,32 +95,12 @@ impl Client {
             Attempt::NotListening(_) => {
                 paths::ensure_data_dir(&loc.data_dir)?;
                 paths::ensure_runtime_dir(&loc.runtime_dir, uid).map_err(|e| e.to_string())?;
-                let mut child = spawn_detached_daemon()?;
-                let until = Instant::now() + START_WAIT;
-                loop {
-                    std::thread::sleep(Duration::from_millis(20));
-                    if let Attempt::Connected(s) = try_connect(loc, uid)? {
-                        break s;
-                    }
-                    if let Ok(Some(status)) = child.try_wait() {
-                        // exit 0: another daemon won the race; keep waiting for it
-                        if !status.success() {
-                            return Err(crate::daemon::start_failure(
-                                &mut child,
-                                status,
-                                &loc.log("daemon.log"),
-                            ));
-                        }
-                    }
-                    if Instant::now() >= until {
-                        return Err(format!(
-                            "the daemon did not open {} within {} s; see {}",
-                            loc.socket().display(),
-                            START_WAIT.as_secs(),
-                            loc.log("daemon.log").display()
-                        ));
-                    }
-                }
+                Starting::spawn(loc, START_WAIT)?.wait_blocking(|| {
+                    Ok(match try_connect(loc, uid)? {
+                        Attempt::Connected(s) => Some(s),
+                        Attempt::NotListening(_) => None,
+                    })
+                })?
             }
         };
         stream

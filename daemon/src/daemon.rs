@@ -6,8 +6,9 @@
 //! checked for the peer's uid and then served frame by frame: every frame gets a reply or an
 //! error reply. SIGTERM/SIGINT/SIGHUP shut down cleanly (socket and pid file removed).
 
-use crate::paths::{self, Env};
+use crate::paths::{self, Env, Locations};
 use crate::service::{self, Clock, Service, Shared};
+use crate::spawn::{self, detached_child, Progress, Starting};
 use crate::store::Store;
 use crate::{error, info, sys, warn};
 use quiver_shared::frame::{self, Decoded, Endian, FrameDecoder, MAX_INBOUND_FRAME};
@@ -19,7 +20,7 @@ use std::io::Read;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixStream as StdUnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -33,37 +34,6 @@ const MAX_CONNECTIONS: usize = 64;
 
 /// How long a new connection has to complete `hello` before it is closed.
 const HELLO_WAIT: Duration = Duration::from_secs(10);
-
-/// The resolved locations of one daemon.
-#[derive(Debug, Clone)]
-pub struct Locations {
-    pub data_dir: PathBuf,
-    pub runtime_dir: PathBuf,
-}
-
-impl Locations {
-    pub fn resolve(env: &Env) -> Result<Locations, String> {
-        Ok(Locations {
-            data_dir: paths::data_dir(env)?,
-            runtime_dir: paths::runtime_dir(env)?,
-        })
-    }
-    pub fn socket(&self) -> PathBuf {
-        self.runtime_dir.join(paths::SOCKET_FILE)
-    }
-    pub fn lock(&self) -> PathBuf {
-        self.runtime_dir.join(paths::LOCK_FILE)
-    }
-    pub fn pid(&self) -> PathBuf {
-        self.runtime_dir.join(paths::PID_FILE)
-    }
-    pub fn db(&self) -> PathBuf {
-        self.data_dir.join(paths::DB_FILE)
-    }
-    pub fn log(&self, name: &str) -> PathBuf {
-        self.data_dir.join(paths::LOG_DIR).join(name)
-    }
-}
 
 /// Writes a line for the person at the terminal (stderr: the daemon never writes to stdout).
 fn say(msg: impl std::fmt::Display) {
@@ -136,14 +106,6 @@ fn write_pid(path: &Path) -> Result<(), String> {
     std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// Set by [`spawn_detached_daemon`] for its child: the daemon logs to its file only, and a
-/// start-up failure goes to stderr, a pipe the starter reads (see [`start_failure`]).
-const DETACHED_ENV: &str = "QUIVER_DAEMON_DETACHED";
-
-fn detached_child() -> bool {
-    std::env::var_os(DETACHED_ENV).is_some_and(|v| v == "1")
-}
-
 /// Creates the data dir, starts the log, checks the socket dir. Errors are for the user.
 fn prepare(foreground: bool) -> Result<Locations, String> {
     // every file the daemon creates (database, WAL, SHM, logs) is private, whatever the umask
@@ -159,37 +121,6 @@ fn prepare(foreground: bool) -> Result<Locations, String> {
     }
     paths::ensure_runtime_dir(&loc.runtime_dir, sys::uid()).map_err(|e| e.to_string())?;
     Ok(loc)
-}
-
-/// Why a daemon we started exited with `status` before it served: what it wrote on stderr (the
-/// real cause, even when its log file could not be created), else a pointer to its log.
-pub fn start_failure(
-    child: &mut std::process::Child,
-    status: impl std::fmt::Display,
-    log: &Path,
-) -> String {
-    let mut text = String::new();
-    if let Some(mut err) = child.stderr.take() {
-        let _ = (&mut err).take(64 * 1024).read_to_string(&mut text);
-    }
-    let cause: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    if cause.is_empty() {
-        format!(
-            "the daemon failed to start ({status}); see {}",
-            log.display()
-        )
-    } else {
-        let cause = cause.join("; ");
-        let cause = cause.strip_prefix("quiver daemon: ").unwrap_or(&cause);
-        format!(
-            "the daemon failed to start ({status}): {}",
-            crate::params::truncate(cause, 2048)
-        )
-    }
 }
 
 /// `quiver daemon`: starts a detached daemon and returns once it serves (or failed).
@@ -209,62 +140,29 @@ pub fn start_detached() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let mut child = match spawn_detached_daemon() {
-        Ok(c) => c,
+    let mut starting = match Starting::spawn(&loc, Duration::from_secs(5)) {
+        Ok(s) => s,
         Err(e) => {
             say(format!("quiver daemon: {e}"));
             return ExitCode::FAILURE;
         }
     };
-    let until = Instant::now() + Duration::from_secs(5);
     loop {
         if std::os::unix::net::UnixStream::connect(loc.socket()).is_ok() {
-            say(format!("quiver daemon started (pid {})", child.id()));
+            say(format!("quiver daemon started (pid {})", starting.pid()));
             return ExitCode::SUCCESS;
         }
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => {
-                // another daemon won the race
-                return already_running(read_pid(&loc.pid()));
-            }
-            Ok(Some(status)) => {
-                say(format!(
-                    "quiver {}",
-                    start_failure(&mut child, status, &loc.log("daemon.log"))
-                ));
+        match starting.check() {
+            // another daemon won the race
+            Ok(Progress::Other) => return already_running(read_pid(&loc.pid())),
+            Ok(Progress::Starting) => {}
+            Err(e) => {
+                say(format!("quiver daemon: {e}"));
                 return ExitCode::FAILURE;
             }
-            _ => {}
         }
-        if Instant::now() >= until {
-            say(format!(
-                "quiver daemon (pid {}) did not open its socket within 5 s; see {}",
-                child.id(),
-                loc.log("daemon.log").display()
-            ));
-            return ExitCode::FAILURE;
-        }
-        std::thread::sleep(Duration::from_millis(25));
+        std::thread::sleep(spawn::POLL);
     }
-}
-
-/// Starts `quiver daemon --foreground` as its own session with no stdio of ours: it never holds
-/// the caller's stdout (for the native host, the browser port) and outlives the caller.
-pub fn spawn_detached_daemon() -> Result<std::process::Child, String> {
-    let exe = std::env::current_exe()
-        .map_err(|e| format!("cannot find the quiver executable to start the daemon: {e}"))?;
-    let mut cmd = std::process::Command::new(&exe);
-    // stderr is a pipe to us: the daemon writes to it only when it fails to start (it logs to
-    // its file), so we can report the real cause even when that file cannot be created.
-    cmd.args(["daemon", "--foreground"])
-        .env(DETACHED_ENV, "1")
-        .current_dir("/")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    sys::detach_on_spawn(&mut cmd);
-    cmd.spawn()
-        .map_err(|e| format!("cannot start {} daemon: {e}", exe.display()))
 }
 
 /// `quiver daemon --foreground`: runs the daemon in this process until a signal.

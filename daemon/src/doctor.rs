@@ -8,8 +8,8 @@
 //! docs/install.md lists every browser error string with its cause and fix (`--explain`).
 
 use crate::client::Client;
-use crate::daemon::Locations;
 use crate::install::{self, Browser, Family, Location, Os, Scope, GECKO_ID, HOST_NAME};
+use crate::paths::Locations;
 use crate::paths::{self, Env};
 use quiver_shared::frame::MAX_TO_BROWSER;
 use serde::Serialize;

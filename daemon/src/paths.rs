@@ -233,6 +233,37 @@ pub fn make_files_private(dir: &Path) -> Vec<String> {
     changed
 }
 
+/// The resolved locations of one daemon.
+#[derive(Debug, Clone)]
+pub struct Locations {
+    pub data_dir: PathBuf,
+    pub runtime_dir: PathBuf,
+}
+
+impl Locations {
+    pub fn resolve(env: &Env) -> Result<Locations, String> {
+        Ok(Locations {
+            data_dir: data_dir(env)?,
+            runtime_dir: runtime_dir(env)?,
+        })
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.runtime_dir.join(SOCKET_FILE)
+    }
+    pub fn lock(&self) -> PathBuf {
+        self.runtime_dir.join(LOCK_FILE)
+    }
+    pub fn pid(&self) -> PathBuf {
+        self.runtime_dir.join(PID_FILE)
+    }
+    pub fn db(&self) -> PathBuf {
+        self.data_dir.join(DB_FILE)
+    }
+    pub fn log(&self, name: &str) -> PathBuf {
+        self.data_dir.join(LOG_DIR).join(name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 //! on stderr, `{"error": {"code": "...", "message": "...", ...}}`, with the codes of
 //! docs/templates.md; bad usage exits 2.
 
-use crate::cli::{out, Opts};
+use crate::args::{out, Opts};
 use quiver_shared::render::Refusal;
 use quiver_shared::sobot::{self, SessionFrom, UnionIdOptions};
 use quiver_shared::{render, Channel, Context, Library, Platform, Target};

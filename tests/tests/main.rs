@@ -4,6 +4,7 @@ mod cli;
 mod daemon;
 mod faults;
 mod host;
+mod house;
 mod library;
 mod send;
 mod wire_cli;
