@@ -406,7 +406,7 @@ fn doctor_cmd(args: &[String]) -> ExitCode {
     }
 }
 
-fn connect() -> Result<Client, String> {
+fn connect() -> Result<Client, crate::client::ConnectError> {
     let loc = Locations::resolve(&Env::from_process())?;
     Client::connect(&loc, true)
 }

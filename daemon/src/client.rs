@@ -3,7 +3,7 @@
 //! never opens it.
 
 use crate::paths::{self, Locations};
-use crate::spawn::Starting;
+use crate::spawn::{StartError, Starting};
 use crate::sys;
 use quiver_shared::frame::{self, Decoded, Endian, FrameDecoder, MAX_INBOUND_FRAME};
 use quiver_shared::proto::{self, ErrorBody, ErrorCode};
@@ -44,12 +44,45 @@ impl std::fmt::Display for CallError {
     }
 }
 
+/// Why the client could not reach the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("the daemon is not running ({0})")]
+    NotRunning(String),
+    #[error(transparent)]
+    Path(#[from] paths::PathError),
+    #[error(transparent)]
+    Unsafe(#[from] paths::UnsafeDir),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("cannot check who serves {}: {source}", socket.display())]
+    Peer {
+        socket: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is served by uid {peer}, not by you (uid {uid})", socket.display())]
+    WrongUser {
+        socket: std::path::PathBuf,
+        peer: u32,
+        uid: u32,
+    },
+    #[error("cannot connect to {}: {source}", socket.display())]
+    Connect {
+        socket: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the daemon refused hello: {0}")]
+    Hello(CallError),
+}
+
 enum Attempt {
     Connected(UnixStream),
     NotListening(String),
 }
 
-fn try_connect(loc: &Locations, uid: u32) -> Result<Attempt, String> {
+fn try_connect(loc: &Locations, uid: u32) -> Result<Attempt, ConnectError> {
     if std::fs::symlink_metadata(&loc.runtime_dir).is_err() {
         return Ok(Attempt::NotListening(format!(
             "{} does not exist",
@@ -57,17 +90,16 @@ fn try_connect(loc: &Locations, uid: u32) -> Result<Attempt, String> {
         )));
     }
     // never talk to a socket in a directory someone else controls
-    paths::check_private_dir(&loc.runtime_dir, uid).map_err(|e| e.to_string())?;
+    paths::check_private_dir(&loc.runtime_dir, uid)?;
     let socket = loc.socket();
     match UnixStream::connect(&socket) {
         Ok(s) => {
-            let peer = sys::peer_uid(&s)
-                .map_err(|e| format!("cannot check who serves {}: {e}", socket.display()))?;
+            let peer = sys::peer_uid(&s).map_err(|source| ConnectError::Peer {
+                socket: socket.clone(),
+                source,
+            })?;
             if peer != uid {
-                return Err(format!(
-                    "{} is served by uid {peer}, not by you (uid {uid})",
-                    socket.display()
-                ));
+                return Err(ConnectError::WrongUser { socket, peer, uid });
             }
             Ok(Attempt::Connected(s))
         }
@@ -79,23 +111,21 @@ fn try_connect(loc: &Locations, uid: u32) -> Result<Attempt, String> {
         {
             Ok(Attempt::NotListening(format!("{}: {e}", socket.display())))
         }
-        Err(e) => Err(format!("cannot connect to {}: {e}", socket.display())),
+        Err(source) => Err(ConnectError::Connect { socket, source }),
     }
 }
 
 impl Client {
     /// Connects to the daemon of `loc`, starting it if nobody listens (`start`), and says hello.
-    pub fn connect(loc: &Locations, start: bool) -> Result<Client, String> {
+    pub fn connect(loc: &Locations, start: bool) -> Result<Client, ConnectError> {
         let uid = sys::uid();
         let stream = match try_connect(loc, uid)? {
             Attempt::Connected(s) => s,
-            Attempt::NotListening(why) if !start => {
-                return Err(format!("the daemon is not running ({why})"))
-            }
+            Attempt::NotListening(why) if !start => return Err(ConnectError::NotRunning(why)),
             Attempt::NotListening(_) => {
                 paths::ensure_data_dir(&loc.data_dir)?;
-                paths::ensure_runtime_dir(&loc.runtime_dir, uid).map_err(|e| e.to_string())?;
-                Starting::spawn(loc, START_WAIT)?.wait_blocking(|| {
+                paths::ensure_runtime_dir(&loc.runtime_dir, uid)?;
+                Starting::spawn(loc, START_WAIT)?.wait_blocking(|| -> Result<_, ConnectError> {
                     Ok(match try_connect(loc, uid)? {
                         Attempt::Connected(s) => Some(s),
                         Attempt::NotListening(_) => None,
@@ -103,9 +133,7 @@ impl Client {
                 })?
             }
         };
-        stream
-            .set_read_timeout(Some(CALL_WAIT))
-            .map_err(|e| e.to_string())?;
+        stream.set_read_timeout(Some(CALL_WAIT))?;
         let mut c = Client {
             stream,
             dec: FrameDecoder::new(Endian::Little, MAX_INBOUND_FRAME),
@@ -118,7 +146,7 @@ impl Client {
                 "hello",
                 json!({ "protocol": proto::PROTOCOL_VERSION, "client": client }),
             )
-            .map_err(|e| format!("the daemon refused hello: {e}"))?;
+            .map_err(ConnectError::Hello)?;
         Ok(c)
     }
 

@@ -501,7 +501,7 @@ fn check_daemon() -> Vec<Check> {
         Err(e) => {
             checks.push(broken(
                 "locations",
-                e,
+                e.to_string(),
                 "set HOME (or QUIVER_RUNTIME_DIR)",
                 None,
             ));
@@ -545,7 +545,7 @@ fn check_daemon() -> Vec<Check> {
         }
         Err(e) => checks.push(broken(
             "socket",
-            e,
+            e.to_string(),
             format!(
                 "see {}; `quiver daemon --foreground` shows why it does not start",
                 loc.log("daemon.log").display()

@@ -110,7 +110,7 @@ pub fn run(browser_args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let host = Host::new(loc, frames_out);
+    let host = Host::new(loc.map_err(|e| e.to_string()), frames_out);
     rt.block_on(host.run(browser));
     // a stdin thread may still be blocked in read(): do not wait for it
     rt.shutdown_background();
@@ -639,7 +639,7 @@ async fn attempt(
                 info!("started the daemon (pid {})", s.pid());
                 s
             }
-            Err(e) => return (None, Err(e)),
+            Err(e) => return (None, Err(e.to_string())),
         },
     };
     loop {
@@ -650,7 +650,7 @@ async fn attempt(
             Err(Refused::NotListening(_)) => {}
         }
         if let Err(e) = starting.check() {
-            return (starting.into_child(), Err(e));
+            return (starting.into_child(), Err(e.to_string()));
         }
     }
 }

@@ -51,9 +51,8 @@ pub fn start_failure(
 
 /// Starts `quiver daemon --foreground` as its own session with no stdio of ours: it never holds
 /// the caller's stdout (for the native host, the browser port) and outlives the caller.
-pub fn spawn_detached_daemon() -> Result<std::process::Child, String> {
-    let exe = std::env::current_exe()
-        .map_err(|e| format!("cannot find the quiver executable to start the daemon: {e}"))?;
+pub fn spawn_detached_daemon() -> Result<std::process::Child, StartError> {
+    let exe = std::env::current_exe().map_err(StartError::NoExe)?;
     let mut cmd = std::process::Command::new(&exe);
     // stderr is a pipe to us: the daemon writes to it only when it fails to start (it logs to
     // its file), so we can report the real cause even when that file cannot be created.
@@ -65,7 +64,33 @@ pub fn spawn_detached_daemon() -> Result<std::process::Child, String> {
         .stderr(std::process::Stdio::piped());
     sys::detach_on_spawn(&mut cmd);
     cmd.spawn()
-        .map_err(|e| format!("cannot start {} daemon: {e}", exe.display()))
+        .map_err(|source| StartError::Spawn { exe, source })
+}
+
+/// Why a daemon we started does not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot find the quiver executable to start the daemon: {0}")]
+    NoExe(std::io::Error),
+    #[error("cannot start {} daemon: {source}", exe.display())]
+    Spawn {
+        exe: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    /// It exited: what it wrote on stderr ([`start_failure`]).
+    #[error("{why} (pid {pid})")]
+    Failed { why: String, pid: u32 },
+    #[error(
+        "the daemon (pid {pid}) did not open {} within {secs} s; see {}",
+        socket.display(),
+        log.display()
+    )]
+    TimedOut {
+        pid: u32,
+        socket: std::path::PathBuf,
+        secs: u64,
+        log: std::path::PathBuf,
+    },
 }
 
 /// How often a starter tries to connect while the daemon starts.
@@ -93,7 +118,7 @@ pub struct Starting {
 
 impl Starting {
     /// Spawns a detached daemon ([`spawn_detached_daemon`]) and gives it `wait` to serve.
-    pub fn spawn(loc: &Locations, wait: Duration) -> Result<Starting, String> {
+    pub fn spawn(loc: &Locations, wait: Duration) -> Result<Starting, StartError> {
         Ok(Starting::adopt(loc, spawn_detached_daemon()?, wait))
     }
 
@@ -121,7 +146,7 @@ impl Starting {
 
     /// After a connection attempt found nobody listening: `Err` with the reason to report when
     /// the child failed (what it wrote on stderr, see [`start_failure`]) or the time ran out.
-    pub fn check(&mut self) -> Result<Progress, String> {
+    pub fn check(&mut self) -> Result<Progress, StartError> {
         if let Some(c) = self.child.as_mut() {
             match c.try_wait() {
                 Ok(Some(status)) if status.success() => {
@@ -132,29 +157,28 @@ impl Starting {
                 Ok(Some(status)) => {
                     let why = start_failure(c, status, &self.log);
                     self.child = None;
-                    return Err(format!("{why} (pid {})", self.pid));
+                    return Err(StartError::Failed { why, pid: self.pid });
                 }
                 _ => {}
             }
         }
         if Instant::now() >= self.until {
-            return Err(format!(
-                "the daemon (pid {}) did not open {} within {} s; see {}",
-                self.pid,
-                self.socket.display(),
-                self.wait.as_secs(),
-                self.log.display()
-            ));
+            return Err(StartError::TimedOut {
+                pid: self.pid,
+                socket: self.socket.clone(),
+                secs: self.wait.as_secs(),
+                log: self.log.clone(),
+            });
         }
         Ok(Progress::Starting)
     }
 
     /// Blocking: calls `connect` every [`POLL`] until it gives a connection (`Ok(Some)`), fails
     /// (`Err`), or [`Starting::check`] reports a failed start or the end of the wait.
-    pub fn wait_blocking<S>(
+    pub fn wait_blocking<S, E: From<StartError>>(
         mut self,
-        mut connect: impl FnMut() -> Result<Option<S>, String>,
-    ) -> Result<S, String> {
+        mut connect: impl FnMut() -> Result<Option<S>, E>,
+    ) -> Result<S, E> {
         loop {
             std::thread::sleep(POLL);
             if let Some(s) = connect()? {

@@ -38,18 +38,15 @@ impl Settings {
 
 impl Service {
     pub(super) fn history(&mut self, filter: HistoryFilter, limit: usize) -> Outcome {
-        let rows = self
-            .store
-            .history_query(&filter, limit + 1)
-            .map_err(internal)?;
+        let rows = self.store.history_query(&filter, limit + 1)?;
         let more = rows.len() > limit;
         let mut out = Vec::with_capacity(rows.len().min(limit));
         let mut bytes = 0;
         let mut truncated = false;
         let mut last = None;
         for row in rows.into_iter().take(limit) {
-            let v = serde_json::to_value(&row)
-                .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+            let v =
+                serde_json::to_value(&row).map_err(|e| ServiceError::Internal(e.to_string()))?;
             let size = v.to_string().len() + 1;
             if !out.is_empty() && bytes + size > PAGE_BYTES {
                 truncated = true;
@@ -70,9 +67,7 @@ impl Service {
     pub(super) fn settings_set(&mut self, p: SettingsPatch, now: u64) -> Outcome {
         if let Some(days) = p.history_retention_days {
             let v = serde_json::to_string(&days).unwrap_or_else(|_| "null".into());
-            self.store
-                .set_setting(RETENTION_KEY, &v)
-                .map_err(internal)?;
+            self.store.set_setting(RETENTION_KEY, &v)?;
             self.settings.history_retention_days = days;
             // a shorter retention applies at once
             self.prune(now);

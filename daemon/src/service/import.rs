@@ -18,14 +18,11 @@ impl Service {
             Some(session) => {
                 if !self.imports.contains_key(session) && self.imports.len() >= MAX_IMPORT_SESSIONS
                 {
-                    return Err(ErrorBody::new(
-                        ErrorCode::Conflict,
-                        format!(
-                            "{MAX_IMPORT_SESSIONS} imports are in progress already; finish one \
+                    return Err(ServiceError::Conflict(format!(
+                        "{MAX_IMPORT_SESSIONS} imports are in progress already; finish one \
                              or wait {} s for an abandoned one to expire",
-                            IMPORT_IDLE_MS / 1000
-                        ),
-                    ));
+                        IMPORT_IDLE_MS / 1000
+                    )));
                 }
                 let batch: usize = p.templates.iter().map(Template::serialized_len).sum();
                 let others: usize = self
@@ -46,7 +43,8 @@ impl Service {
                         "templates.import: more than {} templates in session {session:?}; \
                          the session was dropped",
                         params::MAX_IMPORT
-                    )));
+                    ))
+                    .into());
                 }
                 let (session_max, total_max) = self.import_budget;
                 if staged.bytes + batch > session_max {
@@ -55,23 +53,21 @@ impl Service {
                         "templates.import: session {session:?} would hold more than {} MiB of \
                          templates; the session was dropped and nothing was imported",
                         session_max >> 20
-                    )));
+                    ))
+                    .into());
                 }
                 if others + staged.bytes + batch > total_max {
                     let mine = staged.bytes;
-                    return Err(ErrorBody::new(
-                        ErrorCode::Conflict,
-                        format!(
-                            "templates.import: the imports in progress hold {} MiB and this batch \
+                    return Err(ServiceError::Conflict(format!(
+                        "templates.import: the imports in progress hold {} MiB and this batch \
                              would pass the {} MiB they may hold together; finish one or wait \
                              {} s for an abandoned one to expire (session {session:?} keeps its \
                              {} MiB)",
-                            (others + mine) >> 20,
-                            total_max >> 20,
-                            IMPORT_IDLE_MS / 1000,
-                            mine >> 20
-                        ),
-                    ));
+                        (others + mine) >> 20,
+                        total_max >> 20,
+                        IMPORT_IDLE_MS / 1000,
+                        mine >> 20
+                    )));
                 }
                 staged.bytes += batch;
                 staged.templates.extend(p.templates);
@@ -93,10 +89,11 @@ impl Service {
                      was imported",
                     t.id
                 ))
-                .with_data(json!({ "field": format!("templates[{i}].id") })));
+                .with_data(json!({ "field": format!("templates[{i}].id") }))
+                .into());
             }
         }
-        let report = self.store.import(&templates, now).map_err(internal)?;
+        let report = self.store.import(&templates, now)?;
         let changed = report.created + report.updated;
         if changed > 0 {
             for t in &templates {
@@ -104,7 +101,7 @@ impl Service {
             }
             self.library_changed("import", templates.iter().map(|t| t.id.clone()).collect());
         }
-        let version = self.store.library_version().map_err(internal)?;
+        let version = self.store.library_version()?;
         Ok(json!({
             "committed": true,
             "templates": templates.len(),

@@ -15,11 +15,11 @@ pub(super) struct Library {
 }
 
 impl Library {
-    pub(super) fn load(&mut self, store: &Store) -> Result<(), ErrorBody> {
+    pub(super) fn load(&mut self, store: &Store) -> Result<(), ServiceError> {
         if self.loaded {
             return Ok(());
         }
-        let rows = store.all_templates().map_err(internal)?;
+        let rows = store.all_templates()?;
         let mut entries = Vec::with_capacity(rows.len());
         for row in &rows {
             match serde_json::from_str::<Template>(&row.body_json) {
@@ -106,10 +106,7 @@ pub(super) fn indexed(t: &Template, row: &StoredTemplate) -> IndexedTemplate {
 
 impl Service {
     pub(super) fn templates_list(&mut self, after: Option<String>, limit: usize) -> Outcome {
-        let rows = self
-            .store
-            .templates_after(after.as_deref(), limit + 1)
-            .map_err(internal)?;
+        let rows = self.store.templates_after(after.as_deref(), limit + 1)?;
         let mut templates = Vec::new();
         // Usage of the page's templates that were ever sent, for ranking: beside the templates,
         // not inside them (a template's JSON stays exactly the library format).
@@ -135,17 +132,16 @@ impl Service {
         } else {
             None
         };
-        let version = self.store.library_version().map_err(internal)?;
+        let version = self.store.library_version()?;
         Ok(
             json!({ "templates": templates, "usage": usage, "next_cursor": next,
                    "library_version": version }),
         )
     }
 
-    pub(super) fn template_row(&self, id: &str) -> Result<StoredTemplate, ErrorBody> {
+    pub(super) fn template_row(&self, id: &str) -> Result<StoredTemplate, ServiceError> {
         self.store
-            .template(id)
-            .map_err(internal)?
+            .template(id)?
             .ok_or_else(|| not_found(format!("no template {id:?}")))
     }
 
@@ -154,16 +150,12 @@ impl Service {
         let (body, rev, created_at) = match revision {
             None => (cur.body_json.clone(), cur.revision, None),
             Some(r) => {
-                let (body, at) = self
-                    .store
-                    .template_revision(id, r)
-                    .map_err(internal)?
-                    .ok_or_else(|| {
-                        not_found(format!(
-                            "template {id:?} has no revision {r} (the current one is {})",
-                            cur.revision
-                        ))
-                    })?;
+                let (body, at) = self.store.template_revision(id, r)?.ok_or_else(|| {
+                    not_found(format!(
+                        "template {id:?} has no revision {r} (the current one is {})",
+                        cur.revision
+                    ))
+                })?;
                 (body, r, Some(at))
             }
         };
@@ -191,25 +183,21 @@ impl Service {
 
     pub(super) fn templates_put(&mut self, p: TemplatePutParams, now: u64) -> Outcome {
         let mut t = p.template;
-        let out = self
-            .store
-            .put_template(&t, p.base_revision, now)
-            .map_err(internal)?;
+        let out = self.store.put_template(&t, p.base_revision, now)?;
         let (revision, created, changed) = match out {
             PutOutcome::Created(r) => (r, true, true),
             PutOutcome::Updated(r) => (r, false, true),
             PutOutcome::Unchanged(r) => (r, false, false),
             PutOutcome::Conflict { current } => {
-                return Err(ErrorBody::new(
-                    ErrorCode::Conflict,
-                    format!(
+                return Err(ServiceError::Revision {
+                    message: format!(
                         "template {:?} is at revision {current}, not {}: it was changed \
                          elsewhere; reload it",
                         t.id,
                         p.base_revision.unwrap_or(0)
                     ),
-                )
-                .with_data(json!({ "current_revision": current })))
+                    current,
+                })
             }
         };
         if changed {
@@ -221,11 +209,7 @@ impl Service {
     }
 
     pub(super) fn templates_delete(&mut self, id: &str, base: Option<u32>, now: u64) -> Outcome {
-        match self
-            .store
-            .delete_template(id, base, now)
-            .map_err(internal)?
-        {
+        match self.store.delete_template(id, base, now)? {
             DeleteOutcome::Deleted { revision } => {
                 self.library.remove(id);
                 self.library_changed("delete", vec![id.to_string()]);
@@ -235,11 +219,12 @@ impl Service {
                 Ok(json!({ "id": id, "deleted": true, "revision": revision }))
             }
             DeleteOutcome::NotFound => Err(not_found(format!("no template {id:?}"))),
-            DeleteOutcome::Conflict { current } => Err(ErrorBody::new(
-                ErrorCode::Conflict,
-                format!("template {id:?} is at revision {current}: it was changed elsewhere"),
-            )
-            .with_data(json!({ "current_revision": current }))),
+            DeleteOutcome::Conflict { current } => Err(ServiceError::Revision {
+                message: format!(
+                    "template {id:?} is at revision {current}: it was changed elsewhere"
+                ),
+                current,
+            }),
         }
     }
 
@@ -250,10 +235,7 @@ impl Service {
         limit: usize,
     ) -> Outcome {
         let cur = self.template_row(id)?;
-        let mut revs = self
-            .store
-            .revisions(id, before, limit + 1)
-            .map_err(internal)?;
+        let mut revs = self.store.revisions(id, before, limit + 1)?;
         let next = if revs.len() > limit {
             revs.truncate(limit);
             revs.last().map(|r| format!("r{}", r.revision))
@@ -316,7 +298,7 @@ impl Service {
             if !in_folder(&e.folder) || tag.is_some_and(|t| !e.tags.iter().any(|x| x == t)) {
                 continue;
             }
-            let Some(row) = self.store.template(&id).map_err(internal)? else {
+            let Some(row) = self.store.template(&id)? else {
                 continue;
             };
             if bytes + row.body_json.len() > PAGE_BYTES && !results.is_empty() {
@@ -365,12 +347,9 @@ impl Service {
     }
 }
 
-pub(super) fn parse_body(id: &str, body: &str) -> Result<Value, ErrorBody> {
+pub(super) fn parse_body(id: &str, body: &str) -> Result<Value, ServiceError> {
     serde_json::from_str(body).map_err(|e| {
-        ErrorBody::new(
-            ErrorCode::Internal,
-            format!("store: template {id:?} is not valid JSON: {e}"),
-        )
+        ServiceError::Internal(format!("store: template {id:?} is not valid JSON: {e}"))
     })
 }
 

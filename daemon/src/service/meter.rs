@@ -74,12 +74,11 @@ impl Service {
             return Err(params::invalid(format!(
                 "meter.observe: {} needs `conversation` (the user the quota counts for)",
                 platform.as_str()
-            )));
+            ))
+            .into());
         }
         let at_ms = p.at_ms.unwrap_or(now).min(now);
-        self.store
-            .add_meter_event(&key, p.event.as_str(), at_ms)
-            .map_err(internal)?;
+        self.store.add_meter_event(&key, p.event.as_str(), at_ms)?;
         let action = match p.event {
             ObservedEvent::UserMessage => Interaction::UserMessage { at_ms },
             ObservedEvent::EnterSession => Interaction::EnterSession { at_ms },
@@ -98,12 +97,10 @@ impl Service {
     }
 
     pub(super) fn rules_set(&mut self, spec: RuleSpec, now: u64) -> Outcome {
-        let json = serde_json::to_string(&spec)
-            .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
-        self.store
-            .set_rule(&spec.platform, &json, now)
-            .map_err(internal)?;
-        self.rules = Rules::load(&self.store).map_err(internal)?;
+        let json =
+            serde_json::to_string(&spec).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        self.store.set_rule(&spec.platform, &json, now)?;
+        self.rules = Rules::load(&self.store)?;
         self.retune();
         self.emit("settings.changed", json!({ "what": "meter.rules" }));
         Ok(json!({ "rules": self.rules.to_json() }))
@@ -117,10 +114,8 @@ impl Service {
     }
 
     pub(super) fn rules_reset(&mut self, platform: Platform) -> Outcome {
-        self.store
-            .delete_rule(platform.as_str())
-            .map_err(internal)?;
-        self.rules = Rules::load(&self.store).map_err(internal)?;
+        self.store.delete_rule(platform.as_str())?;
+        self.rules = Rules::load(&self.store)?;
         self.retune();
         self.emit("settings.changed", json!({ "what": "meter.rules" }));
         Ok(json!({ "rules": self.rules.to_json() }))

@@ -12,17 +12,17 @@
 
 use crate::params::{self, encode_cursor, Call};
 use crate::store::{
-    DeleteOutcome, ErrorKind, HistoryFilter, NewSend, PutOutcome, SendRow, SendState, Store,
-    StoreError, StoredTemplate,
+    DeleteOutcome, HistoryFilter, NewSend, PutOutcome, SendRow, SendState, Store, StoreError,
+    StoredTemplate,
 };
 use crate::{debug, info, warn};
 use quiver_shared::meter::{meter_key, Begin, Meter, Per, Refusal, Rule, RuleSpec};
 use quiver_shared::proto::{
-    self, DoneParams, ErrorBody, ErrorCode, ObserveParams, ObservedEvent, ReserveParams,
-    SettingsPatch, TemplateImportParams, TemplatePutParams,
+    self, DoneParams, ErrorBody, ErrorCode, MeterReleased, NextSend, ObserveParams, ObservedEvent,
+    ReserveParams, SettingsPatch, TemplateImportParams, TemplatePutParams,
 };
 use quiver_shared::search::{IndexedTemplate, SearchIndex, SearchOptions};
-use quiver_shared::wechat::quota::{Interaction, QuotaRefusal};
+use quiver_shared::wechat::quota::Interaction;
 use quiver_shared::{Platform, Template};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -64,50 +64,19 @@ const CAPABILITIES: &[&str] = &[
     "chunks",
 ];
 
-type Outcome = Result<Value, ErrorBody>;
+type Outcome = Result<Value, ServiceError>;
 
-fn kind_name(k: ErrorKind) -> &'static str {
-    match k {
-        ErrorKind::Full => "full",
-        ErrorKind::ReadOnly => "read_only",
-        ErrorKind::Io => "io",
-        ErrorKind::Busy => "busy",
-        ErrorKind::Corrupt => "corrupt",
-        ErrorKind::Other => "other",
-    }
+/// A typed reply as the JSON the wire carries.
+fn reply(r: impl serde::Serialize) -> Outcome {
+    serde_json::to_value(r).map_err(|e| ServiceError::Internal(format!("reply: {e}")))
 }
 
-/// A store failure as a protocol error: `storage_unavailable` when the user can fix it (disk
-/// full, read-only, IO), else `internal`.
-fn internal(e: StoreError) -> ErrorBody {
-    if e.is_storage() {
-        ErrorBody::new(
-            ErrorCode::StorageUnavailable,
-            format!("{}. ({})", e.hint(), e.message),
-        )
-        .with_data(json!({ "kind": kind_name(e.kind) }))
-    } else {
-        ErrorBody::new(ErrorCode::Internal, format!("store: {e}"))
-    }
+fn not_found(msg: impl Into<String>) -> ServiceError {
+    ServiceError::NotFound(msg.into())
 }
 
-fn not_found(msg: impl Into<String>) -> ErrorBody {
-    ErrorBody::new(ErrorCode::NotFound, msg)
-}
-
-fn conflict(id: i64, state: SendState, why: &str) -> ErrorBody {
-    ErrorBody::new(
-        ErrorCode::Conflict,
-        format!("send {id} is {}; {why}", state.as_str()),
-    )
-    .with_data(json!({ "send_id": id, "state": state }))
-}
-
-fn quota_error(r: QuotaRefusal) -> ErrorBody {
-    ErrorBody::new(ErrorCode::QuotaExceeded, r.to_string()).with_data(json!({
-        "errcode": r.errcode(),
-        "refusal": r,
-    }))
+fn conflict(id: i64, state: SendState, why: &'static str) -> ServiceError {
+    ServiceError::SendState { id, state, why }
 }
 
 /// The platform named first in a meter key (`["udesk","w"]`).
@@ -118,6 +87,7 @@ fn key_platform(key: &str) -> Option<String> {
         .next()
 }
 
+mod error;
 mod history;
 mod import;
 mod library;
@@ -126,6 +96,7 @@ mod send;
 #[cfg(test)]
 mod testkit;
 
+pub use error::ServiceError;
 use history::Settings;
 use import::Staged;
 use library::Library;
@@ -247,26 +218,34 @@ impl Service {
 
     /// `meter.released`: something finished or left the queue of `key`; says who is next.
     fn released(&mut self, key: &str, send_id: Option<i64>, state: Option<SendState>, now: u64) {
-        let next = self.meter.head(key, now).map(
-            |(id, delay)| json!({ "send_id": id, "delay_ms": delay, "not_before_ms": now + delay }),
-        );
-        let data = json!({
-            "key": key,
-            "platform": key_platform(key),
-            "send_id": send_id,
-            "state": state,
-            "next": next,
+        let next = self.meter.head(key, now).map(|(id, delay)| NextSend {
+            send_id: id,
+            delay_ms: delay,
+            not_before_ms: now + delay,
         });
-        self.emit("meter.released", data);
+        let data = MeterReleased {
+            key: key.to_string(),
+            platform: key_platform(key),
+            send_id,
+            state,
+            next,
+        };
+        self.emit(
+            "meter.released",
+            serde_json::to_value(data).unwrap_or_default(),
+        );
     }
 
     /// Answers one request with a reply or an error reply (a whole frame value).
     pub fn handle(&mut self, req: &proto::Request, now: u64) -> Value {
         self.expire(now);
-        let out = params::parse(req).and_then(|call| self.execute(call, now));
+        let out = params::parse(req)
+            .map_err(ServiceError::from)
+            .and_then(|call| self.execute(call, now));
         match out {
             Ok(v) => proto::reply(&req.id, v),
             Err(e) => {
+                let e = ErrorBody::from(e);
                 debug!("{} {}: {}", req.method, e.code.as_str(), e.message);
                 proto::error_reply(&req.id, &e)
             }
@@ -317,9 +296,8 @@ impl Service {
             Call::MeterRulesGet => Ok(json!({ "rules": self.rules.to_json() })),
             Call::MeterRulesSet(spec) => self.rules_set(spec, now),
             Call::MeterRulesReset(platform) => self.rules_reset(platform),
-            Call::Doctor(_) => Err(ErrorBody::new(
-                ErrorCode::Internal,
-                "doctor is served by the connection, not the service",
+            Call::Doctor(_) => Err(ServiceError::Internal(
+                "doctor is served by the connection, not the service".into(),
             )),
         }
     }

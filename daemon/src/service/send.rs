@@ -1,6 +1,11 @@
 //! `send.*`: reservations, grants, reports and cancels, each a durable history row first.
 
 use super::*;
+use quiver_shared::proto::{BeginReply, ReserveReply, SendStateReply};
+
+fn state_reply(send_id: i64, state: SendState) -> Outcome {
+    reply(SendStateReply { send_id, state })
+}
 
 impl Service {
     /// Gives up on in-flight sends whose lease ran out: `failed`, never re-sent.
@@ -51,7 +56,8 @@ impl Service {
             return Err(params::invalid(format!(
                 "send.reserve: {} sends need `conversation` (the user the quota counts for)",
                 platform.as_str()
-            )));
+            ))
+            .into());
         }
         let key = spec.key(&p.workspace, p.conversation.as_deref());
         let new = NewSend {
@@ -67,75 +73,68 @@ impl Service {
             meter_key: &key,
         };
         // The row is durable before the meter hears of it and before the reply.
-        let (row, created) = self.store.reserve(&new, now).map_err(internal)?;
+        let (row, created) = self.store.reserve(&new, now)?;
         let id = row.send_id;
         if !created && row.payload_sha256 != crate::store::sha256_hex(&p.payload) {
             warn!(
                 "send {id}: idempotency key {:?} reused with a different payload; refused",
                 p.idempotency_key
             );
-            return Err(ErrorBody::new(
-                ErrorCode::Conflict,
-                format!(
-                    "idempotency key {:?} belongs to send {id}, whose payload differs: a retry \
-                     must repeat the same payload, a new send needs a new key",
-                    p.idempotency_key
-                ),
-            )
-            .with_data(json!({ "send_id": id, "state": row.state })));
+            return Err(ServiceError::KeyReused {
+                key: p.idempotency_key,
+                id,
+                state: row.state,
+            });
         }
         let key = self.row_key(&row).unwrap_or(key);
         let rule = self.rule_of_key(&key);
         if row.state != SendState::Queued {
             // a retry of a send that has moved on: the same send, never a second one
-            return Ok(json!({
-                "send_id": id,
-                "delay_ms": 0,
-                "not_before_ms": null,
-                "state": row.state,
-                "replayed": true,
-                "error": row.error,
-            }));
+            return reply(ReserveReply {
+                send_id: id,
+                delay_ms: 0,
+                not_before_ms: None,
+                state: row.state,
+                replayed: true,
+                go: None,
+                error: Some(row.error),
+            });
         }
         match self.meter.try_reserve(&key, rule, id, now) {
-            Ok(delay) => Ok(json!({
-                "send_id": id,
-                "delay_ms": delay,
-                "not_before_ms": now + delay,
-                "state": "queued",
-                "replayed": !created,
-            })),
+            Ok(delay) => reply(ReserveReply {
+                send_id: id,
+                delay_ms: delay,
+                not_before_ms: Some(now + delay),
+                state: SendState::Queued,
+                replayed: !created,
+                go: None,
+                error: None,
+            }),
             Err(refusal) => {
-                let err = match refusal {
-                    Refusal::Quota(r) => quota_error(r),
-                    Refusal::QueueFull { limit } => ErrorBody::new(
-                        ErrorCode::QueueFull,
-                        format!(
-                            "{limit} sends are queued for this {} already; wait for them",
-                            if spec.per == Per::Workspace {
-                                "workspace"
-                            } else {
-                                "conversation"
-                            }
-                        ),
-                    )
-                    .with_data(json!({ "limit": limit })),
-                };
+                let err = ErrorBody::from(match refusal {
+                    Refusal::Quota(r) => ServiceError::Quota(r),
+                    Refusal::QueueFull { limit } => ServiceError::QueueFull {
+                        limit,
+                        per: if spec.per == Per::Workspace {
+                            "workspace"
+                        } else {
+                            "conversation"
+                        },
+                    },
+                });
                 // recorded as failed (never released): a retry of this key gets the same answer
                 self.store
-                    .refuse(id, &format!("{}: {}", err.code.as_str(), err.message))
-                    .map_err(internal)?;
+                    .refuse(id, &format!("{}: {}", err.code.as_str(), err.message))?;
                 let mut data = err.data.clone().unwrap_or_else(|| json!({}));
                 data["send_id"] = json!(id);
-                Err(err.with_data(data))
+                Err(err.with_data(data).into())
             }
         }
     }
 
-    pub(super) fn row(&self, id: i64) -> Result<SendRow, ErrorBody> {
+    pub(super) fn row(&self, id: i64) -> Result<SendRow, ServiceError> {
         self.store
-            .send(id)
-            .map_err(internal)?
+            .send(id)?
             .ok_or_else(|| not_found(format!("no send {id}")))
     }
 
@@ -154,7 +153,7 @@ impl Service {
         }
         let key = self
             .row_key(&row)
-            .ok_or_else(|| ErrorBody::new(ErrorCode::Internal, format!("send {id}: no rule")))?;
+            .ok_or_else(|| ServiceError::Internal(format!("send {id}: no rule")))?;
         let rule = self.rule_of_key(&key);
         match self.meter.begin(id, now) {
             Begin::Go => {
@@ -162,41 +161,36 @@ impl Service {
                     .store
                     .transition(id, &[SendState::Queued], SendState::Sending, None, now)
                 {
-                    Ok(true) => Ok(json!({ "go": true })),
+                    Ok(true) => reply(BeginReply::GO),
                     other => {
                         // Not recorded: do not send. Put it back in line (at the end).
                         self.meter.finish(id, now, false);
                         self.meter.reserve(&key, rule, id, now);
                         Err(match other {
-                            Err(e) => internal(e),
-                            _ => ErrorBody::new(
-                                ErrorCode::Internal,
-                                format!("send {id} changed state while beginning"),
-                            ),
+                            Err(e) => e.into(),
+                            _ => ServiceError::Internal(format!(
+                                "send {id} changed state while beginning"
+                            )),
                         })
                     }
                 }
             }
-            Begin::Wait(ms) => {
-                Ok(json!({ "go": false, "delay_ms": ms, "not_before_ms": now + ms }))
-            }
+            Begin::Wait(ms) => reply(BeginReply::wait(ms, now)),
             Begin::NotQueued => {
                 // queued in the store but unknown to the meter: queue it again
                 warn!("send {id} was queued but not metered; queued again");
                 let ms = self.meter.reserve(&key, rule, id, now).max(1);
-                Ok(json!({ "go": false, "delay_ms": ms, "not_before_ms": now + ms }))
+                reply(BeginReply::wait(ms, now))
             }
             Begin::Refused(r) => {
-                let err = quota_error(r);
-                self.store
-                    .transition(
-                        id,
-                        &[SendState::Queued],
-                        SendState::Failed,
-                        Some(&format!("quota_exceeded: {}", err.message)),
-                        now,
-                    )
-                    .map_err(internal)?;
+                let err = ServiceError::Quota(r);
+                self.store.transition(
+                    id,
+                    &[SendState::Queued],
+                    SendState::Failed,
+                    Some(&format!("quota_exceeded: {err}")),
+                    now,
+                )?;
                 self.released(&key, Some(id), Some(SendState::Failed), now);
                 Err(err)
             }
@@ -243,8 +237,8 @@ impl Service {
                     self.meter.restore_last_done(k, rule, now);
                 }
             }
-            SendState::Sent if p.ok => return Ok(json!({ "send_id": id, "state": row.state })),
-            SendState::Failed if !p.ok => return Ok(json!({ "send_id": id, "state": row.state })),
+            SendState::Sent if p.ok => return state_reply(id, row.state),
+            SendState::Failed if !p.ok => return state_reply(id, row.state),
             SendState::Queued => {
                 return Err(conflict(
                     id,
@@ -256,13 +250,11 @@ impl Service {
         }
         let moved = self
             .store
-            .transition(id, &[row.state], to, error.as_deref(), now)
-            .map_err(internal)?;
+            .transition(id, &[row.state], to, error.as_deref(), now)?;
         if !moved {
-            return Err(ErrorBody::new(
-                ErrorCode::Internal,
-                format!("send {id} changed state while being reported done"),
-            ));
+            return Err(ServiceError::Internal(format!(
+                "send {id} changed state while being reported done"
+            )));
         }
         if p.ok && row.part_index == Some(0) {
             if let Some(t) = &row.template_id {
@@ -275,7 +267,7 @@ impl Service {
         if let Some(k) = key {
             self.released(&k, Some(id), Some(to), now);
         }
-        Ok(json!({ "send_id": id, "state": to }))
+        state_reply(id, to)
     }
 
     pub(super) fn cancel(&mut self, id: i64, now: u64) -> Outcome {
@@ -283,22 +275,24 @@ impl Service {
         match row.state {
             SendState::Queued => {
                 self.meter.cancel(id);
-                let moved = self
-                    .store
-                    .transition(id, &[SendState::Queued], SendState::Cancelled, None, now)
-                    .map_err(internal)?;
+                let moved = self.store.transition(
+                    id,
+                    &[SendState::Queued],
+                    SendState::Cancelled,
+                    None,
+                    now,
+                )?;
                 if !moved {
-                    return Err(ErrorBody::new(
-                        ErrorCode::Internal,
-                        format!("send {id} changed state while being cancelled"),
-                    ));
+                    return Err(ServiceError::Internal(format!(
+                        "send {id} changed state while being cancelled"
+                    )));
                 }
                 if let Some(k) = self.row_key(&row) {
                     self.released(&k, Some(id), Some(SendState::Cancelled), now);
                 }
-                Ok(json!({ "send_id": id, "state": SendState::Cancelled }))
+                state_reply(id, SendState::Cancelled)
             }
-            SendState::Cancelled => Ok(json!({ "send_id": id, "state": row.state })),
+            SendState::Cancelled => state_reply(id, row.state),
             s => Err(conflict(id, s, "it can no longer be cancelled")),
         }
     }
