@@ -25,6 +25,8 @@ pub mod doctor;
 pub mod host;
 pub mod install;
 pub mod log;
+/// The logging macros (`crate::info!`, ...): `tracing`'s, set up by [`log::init`].
+pub use tracing::{debug, error, info, warn};
 pub mod params;
 pub mod paths;
 pub mod service;
