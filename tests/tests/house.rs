@@ -177,3 +177,59 @@ fn no_import_circle_between_modules() {
         }
     }
 }
+
+/// The members of the workspace (`members = [...]` of the root Cargo.toml).
+fn members() -> Vec<String> {
+    let root = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    let line = root
+        .lines()
+        .find(|l| l.trim_start().starts_with("members"))
+        .expect("no members in Cargo.toml");
+    let list = &line[line.find('[').unwrap() + 1..line.rfind(']').unwrap()];
+    list.split(',')
+        .map(|m| m.trim().trim_matches('"').to_string())
+        .filter(|m| !m.is_empty())
+        .collect()
+}
+
+/// Whether a crate's manifest opts into `[workspace.lints]` (`[lints]` with `workspace = true`,
+/// or `lints.workspace = true`).
+fn uses_workspace_lints(manifest: &str) -> bool {
+    let mut in_lints = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_lints = line == "[lints]";
+            continue;
+        }
+        let compact: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+        if (in_lints && compact == "workspace=true") || compact == "lints.workspace=true" {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn the_lint_check_reads_both_spellings() {
+    assert!(uses_workspace_lints(
+        "[package]\nname = \"x\"\n\n[lints]\nworkspace = true\n"
+    ));
+    assert!(uses_workspace_lints("[package]\nlints.workspace = true\n"));
+    assert!(!uses_workspace_lints(
+        "[lints]\n\n[dependencies]\nworkspace = true\n"
+    ));
+    assert!(!uses_workspace_lints("[package]\nname = \"x\"\n"));
+}
+
+#[test]
+fn every_crate_opts_into_the_workspace_lints() {
+    let members = members();
+    assert!(members.len() >= 5, "{members:?}");
+    for m in members {
+        let manifest = std::fs::read_to_string(repo().join(&m).join("Cargo.toml")).unwrap();
+        assert!(
+            uses_workspace_lints(&manifest),
+            "{m}/Cargo.toml does not opt into [workspace.lints]: add `[lints]` `workspace = true`"
+        );
+    }
+}
