@@ -8,8 +8,9 @@ use serde_json::{Map, Value};
 /// refused with [`ErrorCode::UnsupportedProtocol`]; additions that old clients can ignore (new
 /// methods, new optional fields, new events, new error codes) raise [`PROTOCOL_MINOR`] only.
 pub const PROTOCOL_VERSION: u32 = 1;
-/// Additions within [`PROTOCOL_VERSION`]: 1 = the first published set (docs/protocol.md).
-pub const PROTOCOL_MINOR: u32 = 2;
+/// Additions within [`PROTOCOL_VERSION`]: 1 = the first published set (docs/protocol.md),
+/// 2 = `hello_required`, 3 = `send.reserve` with `"begin": true` (one round trip for a free slot).
+pub const PROTOCOL_MINOR: u32 = 3;
 /// Every major version this build speaks.
 pub const SUPPORTED_PROTOCOLS: &[u32] = &[PROTOCOL_VERSION];
 /// The longest string `id` a request may carry, in bytes (ids are echoed in every reply and in
@@ -223,6 +224,10 @@ pub struct ReserveParams {
     pub revision: u32,
     pub part_index: u32,
     pub payload: String,
+    /// (1.3) Begin at once when the slot is free now: the reply is then `state: "sending"`,
+    /// `go: true` (as if `send.begin` had granted it), else `go: false` with the delay.
+    #[serde(default)]
+    pub begin: bool,
 }
 
 /// Params naming one send: `send.begin`, `send.cancel`.

@@ -2,6 +2,7 @@
 
 mod cli;
 mod daemon;
+mod fast_send;
 mod faults;
 mod host;
 mod house;

@@ -57,6 +57,7 @@ const CAPABILITIES: &[&str] = &[
     "templates.write",
     "search",
     "send",
+    "send.reserve.begin",
     "history",
     "settings",
     "meter",

@@ -3,6 +3,12 @@
 use super::*;
 use quiver_shared::proto::{BeginReply, ReserveReply, SendStateReply};
 
+/// What the meter said to a send that asked for its slot.
+enum Grant {
+    Go,
+    Wait(u64),
+}
+
 fn state_reply(send_id: i64, state: SendState) -> Outcome {
     reply(SendStateReply { send_id, state })
 }
@@ -90,26 +96,49 @@ impl Service {
         let rule = self.rule_of_key(&key);
         if row.state != SendState::Queued {
             // a retry of a send that has moved on: the same send, never a second one
+            // (a `sending` one was granted already, by `send.begin` or a `"begin": true`
+            // reserve: it is never granted twice; report it with `send.done`)
             return reply(ReserveReply {
                 send_id: id,
                 delay_ms: 0,
                 not_before_ms: None,
                 state: row.state,
                 replayed: true,
-                go: None,
+                go: p.begin.then_some(false),
                 error: Some(row.error),
             });
         }
         match self.meter.try_reserve(&key, rule, id, now) {
-            Ok(delay) => reply(ReserveReply {
-                send_id: id,
-                delay_ms: delay,
-                not_before_ms: Some(now + delay),
-                state: SendState::Queued,
-                replayed: !created,
-                go: None,
-                error: None,
-            }),
+            Ok(delay) => {
+                let queued = |delay_ms: u64| ReserveReply {
+                    send_id: id,
+                    delay_ms,
+                    not_before_ms: Some(now + delay_ms),
+                    state: SendState::Queued,
+                    replayed: !created,
+                    go: p.begin.then_some(false),
+                    error: None,
+                };
+                if !p.begin || delay > 0 {
+                    return reply(queued(delay));
+                }
+                // The slot is free now: begin at once (one round trip instead of two). The
+                // meter decides exactly as for `send.begin`, and `sending` is durable first.
+                match self.grant(id, &key, rule, now) {
+                    Ok(Grant::Go) => reply(ReserveReply {
+                        state: SendState::Sending,
+                        go: Some(true),
+                        ..queued(0)
+                    }),
+                    Ok(Grant::Wait(ms)) => reply(queued(ms)),
+                    Err(e) => {
+                        let err = ErrorBody::from(e);
+                        let mut data = err.data.clone().unwrap_or_else(|| json!({}));
+                        data["send_id"] = json!(id);
+                        Err(err.with_data(data).into())
+                    }
+                }
+            }
             Err(refusal) => {
                 let err = ErrorBody::from(match refusal {
                     Refusal::Quota(r) => ServiceError::Quota(r),
@@ -155,17 +184,27 @@ impl Service {
             .row_key(&row)
             .ok_or_else(|| ServiceError::Internal(format!("send {id}: no rule")))?;
         let rule = self.rule_of_key(&key);
+        match self.grant(id, &key, rule, now)? {
+            Grant::Go => reply(BeginReply::GO),
+            Grant::Wait(ms) => reply(BeginReply::wait(ms, now)),
+        }
+    }
+
+    /// Asks the meter for the slot of queued send `id` (of `key`): `Go` only once `sending` is
+    /// recorded (durably, before any reply), else how long to wait. A quota that will not
+    /// allow it fails the send (`quota_exceeded`).
+    fn grant(&mut self, id: i64, key: &str, rule: Rule, now: u64) -> Result<Grant, ServiceError> {
         match self.meter.begin(id, now) {
             Begin::Go => {
                 match self
                     .store
                     .transition(id, &[SendState::Queued], SendState::Sending, None, now)
                 {
-                    Ok(true) => reply(BeginReply::GO),
+                    Ok(true) => Ok(Grant::Go),
                     other => {
                         // Not recorded: do not send. Put it back in line (at the end).
                         self.meter.finish(id, now, false);
-                        self.meter.reserve(&key, rule, id, now);
+                        self.meter.reserve(key, rule, id, now);
                         Err(match other {
                             Err(e) => e.into(),
                             _ => ServiceError::Internal(format!(
@@ -175,12 +214,11 @@ impl Service {
                     }
                 }
             }
-            Begin::Wait(ms) => reply(BeginReply::wait(ms, now)),
+            Begin::Wait(ms) => Ok(Grant::Wait(ms)),
             Begin::NotQueued => {
                 // queued in the store but unknown to the meter: queue it again
                 warn!("send {id} was queued but not metered; queued again");
-                let ms = self.meter.reserve(&key, rule, id, now).max(1);
-                reply(BeginReply::wait(ms, now))
+                Ok(Grant::Wait(self.meter.reserve(key, rule, id, now).max(1)))
             }
             Begin::Refused(r) => {
                 let err = ServiceError::Quota(r);
@@ -191,7 +229,7 @@ impl Service {
                     Some(&format!("quota_exceeded: {err}")),
                     now,
                 )?;
-                self.released(&key, Some(id), Some(SendState::Failed), now);
+                self.released(key, Some(id), Some(SendState::Failed), now);
                 Err(err)
             }
         }
@@ -593,5 +631,63 @@ mod tests {
             )["go"],
             true
         );
+    }
+
+    #[test]
+    fn reserve_with_begin_grants_a_free_slot_and_never_early() {
+        let s = Scratch::new("go-now");
+        let t0 = 1_000_000;
+        let mut svc = open(&s, t0);
+        let go_now = |key: &str| {
+            let mut p = reserve_params(key, "w");
+            p["begin"] = json!(true);
+            p
+        };
+        let a = ok(&mut svc, "send.reserve", go_now("a"), t0);
+        assert_eq!(
+            a,
+            json!({"send_id": a["send_id"], "delay_ms": 0, "not_before_ms": t0,
+                   "state": "sending", "replayed": false, "go": true})
+        );
+        let row = svc
+            .store
+            .send(a["send_id"].as_i64().unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.state, SendState::Sending);
+        ok(
+            &mut svc,
+            "send.done",
+            json!({"send_id": a["send_id"], "ok": true}),
+            t0 + 100,
+        );
+        let free = t0 + 100 + UDESK_MS;
+        // one millisecond early: queued, with the delay
+        let b = ok(&mut svc, "send.reserve", go_now("b"), free - 1);
+        assert_eq!(
+            (b["state"].clone(), b["go"].clone()),
+            (json!("queued"), json!(false))
+        );
+        assert_eq!(b["delay_ms"], 1);
+        // its retry at the slot: granted, once
+        let b2 = ok(&mut svc, "send.reserve", go_now("b"), free);
+        assert_eq!(b2["send_id"], b["send_id"]);
+        assert_eq!(
+            (b2["state"].clone(), b2["go"].clone()),
+            (json!("sending"), json!(true))
+        );
+        assert_eq!(b2["replayed"], true);
+        let b3 = ok(&mut svc, "send.reserve", go_now("b"), free + 1);
+        assert_eq!(
+            (b3["state"].clone(), b3["go"].clone()),
+            (json!("sending"), json!(false))
+        );
+        let (code, _) = err(
+            &mut svc,
+            "send.begin",
+            json!({"send_id": b["send_id"]}),
+            free + 2,
+        );
+        assert_eq!(code, "conflict");
     }
 }
