@@ -5,7 +5,10 @@
 //! - **relay**: a trivial host that forwards frames over a Unix socket to a trivial echo daemon
 //!   (two hops, no work: the floor of Quiver's architecture, host + daemon);
 //! - **quiver**: `quiver` started as Chromium starts it, with its daemon, answering
-//!   `settings.get` (the protocol path without SQLite) and `hello`.
+//!   `settings.get` (the protocol path without SQLite) and `hello`;
+//! - **send**: a whole send of a free slot through the quiver host, three round trips
+//!   (`send.reserve`, `send.begin`, `send.done`) against two (`send.reserve` with
+//!   `"begin": true`, `send.done`), with `hello` as the floor.
 //!
 //! Then the host's cold start: from exec to the first reply, with the daemon running and not.
 //!
@@ -153,6 +156,50 @@ impl Peer {
         }
     }
 
+    /// One request with `params` (JSON text); its reply body.
+    fn request(&mut self, method: &str, params: &str) -> String {
+        self.next += 1;
+        let req = format!(
+            r#"{{"id":{},"method":"{method}","params":{params}}}"#,
+            self.next
+        );
+        let want = format!(r#""id":{}"#, self.next);
+        write_frame(&mut self.stdin, req.as_bytes(), false).unwrap();
+        loop {
+            let body =
+                String::from_utf8(read_frame(&mut self.stdout, false).expect("reply")).unwrap();
+            if body.contains(&want) {
+                assert!(!body.contains(r#""error""#), "{method}: {body}");
+                return body;
+            }
+        }
+    }
+
+    /// One whole send of a free slot, timed from the first request to `send.done`'s reply:
+    /// `send.reserve` + `send.begin` + `send.done` (`fast`: `send.reserve` with `"begin": true`
+    /// + `send.done`). Each send has its own workspace, so the meter never makes it wait.
+    fn send(&mut self, n: usize, fast: bool) -> Duration {
+        let reserve = format!(
+            r#"{{"idempotency_key":"bench-{fast}-{n}","platform":"udesk","workspace":"bench-{fast}-{n}","template_id":"t","revision":1,"part_index":0,"payload":"{{\"text\":\"hi\"}}","begin":{fast}}}"#
+        );
+        let t = Instant::now();
+        let r = self.request("send.reserve", &reserve);
+        let id: i64 = r
+            .split(r#""send_id":"#)
+            .nth(1)
+            .and_then(|x| x.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|x| x.parse().ok())
+            .expect("send_id");
+        if fast {
+            assert!(r.contains(r#""go":true"#), "{r}");
+        } else {
+            let b = self.request("send.begin", &format!(r#"{{"send_id":{id}}}"#));
+            assert!(b.contains(r#""go":true"#), "{b}");
+        }
+        self.request("send.done", &format!(r#"{{"send_id":{id},"ok":true}}"#));
+        t.elapsed()
+    }
+
     fn close(self) {
         drop(self.stdin);
         let mut c = self.child;
@@ -215,10 +262,21 @@ fn main() {
             h.push(quiver.hello_protocol());
         }
     }
+    // the send path: a free slot in three round trips, or two with `"begin": true`
+    let (mut slow, mut fast, mut h2) = (vec![], vec![], vec![]);
+    let send_rounds = rounds.div_ceil(5);
+    for round in 0..send_rounds {
+        for i in 0..10 {
+            h2.push(quiver.hello_protocol());
+            slow.push(quiver.send(round * 10 + i, false));
+            fast.push(quiver.send(round * 10 + i, true));
+        }
+    }
     echo.close();
     relay.close();
     quiver.close();
     let (e, r, q, h) = (stats(&mut e), stats(&mut r), stats(&mut q), stats(&mut h));
+    let (slow, fast, h2) = (stats(&mut slow), stats(&mut fast), stats(&mut h2));
     println!("# Quiver benchmarks: round trip\n\n{}\n", machine());
     println!(
         "{} sequential requests per row, interleaved in {rounds} rounds of 50; load: {}.\n",
@@ -242,6 +300,28 @@ fn main() {
             us(s.mean),
             s.median.as_secs_f64() / e.median.as_secs_f64(),
             s.median.as_secs_f64() / r.median.as_secs_f64(),
+        );
+    }
+
+    println!(
+        "\nA send of a free slot through the quiver host, from the first request to the reply \
+         of `send.done` ({} of each, interleaved with `hello`; every send writes its history \
+         row with a synchronous commit per step).\n",
+        send_rounds * 10
+    );
+    println!("| path | median | p99 | mean | median / `hello` |");
+    println!("|---|---|---|---|---|");
+    for (name, s) in [
+        ("`hello` (the floor: one round trip)", &h2),
+        ("`send.reserve` + `send.begin` + `send.done`", &slow),
+        ("`send.reserve` `{\"begin\": true}` + `send.done`", &fast),
+    ] {
+        println!(
+            "| {name} | {} | {} | {} | {:.2}x |",
+            us(s.median),
+            us(s.p99),
+            us(s.mean),
+            s.median.as_secs_f64() / h2.median.as_secs_f64(),
         );
     }
 

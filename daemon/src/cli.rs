@@ -1,14 +1,18 @@
-//! Command-line dispatch. Hand-written: few commands, and argv must also be recognised when a
-//! browser starts `quiver` directly as its native host.
+//! Command-line dispatch with clap (derive). argv is first checked for a browser starting
+//! `quiver` directly as its native host (Chromium: the extension origin; Firefox: the manifest
+//! path and the add-on id), which clap never sees.
 //!
 //! Exit codes: 0 done; 1 the operation failed (the daemon refused, the import file is invalid,
 //! doctor found a broken link); 2 the command line is wrong.
 
+use crate::args::out;
 use crate::client::{CallError, Client};
-use crate::daemon::Locations;
 use crate::doctor;
 use crate::install::{self, Browser, Os, Scope, Target};
 use crate::paths::Env;
+use crate::paths::Locations;
+use crate::wire_cli;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use quiver_shared::frame::MAX_INBOUND_FRAME;
 use quiver_shared::Library;
 use serde_json::{json, Value};
@@ -17,63 +21,99 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-const USAGE: &str = "\
-quiver: message templates for customer-service workspaces
+/// quiver: message templates for customer-service workspaces
+#[derive(Debug, Parser)]
+#[command(
+    name = "quiver",
+    version,
+    arg_required_else_help = true,
+    after_help = "Run `quiver <command> --help` for a command's options."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-Usage: quiver <command> [options]
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Import, export, list and search the template library
+    #[command(
+        arg_required_else_help = true,
+        after_help = "These talk to the daemon (and start it if needed): the daemon owns the \
+                      database."
+    )]
+    Templates {
+        #[command(subcommand)]
+        command: TemplatesCmd,
+    },
+    /// Print a template's wire payloads for a platform (udesk, sobot, wechat-dkf, wechat-mp),
+    /// or the refusal with its code
+    Render(wire_cli::RenderArgs),
+    /// Build, parse or check a Sobot mini-program session-from string
+    #[command(arg_required_else_help = true)]
+    SessionFrom {
+        #[command(subcommand)]
+        command: wire_cli::SessionFromCmd,
+    },
+    /// Encrypt or decrypt a WeChat UnionID for Sobot (AES/ECB/PKCS5)
+    #[command(arg_required_else_help = true, long_about = wire_cli::UNIONID_ABOUT)]
+    Unionid {
+        #[command(subcommand)]
+        command: wire_cli::UnionidCmd,
+    },
+    /// Show the send history
+    #[command(long_about = HISTORY_ABOUT)]
+    History(HistoryArgs),
+    /// Check browser -> manifest -> host -> daemon and name what is broken
+    #[command(long_about = DOCTOR_ABOUT)]
+    Doctor(DoctorArgs),
+    /// Write the native-messaging host manifest for a browser
+    #[command(long_about = INSTALL_ABOUT)]
+    Install(InstallArgs),
+    /// Remove the native-messaging host manifest again
+    #[command(long_about = INSTALL_ABOUT)]
+    Uninstall(InstallArgs),
+    /// Run the per-user daemon (templates, history, send meter)
+    #[command(long_about = DAEMON_ABOUT)]
+    Daemon(DaemonArgs),
+    /// The native-messaging relay a browser starts (not run by hand)
+    #[command(long_about = HOST_ABOUT)]
+    NativeHost {
+        /// What the browser passes (the extension origin, or the manifest path and add-on id)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        browser_args: Vec<String>,
+    },
+}
 
-Commands:
-  templates     import, export, list and search the template library
-  render        print a template's wire payloads for a platform (udesk, sobot, wechat-dkf,
-                wechat-mp), or the refusal with its code
-  session-from  build, parse or check a Sobot mini-program session-from string
-  unionid       encrypt or decrypt a WeChat UnionID for Sobot (AES/ECB/PKCS5)
-  history       show the send history
-  doctor        check browser -> manifest -> host -> daemon and name what is broken
-  install       write the native-messaging host manifest for a browser
-  uninstall     remove it again
-  daemon        run the per-user daemon (templates, history, send meter)
-  native-host   the native-messaging relay a browser starts (not run by hand)
-
-Run `quiver <command> --help` for a command's options.
-Options: -h, --help   this text;  -V, --version   the version
-";
-
-const DAEMON_USAGE: &str = "\
-Usage: quiver daemon [--foreground | --stop]
-
+const DAEMON_ABOUT: &str = "\
 Runs the per-user daemon: it owns the database and the send meter and listens on
 daemon.sock in the socket directory ($QUIVER_RUNTIME_DIR, else $XDG_RUNTIME_DIR/quiver,
 else /tmp/quiver-<uid>). Data lives in $QUIVER_DATA_DIR, else $XDG_DATA_HOME/quiver, else
 ~/.local/share/quiver; the log is <data dir>/logs/daemon.log.
 
 Without options the daemon is started in the background and this command returns once it
-serves. If one is running already, says so and exits 0.
+serves. If one is running already, says so and exits 0.";
 
-Options:
-  --foreground   run in this process (logs also to stderr); stop with Ctrl-C or SIGTERM
-  --stop         stop the running daemon and wait until it has exited
-  -h, --help     this text
-";
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+struct DaemonArgs {
+    /// Run in this process (logs also to stderr); stop with Ctrl-C or SIGTERM
+    #[arg(long)]
+    foreground: bool,
+    /// Stop the running daemon and wait until it has exited
+    #[arg(long)]
+    stop: bool,
+}
 
-const HOST_USAGE: &str = "\
-Usage: quiver native-host [BROWSER ARGUMENTS...]
-
+const HOST_ABOUT: &str = "\
 The native-messaging host a browser starts for the Quiver extension. It relays
 length-prefixed JSON frames between its stdin/stdout and the daemon, starting the daemon
 if needed. Browsers start the installed manifest's `path`, which is `quiver` itself: called
 with `chrome-extension://<id>/` (Chromium) or `<manifest>.json <add-on id>` (Firefox) as
 its arguments, quiver acts as the host without the `native-host` word.
-Logs go to stderr and <data dir>/logs/host.log; stdout carries frames only.
+Logs go to stderr and <data dir>/logs/host.log; stdout carries frames only.";
 
-Options:
-  -h, --help   this text
-";
-
-const INSTALL_USAGE: &str = "\
-Usage: quiver install --browser <NAME|all> [--system] [--user-data-dir DIR]
-       quiver uninstall --browser <NAME|all> [--system] [--user-data-dir DIR]
-
+const INSTALL_ABOUT: &str = "\
 Writes (or removes) the native-messaging host manifest dev.quiver.host.json, whose `path`
 is this quiver executable, everywhere the browser reads it. NAME is chrome, chromium, edge,
 brave, vivaldi or firefox; `all` means every browser whose profile directory exists (for
@@ -85,75 +125,139 @@ uninstall: every browser). Per user, for example on Linux:
   vivaldi   ~/.config/vivaldi/NativeMessagingHosts/
   firefox   ~/.mozilla/native-messaging-hosts/
 On macOS Brave and Vivaldi also get Chrome's directory, which they read too. Every place, for
-Linux, macOS and Windows, is listed in docs/install.md.
+Linux, macOS and Windows, is listed in docs/install.md.";
 
-Options:
-  --browser NAME        which browser, or `all`
-  --system              for every user of this machine (/etc/..., /Library/...; needs root)
-  --user-data-dir DIR   a Chromium-family browser started with --user-data-dir=DIR: use
-                        DIR/NativeMessagingHosts/ instead
-  -h, --help            this text
-";
+#[derive(Debug, Args)]
+struct InstallArgs {
+    /// Which browser (chrome, chromium, edge, brave, vivaldi, firefox), or `all`
+    #[arg(long, value_name = "NAME", required = true)]
+    browser: String,
+    /// For every user of this machine (/etc/..., /Library/...; needs root)
+    #[arg(long)]
+    system: bool,
+    /// A Chromium-family browser started with --user-data-dir=DIR: use
+    /// DIR/NativeMessagingHosts/ instead
+    #[arg(long, value_name = "DIR")]
+    user_data_dir: Option<PathBuf>,
+}
 
-const DOCTOR_USAGE: &str = "\
-Usage: quiver doctor [--browser NAME] [--user-data-dir DIR] [--json]
-       quiver doctor --explain \"MESSAGE FROM THE BROWSER\"
-
+const DOCTOR_ABOUT: &str = "\
 Follows the chain a browser follows: the manifest is found, is valid JSON, its `name` is its
 file name, its `path` is an absolute executable, it allows the Quiver extension, the host it
 starts answers hello with frames only, and the daemon's socket is yours and answers. Names the
 first broken link, how to fix it, and what the browser says about it. Without --browser,
 checks every browser that has a profile directory or a manifest.
-Exits 1 when a link is broken.
+Exits 1 when a link is broken.";
 
-Options:
-  --browser NAME        only this browser (chrome, chromium, edge, brave, vivaldi, firefox)
-  --user-data-dir DIR   the browser runs with --user-data-dir=DIR (Chromium family)
-  --json                the report as JSON
-  --explain MESSAGE     what a browser error message means and how to fix it
-  -h, --help            this text
-";
+#[derive(Debug, Args)]
+struct DoctorArgs {
+    /// Only this browser (chrome, chromium, edge, brave, vivaldi, firefox)
+    #[arg(long, value_name = "NAME")]
+    browser: Option<String>,
+    /// The browser runs with --user-data-dir=DIR (Chromium family)
+    #[arg(long, value_name = "DIR", requires = "browser")]
+    user_data_dir: Option<PathBuf>,
+    /// The report as JSON
+    #[arg(long)]
+    json: bool,
+    /// What a browser error message means and how to fix it
+    #[arg(long, value_name = "MESSAGE")]
+    explain: Option<String>,
+}
 
-const TEMPLATES_USAGE: &str = "\
-Usage: quiver templates import FILE
-       quiver templates export [FILE]
-       quiver templates list [--format table|json]
-       quiver templates search QUERY [--limit N] [--folder F] [--tag T] [--format table|json]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ListFormat {
+    Table,
+    Json,
+}
 
-import   reads a library file (docs/templates.md; `-` reads stdin) and adds it to the library:
-         all or nothing. A template whose id exists becomes a new revision of it (unless it
-         is unchanged). An invalid file imports nothing and the error names the line and
-         the field.
-export   writes the whole library as a library file to FILE (atomically), or to stdout.
-list     every template: id, title, folder, shortcut, tags, revision.
-search   the library ranked for QUERY: words, a shortcut, pinyin or initials for Chinese
-         titles; typos are forgiven.
+#[derive(Debug, Subcommand)]
+enum TemplatesCmd {
+    /// Read a library file (docs/templates.md) and add it to the library: all or nothing
+    #[command(
+        long_about = "Reads a library file (docs/templates.md; `-` reads stdin) and \
+        adds it to the library: all or nothing. A template whose id exists becomes a new \
+        revision of it (unless it is unchanged). An invalid file imports nothing and the \
+        error names the line and the field."
+    )]
+    Import {
+        /// The library file, or `-` for stdin
+        file: String,
+    },
+    /// Write the whole library as a library file to FILE (atomically), or to stdout
+    Export { file: Option<String> },
+    /// Every template: id, title, folder, shortcut, tags, revision
+    List {
+        #[arg(long, value_enum, default_value = "table")]
+        format: ListFormat,
+    },
+    /// The library ranked for QUERY: words, a shortcut, pinyin or initials for Chinese
+    /// titles; typos are forgiven
+    Search {
+        #[arg(required = true)]
+        query: Vec<String>,
+        /// At most this many results
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        limit: Option<u32>,
+        /// Only templates in this folder (and its subfolders)
+        #[arg(long, value_name = "F")]
+        folder: Option<String>,
+        /// Only templates with this tag
+        #[arg(long, value_name = "T")]
+        tag: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: ListFormat,
+    },
+}
 
-These talk to the daemon (and start it if needed): the daemon owns the database.
-Options: -h, --help   this text
-";
-
-const HISTORY_USAGE: &str = "\
-Usage: quiver history [--since T] [--until T] [--template ID] [--platform P]
-                      [--workspace W] [--conversation C] [--customer C] [--state S]
-                      [--limit N] [--format table|json|csv]
-
+const HISTORY_ABOUT: &str = "\
 The send history, newest first: one row per part sent (or queued, failed, cancelled), with
 the template and its revision, the platform, workspace, conversation and customer, the
 payload's SHA-256, the state and the times.
 
 T is a date (2026-01-31), a UTC time (2026-01-31T08:30:00Z), an age (30m, 12h, 7d: that
 long ago) or milliseconds since the epoch. --since is inclusive, --until exclusive; both
-apply to when the send was queued. S is queued, sending, sent, failed or cancelled.
---limit defaults to 100 (0: no limit). json includes the payloads; table and csv do not.
+apply to when the send was queued. json includes the payloads; table and csv do not.";
 
-Options: -h, --help   this text
-";
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum HistoryFormat {
+    Table,
+    Json,
+    Csv,
+}
 
-/// User-facing output of the CLI commands (never used by the native host). A closed stdout
-/// (`quiver history | head`) is not an error worth a panic.
-pub(crate) fn out(s: &str) {
-    let _ = writeln!(std::io::stdout().lock(), "{s}");
+#[derive(Debug, Args)]
+struct HistoryArgs {
+    /// Sends queued at or after T
+    #[arg(long, value_name = "T")]
+    since: Option<String>,
+    /// Sends queued before T
+    #[arg(long, value_name = "T")]
+    until: Option<String>,
+    /// Sends of this template
+    #[arg(long, value_name = "ID")]
+    template: Option<String>,
+    /// Sends to this platform (udesk, sobot, wechat-dkf, wechat-mp)
+    #[arg(long, value_name = "P")]
+    platform: Option<String>,
+    /// Sends in this workspace
+    #[arg(long, value_name = "W")]
+    workspace: Option<String>,
+    /// Sends in this conversation
+    #[arg(long, value_name = "C")]
+    conversation: Option<String>,
+    /// Sends to this customer
+    #[arg(long, value_name = "C")]
+    customer: Option<String>,
+    /// queued, sending, sent, failed or cancelled
+    #[arg(long, value_name = "S")]
+    state: Option<String>,
+    /// At most N rows (0: no limit)
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    limit: usize,
+    /// json includes the payloads; table and csv do not
+    #[arg(long, value_enum, default_value = "table")]
+    format: HistoryFormat,
 }
 
 fn say(s: &str) {
@@ -168,10 +272,6 @@ fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
 fn failed(msg: impl std::fmt::Display) -> ExitCode {
     say(&format!("quiver: {msg}"));
     ExitCode::FAILURE
-}
-
-fn wants_help(args: &[String]) -> bool {
-    args.iter().any(|a| a == "-h" || a == "--help")
 }
 
 /// True when argv looks like a browser starting its native host: Chromium passes the calling
@@ -189,119 +289,30 @@ pub fn run(args: Vec<String>) -> ExitCode {
     if started_by_browser(&args) {
         return crate::host::run(&args);
     }
-    let Some((cmd, rest)) = args.split_first() else {
-        say(USAGE);
-        return ExitCode::from(2);
+    let cli = match Cli::try_parse_from(std::iter::once("quiver".to_string()).chain(args)) {
+        Ok(c) => c,
+        Err(e) => {
+            // --help and --version print to stdout and exit 0; usage errors go to stderr, 2
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
     };
-    match cmd.as_str() {
-        "-h" | "--help" | "help" => {
-            out(USAGE);
-            ExitCode::SUCCESS
-        }
-        "-V" | "--version" => {
-            out(concat!("quiver ", env!("CARGO_PKG_VERSION")));
-            ExitCode::SUCCESS
-        }
-        "daemon" => daemon(rest),
-        "native-host" => {
-            if rest.len() == 1 && wants_help(rest) {
-                out(HOST_USAGE);
-                return ExitCode::SUCCESS;
-            }
-            crate::host::run(rest)
-        }
-        "install" => install_cmd(rest, true),
-        "uninstall" => install_cmd(rest, false),
-        "doctor" => doctor_cmd(rest),
-        "templates" => templates(rest),
-        "history" => history(rest),
-        "render" => crate::wire_cli::render_cmd(rest),
-        "session-from" => crate::wire_cli::session_from_cmd(rest),
-        "unionid" => crate::wire_cli::unionid_cmd(rest),
-        other => usage_error(format!("unknown command {other:?} (see quiver --help)")),
+    match cli.command {
+        Command::Daemon(a) => daemon(a),
+        Command::NativeHost { browser_args } => crate::host::run(&browser_args),
+        Command::Install(a) => install_cmd(a, true),
+        Command::Uninstall(a) => install_cmd(a, false),
+        Command::Doctor(a) => doctor_cmd(a),
+        Command::Templates { command } => templates(command),
+        Command::History(a) => history(a),
+        Command::Render(a) => wire_cli::render_cmd(a),
+        Command::SessionFrom { command } => wire_cli::session_from_cmd(command),
+        Command::Unionid { command } => wire_cli::unionid_cmd(command),
     }
 }
 
-/// Options of one command: `--flag VALUE`, `--flag=VALUE`, switches, and positionals.
-#[derive(Debug, Default)]
-pub(crate) struct Opts {
-    pub(crate) values: Vec<(String, String)>,
-    pub(crate) switches: Vec<String>,
-    pub(crate) positional: Vec<String>,
-}
-
-impl Opts {
-    pub(crate) fn parse(
-        args: &[String],
-        with_value: &[&str],
-        switches: &[&str],
-    ) -> Result<Opts, String> {
-        let mut o = Opts::default();
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            if a == "--" {
-                o.positional.extend(it.by_ref().cloned());
-                break;
-            }
-            if !a.starts_with("--") || a == "-" {
-                o.positional.push(a.clone());
-                continue;
-            }
-            let (flag, inline) = match a.split_once('=') {
-                Some((f, v)) => (f, Some(v.to_string())),
-                None => (a.as_str(), None),
-            };
-            if with_value.contains(&flag) {
-                let v = match inline {
-                    Some(v) => v,
-                    None => it
-                        .next()
-                        .cloned()
-                        .ok_or_else(|| format!("{flag} needs a value"))?,
-                };
-                o.values.push((flag.to_string(), v));
-            } else if switches.contains(&flag) && inline.is_none() {
-                o.switches.push(flag.to_string());
-            } else {
-                return Err(format!("unknown option {flag:?}"));
-            }
-        }
-        Ok(o)
-    }
-
-    pub(crate) fn get(&self, flag: &str) -> Option<&str> {
-        self.values
-            .iter()
-            .rev()
-            .find(|(f, _)| f == flag)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub(crate) fn has(&self, flag: &str) -> bool {
-        self.switches.iter().any(|s| s == flag)
-    }
-}
-
-fn daemon(args: &[String]) -> ExitCode {
-    if wants_help(args) {
-        out(DAEMON_USAGE);
-        return ExitCode::SUCCESS;
-    }
-    let mut foreground = false;
-    let mut stop = false;
-    for a in args {
-        match a.as_str() {
-            "--foreground" => foreground = true,
-            "--stop" => stop = true,
-            other => {
-                return usage_error(format!(
-                    "daemon: unknown option {other:?} (see quiver daemon --help)"
-                ))
-            }
-        }
-    }
-    match (foreground, stop) {
-        (true, true) => usage_error("daemon: --foreground and --stop do not go together"),
+fn daemon(a: DaemonArgs) -> ExitCode {
+    match (a.foreground, a.stop) {
         (_, true) => crate::daemon::stop(),
         (true, false) => crate::daemon::run_foreground(),
         (false, false) => crate::daemon::start_detached(),
@@ -315,35 +326,22 @@ enum Which {
     All,
 }
 
-fn parse_install(args: &[String]) -> Result<(Which, Scope, Option<PathBuf>), String> {
-    let o = Opts::parse(args, &["--browser", "--user-data-dir"], &["--system"])?;
-    if let Some(p) = o.positional.first() {
-        return Err(format!("unexpected argument {p:?}"));
-    }
-    let which = match o.get("--browser") {
-        None => return Err("--browser is required".into()),
-        Some("all") => Which::All,
-        Some(b) => Which::One(Browser::parse(b)?),
+fn parse_install(a: &InstallArgs) -> Result<(Which, Scope, Option<PathBuf>), String> {
+    let which = match a.browser.as_str() {
+        "all" => Which::All,
+        b => Which::One(Browser::parse(b)?),
     };
-    let scope = if o.has("--system") {
-        Scope::System
-    } else {
-        Scope::User
-    };
-    let udd = o.get("--user-data-dir").map(PathBuf::from);
+    let scope = if a.system { Scope::System } else { Scope::User };
+    let udd = a.user_data_dir.clone();
     if udd.is_some() && which == Which::All {
         return Err("--user-data-dir needs one browser, not `all`".into());
     }
     Ok((which, scope, udd))
 }
 
-fn install_cmd(args: &[String], install: bool) -> ExitCode {
+fn install_cmd(args: InstallArgs, install: bool) -> ExitCode {
     let name = if install { "install" } else { "uninstall" };
-    if wants_help(args) {
-        out(INSTALL_USAGE);
-        return ExitCode::SUCCESS;
-    }
-    let (which, scope, user_data_dir) = match parse_install(args) {
+    let (which, scope, user_data_dir) = match parse_install(&args) {
         Ok(t) => t,
         Err(e) => return usage_error(format!("{name}: {e} (see quiver {name} --help)")),
     };
@@ -415,26 +413,11 @@ fn install_cmd(args: &[String], install: bool) -> ExitCode {
     code
 }
 
-fn doctor_cmd(args: &[String]) -> ExitCode {
-    if wants_help(args) {
-        out(DOCTOR_USAGE);
-        return ExitCode::SUCCESS;
-    }
-    let o = match Opts::parse(
-        args,
-        &["--browser", "--user-data-dir", "--explain"],
-        &["--json"],
-    ) {
-        Ok(o) => o,
-        Err(e) => return usage_error(format!("doctor: {e} (see quiver doctor --help)")),
-    };
-    if let Some(p) = o.positional.first() {
-        return usage_error(format!("doctor: unexpected argument {p:?}"));
-    }
-    if let Some(msg) = o.get("--explain") {
+fn doctor_cmd(o: DoctorArgs) -> ExitCode {
+    if let Some(msg) = &o.explain {
         return match doctor::explain(msg) {
             Some((pat, why, fix)) => {
-                if o.has("--json") {
+                if o.json {
                     out(&json!({"message": pat, "meaning": why, "fix": fix}).to_string());
                 } else {
                     out(&format!("{pat}\n  meaning: {why}\n  fix: {fix}"));
@@ -446,19 +429,15 @@ fn doctor_cmd(args: &[String]) -> ExitCode {
             )),
         };
     }
-    let browser = match o.get("--browser").map(Browser::parse).transpose() {
+    let browser = match o.browser.as_deref().map(Browser::parse).transpose() {
         Ok(b) => b,
         Err(e) => return usage_error(format!("doctor: {e}")),
     };
-    let user_data_dir = o.get("--user-data-dir").map(PathBuf::from);
-    if user_data_dir.is_some() && browser.is_none() {
-        return usage_error("doctor: --user-data-dir needs --browser");
-    }
     let report = doctor::run(&doctor::Options {
         browser,
-        user_data_dir,
+        user_data_dir: o.user_data_dir,
     });
-    if o.has("--json") {
+    if o.json {
         out(&serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {
         let text = doctor::render(&report);
@@ -471,7 +450,7 @@ fn doctor_cmd(args: &[String]) -> ExitCode {
     }
 }
 
-fn connect() -> Result<Client, String> {
+fn connect() -> Result<Client, crate::client::ConnectError> {
     let loc = Locations::resolve(&Env::from_process())?;
     Client::connect(&loc, true)
 }
@@ -509,48 +488,17 @@ fn all_templates(c: &mut Client) -> Result<Vec<Value>, CallError> {
     }
 }
 
-fn templates(args: &[String]) -> ExitCode {
-    let Some((sub, rest)) = args.split_first() else {
-        say(TEMPLATES_USAGE);
-        return ExitCode::from(2);
-    };
-    if sub == "-h" || sub == "--help" || wants_help(rest) {
-        out(TEMPLATES_USAGE);
-        return ExitCode::SUCCESS;
-    }
-    let o = match Opts::parse(rest, &["--format", "--limit", "--folder", "--tag"], &[]) {
-        Ok(o) => o,
-        Err(e) => return usage_error(format!("templates {sub}: {e}")),
-    };
-    let format = o.get("--format").unwrap_or("table");
-    if !["table", "json"].contains(&format) {
-        return usage_error(format!(
-            "templates {sub}: --format is table or json, not {format:?}"
-        ));
-    }
-    match sub.as_str() {
-        "import" => {
-            let [file] = o.positional.as_slice() else {
-                return usage_error("templates import: name one FILE (or - for stdin)");
-            };
-            import(file)
-        }
-        "export" => {
-            if o.positional.len() > 1 {
-                return usage_error("templates export: at most one FILE");
-            }
-            export(o.positional.first().map(String::as_str))
-        }
-        "list" => {
-            if let Some(p) = o.positional.first() {
-                return usage_error(format!("templates list: unexpected argument {p:?}"));
-            }
+fn templates(command: TemplatesCmd) -> ExitCode {
+    match command {
+        TemplatesCmd::Import { file } => import(&file),
+        TemplatesCmd::Export { file } => export(file.as_deref()),
+        TemplatesCmd::List { format } => {
             let mut c = match connect() {
                 Ok(c) => c,
                 Err(e) => return failed(e),
             };
             match all_templates(&mut c) {
-                Ok(list) if format == "json" => {
+                Ok(list) if format == ListFormat::Json => {
                     out(&serde_json::to_string_pretty(&list).unwrap_or_default());
                     ExitCode::SUCCESS
                 }
@@ -577,22 +525,22 @@ fn templates(args: &[String]) -> ExitCode {
                 Err(e) => call_error("templates list", e),
             }
         }
-        "search" => {
-            if o.positional.is_empty() {
-                return usage_error("templates search: give a QUERY");
-            }
-            let query = o.positional.join(" ");
+        TemplatesCmd::Search {
+            query,
+            limit,
+            folder,
+            tag,
+            format,
+        } => {
+            let query = query.join(" ");
             let mut p = json!({ "query": query });
-            if let Some(l) = o.get("--limit") {
-                match l.parse::<u32>() {
-                    Ok(n) if n > 0 => p["limit"] = json!(n),
-                    _ => return usage_error("templates search: --limit is a number from 1"),
-                }
+            if let Some(n) = limit {
+                p["limit"] = json!(n);
             }
-            if let Some(f) = o.get("--folder") {
+            if let Some(f) = folder {
                 p["folder"] = json!(f);
             }
-            if let Some(t) = o.get("--tag") {
+            if let Some(t) = tag {
                 p["tag"] = json!(t);
             }
             let mut c = match connect() {
@@ -600,7 +548,7 @@ fn templates(args: &[String]) -> ExitCode {
                 Err(e) => return failed(e),
             };
             match c.call("templates.search", p) {
-                Ok(r) if format == "json" => {
+                Ok(r) if format == ListFormat::Json => {
                     out(&serde_json::to_string_pretty(&r["results"]).unwrap_or_default());
                     ExitCode::SUCCESS
                 }
@@ -635,9 +583,6 @@ fn templates(args: &[String]) -> ExitCode {
                 Err(e) => call_error("templates search", e),
             }
         }
-        other => usage_error(format!(
-            "templates: unknown subcommand {other:?} (import, export, list, search)"
-        )),
     }
 }
 
@@ -795,66 +740,36 @@ fn export(file: Option<&str>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn history(args: &[String]) -> ExitCode {
-    if wants_help(args) {
-        out(HISTORY_USAGE);
-        return ExitCode::SUCCESS;
-    }
-    let flags = [
-        "--since",
-        "--until",
-        "--template",
-        "--platform",
-        "--workspace",
-        "--conversation",
-        "--customer",
-        "--state",
-        "--limit",
-        "--format",
-    ];
-    let o = match Opts::parse(args, &flags, &[]) {
-        Ok(o) => o,
-        Err(e) => return usage_error(format!("history: {e} (see quiver history --help)")),
-    };
-    if let Some(p) = o.positional.first() {
-        return usage_error(format!("history: unexpected argument {p:?}"));
-    }
-    let format = o.get("--format").unwrap_or("table");
-    if !["table", "json", "csv"].contains(&format) {
-        return usage_error(format!(
-            "history: --format is table, json or csv, not {format:?}"
-        ));
-    }
+fn history(o: HistoryArgs) -> ExitCode {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
     let mut filter = json!({});
-    for (flag, field) in [("--since", "since_ms"), ("--until", "until_ms")] {
-        if let Some(v) = o.get(flag) {
+    for (flag, field, v) in [
+        ("--since", "since_ms", &o.since),
+        ("--until", "until_ms", &o.until),
+    ] {
+        if let Some(v) = v {
             match parse_time(v, now) {
                 Ok(ms) => filter[field] = json!(ms),
                 Err(e) => return usage_error(format!("history: {flag}: {e}")),
             }
         }
     }
-    for (flag, field) in [
-        ("--template", "template_id"),
-        ("--platform", "platform"),
-        ("--workspace", "workspace"),
-        ("--conversation", "conversation"),
-        ("--customer", "customer"),
-        ("--state", "state"),
+    for (field, v) in [
+        ("template_id", &o.template),
+        ("platform", &o.platform),
+        ("workspace", &o.workspace),
+        ("conversation", &o.conversation),
+        ("customer", &o.customer),
+        ("state", &o.state),
     ] {
-        if let Some(v) = o.get(flag) {
+        if let Some(v) = v {
             filter[field] = json!(v);
         }
     }
-    let limit = match o.get("--limit").map(str::parse::<usize>) {
-        None => 100,
-        Some(Ok(n)) => n,
-        Some(Err(_)) => return usage_error("history: --limit is a number (0: no limit)"),
-    };
+    let limit = o.limit;
     let mut c = match connect() {
         Ok(c) => c,
         Err(e) => return failed(e),
@@ -884,9 +799,9 @@ fn history(args: &[String]) -> ExitCode {
             break;
         }
     }
-    match format {
-        "json" => out(&serde_json::to_string_pretty(&rows).unwrap_or_default()),
-        "csv" => {
+    match o.format {
+        HistoryFormat::Json => out(&serde_json::to_string_pretty(&rows).unwrap_or_default()),
+        HistoryFormat::Csv => {
             let cols = [
                 "send_id",
                 "queued_at",
@@ -925,7 +840,7 @@ fn history(args: &[String]) -> ExitCode {
             }
             let _ = std::io::stdout().lock().write_all(text.as_bytes());
         }
-        _ => {
+        HistoryFormat::Table => {
             let t: Vec<Vec<String>> = rows
                 .iter()
                 .map(|r| {
@@ -1164,25 +1079,30 @@ mod tests {
 
     #[test]
     fn parses_install_targets() {
-        let (w, s, d) =
-            parse_install(&v(&["--browser", "chromium", "--user-data-dir=/p"])).unwrap();
+        let parse_install = |a: &[&str]| -> Result<(Which, Scope, Option<PathBuf>), String> {
+            let argv = ["quiver", "install"].iter().chain(a);
+            match Cli::try_parse_from(argv)
+                .map_err(|e| e.to_string())?
+                .command
+            {
+                Command::Install(i) => parse_install(&i),
+                c => panic!("{c:?}"),
+            }
+        };
+        let (w, s, d) = parse_install(&["--browser", "chromium", "--user-data-dir=/p"]).unwrap();
         assert_eq!(w, Which::One(Browser::Chromium));
         assert_eq!(s, Scope::User);
         assert_eq!(d.as_deref(), Some(std::path::Path::new("/p")));
-        let (w, s, _) = parse_install(&v(&["--browser=all", "--system"])).unwrap();
+        let (w, s, _) = parse_install(&["--browser=all", "--system"]).unwrap();
         assert_eq!((w, s), (Which::All, Scope::System));
-        assert!(parse_install(&v(&[])).unwrap_err().contains("--browser"));
-        assert!(parse_install(&v(&["--browser"]))
-            .unwrap_err()
-            .contains("value"));
-        assert!(parse_install(&v(&["--browser", "lynx"]))
+        assert!(parse_install(&[]).unwrap_err().contains("--browser"));
+        assert!(parse_install(&["--browser"]).unwrap_err().contains("value"));
+        assert!(parse_install(&["--browser", "lynx"])
             .unwrap_err()
             .contains("lynx"));
-        assert!(parse_install(&v(&["--bogus"]))
-            .unwrap_err()
-            .contains("--bogus"));
-        assert!(parse_install(&v(&["--browser", "all", "--user-data-dir", "/p"])).is_err());
-        assert!(parse_install(&v(&["--browser", "edge", "extra"])).is_err());
+        assert!(parse_install(&["--bogus"]).unwrap_err().contains("--bogus"));
+        assert!(parse_install(&["--browser", "all", "--user-data-dir", "/p"]).is_err());
+        assert!(parse_install(&["--browser", "edge", "extra"]).is_err());
     }
 
     #[test]
@@ -1232,16 +1152,29 @@ mod tests {
     }
 
     #[test]
-    fn options() {
-        let o = Opts::parse(
-            &v(&["q", "--limit=3", "--json", "--", "--x"]),
-            &["--limit"],
-            &["--json"],
-        )
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from([
+            "quiver",
+            "templates",
+            "search",
+            "--limit=3",
+            "a",
+            "--",
+            "--b",
+        ])
         .unwrap();
-        assert_eq!(o.get("--limit"), Some("3"));
-        assert!(o.has("--json"));
-        assert_eq!(o.positional, v(&["q", "--x"]));
-        assert!(Opts::parse(&v(&["--json=1"]), &[], &["--json"]).is_err());
+        match c.command {
+            Command::Templates {
+                command: TemplatesCmd::Search { query, limit, .. },
+            } => {
+                assert_eq!(query, ["a", "--b"]);
+                assert_eq!(limit, Some(3));
+            }
+            c => panic!("{c:?}"),
+        }
+        assert!(Cli::try_parse_from(["quiver", "templates", "search", "--limit=0", "a"]).is_err());
+        assert!(Cli::try_parse_from(["quiver", "daemon", "--foreground", "--stop"]).is_err());
     }
 }

@@ -2,15 +2,15 @@
 //! synchronous, starting the daemon when nobody listens. The daemon owns the database; the CLI
 //! never opens it.
 
-use crate::daemon::{spawn_detached_daemon, Locations};
-use crate::paths;
+use crate::paths::{self, Locations};
+use crate::spawn::{StartError, Starting};
 use crate::sys;
 use quiver_shared::frame::{self, Decoded, Endian, FrameDecoder, MAX_INBOUND_FRAME};
 use quiver_shared::proto::{self, ErrorBody, ErrorCode};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a call may take (an import of a large library writes for a while).
 pub const CALL_WAIT: Duration = Duration::from_secs(120);
@@ -44,12 +44,45 @@ impl std::fmt::Display for CallError {
     }
 }
 
+/// Why the client could not reach the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("the daemon is not running ({0})")]
+    NotRunning(String),
+    #[error(transparent)]
+    Path(#[from] paths::PathError),
+    #[error(transparent)]
+    Unsafe(#[from] paths::UnsafeDir),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("cannot check who serves {}: {source}", socket.display())]
+    Peer {
+        socket: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is served by uid {peer}, not by you (uid {uid})", socket.display())]
+    WrongUser {
+        socket: std::path::PathBuf,
+        peer: u32,
+        uid: u32,
+    },
+    #[error("cannot connect to {}: {source}", socket.display())]
+    Connect {
+        socket: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the daemon refused hello: {0}")]
+    Hello(CallError),
+}
+
 enum Attempt {
     Connected(UnixStream),
     NotListening(String),
 }
 
-fn try_connect(loc: &Locations, uid: u32) -> Result<Attempt, String> {
+fn try_connect(loc: &Locations, uid: u32) -> Result<Attempt, ConnectError> {
     if std::fs::symlink_metadata(&loc.runtime_dir).is_err() {
         return Ok(Attempt::NotListening(format!(
             "{} does not exist",
@@ -57,17 +90,16 @@ fn try_connect(loc: &Locations, uid: u32) -> Result<Attempt, String> {
         )));
     }
     // never talk to a socket in a directory someone else controls
-    paths::check_private_dir(&loc.runtime_dir, uid).map_err(|e| e.to_string())?;
+    paths::check_private_dir(&loc.runtime_dir, uid)?;
     let socket = loc.socket();
     match UnixStream::connect(&socket) {
         Ok(s) => {
-            let peer = sys::peer_uid(&s)
-                .map_err(|e| format!("cannot check who serves {}: {e}", socket.display()))?;
+            let peer = sys::peer_uid(&s).map_err(|source| ConnectError::Peer {
+                socket: socket.clone(),
+                source,
+            })?;
             if peer != uid {
-                return Err(format!(
-                    "{} is served by uid {peer}, not by you (uid {uid})",
-                    socket.display()
-                ));
+                return Err(ConnectError::WrongUser { socket, peer, uid });
             }
             Ok(Attempt::Connected(s))
         }
@@ -79,53 +111,29 @@ fn try_connect(loc: &Locations, uid: u32) -> Result<Attempt, String> {
         {
             Ok(Attempt::NotListening(format!("{}: {e}", socket.display())))
         }
-        Err(e) => Err(format!("cannot connect to {}: {e}", socket.display())),
+        Err(source) => Err(ConnectError::Connect { socket, source }),
     }
 }
 
 impl Client {
     /// Connects to the daemon of `loc`, starting it if nobody listens (`start`), and says hello.
-    pub fn connect(loc: &Locations, start: bool) -> Result<Client, String> {
+    pub fn connect(loc: &Locations, start: bool) -> Result<Client, ConnectError> {
         let uid = sys::uid();
         let stream = match try_connect(loc, uid)? {
             Attempt::Connected(s) => s,
-            Attempt::NotListening(why) if !start => {
-                return Err(format!("the daemon is not running ({why})"))
-            }
+            Attempt::NotListening(why) if !start => return Err(ConnectError::NotRunning(why)),
             Attempt::NotListening(_) => {
                 paths::ensure_data_dir(&loc.data_dir)?;
-                paths::ensure_runtime_dir(&loc.runtime_dir, uid).map_err(|e| e.to_string())?;
-                let mut child = spawn_detached_daemon()?;
-                let until = Instant::now() + START_WAIT;
-                loop {
-                    std::thread::sleep(Duration::from_millis(20));
-                    if let Attempt::Connected(s) = try_connect(loc, uid)? {
-                        break s;
-                    }
-                    if let Ok(Some(status)) = child.try_wait() {
-                        // exit 0: another daemon won the race; keep waiting for it
-                        if !status.success() {
-                            return Err(crate::daemon::start_failure(
-                                &mut child,
-                                status,
-                                &loc.log("daemon.log"),
-                            ));
-                        }
-                    }
-                    if Instant::now() >= until {
-                        return Err(format!(
-                            "the daemon did not open {} within {} s; see {}",
-                            loc.socket().display(),
-                            START_WAIT.as_secs(),
-                            loc.log("daemon.log").display()
-                        ));
-                    }
-                }
+                paths::ensure_runtime_dir(&loc.runtime_dir, uid)?;
+                Starting::spawn(loc, START_WAIT)?.wait_blocking(|| -> Result<_, ConnectError> {
+                    Ok(match try_connect(loc, uid)? {
+                        Attempt::Connected(s) => Some(s),
+                        Attempt::NotListening(_) => None,
+                    })
+                })?
             }
         };
-        stream
-            .set_read_timeout(Some(CALL_WAIT))
-            .map_err(|e| e.to_string())?;
+        stream.set_read_timeout(Some(CALL_WAIT))?;
         let mut c = Client {
             stream,
             dec: FrameDecoder::new(Endian::Little, MAX_INBOUND_FRAME),
@@ -138,7 +146,7 @@ impl Client {
                 "hello",
                 json!({ "protocol": proto::PROTOCOL_VERSION, "client": client }),
             )
-            .map_err(|e| format!("the daemon refused hello: {e}"))?;
+            .map_err(ConnectError::Hello)?;
         Ok(c)
     }
 

@@ -6,8 +6,9 @@
 //! checked for the peer's uid and then served frame by frame: every frame gets a reply or an
 //! error reply. SIGTERM/SIGINT/SIGHUP shut down cleanly (socket and pid file removed).
 
-use crate::paths::{self, Env};
+use crate::paths::{self, Env, Locations};
 use crate::service::{self, Clock, Service, Shared};
+use crate::spawn::{self, detached_child, Progress, Starting};
 use crate::store::Store;
 use crate::{error, info, sys, warn};
 use quiver_shared::frame::{self, Decoded, Endian, FrameDecoder, MAX_INBOUND_FRAME};
@@ -34,35 +35,37 @@ const MAX_CONNECTIONS: usize = 64;
 /// How long a new connection has to complete `hello` before it is closed.
 const HELLO_WAIT: Duration = Duration::from_secs(10);
 
-/// The resolved locations of one daemon.
-#[derive(Debug, Clone)]
-pub struct Locations {
-    pub data_dir: PathBuf,
-    pub runtime_dir: PathBuf,
+/// Why the daemon cannot start or serve (each message is for the user).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Path(#[from] paths::PathError),
+    #[error(transparent)]
+    Unsafe(#[from] paths::UnsafeDir),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot {what} {}: {source}", path.display())]
+    File {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot {what}: {source}")]
+    Start {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{} vanished right after bind", .0.display())]
+    Vanished(PathBuf),
+    #[error("the service failed; shutting down")]
+    ServiceFailed,
+    #[error("{} was removed or replaced; shutting down", .0.display())]
+    SocketGone(PathBuf),
 }
 
-impl Locations {
-    pub fn resolve(env: &Env) -> Result<Locations, String> {
-        Ok(Locations {
-            data_dir: paths::data_dir(env)?,
-            runtime_dir: paths::runtime_dir(env)?,
-        })
-    }
-    pub fn socket(&self) -> PathBuf {
-        self.runtime_dir.join(paths::SOCKET_FILE)
-    }
-    pub fn lock(&self) -> PathBuf {
-        self.runtime_dir.join(paths::LOCK_FILE)
-    }
-    pub fn pid(&self) -> PathBuf {
-        self.runtime_dir.join(paths::PID_FILE)
-    }
-    pub fn db(&self) -> PathBuf {
-        self.data_dir.join(paths::DB_FILE)
-    }
-    pub fn log(&self, name: &str) -> PathBuf {
-        self.data_dir.join(paths::LOG_DIR).join(name)
-    }
+fn file_err(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let path = path.to_path_buf();
+    move |source| DaemonError::File { what, path, source }
 }
 
 /// Writes a line for the person at the terminal (stderr: the daemon never writes to stdout).
@@ -76,7 +79,7 @@ enum Lock {
     Busy(Option<u32>),
 }
 
-fn open_lock(path: &Path) -> Result<File, String> {
+fn open_lock(path: &Path) -> Result<File, DaemonError> {
     OpenOptions::new()
         .read(true)
         .write(true)
@@ -84,16 +87,16 @@ fn open_lock(path: &Path) -> Result<File, String> {
         .truncate(false)
         .mode(0o600)
         .open(path)
-        .map_err(|e| format!("cannot open lock file {}: {e}", path.display()))
+        .map_err(file_err("open lock file", path))
 }
 
-fn take_lock(loc: &Locations) -> Result<Lock, String> {
+fn take_lock(loc: &Locations) -> Result<Lock, DaemonError> {
     let path = loc.lock();
     let file = open_lock(&path)?;
     match file.try_lock() {
         Ok(()) => Ok(Lock::Held(file)),
         Err(TryLockError::WouldBlock) => Ok(Lock::Busy(read_pid_patiently(&loc.pid()))),
-        Err(TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+        Err(TryLockError::Error(e)) => Err(file_err("lock", &path)(e)),
     }
 }
 
@@ -121,7 +124,7 @@ fn already_running(pid: Option<u32>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn write_pid(path: &Path) -> Result<(), String> {
+fn write_pid(path: &Path) -> Result<(), DaemonError> {
     let tmp = path.with_extension("pid.tmp");
     let mut f = OpenOptions::new()
         .write(true)
@@ -129,23 +132,15 @@ fn write_pid(path: &Path) -> Result<(), String> {
         .truncate(true)
         .mode(0o600)
         .open(&tmp)
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+        .map_err(file_err("write", &tmp))?;
     writeln!(f, "{}", std::process::id())
         .and_then(|()| f.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
-/// Set by [`spawn_detached_daemon`] for its child: the daemon logs to its file only, and a
-/// start-up failure goes to stderr, a pipe the starter reads (see [`start_failure`]).
-const DETACHED_ENV: &str = "QUIVER_DAEMON_DETACHED";
-
-fn detached_child() -> bool {
-    std::env::var_os(DETACHED_ENV).is_some_and(|v| v == "1")
+        .map_err(file_err("write", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(file_err("write", path))
 }
 
 /// Creates the data dir, starts the log, checks the socket dir. Errors are for the user.
-fn prepare(foreground: bool) -> Result<Locations, String> {
+fn prepare(foreground: bool) -> Result<Locations, DaemonError> {
     // every file the daemon creates (database, WAL, SHM, logs) is private, whatever the umask
     sys::private_umask();
     let loc = Locations::resolve(&Env::from_process())?;
@@ -157,39 +152,8 @@ fn prepare(foreground: bool) -> Result<Locations, String> {
     if let Some(w) = paths::exposed_data_dir(&loc.data_dir) {
         warn!("{w}");
     }
-    paths::ensure_runtime_dir(&loc.runtime_dir, sys::uid()).map_err(|e| e.to_string())?;
+    paths::ensure_runtime_dir(&loc.runtime_dir, sys::uid())?;
     Ok(loc)
-}
-
-/// Why a daemon we started exited with `status` before it served: what it wrote on stderr (the
-/// real cause, even when its log file could not be created), else a pointer to its log.
-pub fn start_failure(
-    child: &mut std::process::Child,
-    status: impl std::fmt::Display,
-    log: &Path,
-) -> String {
-    let mut text = String::new();
-    if let Some(mut err) = child.stderr.take() {
-        let _ = (&mut err).take(64 * 1024).read_to_string(&mut text);
-    }
-    let cause: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    if cause.is_empty() {
-        format!(
-            "the daemon failed to start ({status}); see {}",
-            log.display()
-        )
-    } else {
-        let cause = cause.join("; ");
-        let cause = cause.strip_prefix("quiver daemon: ").unwrap_or(&cause);
-        format!(
-            "the daemon failed to start ({status}): {}",
-            crate::params::truncate(cause, 2048)
-        )
-    }
 }
 
 /// `quiver daemon`: starts a detached daemon and returns once it serves (or failed).
@@ -209,62 +173,29 @@ pub fn start_detached() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let mut child = match spawn_detached_daemon() {
-        Ok(c) => c,
+    let mut starting = match Starting::spawn(&loc, Duration::from_secs(5)) {
+        Ok(s) => s,
         Err(e) => {
             say(format!("quiver daemon: {e}"));
             return ExitCode::FAILURE;
         }
     };
-    let until = Instant::now() + Duration::from_secs(5);
     loop {
         if std::os::unix::net::UnixStream::connect(loc.socket()).is_ok() {
-            say(format!("quiver daemon started (pid {})", child.id()));
+            say(format!("quiver daemon started (pid {})", starting.pid()));
             return ExitCode::SUCCESS;
         }
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => {
-                // another daemon won the race
-                return already_running(read_pid(&loc.pid()));
-            }
-            Ok(Some(status)) => {
-                say(format!(
-                    "quiver {}",
-                    start_failure(&mut child, status, &loc.log("daemon.log"))
-                ));
+        match starting.check() {
+            // another daemon won the race
+            Ok(Progress::Other) => return already_running(read_pid(&loc.pid())),
+            Ok(Progress::Starting) => {}
+            Err(e) => {
+                say(format!("quiver daemon: {e}"));
                 return ExitCode::FAILURE;
             }
-            _ => {}
         }
-        if Instant::now() >= until {
-            say(format!(
-                "quiver daemon (pid {}) did not open its socket within 5 s; see {}",
-                child.id(),
-                loc.log("daemon.log").display()
-            ));
-            return ExitCode::FAILURE;
-        }
-        std::thread::sleep(Duration::from_millis(25));
+        std::thread::sleep(spawn::POLL);
     }
-}
-
-/// Starts `quiver daemon --foreground` as its own session with no stdio of ours: it never holds
-/// the caller's stdout (for the native host, the browser port) and outlives the caller.
-pub fn spawn_detached_daemon() -> Result<std::process::Child, String> {
-    let exe = std::env::current_exe()
-        .map_err(|e| format!("cannot find the quiver executable to start the daemon: {e}"))?;
-    let mut cmd = std::process::Command::new(&exe);
-    // stderr is a pipe to us: the daemon writes to it only when it fails to start (it logs to
-    // its file), so we can report the real cause even when that file cannot be created.
-    cmd.args(["daemon", "--foreground"])
-        .env(DETACHED_ENV, "1")
-        .current_dir("/")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    sys::detach_on_spawn(&mut cmd);
-    cmd.spawn()
-        .map_err(|e| format!("cannot start {} daemon: {e}", exe.display()))
 }
 
 /// `quiver daemon --foreground`: runs the daemon in this process until a signal.
@@ -294,7 +225,7 @@ pub fn run_foreground() -> ExitCode {
     }
 }
 
-fn run(loc: &Locations) -> Result<ExitCode, String> {
+fn run(loc: &Locations) -> Result<ExitCode, DaemonError> {
     let lock = match take_lock(loc).inspect_err(|e| error!("{e}"))? {
         Lock::Held(f) => f,
         Lock::Busy(pid) => {
@@ -311,11 +242,11 @@ fn run(loc: &Locations) -> Result<ExitCode, String> {
     );
     let clock = Clock::new();
     let result = (|| {
-        let store = Store::open(&loc.db(), clock.now()).map_err(|e| e.to_string())?;
+        let store = Store::open(&loc.db(), clock.now())?;
         for note in paths::make_files_private(&loc.data_dir) {
             warn!("private files: {note}");
         }
-        let svc = Service::start(store, clock.now()).map_err(|e| e.to_string())?;
+        let svc = Service::start(store, clock.now())?;
         let hub = Arc::new(EventHub::default());
         let publisher = hub.clone();
         let shared = Arc::new(Shared::new(svc, clock, move |event| {
@@ -340,13 +271,19 @@ fn run(loc: &Locations) -> Result<ExitCode, String> {
                     drop(g);
                     shared.tick();
                 })
-                .map_err(|e| format!("cannot start the tick thread: {e}"))?
+                .map_err(|source| DaemonError::Start {
+                    what: "start the tick thread",
+                    source,
+                })?
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .thread_name("quiver-daemon")
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+            .map_err(|source| DaemonError::Start {
+                what: "start the async runtime",
+                source,
+            })?;
         let served = rt.block_on(serve(loc, shared.clone(), hub.clone(), conns.clone()));
         // close every connection so its thread ends, then let the service (and SQLite) go
         conns.shutdown_all();
@@ -380,24 +317,21 @@ async fn serve(
     shared: Arc<Shared>,
     hub: Arc<EventHub>,
     conns: Arc<Connections>,
-) -> Result<(), String> {
+) -> Result<(), DaemonError> {
     let path = loc.socket();
     match std::fs::symlink_metadata(&path) {
         Ok(_) => {
             // we hold the lock: whatever is there is left over from a daemon that died
-            std::fs::remove_file(&path)
-                .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?;
+            std::fs::remove_file(&path).map_err(file_err("remove stale socket", &path))?;
             info!("removed stale socket {}", path.display());
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("cannot inspect {}: {e}", path.display())),
+        Err(e) => return Err(file_err("inspect", &path)(e)),
     }
-    let listener =
-        UnixListener::bind(&path).map_err(|e| format!("cannot bind {}: {e}", path.display()))?;
+    let listener = UnixListener::bind(&path).map_err(file_err("bind", &path))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
-    let ours = socket_identity(&path)
-        .ok_or_else(|| format!("{} vanished right after bind", path.display()))?;
+        .map_err(file_err("set the mode of", &path))?;
+    let ours = socket_identity(&path).ok_or_else(|| DaemonError::Vanished(path.to_path_buf()))?;
     info!("listening on {}", path.display());
 
     let result = accept_loop(&listener, &path, ours, shared, hub, conns).await;
@@ -429,14 +363,14 @@ async fn accept_loop(
     shared: Arc<Shared>,
     hub: Arc<EventHub>,
     conns: Arc<Connections>,
-) -> Result<(), String> {
+) -> Result<(), DaemonError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let sig = |k: SignalKind, name: &str| {
-        signal(k).map_err(|e| format!("cannot install the {name} handler: {e}"))
+    let sig = |k: SignalKind, name: &'static str| {
+        signal(k).map_err(|source| DaemonError::Start { what: name, source })
     };
-    let mut term = sig(SignalKind::terminate(), "SIGTERM")?;
-    let mut int = sig(SignalKind::interrupt(), "SIGINT")?;
-    let mut hup = sig(SignalKind::hangup(), "SIGHUP")?;
+    let mut term = sig(SignalKind::terminate(), "install the SIGTERM handler")?;
+    let mut int = sig(SignalKind::interrupt(), "install the SIGINT handler")?;
+    let mut hup = sig(SignalKind::hangup(), "install the SIGHUP handler")?;
     let uid = sys::uid();
     let mut next_conn: u64 = 0;
     let mut check = tokio::time::interval(Duration::from_millis(250));
@@ -445,7 +379,7 @@ async fn accept_loop(
         tokio::select! {
             _ = check.tick() => {
                 if shared.is_broken() {
-                    return Err("the service failed; shutting down".into());
+                    return Err(DaemonError::ServiceFailed);
                 }
                 // The socket dir was cleaned (logout, tmp cleaner) or someone replaced the
                 // socket: no client can reach us, and a new daemon may start. Leave, so there
@@ -453,10 +387,7 @@ async fn accept_loop(
                 if last_socket_check.elapsed() >= SOCKET_CHECK {
                     last_socket_check = Instant::now();
                     if socket_identity(path) != Some(ours) {
-                        return Err(format!(
-                            "{} was removed or replaced; shutting down",
-                            path.display()
-                        ));
+                        return Err(DaemonError::SocketGone(path.to_path_buf()));
                     }
                 }
             }

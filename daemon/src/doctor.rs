@@ -8,8 +8,8 @@
 //! docs/install.md lists every browser error string with its cause and fix (`--explain`).
 
 use crate::client::Client;
-use crate::daemon::Locations;
 use crate::install::{self, Browser, Family, Location, Os, Scope, GECKO_ID, HOST_NAME};
+use crate::paths::Locations;
 use crate::paths::{self, Env};
 use quiver_shared::frame::MAX_TO_BROWSER;
 use serde::Serialize;
@@ -501,7 +501,7 @@ fn check_daemon() -> Vec<Check> {
         Err(e) => {
             checks.push(broken(
                 "locations",
-                e,
+                e.to_string(),
                 "set HOME (or QUIVER_RUNTIME_DIR)",
                 None,
             ));
@@ -545,7 +545,7 @@ fn check_daemon() -> Vec<Check> {
         }
         Err(e) => checks.push(broken(
             "socket",
-            e,
+            e.to_string(),
             format!(
                 "see {}; `quiver daemon --foreground` shows why it does not start",
                 loc.log("daemon.log").display()

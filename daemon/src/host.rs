@@ -13,8 +13,8 @@
 //!   (`{"id", "chunk": {"seq", "total", "data"}}`, docs/protocol.md) that the extension joins.
 //! - stdin closed (the browser closed the port): the host exits.
 
-use crate::daemon::{spawn_detached_daemon, Locations};
-use crate::paths::{self, Env};
+use crate::paths::{self, Env, Locations};
+use crate::spawn::{self, Starting};
 use crate::{debug, error, info, sys, warn};
 use quiver_shared::frame::{
     self, Decoded, Endian, FrameDecoder, MAX_INBOUND_FRAME, MAX_TO_BROWSER,
@@ -110,7 +110,7 @@ pub fn run(browser_args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let host = Host::new(loc, frames_out);
+    let host = Host::new(loc.map_err(|e| e.to_string()), frames_out);
     rt.block_on(host.run(browser));
     // a stdin thread may still be blocked in read(): do not wait for it
     rt.shutdown_background();
@@ -631,50 +631,26 @@ async fn attempt(
         Err(Refused::Fatal(e)) => return (child, Err(e)),
         Err(Refused::NotListening(e)) => debug!("daemon not listening: {e}"),
     }
-    let started = match &mut child {
+    let mut starting = match child {
         // still running but not listening: it is starting up, or stuck; do not start another
-        Some(c) => c.id(),
-        None => match spawn_detached_daemon() {
-            Ok(c) => {
-                info!("started the daemon (pid {})", c.id());
-                let id = c.id();
-                child = Some(c);
-                id
+        Some(c) => Starting::adopt(&loc, c, START_WAIT),
+        None => match Starting::spawn(&loc, START_WAIT) {
+            Ok(s) => {
+                info!("started the daemon (pid {})", s.pid());
+                s
             }
-            Err(e) => return (child, Err(e)),
+            Err(e) => return (None, Err(e.to_string())),
         },
     };
-    let until = Instant::now() + START_WAIT;
     loop {
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        tokio::time::sleep(spawn::POLL).await;
         match try_connect(&loc, uid).await {
-            Ok(c) => return (child, Ok(c)),
-            Err(Refused::Fatal(e)) => return (child, Err(e)),
+            Ok(c) => return (starting.into_child(), Ok(c)),
+            Err(Refused::Fatal(e)) => return (starting.into_child(), Err(e)),
             Err(Refused::NotListening(_)) => {}
         }
-        if let Some(c) = child.as_mut() {
-            match c.try_wait() {
-                Ok(Some(status)) if status.success() => {
-                    // "already running": another daemon is starting; keep waiting for it
-                    child = None;
-                }
-                Ok(Some(status)) => {
-                    let why = crate::daemon::start_failure(c, status, &loc.log("daemon.log"));
-                    return (None, Err(format!("{why} (pid {started})")));
-                }
-                _ => {}
-            }
-        }
-        if Instant::now() >= until {
-            return (
-                child,
-                Err(format!(
-                    "the daemon did not open {} within {} s; see {}",
-                    loc.socket().display(),
-                    START_WAIT.as_secs(),
-                    loc.log("daemon.log").display()
-                )),
-            );
+        if let Err(e) = starting.check() {
+            return (starting.into_child(), Err(e.to_string()));
         }
     }
 }

@@ -2,17 +2,22 @@
 //! holds all of it; `main.rs` only calls [`cli::run`]. (A library so that the benchmarks and the
 //! fuzz targets reach the store and the parameter checks without a process in between.)
 //!
-//! Module map: `cli` (argument dispatch and the user commands), `paths` (where files live),
-//! `log` (log file/stderr, never stdout), `sys` (the few raw POSIX calls), `store` (SQLite; the
-//! only module touching rusqlite), `params` (every request checked into a typed call, no IO),
-//! `service` (the protocol methods, the send meter, the search index), `daemon` (socket server,
-//! single instance, signals, events), `host` (browser <-> daemon relay), `client` (the CLI's
-//! connection to the daemon), `install` (host manifests for every browser), `doctor` (follows
-//! the chain browser -> manifest -> host -> daemon), `winpipe` (the Windows transport design,
+//! Module map, lowest first (a module uses only modules above it; `tests/tests/house.rs` fails
+//! on an import circle): `sys` (the few raw POSIX calls), `paths` (where files live,
+//! [`paths::Locations`]), `log` (log file/stderr, never stdout), `store` (SQLite; the only
+//! module touching rusqlite), `install` (host manifests for every browser), `params` (every
+//! request checked into a typed call, no IO), `service` (the protocol methods by area:
+//! `library`, `import`, `send`, `meter`, `history`; the search index), `spawn` (starting the
+//! daemon and waiting until it serves, for every starter), `client` (the CLI's connection to
+//! the daemon), `doctor` (follows the chain browser -> manifest -> host -> daemon), `daemon`
+//! (socket server, single instance, signals, events), `host` (browser <-> daemon relay), `args`
+//! (command options and output), `wire_cli` (`render`, `session-from`, `unionid`), `cli`
+//! (argument dispatch and the user commands), `winpipe` (the Windows transport design,
 //! compiled on Windows only).
 
 #![cfg_attr(not(unix), allow(dead_code))]
 
+pub mod args;
 pub mod cli;
 pub mod client;
 pub mod daemon;
@@ -20,9 +25,12 @@ pub mod doctor;
 pub mod host;
 pub mod install;
 pub mod log;
+/// The logging macros (`crate::info!`, ...): `tracing`'s, set up by [`log::init`].
+pub use tracing::{debug, error, info, warn};
 pub mod params;
 pub mod paths;
 pub mod service;
+pub mod spawn;
 pub mod store;
 pub mod sys;
 #[cfg(windows)]

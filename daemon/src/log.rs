@@ -1,86 +1,143 @@
-//! A small logger: one line per record, to a log file and/or stderr. Never to stdout.
+//! Logging with `tracing`: one line per record (`2026-01-31T12:34:56.789Z INFO daemon[42]: ...`)
+//! to a log file and/or stderr. Never to stdout: in `native-host` fd 1 carries frames only.
 //!
 //! Writes are best effort: a full disk or a closed stderr (the browser that started the native
-//! host went away) must not take the process down, so write errors are ignored.
+//! host went away) must not take the process down, so write errors are ignored. The level
+//! comes from `$QUIVER_LOG` (`error`, `warn`, `info`, `debug`, `trace`), default `info`. Code
+//! logs with `tracing`'s macros, re-exported at the crate root (`crate::info!`, ...).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::registry::LookupSpan;
 
 /// A log file larger than this at start-up is moved to `<name>.1` (one generation is kept).
 const ROTATE_AT: u64 = 8 * 1024 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    Error,
-    Warn,
-    Info,
-    Debug,
-}
-
-impl Level {
-    fn as_str(self) -> &'static str {
-        match self {
-            Level::Error => "ERROR",
-            Level::Warn => "WARN",
-            Level::Info => "INFO",
-            Level::Debug => "DEBUG",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Level> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "error" => Some(Level::Error),
-            "warn" | "warning" => Some(Level::Warn),
-            "info" => Some(Level::Info),
-            "debug" | "trace" => Some(Level::Debug),
-            _ => None,
-        }
+/// The level `$QUIVER_LOG` names, if it names one.
+fn parse_level(s: &str) -> Option<LevelFilter> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "error" => Some(LevelFilter::ERROR),
+        "warn" | "warning" => Some(LevelFilter::WARN),
+        "info" => Some(LevelFilter::INFO),
+        "debug" => Some(LevelFilter::DEBUG),
+        "trace" => Some(LevelFilter::TRACE),
+        _ => None,
     }
 }
 
+/// Where records go: the log file (appended, private) and/or stderr.
 #[derive(Debug)]
-struct Sink {
-    component: &'static str,
-    file: Option<File>,
+struct Sinks {
+    file: Option<Mutex<File>>,
     stderr: bool,
-    level: Level,
 }
 
-static SINK: OnceLock<Mutex<Sink>> = OnceLock::new();
+/// One record's writer: the formatted line is buffered and written in one call to each sink,
+/// so lines of concurrent threads never interleave.
+struct Line<'a> {
+    sinks: &'a Sinks,
+    buf: Vec<u8>,
+}
 
-/// Starts logging for `component` (`daemon`, `host`, ...). `file` is opened in append mode; if it
-/// cannot be opened the reason is returned and logging goes to stderr only (when enabled).
-/// The level comes from `$QUIVER_LOG` (`error`, `warn`, `info`, `debug`), default `info`.
+impl Write for Line<'_> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Line<'_> {
+    fn drop(&mut self) {
+        if let Some(f) = &self.sinks.file {
+            if let Ok(mut f) = f.lock() {
+                let _ = f.write_all(&self.buf);
+            }
+        }
+        if self.sinks.stderr {
+            let _ = std::io::stderr().write_all(&self.buf);
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for Sinks {
+    type Writer = Line<'a>;
+    fn make_writer(&'a self) -> Line<'a> {
+        Line {
+            sinks: self,
+            buf: Vec::with_capacity(256),
+        }
+    }
+}
+
+/// `<time> <LEVEL> <component>[<pid>]: <message>`, as the logs have always read.
+struct LineFormat {
+    component: &'static str,
+}
+
+impl<S, N> FormatEvent<S, N> for LineFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let level = match *event.metadata().level() {
+            Level::ERROR => "ERROR",
+            Level::WARN => "WARN",
+            Level::INFO => "INFO",
+            Level::DEBUG => "DEBUG",
+            Level::TRACE => "TRACE",
+        };
+        write!(
+            w,
+            "{} {level} {}[{}]: ",
+            timestamp(SystemTime::now()),
+            self.component,
+            std::process::id()
+        )?;
+        ctx.format_fields(w.by_ref(), event)?;
+        writeln!(w)
+    }
+}
+
+static INIT: OnceLock<()> = OnceLock::new();
+
+/// Starts logging for `component` (`daemon`, `host`, ...), once per process. `file` is opened
+/// in append mode; if it cannot be opened the reason is returned and logging goes to stderr
+/// only (when enabled).
 pub fn init(component: &'static str, file: Option<&Path>, stderr: bool) -> Result<(), String> {
     let level = std::env::var("QUIVER_LOG")
         .ok()
-        .and_then(|v| Level::parse(&v))
-        .unwrap_or(Level::Info);
+        .and_then(|v| parse_level(&v))
+        .unwrap_or(LevelFilter::INFO);
     let (file, err) = match file {
         Some(p) => match open_log(p) {
-            Ok(f) => (Some(f), None),
+            Ok(f) => (Some(Mutex::new(f)), None),
             Err(e) => (None, Some(e)),
         },
         None => (None, None),
     };
-    let sink = Sink {
-        component,
-        file,
-        stderr,
-        level,
-    };
-    match SINK.get() {
-        Some(m) => {
-            if let Ok(mut g) = m.lock() {
-                *g = sink;
-            }
-        }
-        None => {
-            let _ = SINK.set(Mutex::new(sink));
-        }
+    if INIT.set(()).is_ok() {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(level)
+            .event_format(LineFormat { component })
+            .with_writer(Sinks { file, stderr })
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
     }
     match err {
         Some(e) => Err(e),
@@ -118,42 +175,7 @@ fn open_log(path: &Path) -> Result<File, String> {
 
 /// Whether [`init`] was called.
 pub fn initialized() -> bool {
-    SINK.get().is_some()
-}
-
-/// Whether records at `level` are written.
-pub fn enabled(level: Level) -> bool {
-    SINK.get()
-        .and_then(|m| m.lock().ok().map(|g| level <= g.level))
-        .unwrap_or(level <= Level::Info)
-}
-
-/// Writes one record. Use the `error!`, `warn!`, `info!`, `debug!` macros.
-pub fn write(level: Level, args: std::fmt::Arguments<'_>) {
-    let Some(m) = SINK.get() else {
-        // Not initialised: stderr only (unit tests stay quiet).
-        if !cfg!(test) && level <= Level::Info {
-            let _ = writeln!(std::io::stderr(), "{} {args}", level.as_str());
-        }
-        return;
-    };
-    let Ok(mut sink) = m.lock() else { return };
-    if level > sink.level {
-        return;
-    }
-    let line = format!(
-        "{} {} {}[{}]: {args}\n",
-        timestamp(SystemTime::now()),
-        level.as_str(),
-        sink.component,
-        std::process::id()
-    );
-    if let Some(f) = sink.file.as_mut() {
-        let _ = f.write_all(line.as_bytes());
-    }
-    if sink.stderr {
-        let _ = std::io::stderr().write_all(line.as_bytes());
-    }
+    INIT.get().is_some()
 }
 
 /// `2026-01-31T12:34:56.789Z`
@@ -169,27 +191,6 @@ pub fn timestamp(t: SystemTime) -> String {
         rem % 60,
         d.subsec_millis()
     )
-}
-
-#[macro_export]
-macro_rules! error {
-    ($($t:tt)*) => { $crate::log::write($crate::log::Level::Error, format_args!($($t)*)) };
-}
-#[macro_export]
-macro_rules! warn {
-    ($($t:tt)*) => { $crate::log::write($crate::log::Level::Warn, format_args!($($t)*)) };
-}
-#[macro_export]
-macro_rules! info {
-    ($($t:tt)*) => { $crate::log::write($crate::log::Level::Info, format_args!($($t)*)) };
-}
-#[macro_export]
-macro_rules! debug {
-    ($($t:tt)*) => {
-        if $crate::log::enabled($crate::log::Level::Debug) {
-            $crate::log::write($crate::log::Level::Debug, format_args!($($t)*))
-        }
-    };
 }
 
 #[cfg(test)]
@@ -208,8 +209,8 @@ mod tests {
 
     #[test]
     fn parses_levels() {
-        assert_eq!(Level::parse("DEBUG"), Some(Level::Debug));
-        assert_eq!(Level::parse(" warn "), Some(Level::Warn));
-        assert_eq!(Level::parse("loud"), None);
+        assert_eq!(parse_level("DEBUG"), Some(LevelFilter::DEBUG));
+        assert_eq!(parse_level(" warn "), Some(LevelFilter::WARN));
+        assert_eq!(parse_level("loud"), None);
     }
 }

@@ -623,4 +623,66 @@ mod tests {
         );
         assert!(m.contains("`templates[1].title`"), "{m}");
     }
+
+    /// The first-column names (`| `name` |`) of the first table under heading `section` of
+    /// docs/protocol.md.
+    fn doc_table(section: &str) -> Vec<String> {
+        let doc = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/protocol.md"),
+        )
+        .unwrap();
+        let start = doc
+            .find(&format!("\n{section}\n"))
+            .unwrap_or_else(|| panic!("no {section:?} in docs/protocol.md"));
+        // the first table after the heading
+        doc[start + section.len() + 2..]
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split_once("` |").map(|(name, _)| name.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_protocol_doc_lists_every_method_and_only_those() {
+        let documented = doc_table("## Methods");
+        for m in METHODS {
+            assert!(
+                documented.iter().any(|d| d == m),
+                "{m} is not in docs/protocol.md"
+            );
+        }
+        for d in &documented {
+            assert!(
+                METHODS.contains(&d.as_str()),
+                "docs/protocol.md lists {d}, which the daemon has not"
+            );
+        }
+        // and every listed method is served: none is refused as unknown
+        for m in METHODS {
+            if let Err(e) = parse(&req(m, json!({}))) {
+                assert_ne!(e.code, ErrorCode::UnknownMethod, "{m}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_protocol_doc_lists_every_error_code_and_only_those() {
+        let documented = doc_table("## Error codes (append-only)");
+        let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        for c in &codes {
+            assert!(
+                documented.iter().any(|d| d == c),
+                "{c} is not in docs/protocol.md"
+            );
+        }
+        for d in &documented {
+            assert!(
+                codes.contains(&d.as_str()),
+                "docs/protocol.md lists {d}, which is no ErrorCode"
+            );
+        }
+        assert_eq!(documented.len(), codes.len(), "a code is listed twice");
+    }
 }

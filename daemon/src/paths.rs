@@ -8,7 +8,6 @@
 //! The resolution is a pure function of [`Env`] so every rule is unit-tested.
 
 use std::ffi::OsString;
-use std::fmt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -46,7 +45,10 @@ impl Env {
 
 /// Our own override variables must be absolute: the daemon is started by the native host, whose
 /// working directory is whatever the browser chose.
-fn absolute_override(name: &str, v: &Option<OsString>) -> Result<Option<PathBuf>, String> {
+fn absolute_override(
+    name: &'static str,
+    v: &Option<OsString>,
+) -> Result<Option<PathBuf>, PathError> {
     match v {
         None => Ok(None),
         Some(v) => {
@@ -54,10 +56,10 @@ fn absolute_override(name: &str, v: &Option<OsString>) -> Result<Option<PathBuf>
             if p.is_absolute() {
                 Ok(Some(p))
             } else {
-                Err(format!(
-                    "{name} must be an absolute path (it is {:?})",
-                    p.display().to_string()
-                ))
+                Err(PathError::NotAbsolute {
+                    name,
+                    value: p.display().to_string(),
+                })
             }
         }
     }
@@ -69,7 +71,7 @@ fn xdg(v: &Option<OsString>) -> Option<PathBuf> {
 }
 
 /// The data directory (not created).
-pub fn data_dir(env: &Env) -> Result<PathBuf, String> {
+pub fn data_dir(env: &Env) -> Result<PathBuf, PathError> {
     if let Some(p) = absolute_override("QUIVER_DATA_DIR", &env.quiver_data_dir)? {
         return Ok(p);
     }
@@ -78,16 +80,12 @@ pub fn data_dir(env: &Env) -> Result<PathBuf, String> {
     }
     match xdg(&env.home) {
         Some(h) => Ok(h.join(".local/share/quiver")),
-        None => Err(
-            "cannot tell where to keep Quiver's data: set QUIVER_DATA_DIR, XDG_DATA_HOME or HOME \
-             to an absolute path"
-                .into(),
-        ),
+        None => Err(PathError::NoHome),
     }
 }
 
 /// The socket directory (not created).
-pub fn runtime_dir(env: &Env) -> Result<PathBuf, String> {
+pub fn runtime_dir(env: &Env) -> Result<PathBuf, PathError> {
     if let Some(p) = absolute_override("QUIVER_RUNTIME_DIR", &env.quiver_runtime_dir)? {
         return Ok(p);
     }
@@ -106,21 +104,38 @@ pub fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Why a socket directory cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("refusing to use socket directory {}: {problem}", dir.display())]
 pub struct UnsafeDir {
     pub dir: PathBuf,
     pub problem: String,
 }
 
-impl fmt::Display for UnsafeDir {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "refusing to use socket directory {}: {}",
-            self.dir.display(),
-            self.problem
-        )
-    }
+/// Why the data or socket directory cannot be found or used.
+#[derive(Debug, thiserror::Error)]
+pub enum PathError {
+    #[error("{name} must be an absolute path (it is {value:?})")]
+    NotAbsolute { name: &'static str, value: String },
+    #[error(
+        "cannot tell where to keep Quiver's data: set QUIVER_DATA_DIR, XDG_DATA_HOME or HOME to \
+         an absolute path"
+    )]
+    NoHome,
+    #[error("cannot {what} data directory {}: {source}", dir.display())]
+    DataDir {
+        what: &'static str,
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("data directory {} is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("data directory {} is not writable: {source}", dir.display())]
+    NotWritable {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Unsafe(#[from] UnsafeDir),
 }
 
 /// Checks that `dir` is a real directory (not a symlink), owned by `uid`, with no access for
@@ -170,21 +185,23 @@ pub fn ensure_runtime_dir(dir: &Path, uid: u32) -> Result<(), UnsafeDir> {
 }
 
 /// Creates the data directory (mode 0700 when new) and its `logs/`, and checks it is writable.
-pub fn ensure_data_dir(dir: &Path) -> Result<(), String> {
-    create_private_dir_all(&dir.join(LOG_DIR))
-        .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
-    let meta = std::fs::metadata(dir)
-        .map_err(|e| format!("cannot inspect data directory {}: {e}", dir.display()))?;
+pub fn ensure_data_dir(dir: &Path) -> Result<(), PathError> {
+    let failed = |what, source| PathError::DataDir {
+        what,
+        dir: dir.to_path_buf(),
+        source,
+    };
+    create_private_dir_all(&dir.join(LOG_DIR)).map_err(|e| failed("create", e))?;
+    let meta = std::fs::metadata(dir).map_err(|e| failed("inspect", e))?;
     if !meta.is_dir() {
-        return Err(format!(
-            "data directory {} is not a directory",
-            dir.display()
-        ));
+        return Err(PathError::NotADirectory(dir.to_path_buf()));
     }
     // Probe: permissions alone do not tell (read-only mounts, root squashing, ACLs).
     let probe = dir.join(format!(".write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"")
-        .map_err(|e| format!("data directory {} is not writable: {e}", dir.display()))?;
+    std::fs::write(&probe, b"").map_err(|source| PathError::NotWritable {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
 }
@@ -233,6 +250,37 @@ pub fn make_files_private(dir: &Path) -> Vec<String> {
     changed
 }
 
+/// The resolved locations of one daemon.
+#[derive(Debug, Clone)]
+pub struct Locations {
+    pub data_dir: PathBuf,
+    pub runtime_dir: PathBuf,
+}
+
+impl Locations {
+    pub fn resolve(env: &Env) -> Result<Locations, PathError> {
+        Ok(Locations {
+            data_dir: data_dir(env)?,
+            runtime_dir: runtime_dir(env)?,
+        })
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.runtime_dir.join(SOCKET_FILE)
+    }
+    pub fn lock(&self) -> PathBuf {
+        self.runtime_dir.join(LOCK_FILE)
+    }
+    pub fn pid(&self) -> PathBuf {
+        self.runtime_dir.join(PID_FILE)
+    }
+    pub fn db(&self) -> PathBuf {
+        self.data_dir.join(DB_FILE)
+    }
+    pub fn log(&self, name: &str) -> PathBuf {
+        self.data_dir.join(LOG_DIR).join(name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,7 +311,7 @@ mod tests {
         e.quiver_data_dir = Some("/q/data".into());
         assert_eq!(data_dir(&e).unwrap(), Path::new("/q/data"));
         e.quiver_data_dir = Some("q/data".into());
-        let err = data_dir(&e).unwrap_err();
+        let err = data_dir(&e).unwrap_err().to_string();
         assert!(
             err.contains("QUIVER_DATA_DIR") && err.contains("absolute"),
             "{err}"
@@ -279,7 +327,10 @@ mod tests {
         e.quiver_runtime_dir = Some("/q/run".into());
         assert_eq!(runtime_dir(&e).unwrap(), Path::new("/q/run"));
         e.quiver_runtime_dir = Some("run".into());
-        assert!(runtime_dir(&e).unwrap_err().contains("QUIVER_RUNTIME_DIR"));
+        assert!(runtime_dir(&e)
+            .unwrap_err()
+            .to_string()
+            .contains("QUIVER_RUNTIME_DIR"));
     }
 
     fn scratch(name: &str) -> PathBuf {
@@ -321,7 +372,9 @@ mod tests {
         std::fs::create_dir_all(&base).unwrap();
         let file = base.join("file");
         std::fs::write(&file, b"x").unwrap();
-        let err = ensure_data_dir(&file.join("quiver")).unwrap_err();
+        let err = ensure_data_dir(&file.join("quiver"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&file.display().to_string()), "{err}");
         ensure_data_dir(&base.join("ok")).unwrap();
         assert!(base.join("ok/logs").is_dir());

@@ -211,40 +211,8 @@ pub enum Synchronous {
     Normal,
 }
 
-/// The state of a send (the `history.state` column).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SendState {
-    Queued,
-    Sending,
-    Sent,
-    Failed,
-    Cancelled,
-}
-
-impl SendState {
-    pub const ALL: &'static [SendState] = &[
-        SendState::Queued,
-        SendState::Sending,
-        SendState::Sent,
-        SendState::Failed,
-        SendState::Cancelled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SendState::Queued => "queued",
-            SendState::Sending => "sending",
-            SendState::Sent => "sent",
-            SendState::Failed => "failed",
-            SendState::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<SendState> {
-        SendState::ALL.iter().copied().find(|x| x.as_str() == s)
-    }
-}
+/// The state of a send (the `history.state` column), defined with the protocol.
+pub use quiver_shared::proto::SendState;
 
 /// A new send, as `send.reserve` gives it.
 #[derive(Debug, Clone)]

@@ -4,7 +4,8 @@
 //! on stderr, `{"error": {"code": "...", "message": "...", ...}}`, with the codes of
 //! docs/templates.md; bad usage exits 2.
 
-use crate::cli::{out, Opts};
+use crate::args::out;
+use clap::{Args, Subcommand, ValueEnum};
 use quiver_shared::render::Refusal;
 use quiver_shared::sobot::{self, SessionFrom, UnionIdOptions};
 use quiver_shared::{render, Channel, Context, Library, Platform, Target};
@@ -12,54 +13,144 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::process::ExitCode;
 
-pub const RENDER_USAGE: &str = "\
-Usage: quiver render --platform PLATFORM [options] --template ID LIBRARY.json
-
+const RENDER_ABOUT: &str = "\
 Prints the wire payload of each part of template ID, one JSON text per line:
   udesk       the string posted to the workspace (parent.postMessage)
   sobot       the object posted to the workbench (msgType 26)
   wechat-dkf  the argument of window.external.PutMsg
-  wechat-mp   the request body of message/custom/send (touser from --var customer.openid=...)
+  wechat-mp   the request body of message/custom/send (touser from --var customer.openid=...)";
 
-Options:
-  --platform P        udesk | sobot | wechat-dkf | wechat-mp
-  --channel NAME      web | sdk | miniprogram | wechat | other (default: unknown, so only
-                      what every channel shows is sent, else the part's fallback)
-  --sdk-version X.Y   the SDK version, for --channel sdk
-  --var KEY=VALUE     a variable's value, e.g. --var customer.name=Ann (repeatable)
-  --param KEY=VALUE   a query parameter of the assistant frame's URL, e.g. --param cid=123
-  --url URL           the assistant frame's URL: its query parameters become --param values
-  --nonce DIGITS      head.random for wechat-dkf (default: fresh random digits per part)
-  --now MS            the current time for {{date}} and {{time}} (default: the clock)
-  --tz MINUTES        offset from UTC for dates (default: 0)
-  --template ID       the template to render
-
+const RENDER_AFTER: &str = "\
 A refusal exits 1 and prints {\"error\":{\"code\",\"message\",\"template\",\"part\"}} on stderr.
 Codes: channel_unsupported, missing_variable, field_required, too_long, invalid_value,
 invalid_template, invalid_target, invalid_session_from.";
 
-pub const SESSION_FROM_USAGE: &str = "\
-Usage: quiver session-from build [--nick N] [--avatar URL] [--params JSON]
-                                 [--transfer-action JSON] [--platform-action JSON]
-                                 [--partnerid ID] [--robotid ID] [--unionid ID]
-                                 [--customer-fields JSON]
-       quiver session-from parse STRING
-       quiver session-from check STRING
+/// `quiver render`.
+#[derive(Debug, Args)]
+#[command(long_about = RENDER_ABOUT, after_help = RENDER_AFTER)]
+pub struct RenderArgs {
+    /// udesk | sobot | wechat-dkf | wechat-mp
+    #[arg(long, value_name = "P", required = true)]
+    platform: String,
+    /// web | sdk | miniprogram | wechat | other (default: unknown, so only what every
+    /// channel shows is sent, else the part's fallback)
+    #[arg(long, value_name = "NAME")]
+    channel: Option<String>,
+    /// The SDK version, for --channel sdk
+    #[arg(long, value_name = "X.Y")]
+    sdk_version: Option<String>,
+    /// A variable's value, e.g. --var customer.name=Ann (repeatable)
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = key_value)]
+    vars: Vec<(String, String)>,
+    /// A query parameter of the assistant frame's URL, e.g. --param cid=123 (repeatable)
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = key_value)]
+    params: Vec<(String, String)>,
+    /// The assistant frame's URL: its query parameters become --param values
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// head.random for wechat-dkf (default: fresh random digits per part)
+    #[arg(long, value_name = "DIGITS")]
+    nonce: Option<String>,
+    /// The current time for {{date}} and {{time}} (default: the clock)
+    #[arg(long, value_name = "MS")]
+    now: Option<String>,
+    /// Offset from UTC for dates (default: 0)
+    #[arg(long, value_name = "MINUTES", allow_hyphen_values = true)]
+    tz: Option<String>,
+    /// The template to render
+    #[arg(long, value_name = "ID", required = true)]
+    template: String,
+    /// The library file
+    #[arg(value_name = "LIBRARY.json")]
+    library: String,
+}
 
-Sobot's mini-program session-from attribute:
-  sobot|nick|avatar|params[|transfer_action=..][|platform_action=..][|partnerid=..]
-       [|robotid=..][|unionid=..][|customer_fields=..]   (at most 1000 characters)
-build prints the string; parse prints its fields as JSON; check prints every problem.";
+fn key_value(v: &str) -> Result<(String, String), String> {
+    v.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{v:?} is not KEY=VALUE"))
+}
 
-pub const UNIONID_USAGE: &str = "\
-Usage: quiver unionid encrypt --key KEY [options] UNIONID
-       quiver unionid decrypt --key KEY [options] CIPHERTEXT
+/// `quiver session-from`: Sobot's mini-program session-from attribute,
+/// `sobot|nick|avatar|params[|transfer_action=..][|platform_action=..][|partnerid=..]
+/// [|robotid=..][|unionid=..][|customer_fields=..]` (at most 1000 characters).
+#[derive(Debug, Subcommand)]
+pub enum SessionFromCmd {
+    /// Print the string
+    Build(SessionFromBuild),
+    /// Print its fields as JSON
+    Parse { string: String },
+    /// Print every problem
+    Check { string: String },
+}
 
+#[derive(Debug, Args)]
+pub struct SessionFromBuild {
+    #[arg(long, value_name = "N")]
+    nick: Option<String>,
+    #[arg(long, value_name = "URL")]
+    avatar: Option<String>,
+    #[arg(long, value_name = "JSON")]
+    params: Option<String>,
+    #[arg(long, value_name = "JSON")]
+    transfer_action: Option<String>,
+    #[arg(long, value_name = "JSON")]
+    platform_action: Option<String>,
+    #[arg(long, value_name = "ID")]
+    partnerid: Option<String>,
+    #[arg(long, value_name = "ID")]
+    robotid: Option<String>,
+    #[arg(long, value_name = "ID")]
+    unionid: Option<String>,
+    #[arg(long, value_name = "JSON")]
+    customer_fields: Option<String>,
+}
+
+pub const UNIONID_ABOUT: &str = "\
 Sobot's UnionID encryption: AES/ECB/PKCS5Padding with the console's key (16 bytes: AES-128,
-32: AES-256). The undocumented choices are options:
-  --key-encoding utf8|hex|base64   how the key text becomes bytes (default utf8)
-  --output base64|hex|HEX          ciphertext encoding (default base64)
-  --url-encode                     percent-encode the ciphertext";
+32: AES-256). The undocumented choices are options.";
+
+#[derive(Debug, Subcommand)]
+pub enum UnionidCmd {
+    /// Encrypt a UnionID
+    Encrypt(UnionidArgs),
+    /// Decrypt a ciphertext
+    Decrypt(UnionidArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum KeyEncoding {
+    Utf8,
+    Hex,
+    Base64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Base64,
+    #[value(name = "hex")]
+    HexLower,
+    #[value(name = "HEX")]
+    HexUpper,
+}
+
+#[derive(Debug, Args)]
+pub struct UnionidArgs {
+    /// The console's key
+    #[arg(long, required = true)]
+    key: String,
+    /// How the key text becomes bytes
+    #[arg(long, value_enum, default_value = "utf8")]
+    key_encoding: KeyEncoding,
+    /// Ciphertext encoding
+    #[arg(long, value_enum, default_value = "base64")]
+    output: Output,
+    /// Percent-encode the ciphertext
+    #[arg(long)]
+    url_encode: bool,
+    /// The UnionID (encrypt) or the ciphertext (decrypt)
+    input: String,
+}
 
 /// Prints a refusal as the documented one-line JSON error and returns exit code 1.
 fn refuse(r: &Refusal, extra: Value) -> ExitCode {
@@ -83,21 +174,6 @@ fn usage(cmd: &str, msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn wants_help(args: &[String]) -> bool {
-    args.iter().any(|a| a == "-h" || a == "--help")
-}
-
-fn pairs<'a>(o: &'a Opts, flag: &str) -> Result<Vec<(&'a str, &'a str)>, String> {
-    o.values
-        .iter()
-        .filter(|(f, _)| f == flag)
-        .map(|(_, v)| {
-            v.split_once('=')
-                .ok_or_else(|| format!("{flag} {v:?} is not KEY=VALUE"))
-        })
-        .collect()
-}
-
 /// Fresh decimal digits for `head.random`: 9 digits from the OS's random source.
 fn fresh_nonce() -> std::io::Result<String> {
     let mut b = [0u8; 4];
@@ -106,64 +182,30 @@ fn fresh_nonce() -> std::io::Result<String> {
     Ok(format!("{:09}", u32::from_le_bytes(b) % 1_000_000_000))
 }
 
-pub fn render_cmd(args: &[String]) -> ExitCode {
-    if wants_help(args) {
-        out(RENDER_USAGE);
-        return ExitCode::SUCCESS;
-    }
-    let opts = Opts::parse(
-        args,
-        &[
-            "--platform",
-            "--channel",
-            "--sdk-version",
-            "--var",
-            "--param",
-            "--url",
-            "--nonce",
-            "--now",
-            "--tz",
-            "--template",
-        ],
-        &[],
-    );
-    let o = match opts {
-        Ok(o) => o,
-        Err(e) => return usage("render", e),
-    };
-    let (Some(platform), Some(id)) = (o.get("--platform"), o.get("--template")) else {
-        return usage("render", "--platform and --template are required");
-    };
-    let [library] = o.positional.as_slice() else {
-        return usage("render", "give exactly one LIBRARY.json");
-    };
+pub fn render_cmd(o: RenderArgs) -> ExitCode {
+    let (platform, id, library) = (&o.platform, &o.template, &o.library);
     let mut target = match Platform::parse(platform) {
         Ok(p) => Target::new(p),
         Err(r) => return refuse(&r, json!({})),
     };
-    if let Some(c) = o.get("--channel") {
+    if let Some(c) = &o.channel {
         match Channel::parse(c) {
             Ok(c) => target.channel = Some(c),
             Err(r) => return refuse(&r, json!({})),
         }
     }
-    target.sdk_version = o.get("--sdk-version").map(String::from);
-    if let Some(url) = o.get("--url") {
+    target.sdk_version = o.sdk_version.clone();
+    if let Some(url) = &o.url {
         target.params.extend(sobot::parse_query(url));
     }
     let mut ctx = Context::new();
-    match (pairs(&o, "--param"), pairs(&o, "--var")) {
-        (Ok(params), Ok(vars)) => {
-            for (k, v) in params {
-                target.params.insert(k.into(), v.into());
-            }
-            for (k, v) in vars {
-                ctx.insert(k.into(), v.into());
-            }
-        }
-        (Err(e), _) | (_, Err(e)) => return usage("render", e),
+    for (k, v) in &o.params {
+        target.params.insert(k.clone(), v.clone());
     }
-    let now = match o.get("--now") {
+    for (k, v) in &o.vars {
+        ctx.insert(k.clone(), v.clone());
+    }
+    let now = match &o.now {
         Some(n) => n.to_string(),
         None => std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -171,8 +213,8 @@ pub fn render_cmd(args: &[String]) -> ExitCode {
             .to_string(),
     };
     ctx.entry("now".into()).or_insert(now);
-    if let Some(tz) = o.get("--tz") {
-        ctx.insert("tz".into(), tz.into());
+    if let Some(tz) = &o.tz {
+        ctx.insert("tz".into(), tz.clone());
     }
     let text = match std::fs::read_to_string(library) {
         Ok(t) => t,
@@ -193,7 +235,7 @@ pub fn render_cmd(args: &[String]) -> ExitCode {
             }}))
         }
     };
-    let Some(template) = lib.templates.iter().find(|t| t.id == id) else {
+    let Some(template) = lib.templates.iter().find(|t| &t.id == id) else {
         return error_line(json!({"error": {
             "code": "invalid_template",
             "message": format!("{library} has no template {id:?}"),
@@ -203,7 +245,7 @@ pub fn render_cmd(args: &[String]) -> ExitCode {
     let mut lines = Vec::with_capacity(template.parts.len());
     for i in 0..template.parts.len() {
         if target.platform == Some(Platform::WechatDkf) {
-            target.nonce = match o.get("--nonce") {
+            target.nonce = match o.nonce.as_deref() {
                 Some(n) if template.parts.len() == 1 => Some(n.to_string()),
                 // head.random repeats are discarded by the client: one value per part.
                 Some(n) => Some(format!("{n}{i}")),
@@ -224,36 +266,11 @@ pub fn render_cmd(args: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-pub fn session_from_cmd(args: &[String]) -> ExitCode {
-    if wants_help(args) {
-        out(SESSION_FROM_USAGE);
-        return ExitCode::SUCCESS;
-    }
-    let Some((sub, rest)) = args.split_first() else {
-        return usage("session-from", "say build, parse or check");
-    };
-    match sub.as_str() {
-        "build" => {
-            let flags = [
-                "--nick",
-                "--avatar",
-                "--params",
-                "--transfer-action",
-                "--platform-action",
-                "--partnerid",
-                "--robotid",
-                "--unionid",
-                "--customer-fields",
-            ];
-            let o = match Opts::parse(rest, &flags, &[]) {
-                Ok(o) => o,
-                Err(e) => return usage("session-from", e),
-            };
-            if let Some(p) = o.positional.first() {
-                return usage("session-from", format!("unexpected argument {p:?}"));
-            }
-            let json_field = |flag: &str, name: &str| -> Result<Option<Value>, Refusal> {
-                o.get(flag)
+pub fn session_from_cmd(command: SessionFromCmd) -> ExitCode {
+    match command {
+        SessionFromCmd::Build(o) => {
+            let json_field = |v: &Option<String>, name: &str| -> Result<Option<Value>, Refusal> {
+                v.as_deref()
                     .map(|s| {
                         serde_json::from_str(s).map_err(|e| {
                             Refusal::new(
@@ -266,16 +283,16 @@ pub fn session_from_cmd(args: &[String]) -> ExitCode {
             };
             let parsed = (|| -> Result<SessionFrom, Refusal> {
                 let mut sf = SessionFrom {
-                    nick_name: o.get("--nick").unwrap_or_default().into(),
-                    avatar_url: o.get("--avatar").unwrap_or_default().into(),
-                    params: o.get("--params").unwrap_or_default().into(),
-                    partnerid: o.get("--partnerid").map(String::from),
-                    robotid: o.get("--robotid").map(String::from),
-                    unionid: o.get("--unionid").map(String::from),
-                    customer_fields: o.get("--customer-fields").map(String::from),
+                    nick_name: o.nick.clone().unwrap_or_default(),
+                    avatar_url: o.avatar.clone().unwrap_or_default(),
+                    params: o.params.clone().unwrap_or_default(),
+                    partnerid: o.partnerid.clone(),
+                    robotid: o.robotid.clone(),
+                    unionid: o.unionid.clone(),
+                    customer_fields: o.customer_fields.clone(),
                     ..SessionFrom::default()
                 };
-                if let Some(v) = json_field("--transfer-action", "transfer_action")? {
+                if let Some(v) = json_field(&o.transfer_action, "transfer_action")? {
                     sf.transfer_action = Some(serde_json::from_value(v).map_err(|e| {
                         Refusal::new(
                             quiver_shared::RefusalCode::InvalidSessionFrom,
@@ -283,7 +300,7 @@ pub fn session_from_cmd(args: &[String]) -> ExitCode {
                         )
                     })?);
                 }
-                if let Some(v) = json_field("--platform-action", "platform_action")? {
+                if let Some(v) = json_field(&o.platform_action, "platform_action")? {
                     sf.platform_action = Some(serde_json::from_value(v).map_err(|e| {
                         Refusal::new(
                             quiver_shared::RefusalCode::InvalidSessionFrom,
@@ -301,83 +318,52 @@ pub fn session_from_cmd(args: &[String]) -> ExitCode {
                 Err(r) => refuse(&r, json!({})),
             }
         }
-        "parse" | "check" => {
-            let [s] = rest else {
-                return usage("session-from", format!("{sub} takes exactly one STRING"));
-            };
-            if sub == "parse" {
-                match SessionFrom::parse(s) {
-                    Ok(sf) => {
-                        out(&serde_json::to_string(&sf).unwrap_or_default());
-                        ExitCode::SUCCESS
-                    }
-                    Err(r) => refuse(&r, json!({})),
-                }
-            } else {
-                match SessionFrom::check(s) {
-                    Ok(()) => {
-                        out("ok");
-                        ExitCode::SUCCESS
-                    }
-                    Err(problems) => {
-                        let first = &problems[0];
-                        let all: Vec<Value> = problems
-                            .iter()
-                            .map(|p| json!({"code": p.code.as_str(), "message": p.message}))
-                            .collect();
-                        refuse(first, json!({ "problems": all }))
-                    }
-                }
+        SessionFromCmd::Parse { string } => match SessionFrom::parse(&string) {
+            Ok(sf) => {
+                out(&serde_json::to_string(&sf).unwrap_or_default());
+                ExitCode::SUCCESS
             }
-        }
-        other => usage("session-from", format!("unknown subcommand {other:?}")),
+            Err(r) => refuse(&r, json!({})),
+        },
+        SessionFromCmd::Check { string } => match SessionFrom::check(&string) {
+            Ok(()) => {
+                out("ok");
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                let first = &problems[0];
+                let all: Vec<Value> = problems
+                    .iter()
+                    .map(|p| json!({"code": p.code.as_str(), "message": p.message}))
+                    .collect();
+                refuse(first, json!({ "problems": all }))
+            }
+        },
     }
 }
 
-pub fn unionid_cmd(args: &[String]) -> ExitCode {
-    if wants_help(args) {
-        out(UNIONID_USAGE);
-        return ExitCode::SUCCESS;
-    }
-    let Some((sub, rest)) = args.split_first() else {
-        return usage("unionid", "say encrypt or decrypt");
+pub fn unionid_cmd(command: UnionidCmd) -> ExitCode {
+    let (encrypt, o) = match command {
+        UnionidCmd::Encrypt(o) => (true, o),
+        UnionidCmd::Decrypt(o) => (false, o),
     };
-    let o = match Opts::parse(
-        rest,
-        &["--key", "--key-encoding", "--output"],
-        &["--url-encode"],
-    ) {
-        Ok(o) => o,
-        Err(e) => return usage("unionid", e),
+    let opts = UnionIdOptions {
+        url_encode: o.url_encode,
+        key_encoding: match o.key_encoding {
+            KeyEncoding::Utf8 => sobot::KeyEncoding::Utf8,
+            KeyEncoding::Hex => sobot::KeyEncoding::Hex,
+            KeyEncoding::Base64 => sobot::KeyEncoding::Base64,
+        },
+        output: match o.output {
+            Output::Base64 => sobot::OutputEncoding::Base64,
+            Output::HexLower => sobot::OutputEncoding::HexLower,
+            Output::HexUpper => sobot::OutputEncoding::HexUpper,
+        },
     };
-    let (Some(key), [input]) = (o.get("--key"), o.positional.as_slice()) else {
-        return usage("unionid", "--key KEY and exactly one input are required");
-    };
-    let mut opts = UnionIdOptions {
-        url_encode: o.has("--url-encode"),
-        ..UnionIdOptions::default()
-    };
-    opts.key_encoding = match o.get("--key-encoding").unwrap_or("utf8") {
-        "utf8" => sobot::KeyEncoding::Utf8,
-        "hex" => sobot::KeyEncoding::Hex,
-        "base64" => sobot::KeyEncoding::Base64,
-        other => {
-            return usage(
-                "unionid",
-                format!("--key-encoding {other:?}: utf8, hex or base64"),
-            )
-        }
-    };
-    opts.output = match o.get("--output").unwrap_or("base64") {
-        "base64" => sobot::OutputEncoding::Base64,
-        "hex" => sobot::OutputEncoding::HexLower,
-        "HEX" => sobot::OutputEncoding::HexUpper,
-        other => return usage("unionid", format!("--output {other:?}: base64, hex or HEX")),
-    };
-    let result = match sub.as_str() {
-        "encrypt" => sobot::encrypt_unionid(input, key, &opts),
-        "decrypt" => sobot::decrypt_unionid(input, key, &opts),
-        other => return usage("unionid", format!("unknown subcommand {other:?}")),
+    let result = if encrypt {
+        sobot::encrypt_unionid(&o.input, &o.key, &opts)
+    } else {
+        sobot::decrypt_unionid(&o.input, &o.key, &opts)
     };
     match result {
         Ok(s) => {

@@ -8,8 +8,9 @@ use serde_json::{Map, Value};
 /// refused with [`ErrorCode::UnsupportedProtocol`]; additions that old clients can ignore (new
 /// methods, new optional fields, new events, new error codes) raise [`PROTOCOL_MINOR`] only.
 pub const PROTOCOL_VERSION: u32 = 1;
-/// Additions within [`PROTOCOL_VERSION`]: 1 = the first published set (docs/protocol.md).
-pub const PROTOCOL_MINOR: u32 = 2;
+/// Additions within [`PROTOCOL_VERSION`]: 1 = the first published set (docs/protocol.md),
+/// 2 = `hello_required`, 3 = `send.reserve` with `"begin": true` (one round trip for a free slot).
+pub const PROTOCOL_MINOR: u32 = 3;
 /// Every major version this build speaks.
 pub const SUPPORTED_PROTOCOLS: &[u32] = &[PROTOCOL_VERSION];
 /// The longest string `id` a request may carry, in bytes (ids are echoed in every reply and in
@@ -223,6 +224,10 @@ pub struct ReserveParams {
     pub revision: u32,
     pub part_index: u32,
     pub payload: String,
+    /// (1.3) Begin at once when the slot is free now: the reply is then `state: "sending"`,
+    /// `go: true` (as if `send.begin` had granted it), else `go: false` with the delay.
+    #[serde(default)]
+    pub begin: bool,
 }
 
 /// Params naming one send: `send.begin`, `send.cancel`.
@@ -586,6 +591,133 @@ pub fn negotiate(client: u32) -> Result<u32, ErrorBody> {
         ),
     )
     .with_data(serde_json::json!({ "supported": SUPPORTED_PROTOCOLS })))
+}
+
+// ---- send states and the typed replies of the send methods ----
+
+/// The state of a send (the history's `state`, and the `state` of every send reply and event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SendState {
+    Queued,
+    Sending,
+    Sent,
+    Failed,
+    Cancelled,
+}
+
+impl SendState {
+    pub const ALL: &'static [SendState] = &[
+        SendState::Queued,
+        SendState::Sending,
+        SendState::Sent,
+        SendState::Failed,
+        SendState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendState::Queued => "queued",
+            SendState::Sending => "sending",
+            SendState::Sent => "sent",
+            SendState::Failed => "failed",
+            SendState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SendState> {
+        SendState::ALL.iter().copied().find(|x| x.as_str() == s)
+    }
+
+    /// Whether the send is over (nothing will change it any more, except a late `send.done`
+    /// recording what happened to a send whose outcome was unknown).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            SendState::Sent | SendState::Failed | SendState::Cancelled
+        )
+    }
+}
+
+impl std::fmt::Display for SendState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `send.reserve` result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReserveReply {
+    pub send_id: i64,
+    /// Wait this long before `send.begin` (0 when granted or when the send has moved on).
+    pub delay_ms: u64,
+    /// `now + delay_ms` on the daemon's clock; `null` for a replay of a send that moved on.
+    pub not_before_ms: Option<u64>,
+    pub state: SendState,
+    /// The key was reserved before: this is that send, never a second one.
+    pub replayed: bool,
+    /// With `"begin": true`: whether the slot was granted now (`state` is then `sending`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub go: Option<bool>,
+    /// Only in a replay of a send that moved on: its error (`null` when none).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
+    pub error: Option<Option<String>>,
+}
+
+/// `send.begin` result: `{"go": true}`, or `{"go": false, "delay_ms", "not_before_ms"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BeginReply {
+    pub go: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before_ms: Option<u64>,
+}
+
+impl BeginReply {
+    pub const GO: BeginReply = BeginReply {
+        go: true,
+        delay_ms: None,
+        not_before_ms: None,
+    };
+
+    pub fn wait(delay_ms: u64, now: u64) -> BeginReply {
+        BeginReply {
+            go: false,
+            delay_ms: Some(delay_ms),
+            not_before_ms: Some(now + delay_ms),
+        }
+    }
+}
+
+/// `send.done` and `send.cancel` result: the send's state after the call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendStateReply {
+    pub send_id: i64,
+    pub state: SendState,
+}
+
+/// The send a meter key serves next, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextSend {
+    pub send_id: i64,
+    pub delay_ms: u64,
+    pub not_before_ms: u64,
+}
+
+/// `meter.released` event data: a send of `key` finished or left its queue (`send_id` and
+/// `state` say which; both `null` when a user action changed the quota), and who is next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeterReleased {
+    pub key: String,
+    pub platform: Option<String>,
+    pub send_id: Option<i64>,
+    pub state: Option<SendState>,
+    pub next: Option<NextSend>,
 }
 
 #[cfg(test)]

@@ -2,8 +2,10 @@
 
 mod cli;
 mod daemon;
+mod fast_send;
 mod faults;
 mod host;
+mod house;
 mod library;
 mod send;
 mod wire_cli;

@@ -6,11 +6,13 @@
 //! `target/tools/wasm-bindgen-<version>/`) and the e2e suite's npm packages (`npm ci`, skipped
 //! while `node_modules` matches `package-lock.json`). A second run installs nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use crate::extension::{wasm_route, DEBIAN_WASM_PACKAGES, WASM_OPT};
-use crate::util::{self, fnv1a64, output, run, which, Result};
+use crate::util::{
+    self, fnv1a64, output, run, tools_root, wasm_bindgen_bin, wasm_bindgen_version, which, Result,
+};
 
 pub const CHROMIUM: &str = "/usr/lib/chromium/chromium";
 pub const FIREFOX: &str = "/usr/lib/firefox-esr/firefox-esr";
@@ -215,27 +217,6 @@ fn check_node() -> Result {
     Ok(())
 }
 
-/// The `wasm-bindgen` version pinned in Cargo.lock.
-pub fn wasm_bindgen_version(root: &Path) -> Result<String> {
-    let lock = std::fs::read_to_string(root.join("Cargo.lock"))
-        .map_err(|e| format!("reading Cargo.lock: {e} (run `cargo generate-lockfile`)"))?;
-    locked_version(&lock, "wasm-bindgen")
-        .ok_or_else(|| "no `wasm-bindgen` package in Cargo.lock".into())
-}
-
-/// The version of package `name` in a Cargo.lock (`name = "..."` followed by `version = "..."`).
-fn locked_version(lock: &str, name: &str) -> Option<String> {
-    let want = format!("name = \"{name}\"");
-    let mut lines = lock.lines();
-    while let Some(line) = lines.next() {
-        if line.trim() == want {
-            let v = lines.next()?.trim().strip_prefix("version = ")?;
-            return Some(v.trim_matches('"').to_string());
-        }
-    }
-    None
-}
-
 /// Parses `node --version` ("v20.10.1") into (major, minor).
 fn node_version(v: &str) -> (u32, u32) {
     let mut parts = v
@@ -244,18 +225,6 @@ fn node_version(v: &str) -> (u32, u32) {
         .split('.')
         .map(|p| p.parse::<u32>().unwrap_or(0));
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
-}
-
-/// `target/tools/wasm-bindgen-<version>/bin/wasm-bindgen`.
-pub fn wasm_bindgen_bin(root: &Path) -> Result<PathBuf> {
-    let v = wasm_bindgen_version(root)?;
-    Ok(tools_root(&v).join("bin").join("wasm-bindgen"))
-}
-
-fn tools_root(version: &str) -> PathBuf {
-    util::target_dir()
-        .join("tools")
-        .join(format!("wasm-bindgen-{version}"))
 }
 
 fn wasm_bindgen(root: &Path) -> Result {
@@ -313,25 +282,6 @@ fn npm_packages(root: &Path) -> Result {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_the_exact_package_in_cargo_lock() {
-        let lock = r#"
-[[package]]
-name = "wasm-bindgen-macro"
-version = "0.2.130"
-
-[[package]]
-name = "wasm-bindgen"
-version = "0.2.130"
-source = "registry+https://github.com/rust-lang/crates.io-index"
-"#;
-        assert_eq!(
-            locked_version(lock, "wasm-bindgen").as_deref(),
-            Some("0.2.130")
-        );
-        assert_eq!(locked_version(lock, "serde"), None);
-    }
 
     #[test]
     fn parses_node_versions() {

@@ -8,8 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::deps::wasm_bindgen_bin;
-use crate::util::{self, output, run, strip_cargo_env, which, Result};
+use crate::util::{self, output, run, strip_cargo_env, wasm_bindgen_bin, which, Result};
 
 pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
 pub const DEBIAN_WASM_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "lld"];

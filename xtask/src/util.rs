@@ -185,3 +185,60 @@ pub fn banner(what: &str) -> Instant {
 pub fn secs(t: Instant) -> String {
     format!("{:.1}s", t.elapsed().as_secs_f64())
 }
+
+/// The `wasm-bindgen` version pinned in Cargo.lock.
+pub fn wasm_bindgen_version(root: &Path) -> Result<String> {
+    let lock = std::fs::read_to_string(root.join("Cargo.lock"))
+        .map_err(|e| format!("reading Cargo.lock: {e} (run `cargo generate-lockfile`)"))?;
+    locked_version(&lock, "wasm-bindgen")
+        .ok_or_else(|| "no `wasm-bindgen` package in Cargo.lock".into())
+}
+
+/// The version of package `name` in a Cargo.lock (`name = "..."` followed by `version = "..."`).
+fn locked_version(lock: &str, name: &str) -> Option<String> {
+    let want = format!("name = \"{name}\"");
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == want {
+            let v = lines.next()?.trim().strip_prefix("version = ")?;
+            return Some(v.trim_matches('"').to_string());
+        }
+    }
+    None
+}
+
+/// `target/tools/wasm-bindgen-<version>/bin/wasm-bindgen`.
+pub fn wasm_bindgen_bin(root: &Path) -> Result<PathBuf> {
+    let v = wasm_bindgen_version(root)?;
+    Ok(tools_root(&v).join("bin").join("wasm-bindgen"))
+}
+
+pub fn tools_root(version: &str) -> PathBuf {
+    target_dir()
+        .join("tools")
+        .join(format!("wasm-bindgen-{version}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_exact_package_in_cargo_lock() {
+        let lock = r#"
+[[package]]
+name = "wasm-bindgen-macro"
+version = "0.2.130"
+
+[[package]]
+name = "wasm-bindgen"
+version = "0.2.130"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+"#;
+        assert_eq!(
+            locked_version(lock, "wasm-bindgen").as_deref(),
+            Some("0.2.130")
+        );
+        assert_eq!(locked_version(lock, "serde"), None);
+    }
+}

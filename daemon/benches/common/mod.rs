@@ -76,8 +76,8 @@ impl Sandbox {
             .expect("spawn the host")
     }
 
-    pub fn locations(&self) -> quiver_daemon::daemon::Locations {
-        quiver_daemon::daemon::Locations {
+    pub fn locations(&self) -> quiver_daemon::paths::Locations {
+        quiver_daemon::paths::Locations {
             data_dir: self.data(),
             runtime_dir: self.run_dir(),
         }
