@@ -143,56 +143,18 @@ pub fn variables(template_json: &str) -> Result<String, JsValue> {
     variables_json(template_json).map_err(to_js_error)
 }
 
-/// [`variables`] without the JS error conversion.
+/// [`variables`] without the JS error conversion: `quiver_shared::render::variables`.
 pub fn variables_json(template_json: &str) -> Result<String, CoreError> {
     let template = parse_template(template_json)?;
-    let mut out: Vec<(String, Option<String>, bool)> = template
-        .variables
-        .iter()
-        .map(|v| (v.name.clone(), v.label.clone(), v.required))
-        .collect();
-    let parts = serde_json::to_value(&template.parts).unwrap_or_default();
-    let mut texts = Vec::new();
-    collect_strings(&parts, &mut texts);
-    for text in texts {
-        let mut rest = text.as_str();
-        while let Some(start) = rest.find("{{") {
-            let after = &rest[start + 2..];
-            let Some(end) = after.find("}}") else { break };
-            let inner = &after[..end];
-            let (head, has_fallback) = match inner.split_once('|') {
-                Some((n, _)) => (n.trim(), true),
-                None => (inner.trim(), false),
-            };
-            let name = head.split_once(':').map_or(head, |(n, _)| n.trim());
-            rest = &after[end + 2..];
-            if matches!(name, "date" | "time" | "datetime" | "weekday")
-                || !quiver_shared::render::valid_name(name)
-            {
-                continue;
-            }
-            match out.iter_mut().find(|(n, _, _)| n == name) {
-                Some(e) => e.2 |= !has_fallback,
-                None => out.push((name.to_string(), None, !has_fallback)),
-            }
-        }
-    }
-    let list: Vec<serde_json::Value> = out
-        .into_iter()
-        .map(|(name, label, required)| {
-            serde_json::json!({"name": name, "label": label, "required": required})
-        })
-        .collect();
-    Ok(serde_json::Value::Array(list).to_string())
+    to_json(&quiver_shared::render::variables(&template))
 }
 
-fn collect_strings(v: &serde_json::Value, out: &mut Vec<String>) {
-    match v {
-        serde_json::Value::String(s) => out.push(s.clone()),
-        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_strings(x, out)),
-        serde_json::Value::Object(o) => o.values().for_each(|x| collect_strings(x, out)),
-        _ => {}
-    }
+/// JSON text of a value of the core's own types (cannot fail for them; `internal` if it did).
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, CoreError> {
+    serde_json::to_string(v).map_err(|e| CoreError {
+        code: "internal",
+        message: format!("serializing the result failed: {e}"),
+    })
 }
 
 /// The template search of `quiver_shared::search`, over a library given once as JSON (the

@@ -371,6 +371,59 @@ impl Part {
         }
     }
 
+    /// Calls `f` with the name and value of every text field of the part and of its fallback
+    /// chain, in declaration order (articles and segments in order), for what reads every
+    /// placeholder ([`crate::render::variables`]).
+    pub fn each_text(&self, f: &mut dyn FnMut(&'static str, &str)) {
+        let opt = |f: &mut dyn FnMut(&'static str, &str), name, v: &Option<String>| {
+            if let Some(v) = v {
+                f(name, v);
+            }
+        };
+        match self {
+            Part::Text { text, .. } => f("text", text),
+            Part::Rich { html, .. } => f("html", html),
+            Part::Image { url, media_id, .. } => {
+                opt(f, "url", url);
+                opt(f, "media_id", media_id);
+            }
+            Part::News { articles, .. } => {
+                for a in articles {
+                    f("title", &a.title);
+                    f("digest", &a.digest);
+                    f("cover", &a.cover);
+                    f("url", &a.url);
+                }
+            }
+            Part::Product {
+                name,
+                url,
+                image,
+                segments,
+                ..
+            } => {
+                f("name", name);
+                opt(f, "url", url);
+                f("image", image);
+                for s in segments {
+                    f("text", &s.text);
+                }
+            }
+            Part::Miniprogram(m) => {
+                f("title", &m.title);
+                f("pagepath", &m.pagepath);
+                opt(f, "thumb_media_id", &m.thumb_media_id);
+                opt(f, "pic_url", &m.pic_url);
+                opt(f, "name", &m.name);
+                opt(f, "avatar", &m.avatar);
+                opt(f, "thumb_url", &m.thumb_url);
+            }
+        }
+        if let Some(fb) = self.fallback() {
+            fb.each_text(f);
+        }
+    }
+
     /// The fallback part, if one is named.
     pub fn fallback(&self) -> Option<&Part> {
         match self {

@@ -106,28 +106,24 @@ fn push_text(s: &str, out: &mut String) {
     strip_placeholders(s, out);
 }
 
-/// `{{name|fallback}}` -> `fallback`; `{{name}}` and `{{date:%Y}}` -> nothing. An unclosed
-/// `{{` is kept as written.
+/// `{{name|fallback}}` -> `fallback`; `{{name}}` and `{{date:%Y}}` -> nothing (read by the
+/// render's scanner, [`crate::render::scan`]). An unclosed `{{` is kept as written.
 fn strip_placeholders(s: &str, out: &mut String) {
-    let mut rest = s;
-    while let Some(open) = rest.find("{{") {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 2..];
-        match after.find("}}") {
-            Some(close) => {
-                let inner = &after[..close];
-                if let Some(bar) = inner.find('|') {
-                    out.push_str(&inner[bar + 1..]);
-                }
-                rest = &after[close + 2..];
+    use crate::render::Token;
+    let mut at = 0;
+    for token in crate::render::scan(s) {
+        match token {
+            Ok(Token::Text(t)) => {
+                out.push_str(t);
+                at += t.len();
             }
-            None => {
-                out.push_str(&rest[open..]);
-                return;
+            Ok(Token::Placeholder(p)) => {
+                out.push_str(p.fallback.unwrap_or(""));
+                at = p.end;
             }
+            Err(_) => out.push_str(&s[at..]),
         }
     }
-    out.push_str(rest);
 }
 
 /// Text content of sanitizer-bound HTML, good enough for search: tags dropped (block tags become
