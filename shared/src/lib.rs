@@ -11,6 +11,7 @@ pub mod links;
 #[cfg(feature = "server")]
 pub mod meter;
 pub mod model;
+pub mod preview;
 pub mod proto;
 pub mod render;
 pub mod sanitize;

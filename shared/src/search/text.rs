@@ -70,7 +70,7 @@ pub fn parts_text(parts: &[Part]) -> String {
 fn part_text(part: &Part, out: &mut String) {
     match part {
         Part::Text { text, .. } => push_text(text, out),
-        Part::Rich { html, .. } => push_text(&strip_html(html), out),
+        Part::Rich { html, .. } => push_text(&html_text(html), out),
         Part::Image { .. } => {}
         Part::News { articles, .. } => {
             for a in articles {
@@ -128,7 +128,7 @@ fn strip_placeholders(s: &str, out: &mut String) {
 
 /// Text content of sanitizer-bound HTML, good enough for search: tags dropped (block tags become
 /// spaces so words do not glue), the common entities decoded.
-fn strip_html(html: &str) -> String {
+pub fn html_text(html: &str) -> String {
     let mut out = String::with_capacity(html.len());
     let mut rest = html;
     while let Some(lt) = rest.find('<') {
