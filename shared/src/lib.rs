@@ -15,6 +15,7 @@ pub mod preview;
 pub mod proto;
 pub mod render;
 pub mod sanitize;
+pub mod schema;
 pub mod search;
 pub mod sobot;
 pub mod wechat;
