@@ -527,69 +527,107 @@ impl Library {
     /// error the importer reports. Empty when the file imports.
     pub fn check_all(text: &str) -> Vec<ImportError> {
         use serde::de::Error as _;
-        let first = match Library::from_json(text) {
-            Ok(_) => return vec![],
-            Err(e) => e,
+        use serde_json::value::RawValue;
+        // Read without `from_json`: its path-tracked copy of every deserializer of the library
+        // would cost the wasm core a tenth of its size (docs/benchmarks.md). Each value is read
+        // from its own text in the file (`RawValue`), so keys keep their order (a part's `type`
+        // first) and positions are the file's. The vectors hold the first error to be the
+        // importer's (a syntax error names no field).
+        let file: Vec<(String, &RawValue)> = match serde_json::from_str::<RawMap>(text) {
+            Ok(RawMap(file)) => file,
+            Err(e) => {
+                return vec![ImportError {
+                    line: e.line(),
+                    column: e.column(),
+                    field: String::new(),
+                    message: strip_position(&e.to_string()),
+                }]
+            }
         };
-        let at = |field: String, message: String| {
-            ImportError::located(text, field, message, (first.line, first.column))
+        // (line, column) in the file of a position given inside `raw`
+        let shift = |raw: &RawValue, (line, column): (usize, usize)| {
+            let start = raw.get().as_ptr() as usize - text.as_ptr() as usize;
+            let before = &text[..start];
+            let first_line = before.matches('\n').count() + 1;
+            let first_col = before.rsplit('\n').next().map_or(0, |l| l.chars().count());
+            if line <= 1 {
+                (first_line, first_col + column)
+            } else {
+                (first_line + line - 1, column)
+            }
         };
-        let Ok(serde_json::Value::Object(file)) = serde_json::from_str(text) else {
-            return vec![first]; // not JSON, or not an object: nothing more to read
+        let at = |field: String, message: String, fallback: (usize, usize)| {
+            ImportError::located(text, field, message, fallback)
         };
         let mut parse = vec![];
         let mut after = vec![];
         let mut format = None;
-        for (k, v) in &file {
-            match k.as_str() {
-                "quiver" => match serde_json::from_str::<u32>(&v.to_string()) {
-                    Ok(n) => format = Some(n),
-                    Err(e) => parse.push(at("quiver".into(), strip_position(&e.to_string()))),
-                },
-                "templates" => {}
-                other => parse.push(at(
-                    other.to_string(),
-                    serde_json::Error::unknown_field(other, &["quiver", "templates"]).to_string(),
-                )),
-            }
-        }
         let mut templates = vec![];
-        match file.get("templates") {
-            None => after.push(at(String::new(), "missing field `templates`".into())),
-            Some(serde_json::Value::Array(list)) => {
-                for (i, v) in list.iter().enumerate() {
-                    // from text, not from the `Value`: the one set of deserializers
-                    let one = v.to_string();
-                    let de = &mut serde_json::Deserializer::from_str(&one);
-                    match serde_path_to_error::deserialize::<_, Template>(de) {
-                        Ok(t) => templates.push((i, t)),
+        let mut has_templates = false;
+        for (k, raw) in &file {
+            let err_at = |e: &serde_json::Error| shift(raw, (e.line(), e.column()));
+            match k.as_str() {
+                "quiver" => match serde_json::from_str::<u32>(raw.get()) {
+                    Ok(n) => format = Some(n),
+                    Err(e) => parse.push(at(
+                        "quiver".into(),
+                        strip_position(&e.to_string()),
+                        err_at(&e),
+                    )),
+                },
+                "templates" => {
+                    has_templates = true;
+                    let list = match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
+                        Ok(list) => list,
                         Err(e) => {
-                            let path = e.path().to_string();
-                            let field = match path.as_str() {
-                                "." => format!("templates[{i}]"),
-                                p if p.starts_with('[') => format!("templates[{i}]{p}"),
-                                p => format!("templates[{i}].{p}"),
-                            };
-                            parse.push(at(field, strip_position(&e.into_inner().to_string())));
+                            parse.push(at(
+                                "templates".into(),
+                                strip_position(&e.to_string()),
+                                err_at(&e),
+                            ));
+                            continue;
+                        }
+                    };
+                    for (i, one) in list.into_iter().enumerate() {
+                        let de = &mut serde_json::Deserializer::from_str(one.get());
+                        match serde_path_to_error::deserialize::<_, Template>(de) {
+                            Ok(t) => templates.push((i, t)),
+                            Err(e) => {
+                                let path = e.path().to_string();
+                                let field = match path.as_str() {
+                                    "." => format!("templates[{i}]"),
+                                    p if p.starts_with('[') => format!("templates[{i}]{p}"),
+                                    p => format!("templates[{i}].{p}"),
+                                };
+                                let inner = e.into_inner();
+                                let pos = shift(one, (inner.line(), inner.column()));
+                                parse.push(at(field, strip_position(&inner.to_string()), pos));
+                            }
                         }
                     }
                 }
-            }
-            Some(other) => {
-                // serde's own message for it, as the importer gives
-                let e = serde_json::from_str::<Vec<serde::de::IgnoredAny>>(&other.to_string())
-                    .err()
-                    .map_or_else(String::new, |e| strip_position(&e.to_string()));
-                parse.push(at("templates".into(), e));
+                other => parse.push(at(
+                    other.to_string(),
+                    serde_json::Error::unknown_field(other, &["quiver", "templates"]).to_string(),
+                    (0, 0),
+                )),
             }
         }
+        if !has_templates {
+            after.push(at(
+                String::new(),
+                "missing field `templates`".into(),
+                (0, 0),
+            ));
+        }
         match format {
-            None if !file.contains_key("quiver") => {
-                after.push(at(String::new(), "missing field `quiver`".into()))
+            None if !file.iter().any(|(k, _)| k == "quiver") => {
+                after.push(at(String::new(), "missing field `quiver`".into(), (0, 0)))
             }
             Some(n) if n != LIBRARY_FORMAT => after.push(at(
                 "quiver".into(),
                 format!("library format {n} is not supported (this build reads {LIBRARY_FORMAT})"),
+                (0, 0),
             )),
             _ => {}
         }
@@ -598,23 +636,45 @@ impl Library {
         for (i, t) in &templates {
             for (field, message) in t.faults() {
                 let sep = if field.is_empty() { "" } else { "." };
-                after.push(at(format!("templates[{i}]{sep}{field}"), message));
+                after.push(at(format!("templates[{i}]{sep}{field}"), message, (0, 0)));
             }
             if !seen.insert(t.id.as_str()) {
                 after.push(at(
                     format!("templates[{i}].id"),
                     format!("duplicate template id {:?}", t.id),
+                    (0, 0),
                 ));
             }
         }
         let mut all = parse;
         all.extend(after);
-        // the importer's own report comes first, whatever the order above made of it
-        all.retain(|e| {
-            (e.field.as_str(), e.message.as_str()) != (first.field.as_str(), first.message.as_str())
-        });
-        all.insert(0, first);
         all
+    }
+}
+
+/// The members of a JSON object in the file's order, each as its own text.
+struct RawMap<'a>(Vec<(String, &'a serde_json::value::RawValue)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for RawMap<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawMap<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a library: {\"quiver\": 1, \"templates\": [...]}")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<RawMap<'de>, A::Error> {
+                let mut out = vec![];
+                while let Some(kv) = m.next_entry()? {
+                    out.push(kv);
+                }
+                Ok(RawMap(out))
+            }
+        }
+        d.deserialize_map(V)
     }
 }
 
@@ -1187,7 +1247,16 @@ mod check_all_tests {
         let all = Library::check_all(text);
         assert_eq!(all.len(), 1);
         assert_eq!((all[0].line, all[0].column), (3, 14));
-        assert_eq!(all[0], Library::from_json(text).unwrap_err());
+        // where the importer says it was reading is no field of the file: not named
+        let importer = Library::from_json(text).unwrap_err();
+        assert_eq!(importer.field, "templates[0].?");
+        assert_eq!(
+            all[0],
+            ImportError {
+                field: String::new(),
+                ..importer
+            }
+        );
     }
 
     /// Every broken template is named, at its own line and field, with the cap and link faults

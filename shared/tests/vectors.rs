@@ -28,6 +28,11 @@ fn run_import_case(case: &Value, lib: &Value) -> Result<(), String> {
     match (Library::from_json(&text), all.first()) {
         (Ok(_), None) => {}
         (Err(e), Some(first)) if &e == first => {}
+        // a syntax error: the importer names where it was reading, which is no field
+        (Err(e), Some(first))
+            if first.field.is_empty()
+                && (first.line, first.column, &first.message) == (e.line, e.column, &e.message) => {
+        }
         (got, first) => return Err(format!("check_all first {first:?}, from_json {got:?}")),
     }
     let mut seen = std::collections::HashSet::new();
