@@ -1,9 +1,9 @@
-//! Quiver's wasm core, exported to the extension's panel as the global `wasm_bindgen.*`
-//! (wasm-bindgen `--target no-modules`).
+//! Quiver's wasm core, exported to the extension's pages and background as the ES module
+//! `pkg/quiver_core.js` (wasm-bindgen `--target web`, loaded through `webext/lib/core.js`).
 //!
 //! This is thin glue: parsing arguments and converting errors. Rendering and the platform wire
-//! formats live in `quiver-shared`. The core runs only in extension pages (the panel), never in a
-//! content script (see ARCHITECTURE.md).
+//! formats live in `quiver-shared`. The core runs only in extension pages and the background,
+//! never in a content script (see ARCHITECTURE.md). The JS contract is `docs/core-api.md`.
 
 use quiver_shared::{Context, Platform, Refusal, Target, Template};
 use wasm_bindgen::prelude::*;
@@ -143,55 +143,171 @@ pub fn variables(template_json: &str) -> Result<String, JsValue> {
     variables_json(template_json).map_err(to_js_error)
 }
 
-/// [`variables`] without the JS error conversion.
+/// [`variables`] without the JS error conversion: `quiver_shared::render::variables`.
 pub fn variables_json(template_json: &str) -> Result<String, CoreError> {
     let template = parse_template(template_json)?;
-    let mut out: Vec<(String, Option<String>, bool)> = template
-        .variables
-        .iter()
-        .map(|v| (v.name.clone(), v.label.clone(), v.required))
-        .collect();
-    let parts = serde_json::to_value(&template.parts).unwrap_or_default();
-    let mut texts = Vec::new();
-    collect_strings(&parts, &mut texts);
-    for text in texts {
-        let mut rest = text.as_str();
-        while let Some(start) = rest.find("{{") {
-            let after = &rest[start + 2..];
-            let Some(end) = after.find("}}") else { break };
-            let inner = &after[..end];
-            let (head, has_fallback) = match inner.split_once('|') {
-                Some((n, _)) => (n.trim(), true),
-                None => (inner.trim(), false),
-            };
-            let name = head.split_once(':').map_or(head, |(n, _)| n.trim());
-            rest = &after[end + 2..];
-            if matches!(name, "date" | "time" | "datetime" | "weekday")
-                || !quiver_shared::render::valid_name(name)
-            {
-                continue;
-            }
-            match out.iter_mut().find(|(n, _, _)| n == name) {
-                Some(e) => e.2 |= !has_fallback,
-                None => out.push((name.to_string(), None, !has_fallback)),
-            }
-        }
-    }
-    let list: Vec<serde_json::Value> = out
-        .into_iter()
-        .map(|(name, label, required)| {
-            serde_json::json!({"name": name, "label": label, "required": required})
-        })
-        .collect();
-    Ok(serde_json::Value::Array(list).to_string())
+    to_json(&quiver_shared::render::variables(&template))
 }
 
-fn collect_strings(v: &serde_json::Value, out: &mut Vec<String>) {
-    match v {
-        serde_json::Value::String(s) => out.push(s.clone()),
-        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_strings(x, out)),
-        serde_json::Value::Object(o) => o.values().for_each(|x| collect_strings(x, out)),
-        _ => {}
+/// JSON text of a value of the core's own types (cannot fail for them; `internal` if it did).
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, CoreError> {
+    serde_json::to_string(v).map_err(|e| CoreError {
+        code: "internal",
+        message: format!("serializing the result failed: {e}"),
+    })
+}
+
+/// What the customer will see, for every part of a template: JSON text of an array with one
+/// `PartPreview` per part (docs/core-api.md):
+///
+/// ```text
+/// {"index": 0,
+///  "wire": WirePayload | null,            // exactly what render() returns for the part
+///  "refusal": {"code", "message"} | null,  // exactly what render() throws for it
+///  "rendition": 0 | 1 | ... | null,        // the rendition sent: its position in the fallback chain
+///  "kind": "text" | ... | null,            // its type
+///  "missing": ["order.id", ...],           // variables without a value that the send needs
+///  "display": Display | null}              // what to draw; null when nothing would be sent
+/// ```
+///
+/// `Display` is `{"kind": "text", "text"}`, `{"kind": "rich", "html", "text"}` (the HTML as the
+/// sanitizer keeps it), `{"kind": "image", "url"?, "media_id"?}`, `{"kind": "news", "articles":
+/// [{"title", "digest", "cover"?, "url"}]}`, `{"kind": "product", "name", "url"?, "image",
+/// "segments": [{"text", "color"?, "bold", "break", "size"?}]}` or `{"kind": "miniprogram",
+/// "title", "pagepath", "name"?, "avatar"?, "cover"?, "media_id"?}` (`?`: may be null), with only
+/// what the platform sends and every text filled as on the wire; a missing value shows as
+/// `[name]` in text and leaves its link out. Arguments as for [`render`] (`now` and `tz` in the
+/// context give the agent's clock and zone). Throws `invalid_target`, `invalid_template` or
+/// `invalid_argument` for arguments that do not parse.
+#[wasm_bindgen]
+pub fn preview(
+    target_json: &str,
+    template_json: &str,
+    context_json: &str,
+) -> Result<String, JsValue> {
+    preview_json(target_json, template_json, context_json).map_err(to_js_error)
+}
+
+/// [`preview`] without the JS error conversion.
+pub fn preview_json(
+    target_json: &str,
+    template_json: &str,
+    context_json: &str,
+) -> Result<String, CoreError> {
+    let target = parse_target(target_json)?;
+    let template = parse_template(template_json)?;
+    let ctx = parse_context(context_json)?;
+    to_json(&quiver_shared::preview::preview(&target, &template, &ctx))
+}
+
+/// [`preview`] of part `part_index` alone: JSON text of one `PartPreview` (an index out of range
+/// gives the render's `invalid_template` refusal and no display).
+#[wasm_bindgen]
+pub fn preview_part(
+    target_json: &str,
+    template_json: &str,
+    part_index: u32,
+    context_json: &str,
+) -> Result<String, JsValue> {
+    preview_part_json(target_json, template_json, part_index, context_json).map_err(to_js_error)
+}
+
+/// [`preview_part`] without the JS error conversion.
+pub fn preview_part_json(
+    target_json: &str,
+    template_json: &str,
+    part_index: u32,
+    context_json: &str,
+) -> Result<String, CoreError> {
+    let target = parse_target(target_json)?;
+    let template = parse_template(template_json)?;
+    let ctx = parse_context(context_json)?;
+    let index = usize::try_from(part_index).unwrap_or(usize::MAX);
+    to_json(&quiver_shared::preview::preview_part(
+        &target, &template, index, &ctx,
+    ))
+}
+
+/// Checks a library file as the importer does: JSON text of `[{"line", "column", "field",
+/// "message"}]` (1-based line and column, 0 when unknown; `field` a path such as
+/// `templates[2].parts[0].url`, `""` for the file), every error found, the importer's own first;
+/// `[]` when the file imports. Never throws.
+#[wasm_bindgen]
+pub fn check_library(json_text: &str) -> String {
+    to_json(&quiver_shared::Library::check_all(json_text)).unwrap_or_else(|_| "[]".into())
+}
+
+/// The part schema for the editor's forms, as JSON text: `{"kinds": [{"kind", "one_of":
+/// [field], "fields": [{"name", "input", "required", "max_bytes", "min_items", "max_items",
+/// "items": [field] | null}]}], "limits": {"label_bytes", "url_bytes", "body_bytes", "tags",
+/// "variables", "parts", "fallback_depth", "template_bytes"}}`. `input` is one of `text`,
+/// `textarea`, `html`, `url`, `page`, `url_or_page`, `media_id`, `color`, `bool`, `number`,
+/// `list`. Every kind also takes a `fallback` part.
+#[wasm_bindgen]
+pub fn part_schema() -> String {
+    to_json(&quiver_shared::schema::schema()).unwrap_or_default()
+}
+
+/// Puts chunked native-messaging replies back together (`quiver_shared::proto::Reassembler`):
+/// `{"id", "chunk": {"seq", "total", "data"}}` pieces whose `data` in `seq` order concatenate to
+/// the reply's JSON text.
+#[wasm_bindgen]
+#[derive(Debug, Default)]
+pub struct Reassembler {
+    inner: quiver_shared::proto::Reassembler,
+}
+
+#[wasm_bindgen]
+impl Reassembler {
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> Reassembler {
+        Reassembler::default()
+    }
+
+    /// Feeds one frame (its JSON text). Returns the JSON text of the whole reply once the
+    /// frame's reply is complete (a frame that is not a chunk: itself), `undefined` while pieces
+    /// are missing. Throws an `Error` with `code` `internal` naming the problem for a malformed or
+    /// impossible chunk, pieces that disagree, a reply over 64 MiB, or a joined text that is not
+    /// a reply to the chunks' `id`; the reply's pieces are dropped.
+    pub fn push(&mut self, frame_json: &str) -> Result<Option<String>, JsValue> {
+        self.push_json(frame_json).map_err(to_js_error)
+    }
+
+    /// Drops the pieces received for the reply to `id_json` (the request's id as JSON text,
+    /// e.g. `"7"`), for a request given up on.
+    pub fn forget(&mut self, id_json: &str) {
+        if let Ok(id) = serde_json::from_str::<serde_json::Value>(id_json) {
+            self.inner.forget(&id);
+        }
+    }
+
+    /// Replies still incomplete.
+    #[wasm_bindgen(getter)]
+    pub fn pending(&self) -> u32 {
+        u32::try_from(self.inner.pending()).unwrap_or(u32::MAX)
+    }
+}
+
+impl Reassembler {
+    /// [`Reassembler::push`] without the JS error conversion.
+    pub fn push_json(&mut self, frame_json: &str) -> Result<Option<String>, CoreError> {
+        let internal = |message: String| CoreError {
+            code: "internal",
+            message,
+        };
+        let frame: serde_json::Value = serde_json::from_str(frame_json)
+            .map_err(|e| internal(format!("the frame is not JSON: {e}")))?;
+        let chunked = frame.get("chunk").is_some();
+        let id = frame.get("id").cloned().unwrap_or_default();
+        let Some(whole) = self.inner.push(frame).map_err(internal)? else {
+            return Ok(None);
+        };
+        if chunked && (whole.get("chunk").is_some() || whole.get("id") != Some(&id)) {
+            return Err(internal(format!(
+                "the joined reply is not a reply to request {id}"
+            )));
+        }
+        to_json(&whole).map(Some)
     }
 }
 
@@ -633,6 +749,106 @@ mod tests {
             json!([{"name": "customer.name", "label": "Name", "required": false},
                    {"name": "order.id", "label": null, "required": true}])
         );
+    }
+
+    #[test]
+    fn preview_gives_wire_and_display_per_part() {
+        let t = json!({"id": "p", "title": "P",
+            "parts": [{"type": "text", "text": "Hi {{customer.name|there}} {{order.id}}"},
+                      {"type": "product", "name": "Tea", "image": "https://img.example/t.png",
+                       "fallback": {"type": "text", "text": "Tea"}}]})
+        .to_string();
+        let target = r#"{"platform":"udesk","channel":"wechat"}"#;
+        let v: Value =
+            serde_json::from_str(&preview_json(target, &t, r#"{"order.id":"7"}"#).unwrap())
+                .unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 2);
+        assert_eq!(
+            v[0]["display"],
+            json!({"kind": "text", "text": "Hi there 7"})
+        );
+        assert_eq!(
+            v[0]["wire"]["wire"],
+            serde_json::from_str::<Value>(
+                &render_json(target, &t, 0, r#"{"order.id":"7"}"#).unwrap()
+            )
+            .unwrap()["wire"]
+        );
+        assert_eq!(
+            (v[1]["rendition"].clone(), v[1]["kind"].clone()),
+            (json!(1), json!("text"))
+        );
+        let one: Value =
+            serde_json::from_str(&preview_part_json(target, &t, 0, "{}").unwrap()).unwrap();
+        assert_eq!(one["missing"], json!(["order.id"]));
+        assert_eq!(one["refusal"]["code"], "missing_variable");
+        assert_eq!(one["wire"], Value::Null);
+        assert_eq!(one["display"]["text"], "Hi there [order.id]");
+        assert_eq!(
+            preview_json(r#"{"platform":"fax"}"#, &t, "{}")
+                .unwrap_err()
+                .code,
+            "invalid_target"
+        );
+    }
+
+    #[test]
+    fn check_library_and_schema_are_json() {
+        let errs: Value = serde_json::from_str(&check_library(
+            "{\"quiver\": 1,\n\"templates\": [{\"id\": 1}]}",
+        ))
+        .unwrap();
+        assert_eq!(errs[0]["line"], 2);
+        assert_eq!(errs[0]["field"], "templates[0].id");
+        assert!(errs[0]["column"].as_u64().unwrap() > 0);
+        assert_eq!(check_library(r#"{"quiver": 1, "templates": []}"#), "[]");
+        let schema: Value = serde_json::from_str(&part_schema()).unwrap();
+        assert_eq!(schema["kinds"][0]["kind"], "text");
+        assert_eq!(schema["kinds"][0]["fields"][0]["max_bytes"], 65536);
+        assert_eq!(schema["limits"]["parts"], 32);
+    }
+
+    #[test]
+    fn reassembler_joins_checks_and_forgets() {
+        let whole = json!({"id": 7, "result": {"text": "héllo"}}).to_string();
+        let (a, b) = whole.split_at(10);
+        let chunk = |id: Value, seq: u32, total: u32, data: &str| {
+            json!({"id": id, "chunk": {"seq": seq, "total": total, "data": data}}).to_string()
+        };
+        let mut r = Reassembler::new();
+        assert_eq!(r.push_json(&chunk(json!(7), 1, 2, b)).unwrap(), None);
+        assert_eq!(r.pending(), 1);
+        let got = r.push_json(&chunk(json!(7), 0, 2, a)).unwrap().unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&got).unwrap(),
+            serde_json::from_str::<Value>(&whole).unwrap()
+        );
+        assert_eq!(r.pending(), 0);
+        // a frame that is not a chunk comes back as it is
+        assert_eq!(
+            r.push_json(r#"{"id":1,"result":2}"#).unwrap().as_deref(),
+            Some(r#"{"id":1,"result":2}"#)
+        );
+        // impossible pieces, and pieces that join to another request's reply
+        assert!(r
+            .push_json(&chunk(json!(8), 2, 2, "x"))
+            .unwrap_err()
+            .message
+            .contains("impossible"));
+        let e = r.push_json(&chunk(json!(9), 0, 1, &whole)).unwrap_err();
+        assert_eq!(e.code, "internal");
+        assert!(
+            e.message.contains("not a reply to request 9"),
+            "{}",
+            e.message
+        );
+        assert!(r
+            .push_json("{\"id\": 1, \"chunk\": {\"seq\": \"a\"}}")
+            .is_err());
+        // a request given up on leaves nothing behind
+        assert_eq!(r.push_json(&chunk(json!(10), 0, 2, a)).unwrap(), None);
+        r.forget("10");
+        assert_eq!(r.pending(), 0);
     }
 
     #[test]

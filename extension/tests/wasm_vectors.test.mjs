@@ -136,3 +136,123 @@ test('the search index finds, ranks and gives channel fit like the library-wide 
     idx.free();
   }
 });
+
+/** Every string the display model draws or links to. */
+function drawnTexts(v, out = []) {
+  if (typeof v === 'string') out.push(v);
+  else if (Array.isArray(v)) v.forEach((x) => drawnTexts(x, out));
+  else if (v && typeof v === 'object') Object.values(v).forEach((x) => drawnTexts(x, out));
+  return out;
+}
+
+// The preview through the built wasm, for every render vector: its wire is exactly render's
+// (payload or refusal), the rendition it names is the one the payload says, and nothing it
+// draws holds a placeholder.
+test('every render vector previews with render\'s wire and draws no placeholder', async () => {
+  const core = await loadCore();
+  const cases = renderCases(dataDir);
+  assert.ok(cases.length >= 40, `expected the render vectors, found ${cases.length}`);
+  const failures = [];
+  for (const [file, c] of cases) {
+    const rel = path.relative(dataDir, file);
+    const args = [JSON.stringify(c.target ?? { platform: c.platform }), JSON.stringify(c.template), c.part ?? 0, JSON.stringify(c.context ?? {})];
+    let want;
+    try {
+      want = { wire: JSON.parse(core.render(...args)), refusal: null };
+    } catch (e) {
+      want = { wire: null, refusal: { code: e.code, message: e.message } };
+    }
+    let p;
+    try {
+      p = JSON.parse(core.preview_part(...args));
+    } catch (e) {
+      // arguments that do not parse throw alike
+      if (!want.refusal || e.code !== want.refusal.code) failures.push(`${rel}: preview threw ${e.code}, render ${JSON.stringify(want)}`);
+      continue;
+    }
+    try {
+      assert.deepEqual({ wire: p.wire, refusal: p.refusal }, want);
+    } catch {
+      failures.push(`${rel}: preview ${JSON.stringify({ wire: p.wire, refusal: p.refusal })}, render ${JSON.stringify(want)}`);
+      continue;
+    }
+    if (p.wire && (p.kind !== p.wire.kind || (p.rendition > 0) !== p.wire.fallback_used || !p.display)) {
+      failures.push(`${rel}: rendition ${p.rendition} ${p.kind} / display ${JSON.stringify(p.display)} against ${JSON.stringify(p.wire)}`);
+    }
+    if (p.display && p.display.kind !== p.kind) failures.push(`${rel}: display kind ${p.display.kind}, sent ${p.kind}`);
+    const left = drawnTexts(p.display).find((s) => s.includes('{{'));
+    if (left !== undefined) failures.push(`${rel}: drawn text holds a placeholder: ${left}`);
+  }
+  assert.equal(failures.length, 0, `${failures.length} of ${cases.length} previews differ:\n${failures.join('\n')}`);
+});
+
+test('preview of a whole template: one entry per part, dates in the agent\'s zone', async () => {
+  const core = await loadCore();
+  const tpl = { id: 't', title: 'T', parts: [
+    { type: 'text', text: '{{date}} {{time}} {{order.id}}' },
+    { type: 'rich', html: '<p onclick="x()">Hi</p><img src="https://t.example/p.gif" width="1" height="1"><script>x()</script>' },
+  ] };
+  // 2026-11-21T05:45:04Z at UTC-6
+  const all = JSON.parse(core.preview('{"platform":"udesk"}', JSON.stringify(tpl), JSON.stringify({ now: '1795239904000', tz: '-360' })));
+  assert.equal(all.length, 2);
+  assert.deepEqual(all[0].missing, ['order.id']);
+  assert.equal(all[0].refusal.code, 'missing_variable');
+  assert.deepEqual(all[0].display, { kind: 'text', text: '2026-11-20 23:45 [order.id]' });
+  assert.equal(all[1].display.kind, 'rich');
+  assert.equal(all[1].display.html, JSON.parse(all[1].wire.wire).content);
+  assert.match(all[1].display.html, /<img src="https:\/\/t\.example\/p\.gif"/);
+  assert.doesNotMatch(all[1].display.html, /script|onclick/);
+});
+
+test('check_library names line, column and field of every error', async () => {
+  const core = await loadCore();
+  const check = (text) => JSON.parse(core.check_library(text));
+  assert.deepEqual(check('{"quiver": 1, "templates": []}'), []);
+  const syntax = check('{"quiver": 1,\n "templates": [\n  {"id": "a",, }]}');
+  assert.equal(syntax.length, 1);
+  assert.deepEqual([syntax[0].line, syntax[0].column, syntax[0].field], [3, 14, '']);
+  const long = 'x'.repeat(1025);
+  const text = [
+    '{"quiver": 1, "templates": [',
+    '  {"id": "a", "title": "A", "parts": [{"type": "video", "url": "https://e.x/v"}]},',
+    `  {"id": "b", "title": "${long}", "parts": [{"type": "text", "text": "x"}]},`,
+    '  {"id": "c", "title": "C", "parts": [{"type": "image", "url": "javascript:alert(1)"}]}',
+    ']}',
+  ].join('\n');
+  const errs = check(text);
+  assert.deepEqual(errs.map((e) => [e.line, e.column, e.field]), [
+    [2, 48, 'templates[0].parts[0].type'],
+    [3, 24, 'templates[1].title'],
+    [4, 64, 'templates[2].parts[0].url'],
+  ]);
+  assert.match(errs[0].message, /unknown variant `video`/);
+  assert.match(errs[1].message, /more than the limit of 1024/);
+});
+
+test('part_schema lists every kind with its fields and caps', async () => {
+  const core = await loadCore();
+  const s = JSON.parse(core.part_schema());
+  assert.deepEqual(s.kinds.map((k) => k.kind), ['text', 'rich', 'image', 'news', 'product', 'miniprogram']);
+  const product = s.kinds.find((k) => k.kind === 'product');
+  assert.deepEqual(product.fields.map((f) => [f.name, f.input, f.required]),
+    [['name', 'text', true], ['url', 'url_or_page', false], ['image', 'url', true], ['segments', 'list', false]]);
+  assert.equal(product.fields[0].max_bytes, s.limits.label_bytes);
+  assert.deepEqual(s.kinds.find((k) => k.kind === 'image').one_of, ['url', 'media_id']);
+});
+
+test('Reassembler joins chunked replies and refuses broken ones', async () => {
+  const core = await loadCore();
+  const whole = JSON.stringify({ id: 7, result: { text: 'héllo '.repeat(10) } });
+  const chunk = (id, seq, total, data) => JSON.stringify({ id, chunk: { seq, total, data } });
+  const r = new core.Reassembler();
+  assert.equal(r.push(chunk(7, 1, 2, whole.slice(20))), undefined);
+  assert.equal(r.pending, 1);
+  assert.deepEqual(JSON.parse(r.push(chunk(7, 0, 2, whole.slice(0, 20)))), JSON.parse(whole));
+  assert.equal(r.pending, 0);
+  assert.throws(() => r.push(chunk(8, 3, 2, 'x')), (e) => e.code === 'internal' && /impossible/.test(e.message));
+  assert.throws(() => r.push(chunk(9, 0, 1, whole)), (e) => e.code === 'internal' && /not a reply to request 9/.test(e.message));
+  assert.equal(r.push(chunk(10, 0, 2, 'x')), undefined);
+  r.forget('10');
+  assert.equal(r.pending, 0);
+  r.free();
+});

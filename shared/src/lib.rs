@@ -11,9 +11,11 @@ pub mod links;
 #[cfg(feature = "server")]
 pub mod meter;
 pub mod model;
+pub mod preview;
 pub mod proto;
 pub mod render;
 pub mod sanitize;
+pub mod schema;
 pub mod search;
 pub mod sobot;
 pub mod wechat;

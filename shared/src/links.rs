@@ -28,7 +28,7 @@
 //! placeholder is the whole field; docs/templates.md states the rule.
 
 use crate::model::Part;
-use crate::render::{placeholders, render_text_escaped, Context, Refusal, RefusalCode};
+use crate::render::{fill_text, placeholders, Context, OnMissing, Refusal, RefusalCode};
 
 /// The grammar a link field follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -378,14 +378,36 @@ pub fn fill(
     required: &[&str],
     field: &str,
 ) -> Result<String, Refusal> {
+    fill_with(kind, template, ctx, required, field, &mut |_, refusal| {
+        Err(refusal)
+    })
+}
+
+/// [`fill`] with the treatment of a missing value left to `missing` (see
+/// [`crate::render::fill_text`]); what it returns is inserted as written, and the result is
+/// checked as any other.
+pub fn fill_with(
+    kind: LinkKind,
+    template: &str,
+    ctx: &Context,
+    required: &[&str],
+    field: &str,
+    missing: &mut OnMissing<'_>,
+) -> Result<String, Refusal> {
     let whole = whole_placeholder(template);
-    let out = render_text_escaped(template, ctx, required, &mut |_, value, _| {
-        Ok(if whole {
-            value.to_string()
-        } else {
-            encode_component(value)
-        })
-    })?;
+    let out = fill_text(
+        template,
+        ctx,
+        required,
+        &mut |_, value, _| {
+            Ok(if whole {
+                value.to_string()
+            } else {
+                encode_component(value)
+            })
+        },
+        missing,
+    )?;
     if !out.is_empty() {
         kind.check(&out).map_err(|e| {
             Refusal::new(

@@ -371,6 +371,59 @@ impl Part {
         }
     }
 
+    /// Calls `f` with the name and value of every text field of the part and of its fallback
+    /// chain, in declaration order (articles and segments in order), for what reads every
+    /// placeholder ([`crate::render::variables`]).
+    pub fn each_text(&self, f: &mut dyn FnMut(&'static str, &str)) {
+        let opt = |f: &mut dyn FnMut(&'static str, &str), name, v: &Option<String>| {
+            if let Some(v) = v {
+                f(name, v);
+            }
+        };
+        match self {
+            Part::Text { text, .. } => f("text", text),
+            Part::Rich { html, .. } => f("html", html),
+            Part::Image { url, media_id, .. } => {
+                opt(f, "url", url);
+                opt(f, "media_id", media_id);
+            }
+            Part::News { articles, .. } => {
+                for a in articles {
+                    f("title", &a.title);
+                    f("digest", &a.digest);
+                    f("cover", &a.cover);
+                    f("url", &a.url);
+                }
+            }
+            Part::Product {
+                name,
+                url,
+                image,
+                segments,
+                ..
+            } => {
+                f("name", name);
+                opt(f, "url", url);
+                f("image", image);
+                for s in segments {
+                    f("text", &s.text);
+                }
+            }
+            Part::Miniprogram(m) => {
+                f("title", &m.title);
+                f("pagepath", &m.pagepath);
+                opt(f, "thumb_media_id", &m.thumb_media_id);
+                opt(f, "pic_url", &m.pic_url);
+                opt(f, "name", &m.name);
+                opt(f, "avatar", &m.avatar);
+                opt(f, "thumb_url", &m.thumb_url);
+            }
+        }
+        if let Some(fb) = self.fallback() {
+            fb.each_text(f);
+        }
+    }
+
     /// The fallback part, if one is named.
     pub fn fallback(&self) -> Option<&Part> {
         match self {
@@ -462,6 +515,166 @@ impl Library {
             }
         }
         Ok(lib)
+    }
+}
+
+impl Library {
+    /// Every error of a library file that can be found, each located as [`Library::from_json`]
+    /// locates its one: a syntax error alone (nothing after it can be read); otherwise every
+    /// unknown or mistyped field of the file and of each template (one per template: serde stops
+    /// there), then the format version, then every fault of each template that did parse
+    /// ([`Template::faults`]: empty fields, caps, links) and every duplicate id. The first is the
+    /// error the importer reports. Empty when the file imports.
+    pub fn check_all(text: &str) -> Vec<ImportError> {
+        use serde::de::Error as _;
+        use serde_json::value::RawValue;
+        // Read without `from_json`: its path-tracked copy of every deserializer of the library
+        // would cost the wasm core a tenth of its size (docs/benchmarks.md). Each value is read
+        // from its own text in the file (`RawValue`), so keys keep their order (a part's `type`
+        // first) and positions are the file's. The vectors hold the first error to be the
+        // importer's (a syntax error names no field).
+        let file: Vec<(String, &RawValue)> = match serde_json::from_str::<RawMap>(text) {
+            Ok(RawMap(file)) => file,
+            Err(e) => {
+                return vec![ImportError {
+                    line: e.line(),
+                    column: e.column(),
+                    field: String::new(),
+                    message: strip_position(&e.to_string()),
+                }]
+            }
+        };
+        // (line, column) in the file of a position given inside `raw`
+        let shift = |raw: &RawValue, (line, column): (usize, usize)| {
+            let start = raw.get().as_ptr() as usize - text.as_ptr() as usize;
+            let before = &text[..start];
+            let first_line = before.matches('\n').count() + 1;
+            let first_col = before.rsplit('\n').next().map_or(0, |l| l.chars().count());
+            if line <= 1 {
+                (first_line, first_col + column)
+            } else {
+                (first_line + line - 1, column)
+            }
+        };
+        let at = |field: String, message: String, fallback: (usize, usize)| {
+            ImportError::located(text, field, message, fallback)
+        };
+        let mut parse = vec![];
+        let mut after = vec![];
+        let mut format = None;
+        let mut templates = vec![];
+        let mut has_templates = false;
+        for (k, raw) in &file {
+            let err_at = |e: &serde_json::Error| shift(raw, (e.line(), e.column()));
+            match k.as_str() {
+                "quiver" => match serde_json::from_str::<u32>(raw.get()) {
+                    Ok(n) => format = Some(n),
+                    Err(e) => parse.push(at(
+                        "quiver".into(),
+                        strip_position(&e.to_string()),
+                        err_at(&e),
+                    )),
+                },
+                "templates" => {
+                    has_templates = true;
+                    let list = match serde_json::from_str::<Vec<&RawValue>>(raw.get()) {
+                        Ok(list) => list,
+                        Err(e) => {
+                            parse.push(at(
+                                "templates".into(),
+                                strip_position(&e.to_string()),
+                                err_at(&e),
+                            ));
+                            continue;
+                        }
+                    };
+                    for (i, one) in list.into_iter().enumerate() {
+                        let de = &mut serde_json::Deserializer::from_str(one.get());
+                        match serde_path_to_error::deserialize::<_, Template>(de) {
+                            Ok(t) => templates.push((i, t)),
+                            Err(e) => {
+                                let path = e.path().to_string();
+                                let field = match path.as_str() {
+                                    "." => format!("templates[{i}]"),
+                                    p if p.starts_with('[') => format!("templates[{i}]{p}"),
+                                    p => format!("templates[{i}].{p}"),
+                                };
+                                let inner = e.into_inner();
+                                let pos = shift(one, (inner.line(), inner.column()));
+                                parse.push(at(field, strip_position(&inner.to_string()), pos));
+                            }
+                        }
+                    }
+                }
+                other => parse.push(at(
+                    other.to_string(),
+                    serde_json::Error::unknown_field(other, &["quiver", "templates"]).to_string(),
+                    (0, 0),
+                )),
+            }
+        }
+        if !has_templates {
+            after.push(at(
+                String::new(),
+                "missing field `templates`".into(),
+                (0, 0),
+            ));
+        }
+        match format {
+            None if !file.iter().any(|(k, _)| k == "quiver") => {
+                after.push(at(String::new(), "missing field `quiver`".into(), (0, 0)))
+            }
+            Some(n) if n != LIBRARY_FORMAT => after.push(at(
+                "quiver".into(),
+                format!("library format {n} is not supported (this build reads {LIBRARY_FORMAT})"),
+                (0, 0),
+            )),
+            _ => {}
+        }
+        parse.sort_by_key(|e| (e.line, e.column));
+        let mut seen = std::collections::HashSet::new();
+        for (i, t) in &templates {
+            for (field, message) in t.faults() {
+                let sep = if field.is_empty() { "" } else { "." };
+                after.push(at(format!("templates[{i}]{sep}{field}"), message, (0, 0)));
+            }
+            if !seen.insert(t.id.as_str()) {
+                after.push(at(
+                    format!("templates[{i}].id"),
+                    format!("duplicate template id {:?}", t.id),
+                    (0, 0),
+                ));
+            }
+        }
+        let mut all = parse;
+        all.extend(after);
+        all
+    }
+}
+
+/// The members of a JSON object in the file's order, each as its own text.
+struct RawMap<'a>(Vec<(String, &'a serde_json::value::RawValue)>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for RawMap<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawMap<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a library: {\"quiver\": 1, \"templates\": [...]}")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<RawMap<'de>, A::Error> {
+                let mut out = vec![];
+                while let Some(kv) = m.next_entry()? {
+                    out.push(kv);
+                }
+                Ok(RawMap(out))
+            }
+        }
+        d.deserialize_map(V)
     }
 }
 
@@ -679,55 +892,80 @@ impl std::io::Write for ByteCount {
 
 impl Template {
     /// Checks that serde cannot express, and the caps of [`limits`]. Returns the field
-    /// (relative to the template) and why.
+    /// (relative to the template) and why: the first of [`Template::faults`].
     pub fn check(&self) -> Result<(), (String, String)> {
+        match self.faults().into_iter().next() {
+            Some(f) => Err(f),
+            None => Ok(()),
+        }
+    }
+
+    /// Every fault [`Template::check`] finds, in the order it finds them (at most one per part
+    /// in a fallback chain's link grammar; the size of the whole template last).
+    pub fn faults(&self) -> Vec<(String, String)> {
         use limits::*;
+        let mut out = vec![];
+        let mut e = |r: Result<(), (String, String)>| {
+            if let Err(f) = r {
+                out.push(f);
+            }
+        };
         if self.id.trim().is_empty() {
-            return Err(("id".into(), "template id is empty".into()));
+            e(Err(("id".into(), "template id is empty".into())));
         }
-        cap("id", &self.id, LABEL)?;
+        e(cap("id", &self.id, LABEL));
         if self.title.trim().is_empty() {
-            return Err(("title".into(), "title is empty".into()));
+            e(Err(("title".into(), "title is empty".into())));
         }
-        cap("title", &self.title, LABEL)?;
-        cap("folder", &self.folder, LABEL)?;
-        cap_opt("shortcut", &self.shortcut, LABEL)?;
-        cap_list("tags", &self.tags, TAGS, "tags")?;
+        e(cap("title", &self.title, LABEL));
+        e(cap("folder", &self.folder, LABEL));
+        e(cap_opt("shortcut", &self.shortcut, LABEL));
+        e(cap_list("tags", &self.tags, TAGS, "tags"));
         for (i, tag) in self.tags.iter().enumerate() {
             if tag.trim().is_empty() {
-                return Err((format!("tags[{i}]"), "tag is empty".into()));
+                e(Err((format!("tags[{i}]"), "tag is empty".into())));
             }
-            cap(format!("tags[{i}]"), tag, LABEL)?;
+            e(cap(format!("tags[{i}]"), tag, LABEL));
         }
         if self.parts.is_empty() {
-            return Err(("parts".into(), "a template needs at least one part".into()));
+            e(Err((
+                "parts".into(),
+                "a template needs at least one part".into(),
+            )));
         }
-        cap_list("parts", &self.parts, PARTS, "parts")?;
-        cap_list("variables", &self.variables, VARIABLES, "variables")?;
+        e(cap_list("parts", &self.parts, PARTS, "parts"));
+        e(cap_list(
+            "variables",
+            &self.variables,
+            VARIABLES,
+            "variables",
+        ));
         for (i, v) in self.variables.iter().enumerate() {
             if !crate::render::valid_name(&v.name) {
-                return Err((
+                e(Err((
                     format!("variables[{i}].name"),
                     format!("invalid variable name {:?}", truncate(&v.name, 100)),
-                ));
+                )));
             }
-            cap(format!("variables[{i}].name"), &v.name, LABEL)?;
-            cap_opt(&format!("variables[{i}].label"), &v.label, LABEL)?;
+            e(cap(format!("variables[{i}].name"), &v.name, LABEL));
+            e(cap_opt(&format!("variables[{i}].label"), &v.label, LABEL));
         }
         for (i, p) in self.parts.iter().enumerate() {
-            p.check(0).map_err(|(f, m)| (format!("parts[{i}]{f}"), m))?;
+            for (f, m) in p.faults(0) {
+                e(Err((format!("parts[{i}]{f}"), m)));
+            }
         }
         let size = self.serialized_len();
         if size > TEMPLATE_BYTES {
-            return Err((
+            e(Err((
                 String::new(),
                 format!(
                     "the template is {size} bytes of JSON, more than the limit of \
                      {TEMPLATE_BYTES} (control characters count as 6)"
                 ),
-            ));
+            )));
         }
-        Ok(())
+        out
     }
 
     /// The length of the template as compact JSON (the form the store keeps and replies carry).
@@ -741,9 +979,16 @@ impl Template {
 }
 
 impl Part {
-    /// Checks a part at `depth` fallbacks below a template's part.
-    fn check(&self, depth: usize) -> Result<(), (String, String)> {
+    /// Every fault of a part at `depth` fallbacks below a template's part: the field (relative
+    /// to the part, `.text`) and why.
+    fn faults(&self, depth: usize) -> Vec<(String, String)> {
         use limits::*;
+        let mut out = vec![];
+        let mut e = |r: Result<(), (String, String)>| {
+            if let Err(f) = r {
+                out.push(f);
+            }
+        };
         let need = |ok: bool, field: &str, msg: &str| {
             if ok {
                 Ok(())
@@ -753,41 +998,44 @@ impl Part {
         };
         match self {
             Part::Text { text, .. } => {
-                need(!text.is_empty(), "text", "text is empty")?;
-                cap(".text", text, BODY)?;
+                e(need(!text.is_empty(), "text", "text is empty"));
+                e(cap(".text", text, BODY));
             }
             Part::Rich { html, .. } => {
-                need(!html.trim().is_empty(), "html", "html is empty")?;
-                cap(".html", html, BODY)?;
+                e(need(!html.trim().is_empty(), "html", "html is empty"));
+                e(cap(".html", html, BODY));
             }
             Part::Image { url, media_id, .. } => {
-                need(
+                e(need(
                     url.as_deref().is_some_and(|u| !u.is_empty())
                         || media_id.as_deref().is_some_and(|m| !m.is_empty()),
                     "url",
                     "an image needs a url or a media_id",
-                )?;
-                cap_opt(".url", url, URL)?;
-                cap_opt(".media_id", media_id, LABEL)?;
+                ));
+                e(cap_opt(".url", url, URL));
+                e(cap_opt(".media_id", media_id, LABEL));
             }
             Part::News { articles, .. } => {
-                need(
+                e(need(
                     !articles.is_empty(),
                     "articles",
                     "a news part needs at least one article",
-                )?;
-                cap_list(".articles", articles, ARTICLES, "articles")?;
+                ));
+                e(cap_list(".articles", articles, ARTICLES, "articles"));
                 for (i, a) in articles.iter().enumerate() {
                     if a.title.is_empty() {
-                        return Err((format!(".articles[{i}].title"), "title is empty".into()));
+                        e(Err((
+                            format!(".articles[{i}].title"),
+                            "title is empty".into(),
+                        )));
                     }
                     if a.url.is_empty() {
-                        return Err((format!(".articles[{i}].url"), "url is empty".into()));
+                        e(Err((format!(".articles[{i}].url"), "url is empty".into())));
                     }
-                    cap(format!(".articles[{i}].title"), &a.title, LABEL)?;
-                    cap(format!(".articles[{i}].digest"), &a.digest, LABEL)?;
-                    cap(format!(".articles[{i}].cover"), &a.cover, URL)?;
-                    cap(format!(".articles[{i}].url"), &a.url, URL)?;
+                    e(cap(format!(".articles[{i}].title"), &a.title, LABEL));
+                    e(cap(format!(".articles[{i}].digest"), &a.digest, LABEL));
+                    e(cap(format!(".articles[{i}].cover"), &a.cover, URL));
+                    e(cap(format!(".articles[{i}].url"), &a.url, URL));
                 }
             }
             Part::Product {
@@ -797,52 +1045,58 @@ impl Part {
                 segments,
                 ..
             } => {
-                need(!name.is_empty(), "name", "product name is empty")?;
-                need(!image.is_empty(), "image", "product image is empty")?;
-                cap(".name", name, LABEL)?;
-                cap_opt(".url", url, URL)?;
-                cap(".image", image, URL)?;
-                cap_list(".segments", segments, SEGMENTS, "segments")?;
+                e(need(!name.is_empty(), "name", "product name is empty"));
+                e(need(!image.is_empty(), "image", "product image is empty"));
+                e(cap(".name", name, LABEL));
+                e(cap_opt(".url", url, URL));
+                e(cap(".image", image, URL));
+                e(cap_list(".segments", segments, SEGMENTS, "segments"));
                 for (i, s) in segments.iter().enumerate() {
-                    cap(format!(".segments[{i}].text"), &s.text, LABEL)?;
+                    e(cap(format!(".segments[{i}].text"), &s.text, LABEL));
                     if let Some(c) = &s.color {
                         if !valid_color(c) {
-                            return Err((
+                            e(Err((
                                 format!(".segments[{i}].color"),
                                 format!("{:?} is not a #RGB or #RRGGBB colour", truncate(c, 100)),
-                            ));
+                            )));
                         }
                     }
                 }
             }
             Part::Miniprogram(m) => {
-                need(!m.title.is_empty(), "title", "mini-program title is empty")?;
-                need(
+                e(need(
+                    !m.title.is_empty(),
+                    "title",
+                    "mini-program title is empty",
+                ));
+                e(need(
                     !m.pagepath.is_empty(),
                     "pagepath",
                     "mini-program pagepath is empty",
-                )?;
-                cap(".title", &m.title, LABEL)?;
-                cap(".pagepath", &m.pagepath, URL)?;
-                cap_opt(".thumb_media_id", &m.thumb_media_id, LABEL)?;
-                cap_opt(".pic_url", &m.pic_url, URL)?;
-                cap_opt(".name", &m.name, LABEL)?;
-                cap_opt(".avatar", &m.avatar, URL)?;
-                cap_opt(".thumb_url", &m.thumb_url, URL)?;
+                ));
+                e(cap(".title", &m.title, LABEL));
+                e(cap(".pagepath", &m.pagepath, URL));
+                e(cap_opt(".thumb_media_id", &m.thumb_media_id, LABEL));
+                e(cap_opt(".pic_url", &m.pic_url, URL));
+                e(cap_opt(".name", &m.name, LABEL));
+                e(cap_opt(".avatar", &m.avatar, URL));
+                e(cap_opt(".thumb_url", &m.thumb_url, URL));
             }
         }
-        crate::links::check_part(self)?;
+        e(crate::links::check_part(self));
         if let Some(f) = self.fallback() {
             if depth >= FALLBACK_DEPTH {
-                return Err((
+                e(Err((
                     ".fallback".into(),
                     format!("more than {FALLBACK_DEPTH} fallbacks in a chain"),
-                ));
+                )));
+            } else {
+                for (field, m) in f.faults(depth + 1) {
+                    e(Err((format!(".fallback{field}"), m)));
+                }
             }
-            f.check(depth + 1)
-                .map_err(|(field, m)| (format!(".fallback{field}"), m))?;
         }
-        Ok(())
+        out
     }
 }
 
@@ -973,6 +1227,102 @@ mod tests {
         let (field, msg) = t.check().unwrap_err();
         assert_eq!(field, "");
         assert!(msg.contains("bytes of JSON"), "{msg}");
+    }
+}
+
+#[cfg(test)]
+mod check_all_tests {
+    use super::*;
+
+    fn found(text: &str) -> Vec<(usize, usize, String)> {
+        Library::check_all(text)
+            .into_iter()
+            .map(|e| (e.line, e.column, e.field))
+            .collect()
+    }
+
+    #[test]
+    fn a_syntax_error_is_the_only_one() {
+        let text = "{\"quiver\": 1,\n \"templates\": [\n  {\"id\": \"a\",, }]}";
+        let all = Library::check_all(text);
+        assert_eq!(all.len(), 1);
+        assert_eq!((all[0].line, all[0].column), (3, 14));
+        // where the importer says it was reading is no field of the file: not named
+        let importer = Library::from_json(text).unwrap_err();
+        assert_eq!(importer.field, "templates[0].?");
+        assert_eq!(
+            all[0],
+            ImportError {
+                field: String::new(),
+                ..importer
+            }
+        );
+    }
+
+    /// Every broken template is named, at its own line and field, with the cap and link faults
+    /// of templates that did parse.
+    #[test]
+    fn every_error_of_a_file_with_many() {
+        let long = "x".repeat(limits::LABEL + 1);
+        let text = format!(
+            r#"{{"quiver": 1, "extra": true,
+"templates": [
+  {{"id": "a", "title": "{long}", "parts": [{{"type": "text", "text": "x"}}]}},
+  {{"id": "b", "title": "B", "parts": [{{"type": "video", "url": "https://e.x/v"}}]}},
+  {{"id": "c", "title": "C", "parts": [
+      {{"type": "image", "url": "javascript:alert(1)"}},
+      {{"type": "news", "articles": [{{"title": "t", "url": "//e.x/a", "digest": "{long}"}}]}}]}},
+  {{"id": "a", "title": "A again", "parts": [{{"type": "text", "text": "y"}}],
+   "shortcut": 5}},
+  {{"id": "d", "title": "D", "parts": [{{"type": "text", "text": "z"}}]}}
+]}}"#
+        );
+        let all = Library::check_all(&text);
+        let got: Vec<(usize, &str)> = all.iter().map(|e| (e.line, e.field.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (1, "extra"),
+                (4, "templates[1].parts[0].type"),
+                (9, "templates[3].shortcut"),
+                (3, "templates[0].title"),
+                (6, "templates[2].parts[0].url"),
+                (7, "templates[2].parts[1].articles[0].digest"),
+                (7, "templates[2].parts[1].articles[0].url"),
+            ],
+            "{all:#?}"
+        );
+        // the first is what the importer reports
+        assert_eq!(all[0], Library::from_json(&text).unwrap_err());
+        assert!(
+            all[1].message.contains("unknown variant `video`"),
+            "{}",
+            all[1].message
+        );
+        assert!(
+            all[3].message.contains("more than the limit of 1024"),
+            "{}",
+            all[3].message
+        );
+        assert!(all[4].message.contains("javascript"), "{}", all[4].message);
+        assert_eq!((all[1].column, all[3].column, all[4].column), (48, 24, 32));
+    }
+
+    #[test]
+    fn duplicates_version_and_missing_fields() {
+        assert_eq!(found(r#"{"quiver": 1, "templates": []}"#), []);
+        let dup = "{\"quiver\": 2, \"templates\": [\n{\"id\": \"a\", \"title\": \"A\", \"parts\": [{\"type\": \"text\", \"text\": \"x\"}]},\n{\"id\": \"a\", \"title\": \"A\", \"parts\": [{\"type\": \"text\", \"text\": \"x\"}]}]}";
+        assert_eq!(
+            found(dup),
+            [
+                (1, 12, "quiver".to_string()),
+                (3, 8, "templates[1].id".to_string())
+            ]
+        );
+        let none = Library::check_all(r#"{"templates": 3}"#);
+        let fields: Vec<&str> = none.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["templates", ""], "{none:?}");
+        assert!(none[1].message.contains("missing field `quiver`"));
     }
 }
 

@@ -563,6 +563,11 @@ impl Reassembler {
             .map_err(|e| format!("reassembled reply is not JSON: {e}"))
     }
 
+    /// Drops the pieces received of the reply to `id` (a request given up on).
+    pub fn forget(&mut self, id: &Value) {
+        self.partial.remove(&id.to_string());
+    }
+
     /// Replies still incomplete.
     pub fn pending(&self) -> usize {
         self.partial.len()

@@ -109,40 +109,55 @@ pub fn render_text_escaped(
     required: &[&str],
     escape: &mut Escape<'_>,
 ) -> Result<String, Refusal> {
+    fill_text(text, ctx, required, escape, &mut |_, refusal| Err(refusal))
+}
+
+/// What a placeholder without a value becomes: given its name and the refusal the render makes
+/// there, either that refusal (the render) or the text to insert as written (the preview, which
+/// records the name and shows a hole).
+pub type OnMissing<'a> = dyn FnMut(&str, Refusal) -> Result<String, Refusal> + 'a;
+
+/// The one substitution loop over [`scan`]: [`render_text_escaped`] with the treatment of a
+/// missing value left to `missing`. Every other refusal (an unclosed placeholder, a bad name or
+/// format) stands.
+pub fn fill_text(
+    text: &str,
+    ctx: &Context,
+    required: &[&str],
+    escape: &mut Escape<'_>,
+    missing: &mut OnMissing<'_>,
+) -> Result<String, Refusal> {
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            return Err(Refusal::new(
-                RefusalCode::InvalidTemplate,
-                format!(
-                    "unclosed placeholder at byte {}: {:?}",
-                    text.len() - rest.len() + start,
-                    truncate(&rest[start..], 24)
-                ),
-            ));
+    for token in scan(text) {
+        let p = match token? {
+            Token::Text(t) => {
+                out.push_str(t);
+                continue;
+            }
+            Token::Placeholder(p) => p,
         };
-        let inner = &after[..end];
-        let (head, fallback) = match inner.split_once('|') {
-            Some((n, f)) => (n.trim(), Some(f.trim())),
-            None => (inner.trim(), None),
-        };
-        let (name, format) = match head.split_once(':') {
-            Some((n, f)) => (n.trim(), Some(f)),
-            None => (head, None),
-        };
+        let name = p.name;
         if !valid_name(name) {
             return Err(Refusal::new(
                 RefusalCode::InvalidTemplate,
-                format!("invalid variable name {name:?} in {{{{{inner}}}}}"),
+                format!(
+                    "invalid variable name {name:?} in {}",
+                    &text[p.start..p.end]
+                ),
             ));
         }
         let value = match builtin_format(name) {
-            Some(default_format) => Some(format_now(ctx, name, format.unwrap_or(default_format))?),
+            Some(default_format) => {
+                match format_now(ctx, name, p.format.unwrap_or(default_format))? {
+                    Ok(v) => Some(v),
+                    Err(no_clock) => {
+                        out.push_str(&missing(name, no_clock)?);
+                        continue;
+                    }
+                }
+            }
             None => {
-                if format.is_some() {
+                if p.format.is_some() {
                     return Err(Refusal::new(
                         RefusalCode::InvalidTemplate,
                         format!("variable {name} takes no format (only date, time, datetime, weekday do)"),
@@ -151,59 +166,172 @@ pub fn render_text_escaped(
                 ctx.get(name).filter(|v| !v.is_empty()).cloned()
             }
         };
-        match (value, fallback) {
+        let rest = &text[p.end..];
+        match (value, p.fallback) {
             (Some(v), _) => {
-                let e = escape(&out, &v, &after[end + 2..])?;
+                let e = escape(&out, &v, rest)?;
                 out.push_str(&e);
             }
             (None, _) if required.contains(&name) => {
-                return Err(Refusal::new(
+                let r = Refusal::new(
                     RefusalCode::MissingVariable,
                     format!("required variable {name} has no value"),
-                ))
+                );
+                out.push_str(&missing(name, r)?);
             }
             (None, Some(f)) => out.push_str(f),
             (None, None) => {
-                return Err(Refusal::new(
+                let r = Refusal::new(
                     RefusalCode::MissingVariable,
                     format!("variable {name} has no value and no fallback"),
-                ))
+                );
+                out.push_str(&missing(name, r)?);
             }
         }
-        rest = &after[end + 2..];
     }
-    out.push_str(rest);
     Ok(out)
 }
 
-/// A placeholder found in template text: its byte range (braces included) and its fallback.
+/// A placeholder found in template text: its byte range (braces included) and its parts,
+/// `{{ name:format | fallback }}` (name and fallback trimmed; the format as written).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Placeholder<'a> {
     pub start: usize,
     pub end: usize,
+    pub name: &'a str,
+    pub format: Option<&'a str>,
     pub fallback: Option<&'a str>,
+}
+
+/// A piece of template text as [`scan`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Token<'a> {
+    /// Text outside placeholders, as written.
+    Text(&'a str),
+    Placeholder(Placeholder<'a>),
+}
+
+/// The placeholder grammar, in one place: `{{` opens, the next `}}` closes; inside, the first `|`
+/// starts the fallback and, before it, the first `:` starts a date format. Yields the text and
+/// the placeholders in order; an unclosed `{{` yields an `invalid_template` refusal and ends the
+/// scan. The substitution ([`fill_text`]), the checks made when a template is accepted
+/// ([`placeholders`]) and the list of a template's variables ([`variables`]) all read through it.
+pub fn scan(text: &str) -> Scan<'_> {
+    Scan { text, at: 0 }
+}
+
+/// The iterator of [`scan`].
+#[derive(Debug, Clone)]
+pub struct Scan<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Iterator for Scan<'a> {
+    type Item = Result<Token<'a>, Refusal>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let text = self.text;
+        let rest = text.get(self.at..).filter(|r| !r.is_empty())?;
+        let Some(i) = rest.find("{{") else {
+            self.at = text.len();
+            return Some(Ok(Token::Text(rest)));
+        };
+        if i > 0 {
+            self.at += i;
+            return Some(Ok(Token::Text(&rest[..i])));
+        }
+        let start = self.at;
+        let Some(len) = text[start + 2..].find("}}") else {
+            self.at = text.len();
+            return Some(Err(Refusal::new(
+                RefusalCode::InvalidTemplate,
+                format!(
+                    "unclosed placeholder at byte {start}: {:?}",
+                    truncate(&text[start..], 24)
+                ),
+            )));
+        };
+        let inner = &text[start + 2..start + 2 + len];
+        let end = start + 2 + len + 2;
+        self.at = end;
+        let (head, fallback) = match inner.split_once('|') {
+            Some((n, f)) => (n.trim(), Some(f.trim())),
+            None => (inner.trim(), None),
+        };
+        let (name, format) = match head.split_once(':') {
+            Some((n, f)) => (n.trim(), Some(f)),
+            None => (head, None),
+        };
+        Some(Ok(Token::Placeholder(Placeholder {
+            start,
+            end,
+            name,
+            format,
+            fallback,
+        })))
+    }
 }
 
 /// The placeholders of `text`, as [`render_text_with`] reads them, up to an unclosed `{{` (which
 /// the render refuses). For checks made when a template is accepted.
 pub fn placeholders(text: &str) -> Vec<Placeholder<'_>> {
-    let mut found = vec![];
-    let mut at = 0;
-    while let Some(i) = text[at..].find("{{") {
-        let start = at + i;
-        let Some(len) = text[start + 2..].find("}}") else {
-            break;
-        };
-        let inner = &text[start + 2..start + 2 + len];
-        let end = start + 2 + len + 2;
-        found.push(Placeholder {
-            start,
-            end,
-            fallback: inner.split_once('|').map(|(_, f)| f.trim()),
+    scan(text)
+        .map_while(Result::ok)
+        .filter_map(|t| match t {
+            Token::Placeholder(p) => Some(p),
+            Token::Text(_) => None,
+        })
+        .collect()
+}
+
+/// True for the built-in date/time variables, which the clock fills (`now`, `tz`).
+pub fn is_builtin(name: &str) -> bool {
+    builtin_format(name).is_some()
+}
+
+/// A variable a template uses, for the fill-in form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VariableUse {
+    pub name: String,
+    pub label: Option<String>,
+    /// Declared required, or used somewhere without a `|fallback`: the send is refused without
+    /// a value.
+    pub required: bool,
+}
+
+/// The variables of `template`, in first-use order (declared ones first): every placeholder of
+/// every text field of every part and fallback, read by [`scan`] as the render reads them.
+/// Built-in date/time variables and invalid names (which the template check refuses) are left out.
+pub fn variables(template: &crate::model::Template) -> Vec<VariableUse> {
+    let mut out: Vec<VariableUse> = template
+        .variables
+        .iter()
+        .map(|v| VariableUse {
+            name: v.name.clone(),
+            label: v.label.clone(),
+            required: v.required,
+        })
+        .collect();
+    for part in &template.parts {
+        part.each_text(&mut |_, text| {
+            for p in placeholders(text) {
+                if is_builtin(p.name) || !valid_name(p.name) {
+                    continue;
+                }
+                let needs = p.fallback.is_none();
+                match out.iter_mut().find(|v| v.name == p.name) {
+                    Some(v) => v.required |= needs,
+                    None => out.push(VariableUse {
+                        name: p.name.to_string(),
+                        label: None,
+                        required: needs,
+                    }),
+                }
+            }
         });
-        at = end;
     }
-    found
+    out
 }
 
 fn builtin_format(name: &str) -> Option<&'static str> {
@@ -216,13 +344,15 @@ fn builtin_format(name: &str) -> Option<&'static str> {
     }
 }
 
-fn format_now(ctx: &Context, name: &str, format: &str) -> Result<String, Refusal> {
-    let now: i64 = ctx.get("now").and_then(|v| v.parse().ok()).ok_or_else(|| {
-        Refusal::new(
+/// The built-in `name` in `format` at the context's `now` and `tz`; the inner `Err` is the
+/// refusal for a context without the clock (a missing value), the outer one a bad format.
+fn format_now(ctx: &Context, name: &str, format: &str) -> Result<Result<String, Refusal>, Refusal> {
+    let Some(now) = ctx.get("now").and_then(|v| v.parse::<i64>().ok()) else {
+        return Ok(Err(Refusal::new(
             RefusalCode::MissingVariable,
             format!("{name} needs the current time (context value `now`, ms since the epoch)"),
-        )
-    })?;
+        )));
+    };
     let tz: i64 = ctx.get("tz").and_then(|v| v.parse().ok()).unwrap_or(0);
     let secs = now.div_euclid(1000) + tz * 60;
     let days = secs.div_euclid(86_400);
@@ -256,7 +386,7 @@ fn format_now(ctx: &Context, name: &str, format: &str) -> Result<String, Refusal
             }
         }
     }
-    Ok(out)
+    Ok(Ok(out))
 }
 
 fn truncate(s: &str, n: usize) -> &str {
@@ -316,6 +446,84 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.code, RefusalCode::MissingVariable);
         assert!(e.message.contains("required variable customer.name"));
+    }
+
+    #[test]
+    fn the_scanner_reads_every_form_once() {
+        let t = "a {{ x.y }} b {{date:%Y | now}} {{n|fb }}{{";
+        let toks: Vec<_> = scan(t).collect();
+        assert_eq!(toks[0], Ok(Token::Text("a ")));
+        let Ok(Token::Placeholder(p)) = toks[1] else {
+            panic!("{toks:?}")
+        };
+        assert_eq!((p.name, p.format, p.fallback), ("x.y", None, None));
+        assert_eq!(&t[p.start..p.end], "{{ x.y }}");
+        let Ok(Token::Placeholder(p)) = toks[3] else {
+            panic!("{toks:?}")
+        };
+        assert_eq!(
+            (p.name, p.format, p.fallback),
+            ("date", Some("%Y"), Some("now"))
+        );
+        let Ok(Token::Placeholder(p)) = toks[5] else {
+            panic!("{toks:?}")
+        };
+        assert_eq!((p.name, p.fallback), ("n", Some("fb")));
+        assert_eq!(
+            toks[6].as_ref().unwrap_err().code,
+            RefusalCode::InvalidTemplate
+        );
+        assert_eq!(toks.len(), 7);
+        assert_eq!(placeholders(t).len(), 3);
+    }
+
+    /// The variables list and the substitution read through one scanner: a variable listed as
+    /// required refuses the render of its own placeholders without a value, one listed as
+    /// optional does not.
+    #[test]
+    fn variables_agree_with_substitution() {
+        let t: crate::model::Template = serde_json::from_value(serde_json::json!({
+            "id": "t", "title": "T",
+            "variables": [{"name": "decl", "required": true}],
+            "parts": [{"type": "text", "text": "{{ a }} {{b|x}} {{date}} {{ c | y }}",
+                       "fallback": {"type": "text", "text": "{{d}} {{decl|z}}"}}]}))
+        .unwrap();
+        let vars = variables(&t);
+        let names: Vec<(&str, bool)> = vars.iter().map(|v| (v.name.as_str(), v.required)).collect();
+        assert_eq!(
+            names,
+            [
+                ("decl", true),
+                ("a", true),
+                ("b", false),
+                ("c", false),
+                ("d", true)
+            ]
+        );
+        let required: Vec<&str> = t
+            .variables
+            .iter()
+            .filter(|d| d.required)
+            .map(|d| d.name.as_str())
+            .collect();
+        let now = ctx(&[("now", "0")]);
+        let mut texts = vec![];
+        t.parts[0].each_text(&mut |_, s| texts.push(s.to_string()));
+        for v in &vars {
+            // each placeholder of `v` alone, as written in the template
+            let mine: Vec<String> = texts
+                .iter()
+                .flat_map(|s| {
+                    placeholders(s)
+                        .into_iter()
+                        .filter(|p| p.name == v.name)
+                        .map(|p| s[p.start..p.end].to_string())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let got = render_text_with(&mine.concat(), &now, &required);
+            assert_eq!(got.is_err(), v.required, "{} {got:?}", v.name);
+        }
     }
 
     #[test]

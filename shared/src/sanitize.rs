@@ -24,7 +24,7 @@
 //! the wasm core small (ammonia and html5ever were two thirds of it, docs/benchmarks.md).
 
 use crate::links;
-use crate::render::{placeholders, render_text_escaped, Context, Refusal, RefusalCode};
+use crate::render::{fill_text, placeholders, Context, OnMissing, Refusal, RefusalCode};
 use html5gum::emitters::callback::{Callback, CallbackEmitter, CallbackEvent};
 use html5gum::{Span, Tokenizer};
 
@@ -701,13 +701,30 @@ fn write(slot: Slot, value: &str) -> String {
 /// percent-encoded inside a link attribute unless it is the attribute's whole value. A
 /// placeholder inside a tag but outside an attribute value is refused (`invalid_template`).
 pub fn fill(html: &str, ctx: &Context, required: &[&str]) -> Result<String, Refusal> {
+    fill_with(html, ctx, required, &mut |_, refusal| Err(refusal))
+}
+
+/// [`fill`] with the treatment of a missing value left to `missing` (see
+/// [`crate::render::fill_text`]); what it returns is inserted as written.
+pub fn fill_with(
+    html: &str,
+    ctx: &Context,
+    required: &[&str],
+    missing: &mut OnMissing<'_>,
+) -> Result<String, Refusal> {
     let mut scanner = Scanner::new();
-    render_text_escaped(html, ctx, required, &mut |out, value, rest| {
-        let slot = scanner
-            .slot(out, rest)
-            .map_err(|e| Refusal::new(RefusalCode::InvalidTemplate, format!("html: {e}")))?;
-        Ok(write(slot, value))
-    })
+    fill_text(
+        html,
+        ctx,
+        required,
+        &mut |out, value, rest| {
+            let slot = scanner
+                .slot(out, rest)
+                .map_err(|e| Refusal::new(RefusalCode::InvalidTemplate, format!("html: {e}")))?;
+            Ok(write(slot, value))
+        },
+        missing,
+    )
 }
 
 /// Checks rich HTML as written in a template (when the template is accepted): every placeholder

@@ -23,6 +23,22 @@ fn run_import_case(case: &Value, lib: &Value) -> Result<(), String> {
         other => serde_json::to_string_pretty(other).map_err(|e| e.to_string())?,
     };
     let expect = &case["expect"];
+    // check_all, for the editor, reports the importer's error first (and nothing for a good file)
+    let all = Library::check_all(&text);
+    match (Library::from_json(&text), all.first()) {
+        (Ok(_), None) => {}
+        (Err(e), Some(first)) if &e == first => {}
+        // a syntax error: the importer names where it was reading, which is no field
+        (Err(e), Some(first))
+            if first.field.is_empty()
+                && (first.line, first.column, &first.message) == (e.line, e.column, &e.message) => {
+        }
+        (got, first) => return Err(format!("check_all first {first:?}, from_json {got:?}")),
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(twice) = all.iter().find(|e| !seen.insert((&e.field, &e.message))) {
+        return Err(format!("check_all reports {twice} twice"));
+    }
     match (
         Library::from_json(&text),
         expect.get("ok"),

@@ -12,7 +12,7 @@ pub mod wechat_mp;
 
 use crate::links::{self, LinkKind};
 use crate::model::{Article, MiniProgram, Part, Segment, Template};
-use crate::render::{render_text_with, Context, Refusal, RefusalCode};
+use crate::render::{fill_text, Context, Refusal, RefusalCode};
 use crate::sanitize;
 use serde::{Deserialize, Serialize};
 
@@ -196,6 +196,15 @@ pub fn supports(target: &Target, part: &Part) -> Result<(), Refusal> {
     }
 }
 
+/// The context values a platform's wire takes besides the template's placeholders (the send is
+/// refused without them): `customer.openid` (`touser`) for wechat-mp.
+pub fn context_needs(platform: Platform) -> &'static [&'static str] {
+    match platform {
+        Platform::WechatMp => &[wechat_mp::OPENID_VARIABLE],
+        Platform::Udesk | Platform::Sobot | Platform::WechatDkf => &[],
+    }
+}
+
 /// The first rendition in `part`'s fallback chain that the target can show.
 pub fn choose<'a>(target: &Target, part: &'a Part) -> Result<(&'a Part, bool), Refusal> {
     let mut current = part;
@@ -294,9 +303,38 @@ pub fn render_part(
 /// placeholder is the whole link ([`links::fill`]). Every non-empty link is then checked by its
 /// grammar ([`links`]) and refused with `invalid_value` naming the field.
 pub fn substitute(part: &Part, ctx: &Context, required: &[&str]) -> Result<Part, Refusal> {
-    let r = |s: &str| render_text_with(s, ctx, required);
+    substitute_with(part, ctx, required, &mut |_, refusal, _| Err(refusal))
+}
+
+/// What [`substitute_with`] does where a placeholder has no value: given the variable's name,
+/// the refusal the render makes there and whether the field is a link, either that refusal or
+/// the text to insert as written.
+pub type OnHole<'a> = dyn FnMut(&str, Refusal, bool) -> Result<String, Refusal> + 'a;
+
+/// [`substitute`] with the treatment of a missing value left to `missing`: the render refuses,
+/// the preview ([`crate::preview`]) records the name and leaves a hole.
+pub fn substitute_with(
+    part: &Part,
+    ctx: &Context,
+    required: &[&str],
+    missing: &mut OnHole<'_>,
+) -> Result<Part, Refusal> {
+    let missing = &std::cell::RefCell::new(missing);
+    // fresh closures per field over a shared borrow, so that the fillers below stay `Fn`
+    let hole = |link: bool| move |name: &str, r: Refusal| (missing.borrow_mut())(name, r, link);
+    let r = |s: &str| {
+        fill_text(
+            s,
+            ctx,
+            required,
+            &mut |_, v, _| Ok(v.to_string()),
+            &mut hole(false),
+        )
+    };
     let ro = |s: &Option<String>| s.as_deref().map(r).transpose();
-    let link = |kind: LinkKind, s: &str, field: &str| links::fill(kind, s, ctx, required, field);
+    let link = |kind: LinkKind, s: &str, field: &str| {
+        links::fill_with(kind, s, ctx, required, field, &mut hole(true))
+    };
     let link_opt = |kind: LinkKind, s: &Option<String>, field: &str| {
         s.as_deref().map(|s| link(kind, s, field)).transpose()
     };
@@ -306,7 +344,7 @@ pub fn substitute(part: &Part, ctx: &Context, required: &[&str]) -> Result<Part,
             fallback: None,
         },
         Part::Rich { html, .. } => Part::Rich {
-            html: sanitize::fill(html, ctx, required)?,
+            html: sanitize::fill_with(html, ctx, required, &mut hole(false))?,
             fallback: None,
         },
         Part::Image { url, media_id, .. } => Part::Image {

@@ -28,6 +28,7 @@
 
 use super::{field_required, to_json, Channel, PostAs, Target};
 use crate::model::Part;
+use crate::preview::{common_display, Display};
 use crate::render::{Context, Refusal, RefusalCode};
 use crate::sobot::WorkbenchContext;
 use serde::Serialize;
@@ -143,4 +144,20 @@ pub fn encode(target: &Target, part: &Part, _ctx: &Context) -> Result<(String, P
         },
     });
     Ok((wire, PostAs::Object))
+}
+
+/// What Sobot's wire carries of a filled part ([`crate::preview`]): the card's title, path,
+/// media id, and the workbench's name, avatar (`headimg`) and cover (`thumbUrl`); no `pic_url`.
+pub fn display(part: &Part) -> Display {
+    match part {
+        Part::Miniprogram(m) => Display::Miniprogram {
+            title: m.title.clone(),
+            pagepath: m.pagepath.clone(),
+            name: present(&m.name).map(str::to_string),
+            avatar: present(&m.avatar).map(str::to_string),
+            cover: present(&m.thumb_url).map(str::to_string),
+            media_id: present(&m.thumb_media_id).map(str::to_string),
+        },
+        other => common_display(other),
+    }
 }

@@ -8,6 +8,7 @@
 
 use super::{field_required, to_json, Channel, PostAs, Target};
 use crate::model::Part;
+use crate::preview::{common_display, present, Display};
 use crate::render::{Context, Refusal, RefusalCode};
 use crate::sanitize;
 use serde::Serialize;
@@ -194,4 +195,20 @@ pub fn encode(_target: &Target, part: &Part, _ctx: &Context) -> Result<(String, 
 /// ([`crate::links`]): `javascript:…` is neither a web link nor a path.
 pub fn is_miniprogram_path(url: &str) -> bool {
     crate::links::is_miniprogram_path(url)
+}
+
+/// What Udesk's wire carries of a filled part ([`crate::preview`]): a mini-program card's title,
+/// path, `thumb_media_id` and `pic_url` (no name or avatar); the rest as written.
+pub fn display(part: &Part) -> Display {
+    match part {
+        Part::Miniprogram(m) => Display::Miniprogram {
+            title: m.title.clone(),
+            pagepath: m.pagepath.clone(),
+            name: None,
+            avatar: None,
+            cover: present(&m.pic_url),
+            media_id: present(&m.thumb_media_id),
+        },
+        other => common_display(other),
+    }
 }

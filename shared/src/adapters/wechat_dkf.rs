@@ -25,6 +25,7 @@
 
 use super::{field_required, to_json, PostAs, Target};
 use crate::model::Part;
+use crate::preview::{common_display, present, Display};
 use crate::render::{Context, Refusal, RefusalCode};
 use crate::wechat::dkf::{TYPE_IMAGE, TYPE_NEWS, TYPE_TEXT};
 use serde::Serialize;
@@ -193,4 +194,15 @@ pub fn encode(target: &Target, part: &Part, _ctx: &Context) -> Result<(String, P
         },
     });
     Ok((wire, PostAs::PutMsg))
+}
+
+/// What `PutMsg` carries of a filled part ([`crate::preview`]): an image by its URL only.
+pub fn display(part: &Part) -> Display {
+    match part {
+        Part::Image { url, .. } => Display::Image {
+            url: present(url),
+            media_id: None,
+        },
+        other => common_display(other),
+    }
 }

@@ -26,6 +26,7 @@
 
 use super::{field_required, to_json, PostAs, Target};
 use crate::model::Part;
+use crate::preview::{common_display, present, Display};
 use crate::render::{Context, Refusal, RefusalCode};
 use serde::Serialize;
 
@@ -215,4 +216,24 @@ pub fn encode(_target: &Target, part: &Part, ctx: &Context) -> Result<(String, P
         Part::Rich { .. } | Part::Product { .. } => return Err(no_form(part)),
     }
     Ok((to_json(&send), PostAs::HttpBody))
+}
+
+/// What the customer-service message carries of a filled part ([`crate::preview`]): an image by
+/// its media id only; a card's title, path and media id (no picture URL, name or avatar).
+pub fn display(part: &Part) -> Display {
+    match part {
+        Part::Image { media_id, .. } => Display::Image {
+            url: None,
+            media_id: present(media_id),
+        },
+        Part::Miniprogram(m) => Display::Miniprogram {
+            title: m.title.clone(),
+            pagepath: m.pagepath.clone(),
+            name: None,
+            avatar: None,
+            cover: None,
+            media_id: present(&m.thumb_media_id),
+        },
+        other => common_display(other),
+    }
 }

@@ -57,7 +57,7 @@ use std::hash::Hasher;
 
 use crate::model::Template;
 
-pub use text::parts_text;
+pub use text::{html_text, parts_text};
 
 /// Where a query matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -70,7 +70,7 @@ pub fn parts_text(parts: &[Part]) -> String {
 fn part_text(part: &Part, out: &mut String) {
     match part {
         Part::Text { text, .. } => push_text(text, out),
-        Part::Rich { html, .. } => push_text(&strip_html(html), out),
+        Part::Rich { html, .. } => push_text(&html_text(html), out),
         Part::Image { .. } => {}
         Part::News { articles, .. } => {
             for a in articles {
@@ -106,33 +106,29 @@ fn push_text(s: &str, out: &mut String) {
     strip_placeholders(s, out);
 }
 
-/// `{{name|fallback}}` -> `fallback`; `{{name}}` and `{{date:%Y}}` -> nothing. An unclosed
-/// `{{` is kept as written.
+/// `{{name|fallback}}` -> `fallback`; `{{name}}` and `{{date:%Y}}` -> nothing (read by the
+/// render's scanner, [`crate::render::scan`]). An unclosed `{{` is kept as written.
 fn strip_placeholders(s: &str, out: &mut String) {
-    let mut rest = s;
-    while let Some(open) = rest.find("{{") {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 2..];
-        match after.find("}}") {
-            Some(close) => {
-                let inner = &after[..close];
-                if let Some(bar) = inner.find('|') {
-                    out.push_str(&inner[bar + 1..]);
-                }
-                rest = &after[close + 2..];
+    use crate::render::Token;
+    let mut at = 0;
+    for token in crate::render::scan(s) {
+        match token {
+            Ok(Token::Text(t)) => {
+                out.push_str(t);
+                at += t.len();
             }
-            None => {
-                out.push_str(&rest[open..]);
-                return;
+            Ok(Token::Placeholder(p)) => {
+                out.push_str(p.fallback.unwrap_or(""));
+                at = p.end;
             }
+            Err(_) => out.push_str(&s[at..]),
         }
     }
-    out.push_str(rest);
 }
 
 /// Text content of sanitizer-bound HTML, good enough for search: tags dropped (block tags become
 /// spaces so words do not glue), the common entities decoded.
-fn strip_html(html: &str) -> String {
+pub fn html_text(html: &str) -> String {
     let mut out = String::with_capacity(html.len());
     let mut rest = html;
     while let Some(lt) = rest.find('<') {
