@@ -360,11 +360,15 @@ fn a_connection_that_never_says_hello_is_closed() {
         }
     });
     assert!(closed, "a silent connection stayed open for 40 s");
-    assert!(
-        sb.daemon_log().contains("no hello within 10 s"),
-        "{}",
-        sb.daemon_log()
-    );
+    // the daemon logs the reason after the socket is dropped: give the line time to land
+    let logged = (0..50).any(|_| {
+        let found = sb.daemon_log().contains("no hello within 10 s");
+        if !found {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        found
+    });
+    assert!(logged, "{}", sb.daemon_log());
     // a real client is served as ever
     assert!(sb.connect().ok("templates.list", json!({}))["templates"].is_array());
     assert!(sb.stop_daemon().status.success());
