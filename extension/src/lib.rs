@@ -143,10 +143,10 @@ pub fn variables(template_json: &str) -> Result<String, JsValue> {
     variables_json(template_json).map_err(to_js_error)
 }
 
-/// [`variables`] without the JS error conversion: `quiver_shared::render::variables`.
+/// [`variables`] without the JS error conversion: `quiver_shared::model::variables`.
 pub fn variables_json(template_json: &str) -> Result<String, CoreError> {
     let template = parse_template(template_json)?;
-    to_json(&quiver_shared::render::variables(&template))
+    to_json(&quiver_shared::model::variables(&template))
 }
 
 /// JSON text of a value of the core's own types (cannot fail for them; `internal` if it did).

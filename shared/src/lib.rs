@@ -6,12 +6,13 @@
 pub mod adapters;
 pub mod date;
 pub mod frame;
+mod json;
 pub mod jsonpos;
 pub mod links;
 #[cfg(feature = "server")]
 pub mod meter;
 pub mod model;
-pub mod preview;
+pub use adapters::preview;
 pub mod proto;
 pub mod render;
 pub mod sanitize;

@@ -27,7 +27,6 @@
 //! Values substituted into a link field (see [`fill`]) are percent-encoded, unless the
 //! placeholder is the whole field; docs/templates.md states the rule.
 
-use crate::model::Part;
 use crate::render::{fill_text, placeholders, Context, OnMissing, Refusal, RefusalCode};
 
 /// The grammar a link field follows.
@@ -424,42 +423,6 @@ fn quote(s: &str) -> String {
     match s.char_indices().nth(120) {
         Some((i, _)) => format!("{:?}…", &s[..i]),
         None => format!("{s:?}"),
-    }
-}
-
-/// Checks every link field of `part` (not its fallback) as written in the template. Returns the
-/// field (`.articles[1].cover`, relative to the part) and why. Called by `Part::check`.
-pub fn check_part(part: &Part) -> Result<(), (String, String)> {
-    let at = |field: &str, kind: LinkKind, value: &str| {
-        check_template(kind, value).map_err(|e| (format!(".{field}"), e))
-    };
-    let opt = |field: &str, kind: LinkKind, value: &Option<String>| match value {
-        Some(v) => at(field, kind, v),
-        None => Ok(()),
-    };
-    match part {
-        Part::Text { .. } => Ok(()),
-        Part::Rich { html, .. } => {
-            crate::sanitize::check_template(html).map_err(|e| (".html".to_string(), e))
-        }
-        Part::Image { url, .. } => opt("url", LinkKind::Web, url),
-        Part::News { articles, .. } => {
-            for (i, a) in articles.iter().enumerate() {
-                at(&format!("articles[{i}].url"), LinkKind::Web, &a.url)?;
-                at(&format!("articles[{i}].cover"), LinkKind::Web, &a.cover)?;
-            }
-            Ok(())
-        }
-        Part::Product { url, image, .. } => {
-            opt("url", LinkKind::WebOrPage, url)?;
-            at("image", LinkKind::Web, image)
-        }
-        Part::Miniprogram(m) => {
-            at("pagepath", LinkKind::Page, &m.pagepath)?;
-            opt("pic_url", LinkKind::Web, &m.pic_url)?;
-            opt("avatar", LinkKind::Web, &m.avatar)?;
-            opt("thumb_url", LinkKind::Web, &m.thumb_url)
-        }
     }
 }
 

@@ -3,6 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::links::{self, LinkKind};
+use crate::render;
+
 /// The library file format version this build reads and writes.
 pub const LIBRARY_FORMAT: u32 = 1;
 
@@ -373,7 +376,7 @@ impl Part {
 
     /// Calls `f` with the name and value of every text field of the part and of its fallback
     /// chain, in declaration order (articles and segments in order), for what reads every
-    /// placeholder ([`crate::render::variables`]).
+    /// placeholder ([`variables`]).
     pub fn each_text(&self, f: &mut dyn FnMut(&'static str, &str)) {
         let opt = |f: &mut dyn FnMut(&'static str, &str), name, v: &Option<String>| {
             if let Some(v) = v {
@@ -1083,7 +1086,7 @@ impl Part {
                 e(cap_opt(".thumb_url", &m.thumb_url, URL));
             }
         }
-        e(crate::links::check_part(self));
+        e(check_links(self));
         if let Some(f) = self.fallback() {
             if depth >= FALLBACK_DEPTH {
                 e(Err((
@@ -1105,11 +1108,141 @@ fn valid_color(c: &str) -> bool {
     (hex.len() == 3 || hex.len() == 6) && hex.chars().all(|ch| ch.is_ascii_hexdigit())
 }
 
+/// Checks every link field of `part` (not its fallback) as written in the template. Returns the
+/// field (`.articles[1].cover`, relative to the part) and why. Called by `Part::check`; the
+/// grammar is `crate::links`'.
+fn check_links(part: &Part) -> Result<(), (String, String)> {
+    let at = |field: &str, kind: LinkKind, value: &str| {
+        links::check_template(kind, value).map_err(|e| (format!(".{field}"), e))
+    };
+    let opt = |field: &str, kind: LinkKind, value: &Option<String>| match value {
+        Some(v) => at(field, kind, v),
+        None => Ok(()),
+    };
+    match part {
+        Part::Text { .. } => Ok(()),
+        Part::Rich { html, .. } => {
+            crate::sanitize::check_template(html).map_err(|e| (".html".to_string(), e))
+        }
+        Part::Image { url, .. } => opt("url", LinkKind::Web, url),
+        Part::News { articles, .. } => {
+            for (i, a) in articles.iter().enumerate() {
+                at(&format!("articles[{i}].url"), LinkKind::Web, &a.url)?;
+                at(&format!("articles[{i}].cover"), LinkKind::Web, &a.cover)?;
+            }
+            Ok(())
+        }
+        Part::Product { url, image, .. } => {
+            opt("url", LinkKind::WebOrPage, url)?;
+            at("image", LinkKind::Web, image)
+        }
+        Part::Miniprogram(m) => {
+            at("pagepath", LinkKind::Page, &m.pagepath)?;
+            opt("pic_url", LinkKind::Web, &m.pic_url)?;
+            opt("avatar", LinkKind::Web, &m.avatar)?;
+            opt("thumb_url", LinkKind::Web, &m.thumb_url)
+        }
+    }
+}
+
+/// A variable a template uses, for the fill-in form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VariableUse {
+    pub name: String,
+    pub label: Option<String>,
+    /// Declared required, or used somewhere without a `|fallback`: the send is refused without
+    /// a value.
+    pub required: bool,
+}
+
+/// The variables of `template`, in first-use order (declared ones first): every placeholder of
+/// every text field of every part and fallback, read by [`crate::render::scan`] as the render reads them.
+/// Built-in date/time variables and invalid names (which the template check refuses) are left out.
+pub fn variables(template: &Template) -> Vec<VariableUse> {
+    let mut out: Vec<VariableUse> = template
+        .variables
+        .iter()
+        .map(|v| VariableUse {
+            name: v.name.clone(),
+            label: v.label.clone(),
+            required: v.required,
+        })
+        .collect();
+    for part in &template.parts {
+        part.each_text(&mut |_, text| {
+            for p in render::placeholders(text) {
+                if render::is_builtin(p.name) || !render::valid_name(p.name) {
+                    continue;
+                }
+                let needs = p.fallback.is_none();
+                match out.iter_mut().find(|v| v.name == p.name) {
+                    Some(v) => v.required |= needs,
+                    None => out.push(VariableUse {
+                        name: p.name.to_string(),
+                        label: None,
+                        required: needs,
+                    }),
+                }
+            }
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::limits::*;
     use super::*;
     use serde_json::json;
+
+    /// The variables list and the substitution read through one scanner: a variable listed as
+    /// required refuses the render of its own placeholders without a value, one listed as
+    /// optional does not.
+    #[test]
+    fn variables_agree_with_substitution() {
+        let t: Template = serde_json::from_value(serde_json::json!({
+            "id": "t", "title": "T",
+            "variables": [{"name": "decl", "required": true}],
+            "parts": [{"type": "text", "text": "{{ a }} {{b|x}} {{date}} {{ c | y }}",
+                       "fallback": {"type": "text", "text": "{{d}} {{decl|z}}"}}]}))
+        .unwrap();
+        let vars = variables(&t);
+        let names: Vec<(&str, bool)> = vars.iter().map(|v| (v.name.as_str(), v.required)).collect();
+        assert_eq!(
+            names,
+            [
+                ("decl", true),
+                ("a", true),
+                ("b", false),
+                ("c", false),
+                ("d", true)
+            ]
+        );
+        let required: Vec<&str> = t
+            .variables
+            .iter()
+            .filter(|d| d.required)
+            .map(|d| d.name.as_str())
+            .collect();
+        let now: crate::render::Context = [("now".to_string(), "0".to_string())].into();
+        let mut texts = vec![];
+        t.parts[0].each_text(&mut |_, s| texts.push(s.to_string()));
+        for v in &vars {
+            // each placeholder of `v` alone, as written in the template
+            let mine: Vec<String> = texts
+                .iter()
+                .flat_map(|s| {
+                    crate::render::placeholders(s)
+                        .into_iter()
+                        .filter(|p| p.name == v.name)
+                        .map(|p| s[p.start..p.end].to_string())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let got = crate::render::render_text_with(&mine.concat(), &now, &required);
+            assert_eq!(got.is_err(), v.required, "{} {got:?}", v.name);
+        }
+    }
 
     fn template(v: serde_json::Value) -> Template {
         serde_json::from_value(v).unwrap()

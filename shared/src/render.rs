@@ -290,50 +290,6 @@ pub fn is_builtin(name: &str) -> bool {
     builtin_format(name).is_some()
 }
 
-/// A variable a template uses, for the fill-in form.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VariableUse {
-    pub name: String,
-    pub label: Option<String>,
-    /// Declared required, or used somewhere without a `|fallback`: the send is refused without
-    /// a value.
-    pub required: bool,
-}
-
-/// The variables of `template`, in first-use order (declared ones first): every placeholder of
-/// every text field of every part and fallback, read by [`scan`] as the render reads them.
-/// Built-in date/time variables and invalid names (which the template check refuses) are left out.
-pub fn variables(template: &crate::model::Template) -> Vec<VariableUse> {
-    let mut out: Vec<VariableUse> = template
-        .variables
-        .iter()
-        .map(|v| VariableUse {
-            name: v.name.clone(),
-            label: v.label.clone(),
-            required: v.required,
-        })
-        .collect();
-    for part in &template.parts {
-        part.each_text(&mut |_, text| {
-            for p in placeholders(text) {
-                if is_builtin(p.name) || !valid_name(p.name) {
-                    continue;
-                }
-                let needs = p.fallback.is_none();
-                match out.iter_mut().find(|v| v.name == p.name) {
-                    Some(v) => v.required |= needs,
-                    None => out.push(VariableUse {
-                        name: p.name.to_string(),
-                        label: None,
-                        required: needs,
-                    }),
-                }
-            }
-        });
-    }
-    out
-}
-
 fn builtin_format(name: &str) -> Option<&'static str> {
     match name {
         "date" => Some("%Y-%m-%d"),
@@ -475,55 +431,6 @@ mod tests {
         );
         assert_eq!(toks.len(), 7);
         assert_eq!(placeholders(t).len(), 3);
-    }
-
-    /// The variables list and the substitution read through one scanner: a variable listed as
-    /// required refuses the render of its own placeholders without a value, one listed as
-    /// optional does not.
-    #[test]
-    fn variables_agree_with_substitution() {
-        let t: crate::model::Template = serde_json::from_value(serde_json::json!({
-            "id": "t", "title": "T",
-            "variables": [{"name": "decl", "required": true}],
-            "parts": [{"type": "text", "text": "{{ a }} {{b|x}} {{date}} {{ c | y }}",
-                       "fallback": {"type": "text", "text": "{{d}} {{decl|z}}"}}]}))
-        .unwrap();
-        let vars = variables(&t);
-        let names: Vec<(&str, bool)> = vars.iter().map(|v| (v.name.as_str(), v.required)).collect();
-        assert_eq!(
-            names,
-            [
-                ("decl", true),
-                ("a", true),
-                ("b", false),
-                ("c", false),
-                ("d", true)
-            ]
-        );
-        let required: Vec<&str> = t
-            .variables
-            .iter()
-            .filter(|d| d.required)
-            .map(|d| d.name.as_str())
-            .collect();
-        let now = ctx(&[("now", "0")]);
-        let mut texts = vec![];
-        t.parts[0].each_text(&mut |_, s| texts.push(s.to_string()));
-        for v in &vars {
-            // each placeholder of `v` alone, as written in the template
-            let mine: Vec<String> = texts
-                .iter()
-                .flat_map(|s| {
-                    placeholders(s)
-                        .into_iter()
-                        .filter(|p| p.name == v.name)
-                        .map(|p| s[p.start..p.end].to_string())
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            let got = render_text_with(&mine.concat(), &now, &required);
-            assert_eq!(got.is_err(), v.required, "{} {got:?}", v.name);
-        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! `channel_unsupported` naming why), substitute variables in every text field, then encode
 //! in the platform's wire format.
 
+pub mod preview;
 pub mod sobot;
 pub mod udesk;
 pub mod wechat_dkf;
@@ -312,7 +313,7 @@ pub fn substitute(part: &Part, ctx: &Context, required: &[&str]) -> Result<Part,
 pub type OnHole<'a> = dyn FnMut(&str, Refusal, bool) -> Result<String, Refusal> + 'a;
 
 /// [`substitute`] with the treatment of a missing value left to `missing`: the render refuses,
-/// the preview ([`crate::preview`]) records the name and leaves a hole.
+/// the preview ([`crate::adapters::preview`]) records the name and leaves a hole.
 pub fn substitute_with(
     part: &Part,
     ctx: &Context,
@@ -401,10 +402,7 @@ pub fn substitute_with(
     })
 }
 
-/// Serializes a wire struct. The structs here are plain data, so this cannot fail.
-pub(crate) fn to_json<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("serializable wire struct")
-}
+pub(crate) use crate::json::to_json;
 
 /// A refusal for a field that must not be empty.
 pub(crate) fn field_required(field: &str, why: &str) -> Refusal {

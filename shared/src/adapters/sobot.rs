@@ -27,8 +27,8 @@
 //!   reaches the customer without them.
 
 use super::{field_required, to_json, Channel, PostAs, Target};
+use crate::adapters::preview::{common_display, Display};
 use crate::model::Part;
-use crate::preview::{common_display, Display};
 use crate::render::{Context, Refusal, RefusalCode};
 use crate::sobot::WorkbenchContext;
 use serde::Serialize;
@@ -146,7 +146,7 @@ pub fn encode(target: &Target, part: &Part, _ctx: &Context) -> Result<(String, P
     Ok((wire, PostAs::Object))
 }
 
-/// What Sobot's wire carries of a filled part ([`crate::preview`]): the card's title, path,
+/// What Sobot's wire carries of a filled part ([`crate::adapters::preview`]): the card's title, path,
 /// media id, and the workbench's name, avatar (`headimg`) and cover (`thumbUrl`); no `pic_url`.
 pub fn display(part: &Part) -> Display {
     match part {

@@ -7,8 +7,8 @@
 //! `miniprogrampage`, which is what is sent.
 
 use super::{field_required, to_json, Channel, PostAs, Target};
+use crate::adapters::preview::{common_display, present, Display};
 use crate::model::Part;
-use crate::preview::{common_display, present, Display};
 use crate::render::{Context, Refusal, RefusalCode};
 use crate::sanitize;
 use serde::Serialize;
@@ -197,7 +197,7 @@ pub fn is_miniprogram_path(url: &str) -> bool {
     crate::links::is_miniprogram_path(url)
 }
 
-/// What Udesk's wire carries of a filled part ([`crate::preview`]): a mini-program card's title,
+/// What Udesk's wire carries of a filled part ([`crate::adapters::preview`]): a mini-program card's title,
 /// path, `thumb_media_id` and `pic_url` (no name or avatar); the rest as written.
 pub fn display(part: &Part) -> Display {
     match part {

@@ -24,8 +24,8 @@
 //! [`crate::wechat::dkf`].
 
 use super::{field_required, to_json, PostAs, Target};
+use crate::adapters::preview::{common_display, present, Display};
 use crate::model::Part;
-use crate::preview::{common_display, present, Display};
 use crate::render::{Context, Refusal, RefusalCode};
 use crate::wechat::dkf::{TYPE_IMAGE, TYPE_NEWS, TYPE_TEXT};
 use serde::Serialize;
@@ -196,7 +196,7 @@ pub fn encode(target: &Target, part: &Part, _ctx: &Context) -> Result<(String, P
     Ok((wire, PostAs::PutMsg))
 }
 
-/// What `PutMsg` carries of a filled part ([`crate::preview`]): an image by its URL only.
+/// What `PutMsg` carries of a filled part ([`crate::adapters::preview`]): an image by its URL only.
 pub fn display(part: &Part) -> Display {
     match part {
         Part::Image { url, .. } => Display::Image {

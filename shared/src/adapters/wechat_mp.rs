@@ -25,8 +25,8 @@
 //! - The channel is not consulted: this API reaches mini-program users only.
 
 use super::{field_required, to_json, PostAs, Target};
+use crate::adapters::preview::{common_display, present, Display};
 use crate::model::Part;
-use crate::preview::{common_display, present, Display};
 use crate::render::{Context, Refusal, RefusalCode};
 use serde::Serialize;
 
@@ -218,7 +218,7 @@ pub fn encode(_target: &Target, part: &Part, ctx: &Context) -> Result<(String, P
     Ok((to_json(&send), PostAs::HttpBody))
 }
 
-/// What the customer-service message carries of a filled part ([`crate::preview`]): an image by
+/// What the customer-service message carries of a filled part ([`crate::adapters::preview`]): an image by
 /// its media id only; a card's title, path and media id (no picture URL, name or avatar).
 pub fn display(part: &Part) -> Display {
     match part {

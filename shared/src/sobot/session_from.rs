@@ -41,7 +41,7 @@
 //!   reached and is refused as a mistake [INFER: the seed's example is such a chain].
 //! - Undocumented keys (in the string and inside `transfer_action`/`platform_action`) are refused.
 
-use crate::adapters::to_json;
+use crate::json::to_json;
 use crate::render::{Refusal, RefusalCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

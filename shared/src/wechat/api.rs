@@ -46,7 +46,7 @@ pub fn typing_body(touser: &str, command: TypingCommand) -> Result<String, Refus
             "customer.openid has no value: the typing call needs the user's OpenID (touser)",
         ));
     }
-    Ok(crate::adapters::to_json(&TypingBody {
+    Ok(crate::json::to_json(&TypingBody {
         touser,
         command: command.as_str(),
     }))

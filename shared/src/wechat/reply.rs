@@ -85,7 +85,7 @@ pub fn transfer_customer_service(
                 xml::cdata(TRANSFER_CUSTOMER_SERVICE),
             )
         }
-        Format::Json => crate::adapters::to_json(&TransferJson {
+        Format::Json => crate::json::to_json(&TransferJson {
             to_user_name: to,
             from_user_name: from,
             create_time,
