@@ -9,6 +9,7 @@ import { api } from './lib/browser.js';
 import { loadCore as loadWasmCore } from './lib/core.js';
 import { t, translate } from './lib/i18n.js';
 import { QuiverJson } from './lib/jsonpos.js';
+import { drawDisplay, renderContext } from './lib/draw.js';
 import { connect, h, nextId, showStatus } from './lib/page.js';
 import { isRulePattern, originPermission, parseWorkspaces, permissionsFor } from './lib/sites.js';
 
@@ -653,28 +654,31 @@ function renderPreview() {
   const tpl = templateForSave();
   if (!tpl.id) tpl.id = 'preview';
   if (!tpl.title) tpl.title = 'preview';
-  const targetJson = JSON.stringify(target);
-  const ctxJson = JSON.stringify(ctx);
+  // The core's preview, with the agent's clock and zone: what the wire carries, drawn.
+  /** @type {import('./lib/draw.js').PartPreview[]} */
+  let previews;
+  try {
+    previews = JSON.parse(core.preview(JSON.stringify(target), JSON.stringify(tpl), JSON.stringify(renderContext(ctx))));
+  } catch (e) {
+    const refusal = { code: e.code ?? 'error', message: e.message };
+    previews = tpl.parts.map((_, index) => ({ index, wire: null, refusal, rendition: null, kind: null, missing: [], display: null }));
+  }
   const items = tpl.parts.map((part, i) => {
+    const p = previews[i];
     const li = h('li', { class: 'pv-part', dataset: { testid: 'quiver-preview-part', index: String(i) } },
       h('h3', {}, t('part_n', [String(i + 1), t(`type_${part.type}`)])));
-    let payload;
-    try {
-      payload = JSON.parse(core.render(targetJson, JSON.stringify(tpl), i, ctxJson));
-    } catch (e) {
-      li.dataset.state = 'refused';
-      li.append(h('p', { class: 'refusal', dataset: { testid: 'quiver-preview-refusal', code: e.code ?? 'error' } },
-        h('code', {}, e.code ?? 'error'), ' ', e.message));
-      return li;
+    li.dataset.state = p?.refusal ? 'refused' : 'ok';
+    if (p?.refusal) {
+      li.append(h('p', { class: 'refusal', dataset: { testid: 'quiver-preview-refusal', code: p.refusal.code } },
+        h('code', {}, p.refusal.code), ' ', p.refusal.message));
     }
-    li.dataset.state = 'ok';
-    const used = usedPart(tpl, i, payload, targetJson, ctxJson);
-    if (used !== part) li.append(h('p', { class: 'muted', dataset: { testid: 'quiver-preview-fallback' } }, t('preview_used_fallback', t(`type_${used.type}`))));
-    li.append(h('div', { class: 'pv-visual', dataset: { testid: 'quiver-preview-visual' } }, visual(used, ctx)));
-    const wire = typeof payload.wire === 'string' ? prettyMaybe(payload.wire) : JSON.stringify(payload.wire, null, 2);
-    li.append(h('details', { open: true },
-      h('summary', {}, t('preview_wire', payload.post_as ?? '')),
-      h('pre', { class: 'wire', dataset: { testid: 'quiver-preview-wire' } }, wire)));
+    if (p && (p.rendition ?? 0) > 0 && p.kind) li.append(h('p', { class: 'muted', dataset: { testid: 'quiver-preview-fallback' } }, t('preview_used_fallback', t(`type_${p.kind}`))));
+    if (p?.display) li.append(h('div', { class: 'pv-visual', dataset: { testid: 'quiver-preview-visual' } }, drawDisplay(p.display)));
+    if (p?.wire) {
+      li.append(h('details', { open: true },
+        h('summary', {}, t('preview_wire', p.wire.post_as ?? '')),
+        h('pre', { class: 'wire', dataset: { testid: 'quiver-preview-wire' } }, prettyMaybe(p.wire.wire))));
+    }
     return li;
   });
   out.replaceChildren(...items);
@@ -687,85 +691,6 @@ let summaryTimer = null;
 
 function prettyMaybe(s) {
   try { return JSON.stringify(JSON.parse(s), null, 2); } catch { return s; }
-}
-
-/** Which part of the fallback chain the core used: the first one that renders the same wire alone. */
-function usedPart(tpl, i, payload, targetJson, ctxJson) {
-  if (payload.fallback_used === false) return tpl.parts[i];
-  const want = JSON.stringify(payload.wire);
-  for (let p = tpl.parts[i]; p; p = p.fallback) {
-    const alone = { ...p };
-    delete alone.fallback;
-    const copy = { ...tpl, parts: tpl.parts.map((x, k) => (k === i ? alone : x)) };
-    try {
-      const r = JSON.parse(core.render(targetJson, JSON.stringify(copy), i, ctxJson));
-      if (JSON.stringify(r.wire) === want) return p;
-    } catch { /* not this one */ }
-  }
-  return tpl.parts[i];
-}
-
-/** Placeholders filled for display only (the wire above is the truth). */
-function fill(s, ctx) {
-  return String(s ?? '').replace(/\{\{\s*([\w.-]+)(?::([^}|]*))?(?:\|([^}]*))?\s*\}\}/g, (m, name, _fmt, fb) => {
-    const now = new Date();
-    if (name === 'date') return now.toISOString().slice(0, 10);
-    if (name === 'time') return now.toTimeString().slice(0, 5);
-    if (name === 'datetime') return `${now.toISOString().slice(0, 10)} ${now.toTimeString().slice(0, 5)}`;
-    if (name === 'weekday') return now.toLocaleDateString('en', { weekday: 'short' });
-    return ctx[name] || fb || '';
-  });
-}
-
-const SAFE_TAGS = new Set(['B', 'STRONG', 'I', 'EM', 'U', 'BR', 'P', 'DIV', 'SPAN', 'UL', 'OL', 'LI', 'A', 'H1', 'H2', 'H3', 'H4', 'SMALL', 'SUB', 'SUP']);
-/** Rich HTML shown as safe DOM: allowed tags rebuilt, text copied, colours and weights kept. */
-function safeRich(html) {
-  const doc = new DOMParser().parseFromString(`<body>${html}</body>`, 'text/html');
-  const copy = (node) => {
-    if (node.nodeType === Node.TEXT_NODE) return document.createTextNode(node.textContent);
-    if (node.nodeType !== Node.ELEMENT_NODE) return null;
-    const kids = [...node.childNodes].map(copy).filter(Boolean);
-    if (!SAFE_TAGS.has(node.tagName)) return kids.length ? h('span', {}, kids) : null;
-    const el = document.createElement(node.tagName.toLowerCase());
-    if (node.tagName === 'A') {
-      el.className = 'pv-link';
-      const href = node.getAttribute('href') ?? node.getAttribute('data-miniprogram-path') ?? '';
-      if (href) el.title = href;
-    }
-    for (const prop of ['color', 'fontWeight', 'fontSize', 'fontStyle', 'textDecoration']) {
-      if (node.style?.[prop]) el.style[prop] = node.style[prop];
-    }
-    el.append(...kids);
-    return el;
-  };
-  return [...doc.body.childNodes].map(copy).filter(Boolean);
-}
-
-function img(src, alt, cls) {
-  return src ? h('img', { src, alt: alt || '', class: cls, loading: 'lazy', referrerpolicy: 'no-referrer' }) : h('span', { class: `${cls} img-missing`, 'aria-hidden': 'true' });
-}
-
-function visual(p, ctx) {
-  const f = (s) => fill(s, ctx);
-  switch (p.type) {
-    case 'text': return h('div', { class: 'bubble' }, f(p.text));
-    case 'rich': return h('div', { class: 'bubble rich' }, safeRich(f(p.html)));
-    case 'image': return h('div', { class: 'bubble' }, p.url ? img(f(p.url), t('type_image'), 'pv-image') : h('span', { class: 'muted' }, `media_id: ${p.media_id ?? ''}`));
-    case 'news': return h('div', { class: 'cards' }, (p.articles ?? []).map((a) => h('div', { class: 'card news' },
-      img(f(a.cover), '', 'cover'), h('div', {}, h('strong', {}, f(a.title)), h('p', {}, f(a.digest)), h('small', { class: 'muted' }, f(a.url))))));
-    case 'product': return h('div', { class: 'card product' }, img(f(p.image), p.name, 'thumb'),
-      h('div', {}, h('strong', {}, f(p.name)), h('div', { class: 'segments' }, (p.segments ?? []).flatMap((s) => {
-        const span = h('span', {}, f(s.text));
-        if (s.color) span.style.color = s.color;
-        if (s.bold) span.style.fontWeight = 'bold';
-        if (s.size) span.style.fontSize = `${s.size}px`;
-        return s.break ? [span, h('br')] : [span];
-      })), p.url ? h('small', { class: 'muted' }, f(p.url)) : null));
-    default: return h('div', { class: 'card mini' },
-      h('div', { class: 'mini-head' }, img(f(p.avatar), '', 'avatar'), h('span', {}, f(p.name) || t('type_miniprogram'))),
-      h('strong', {}, f(p.title)), img(f(p.pic_url || p.thumb_url), '', 'mini-pic'),
-      h('small', { class: 'muted' }, f(p.pagepath)));
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

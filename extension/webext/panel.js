@@ -25,6 +25,7 @@ import { api } from './lib/browser.js';
 import { loadCore as loadWasmCore } from './lib/core.js';
 import { installDevHooks } from './dev-hooks.js';
 import { t as message, translate } from './lib/i18n.js';
+import { drawDisplay, renderContext, summary } from './lib/draw.js';
 import { fromBase64, readStoredLibrary } from './lib/library-db.js';
 import { Pending, RpcError } from './lib/rpc.js';
 
@@ -255,6 +256,7 @@ function target() {
 
 /** Values known from the conversation, for the template variables. */
 function contextValues() {
+  /** @type {Record<string, string>} */
   const v = {};
   if (platform === 'sobot') {
     if (state.params.cid) v['conversation.id'] = state.params.cid;
@@ -300,9 +302,21 @@ function partText(part) {
   return out.join(' ');
 }
 
-function previewText(tp) {
-  const first = tp.parts?.[0];
-  const text = fill(first?.text ?? first?.name ?? first?.title ?? partText(first), {}).replace(/\s+/g, ' ');
+/**
+ * The list's line for `tp`: its first part as the customer will see it (the core's preview), or
+ * why it cannot be sent here.
+ * @param {{targetJson: string, ctxJson: string}} at the conversation's target and context
+ */
+function previewText(tp, at) {
+  if (state.core !== 'ready' || !tp.parts?.length) return '';
+  let text = '';
+  try {
+    const p = JSON.parse(core.preview_part(at.targetJson, JSON.stringify(tp), 0, at.ctxJson));
+    text = p.display ? summary(p.display) : p.refusal?.message ?? '';
+  } catch (e) {
+    text = String(e?.message ?? e);
+  }
+  text = text.replace(/\s+/g, ' ').trim();
   return text.length > PREVIEW_CHARS ? `${text.slice(0, PREVIEW_CHARS - 1)}…` : text;
 }
 
@@ -482,6 +496,7 @@ function renderList({ keepSelection = true } = {}) {
   state.shown = found.map((x) => x.tp);
   const frag = document.createDocumentFragment();
   const withFit = state.boost.length === state.count;
+  const at = { targetJson: JSON.stringify(target()), ctxJson: JSON.stringify(renderContext(contextValues())) };
   state.shown.forEach((tp, i) => {
     const li = document.createElement('li');
     li.id = `quiver-option-${i}`;
@@ -519,7 +534,7 @@ function renderList({ keepSelection = true } = {}) {
     }
     const body = document.createElement('div');
     body.className = 'template-preview';
-    body.textContent = previewText(tp);
+    body.textContent = previewText(tp, at);
     li.append(head, body);
     frag.append(li);
   });
@@ -628,46 +643,25 @@ function templateVariables(tp) {
 /** Context for rendering `tp`: what the conversation knows, then what the agent typed. */
 function valuesFor(tp) {
   const typed = state.values.get(tp.id) ?? {};
-  /** @type {Record<string, unknown>} */
+  /** @type {Record<string, string>} */
   const out = { ...contextValues() };
   for (const [k, v] of Object.entries(typed)) if (v !== '') out[k] = v;
-  out.now = String(Date.now());
-  out.tz = String(-new Date().getTimezoneOffset());
-  return out;
+  return renderContext(out);
 }
 
-/** Renders every part: [{ok, payload?, error?}] (no side effects). */
-function renderParts(tp, tg, ctx) {
-  const tj = JSON.stringify(tp);
-  const tgj = JSON.stringify(tg);
-  const cj = JSON.stringify(ctx);
-  return (tp.parts ?? []).map((_, i) => {
-    try {
-      return { ok: true, payload: JSON.parse(core.render(tgj, tj, i, cj)) };
-    } catch (e) {
-      return { ok: false, error: { code: e?.code ?? 'internal', message: String(e?.message ?? e) } };
-    }
-  });
-}
-
-/** The rendition of `part` that is sent when the payload's kind is `kind` (its fallback chain). */
-function chosenRendition(part, kind) {
-  let p = part;
-  while (p) {
-    if (p.type === kind) return p;
-    p = p.fallback;
+/**
+ * What the customer will see of every part, from the core (`preview`: the rendition sent, its
+ * display with every text filled as on the wire, the refusal if any); [] while it loads.
+ * @returns {import('./lib/draw.js').PartPreview[]}
+ */
+function previewParts(tp, tg, ctx) {
+  if (state.core !== 'ready') return [];
+  try {
+    return JSON.parse(core.preview(JSON.stringify(tg), JSON.stringify(tp), JSON.stringify(ctx)));
+  } catch (e) {
+    const refusal = { code: e?.code ?? 'internal', message: String(e?.message ?? e) };
+    return (tp.parts ?? []).map((_, index) => ({ index, wire: null, refusal, rendition: null, kind: null, missing: [], display: null }));
   }
-  return part;
-}
-
-function fill(text, ctx) {
-  return String(text ?? '').replace(/\{\{([^}|]*)(?:\|([^}]*))?\}\}/g, (m, name, fb) => {
-    const n = name.trim().split(':')[0].trim();
-    const v = ctx[n];
-    if (v) return v;
-    if (fb !== undefined) return fb.trim();
-    return `[${n}]`;
-  });
 }
 
 function el(tag, cls, text) {
@@ -675,75 +669,6 @@ function el(tag, cls, text) {
   if (cls) e.className = cls;
   if (text !== undefined) e.textContent = text;
   return e;
-}
-
-function img(src, cls, alt = '') {
-  const i = document.createElement('img');
-  i.className = cls;
-  i.alt = alt;
-  i.referrerPolicy = 'no-referrer';
-  i.loading = 'lazy';
-  if (src && /^https?:/i.test(src)) i.src = src;
-  else i.dataset.missing = 'true';
-  return i;
-}
-
-/** Draws a part as the customer will see it (never as JSON, never as live HTML). */
-function drawPart(part, ctx) {
-  const f = (s) => fill(s, ctx);
-  const box = el('div', `bubble bubble-${part.type}`);
-  box.dataset.kind = part.type;
-  switch (part.type) {
-    case 'text':
-      box.append(el('p', 'bubble-text', f(part.text)));
-      break;
-    case 'rich': {
-      // Shown as its text: parsed inertly (DOMParser runs no scripts and loads nothing).
-      const doc = new DOMParser().parseFromString(f(part.html), 'text/html');
-      box.append(el('p', 'bubble-text', doc.body.textContent ?? ''));
-      break;
-    }
-    case 'image':
-      box.append(img(part.url, 'bubble-image', t('palette_image', 'Image')));
-      break;
-    case 'news':
-      for (const a of part.articles ?? []) {
-        const card = el('div', 'card news-card');
-        card.append(el('div', 'card-title', f(a.title)), img(a.cover, 'card-cover'), el('div', 'card-digest', f(a.digest)));
-        box.append(card);
-      }
-      break;
-    case 'product': {
-      const card = el('div', 'card product-card');
-      const text = el('div', 'product-text');
-      text.append(el('div', 'card-title', f(part.name)));
-      const segs = el('div', 'product-segments');
-      for (const s of part.segments ?? []) {
-        const span = el('span', 'segment', f(s.text));
-        if (s.color && /^#[0-9a-f]{6}$/i.test(s.color)) span.style.color = s.color;
-        if (s.bold) span.style.fontWeight = '700';
-        if (Number.isFinite(s.size) && s.size > 0 && s.size <= 40) span.style.fontSize = `${s.size}px`;
-        segs.append(span);
-        if (s.break) segs.append(document.createElement('br'));
-      }
-      text.append(segs);
-      card.append(img(part.image, 'product-image'), text);
-      box.append(card);
-      break;
-    }
-    case 'miniprogram': {
-      const card = el('div', 'card mp-card');
-      const head = el('div', 'mp-head');
-      head.append(img(part.avatar, 'mp-avatar'), el('span', 'mp-name', f(part.name ?? '')));
-      card.append(head, el('div', 'card-title', f(part.title)), img(part.thumb_url ?? part.pic_url, 'mp-thumb'));
-      card.append(el('div', 'mp-foot', t('palette_miniprogram', 'Mini Program')));
-      box.append(card);
-      break;
-    }
-    default:
-      box.append(el('p', 'bubble-text', partText(part)));
-  }
-  return box;
 }
 
 function renderDetail() {
@@ -797,45 +722,42 @@ function renderVariables(tp) {
 /** The reasons `tp` cannot be sent now ([] when it can), and per part what will happen. */
 function assess(tp) {
   const ctx = valuesFor(tp);
-  const rendered = state.core === 'ready' ? renderParts(tp, target(), ctx) : [];
+  const previews = previewParts(tp, target(), ctx);
   const reasons = [];
-  const missing = templateVariables(tp).filter((v) => v.required && !ctx[v.name]).map((v) => v.name);
-  if (missing.length) reasons.push({ code: 'missing_variable', message: t('palette_missing_vars', 'Fill in: $1', missing.join(', ')) });
-  rendered.forEach((r, i) => {
-    if (!r.ok && r.error.code !== 'missing_variable') {
-      reasons.push({ code: r.error.code, part: i, message: r.error.message });
+  const missing = new Set(templateVariables(tp).filter((v) => v.required && !ctx[v.name]).map((v) => v.name));
+  for (const p of previews) for (const name of p.missing ?? []) missing.add(name);
+  if (missing.size) reasons.push({ code: 'missing_variable', message: t('palette_missing_vars', 'Fill in: $1', [...missing].join(', ')) });
+  for (const p of previews) {
+    if (p.refusal && p.refusal.code !== 'missing_variable') {
+      reasons.push({ code: p.refusal.code, part: p.index, message: p.refusal.message });
     }
-  });
+  }
   if (state.core !== 'ready') reasons.push({ code: 'core_unavailable', message: t('palette_core_loading', 'The template engine is loading') });
-  return { ctx, rendered, reasons };
+  return { previews, reasons };
 }
 
 function updateDetail(tp) {
-  const { ctx, rendered, reasons } = assess(tp);
+  const { previews, reasons } = assess(tp);
   ui.parts.replaceChildren();
   (tp.parts ?? []).forEach((part, i) => {
-    const r = rendered[i];
+    const p = previews[i];
     const li = el('li', 'part');
     li.dataset.testid = 'quiver-part';
     li.dataset.partIndex = String(i);
     let partState = 'ok';
-    let shown = part;
-    if (r && !r.ok && r.error.code !== 'missing_variable') partState = 'disabled';
-    else if (r?.ok && r.payload.fallback_used) {
-      partState = 'fallback';
-      shown = chosenRendition(part, r.payload.kind);
-    }
+    if (p?.refusal && p.refusal.code !== 'missing_variable') partState = 'disabled';
+    else if (p && (p.rendition ?? 0) > 0) partState = 'fallback';
     li.dataset.state = partState;
     if ((tp.parts?.length ?? 0) > 1) li.append(el('div', 'part-label', t('palette_part_n', 'Part $1 of $2', i + 1, tp.parts.length)));
-    li.append(drawPart(shown, ctx));
-    if (partState === 'disabled') {
+    if (p?.display) li.append(drawDisplay(p.display));
+    if (partState === 'disabled' && p?.refusal) {
       li.setAttribute('aria-disabled', 'true');
-      const why = el('div', 'part-reason', r.error.message);
+      const why = el('div', 'part-reason', p.refusal.message);
       why.dataset.testid = 'quiver-part-reason';
-      why.dataset.code = r.error.code;
+      why.dataset.code = p.refusal.code;
       li.append(why);
     } else if (partState === 'fallback') {
-      const why = el('div', 'part-fallback', t('palette_fallback_used', 'This conversation cannot show a $1; sent as its fallback ($2).', part.type, r.payload.kind));
+      const why = el('div', 'part-fallback', t('palette_fallback_used', 'This conversation cannot show a $1; sent as its fallback ($2).', part.type, p?.kind ?? ''));
       why.dataset.testid = 'quiver-part-fallback';
       li.append(why);
     }
@@ -941,7 +863,8 @@ function sendTemplate(tp) {
   if (ui.detail.dataset.templateId !== tp.id) renderDetail();
   // The conversation is fixed here: the payload carries its cid/uid, the reserve names it.
   const conv = conversation();
-  const { rendered, reasons } = assess(tp);
+  // The payloads sent are the wires of the preview just drawn: what the agent sees is what goes.
+  const { previews, reasons } = assess(tp);
   // A refused part (or a missing variable) means nothing of the template is sent.
   const missing = reasons.find((r) => r.code === 'missing_variable');
   if (missing) {
@@ -949,12 +872,12 @@ function sendTemplate(tp) {
     ui.varsFields.querySelector('input:invalid, input[aria-required="true"]')?.focus();
     return;
   }
-  const bad = rendered.findIndex((r) => !r.ok);
+  const bad = previews.findIndex((r) => !r.wire);
   if (bad >= 0) {
-    showRefusal(tp, bad, rendered[bad].error);
+    showRefusal(tp, bad, previews[bad].refusal ?? { code: 'internal', message: 'nothing to send' });
     return;
   }
-  if (!rendered.length) {
+  if (!previews.length) {
     showRefusal(tp, 0, new RpcError('invalid_template', 'the template has no parts'));
     return;
   }
@@ -966,7 +889,8 @@ function sendTemplate(tp) {
   state.confirmRepeat = null;
   clearRefusal();
   const batch = crypto.randomUUID();
-  rendered.forEach(({ payload: p }, i) => {
+  previews.forEach(({ wire }, i) => {
+    const p = /** @type {import('./lib/draw.js').WirePayload} */ (wire);
     const key = crypto.randomUUID();
     addSend(key, tp, i, conv);
     call('send', {
