@@ -202,7 +202,8 @@ const BAD_LIBRARY = `{
          "segments": [{"text": "¥39",
                        "color": "red"}]}
       ]
-    }
+    },
+    {"id": "imp-ok", "title": "Again", "parts": [{"type": "text", "text": ""}]}
   ]
 }
 `;
@@ -214,7 +215,7 @@ const GOOD_LIBRARY = JSON.stringify({
   ],
 }, null, 2);
 
-test(`[${browser}] options import: a bad file imports nothing and names line and field; a good one imports`, { timeout: 180_000 }, async () => {
+test(`[${browser}] options import: a bad file imports nothing and names line, column and field of every error; a good one imports`, { timeout: 180_000 }, async (t) => {
   await withSession('options-import', async (session) => {
     const page = await openOptions(session, '#import');
     const before = (await cliTemplates(session)).map((x) => x.id).sort();
@@ -223,11 +224,21 @@ test(`[${browser}] options import: a bad file imports nothing and names line and
     await click(page, '[data-testid="quiver-import-run"]');
     const err = await until(page, 'the import error', () => {
       const el = document.querySelector('[data-testid="quiver-import-error"]');
-      return el ? { line: el.dataset.line, field: el.dataset.field, text: el.textContent } : null;
+      const more = [...document.querySelectorAll('[data-testid="quiver-import-error-more"]')]
+        .map((e) => ({ line: e.dataset.line, column: e.dataset.column, field: e.dataset.field }));
+      return el ? { line: el.dataset.line, column: el.dataset.column, field: el.dataset.field, text: el.textContent, more } : null;
     });
+    t.diagnostic(`import errors: ${JSON.stringify(err)}`);
+    // The core's check_library: every error with its line, column and field, the importer's first.
     assert.equal(err.field, 'templates[1].parts[0].segments[0].color', JSON.stringify(err));
     assert.equal(err.line, '11', `the line of "color": ${JSON.stringify(err)}`);
+    assert.equal(err.column, '33', `the column of "red": ${JSON.stringify(err)}`);
     assert.match(err.text, /11/);
+    assert.match(err.text, /#RRGGBB/);
+    assert.deepEqual(err.more, [
+      { line: '14', column: '75', field: 'templates[2].parts[0].text' },
+      { line: '14', column: '12', field: 'templates[2].id' },
+    ], 'the other errors of the file are listed too');
     assert.deepEqual((await cliTemplates(session)).map((x) => x.id).sort(), before, 'nothing was imported, not even the good template');
 
     // Malformed JSON: line and column of the syntax error.
