@@ -8,15 +8,25 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { register } from 'node:module';
 import { webcrypto } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const EXT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
-register('./fresh-modules.mjs', import.meta.url, {
-  data: {
-    webext: path.join(EXT, 'webext'),
-    pkg: path.join(process.env.QUIVER_EXTENSION_DIR ?? path.join(EXT, '..', 'target', 'extension'), 'pkg'),
-  },
-});
+const PKG = path.join(process.env.QUIVER_EXTENSION_DIR ?? path.join(EXT, '..', 'target', 'extension'), 'pkg');
+register('./fresh-modules.mjs', import.meta.url, { data: { webext: path.join(EXT, 'webext'), pkg: PKG } });
+
+// The browser fetches the extension's own files (the wasm core, loaded by lib/core.js); Node's
+// fetch has no file: URLs, so the double reads them (webext/pkg/ is the built core, as above).
+const realFetch = globalThis.fetch;
+globalThis.fetch = async (url, init) => {
+  const u = new URL(String(url instanceof Request ? url.url : url));
+  if (u.protocol !== 'file:') return realFetch(url, init);
+  let file = fileURLToPath(u);
+  const pkgInSource = path.join(EXT, 'webext', 'pkg') + path.sep;
+  if (file.startsWith(pkgInSource)) file = path.join(PKG, file.slice(pkgInSource.length));
+  const type = file.endsWith('.wasm') ? 'application/wasm' : 'application/octet-stream';
+  return new Response(await readFile(file), { headers: { 'content-type': type } });
+};
 
 // The background's logs stay out of the test report, and its timers (reconnects, alarms) must
 // not keep the test process alive once the tests are done. The tests' own waits use realTimeout.
@@ -202,6 +212,47 @@ test('chunked replies are joined, in any order, duplicates ignored', async () =>
   const r2 = await bg.nextRequest('templates.list');
   bg.native.onMessage.fire({ id: r2.id, chunk: { seq: 3, total: 3, data: 'x' } });
   await assert.rejects(q, (e) => e.code === 'internal' && /impossible/.test(e.message));
+});
+
+test('chunked pieces that arrive while the wasm core initialises are joined once it is ready', async () => {
+  const bg = await load();
+  // At once, before anything is awaited: the core (lib/core.js, fetched and compiled on the
+  // background's first connect) cannot be ready yet.
+  const hello = bg.native.sent.find((m) => m.method === 'hello');
+  const body = JSON.stringify({ id: hello.id, result: { protocol: 1, daemon: '0.1.0-chunked', capabilities: [] } });
+  hello.answered = true;
+  bg.native.onMessage.fire({ id: hello.id, chunk: { seq: 1, total: 2, data: body.slice(12) } });
+  bg.native.onMessage.fire({ id: hello.id, chunk: { seq: 0, total: 2, data: body.slice(0, 12) } });
+  await waitFor(() => bg.mod.native.status().state === 'up');
+  assert.equal(bg.mod.native.status().daemon, '0.1.0-chunked');
+});
+
+test('the pieces of a reply nobody waits for any more are forgotten: on timeout, and when the port drops', async () => {
+  const bg = await load();
+  await bg.up();
+  const body = (id) => JSON.stringify({ id, result: { big: 'x'.repeat(40) } });
+  const p = bg.mod.native.request('templates.list', {}, 100);
+  const req = await bg.nextRequest('templates.list');
+  bg.native.onMessage.fire({ id: req.id, chunk: { seq: 0, total: 2, data: body(req.id).slice(0, 10) } });
+  await waitFor(() => bg.mod.native.pendingChunks() === 1);
+  // The background's timers do not keep Node alive (unref above): wait with the tests' own.
+  let timedOut = null;
+  p.catch((e) => { timedOut = e; });
+  await waitFor(() => timedOut);
+  assert.equal(timedOut.code, 'timeout');
+  assert.equal(bg.mod.native.pendingChunks(), 0, 'forgotten when the request timed out');
+  // Its last piece, late: dropped, nothing delivered.
+  bg.native.onMessage.fire({ id: req.id, chunk: { seq: 1, total: 2, data: body(req.id).slice(10) } });
+  assert.equal(bg.mod.native.pendingChunks(), 0);
+
+  const q = bg.mod.native.request('templates.list', {});
+  const r2 = bg.native.sent.at(-1); // posted at once
+  assert.equal(r2.method, 'templates.list');
+  bg.native.onMessage.fire({ id: r2.id, chunk: { seq: 0, total: 2, data: body(r2.id).slice(0, 10) } });
+  await waitFor(() => bg.mod.native.pendingChunks() === 1);
+  bg.native.onDisconnect.fire({ error: { message: 'host exited' } });
+  await assert.rejects(q, (e) => e.code === 'host_disconnected');
+  assert.equal(bg.mod.native.pendingChunks(), 0, 'dropped with the port');
 });
 
 test('a dropped native port rejects pending requests and reconnects with backoff', async () => {

@@ -7,11 +7,17 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { register } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 const EXT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const ROOT = path.join(EXT, '..');
 const WEBEXT = path.join(EXT, 'webext');
+// The background's modules import lib/core.js, whose `webext/pkg/` is the built core
+// (fresh-modules.mjs; nothing is initialised by importing them).
+register('./fresh-modules.mjs', import.meta.url, {
+  data: { webext: WEBEXT, pkg: path.join(process.env.QUIVER_EXTENSION_DIR ?? path.join(ROOT, 'target', 'extension'), 'pkg') },
+});
 
 /** Every file under `dir` whose name ends with one of `exts`, as {path, text}. */
 function sources(dir, exts) {

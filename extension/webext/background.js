@@ -2,8 +2,8 @@
 /*
  * Quiver background: a Chromium service worker and a Firefox event page, as ES modules
  * (manifest `background.type: "module"`). This file wires them and registers the listeners:
- *   background/native.js      the native port, requests, the daemon's status and events
- *   background/reassembler.js chunked replies (the JS twin of proto::Reassembler)
+ *   background/native.js      the native port, requests (chunked replies joined by the wasm
+ *                             core's Reassembler), the daemon's status and events
  *   background/pairing.js     content scripts and their panels (PAIRING)
  *   background/panel-port.js  what a paired panel may ask
  *   background/queue.js       the send queue

@@ -85,11 +85,16 @@
   const PLATFORMS = new Set(['udesk', 'sobot', 'wechat-dkf']);
   const OPEN_KEY = { key: 'q', altKey: true, shiftKey: true };
 
+  /** @param {string} glob */
   function globToRe(glob) {
     return glob.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*');
   }
 
-  /** True when `url` (a URL) matches `pattern` (see SITE RULES above). */
+  /**
+   * True when `url` (a URL) matches `pattern` (see SITE RULES above).
+   * @param {unknown} pattern
+   * @param {URL} url
+   */
   function ruleMatches(pattern, url) {
     const m = /^(\*|https?):\/\/([^/]+)(\/.*)?$/.exec(String(pattern ?? '').trim());
     if (!m) return false;
@@ -114,6 +119,8 @@
   /**
    * True when `origin` (`scheme://host[:port]`) matches the origin pattern `pattern`
    * (`scheme://host[:port]`, scheme may be `*`, host may start with `*.`; no port = any port).
+   * @param {unknown} pattern
+   * @param {string} origin
    */
   function originMatches(pattern, origin) {
     const m = /^(\*|https?):\/\/([^/:]+)(?::(\d+))?\/?$/.exec(String(pattern ?? '').trim());
@@ -134,14 +141,30 @@
     return h === ph;
   }
 
-  /** True when every ancestor origin (parent first, top last) is one of the rule's workspaces. */
+  /**
+   * A site rule as stored (storage.local `siteRules`, or the build's defaults): checked where used.
+   * @typedef {{pattern?: unknown, platform?: unknown, channel?: unknown, workspaces?: unknown, enabled?: unknown}} Rule
+   */
+
+  /**
+   * True when every ancestor origin (parent first, top last) is one of the rule's workspaces.
+   * @param {Rule} rule
+   * @param {string[] | null} ancestors
+   * @returns {ancestors is string[]}
+   */
   function servesAncestors(rule, ancestors) {
-    const allowed = Array.isArray(rule?.workspaces) ? rule.workspaces : [];
+    const allowed = /** @type {unknown[]} */ (Array.isArray(rule?.workspaces) ? rule.workspaces : []);
     return Array.isArray(ancestors) && ancestors.length > 0
       && ancestors.every((o) => allowed.some((p) => originMatches(p, o)));
   }
 
-  /** The first enabled rule matching this frame, or null. */
+  /**
+   * The first enabled rule matching this frame, or null.
+   * @param {Rule[]} rules
+   * @param {{href: string}} loc
+   * @param {boolean} isTop
+   * @returns {Rule | null}
+   */
   function ruleForFrame(rules, loc, isTop) {
     if (isTop) return null;
     let url;
@@ -151,13 +174,15 @@
       return null;
     }
     for (const r of rules) {
-      if (!r || r.enabled === false || !PLATFORMS.has(r.platform)) continue;
+      if (!r || r.enabled === false || typeof r.platform !== 'string' || !PLATFORMS.has(r.platform)) continue;
       if (ruleMatches(r.pattern, url)) return r;
     }
     return null;
   }
 
+  /** @returns {Promise<Rule[]>} */
   async function loadRules() {
+    /** @type {Rule[]} */
     let user = [];
     try {
       const got = await api.storage.local.get('siteRules');
@@ -165,13 +190,14 @@
     } catch {
       // storage unavailable: the defaults still apply
     }
-    return [...user, ...DEFAULT_RULES];
+    return [...user, .../** @type {Rule[]} */ (DEFAULT_RULES)];
   }
 
   const isTop = window.top === window;
   // One instance per document, even if the script is injected twice (static + registered).
-  if (globalThis.__quiverContentScript) return;
-  globalThis.__quiverContentScript = true;
+  const g = /** @type {{__quiverContentScript?: boolean}} */ (/** @type {unknown} */ (globalThis));
+  if (g.__quiverContentScript) return;
+  g.__quiverContentScript = true;
   const HAS_ANCESTOR_ORIGINS = typeof location.ancestorOrigins?.length === 'number';
 
   // Where ancestorOrigins is missing, answer the origin handshake of the frames below (any frame
@@ -198,15 +224,21 @@
     }
   }
 
-  /** Asks `win` for its origin (ORIGIN HANDSHAKE above); resolves to it, or null. */
+  /**
+   * Asks `win` for its origin (ORIGIN HANDSHAKE above); resolves to it, or null.
+   * @param {Window} win
+   * @returns {Promise<string | null>}
+   */
   function handshake(win, timeoutMs = 3_000) {
     return new Promise((resolve) => {
       const nonce = crypto.randomUUID();
+      /** @param {string | null} v */
       const done = (v) => {
         clearTimeout(timer);
         window.removeEventListener('message', onReply);
         resolve(v);
       };
+      /** @param {MessageEvent} e */
       const onReply = (e) => {
         if (e.source !== win || e.data?.quiver !== 'origin!' || e.data?.nonce !== nonce) return;
         done(e.origin && e.origin !== 'null' ? e.origin : null);
@@ -221,7 +253,10 @@
     });
   }
 
-  /** The ancestors' origins, parent first, top last; null where one cannot be established. */
+  /**
+   * The ancestors' origins, parent first, top last; null where one cannot be established.
+   * @returns {Promise<string[] | null>}
+   */
   async function ancestorOrigins() {
     if (HAS_ANCESTOR_ORIGINS) {
       const list = [...location.ancestorOrigins];
@@ -229,7 +264,7 @@
       return null;
     }
     const origins = await Promise.all(ancestorWindows().map((w) => handshake(w)));
-    return origins.every(Boolean) ? origins : null;
+    return origins.every((o) => o !== null) ? /** @type {string[]} */ (origins) : null;
   }
 
   loadRules().then(async (rules) => {
@@ -243,8 +278,13 @@
     start(rule, { parent: ancestors[0], workspace: ancestors[ancestors.length - 1] });
   });
 
+  /**
+   * Attaches to this assistant frame.
+   * @param {Rule} rule the frame's rule (its platform checked by ruleForFrame)
+   * @param {{parent: string, workspace: string}} where the parent's and the workspace's origins
+   */
   function start(rule, where) {
-    const platform = rule.platform;
+    const platform = String(rule.platform);
     document.documentElement.setAttribute('data-quiver-frame', platform);
 
     const token = crypto.randomUUID();
@@ -257,6 +297,10 @@
     // Styles are set through the CSSOM (element.style), which no page CSP blocks, with !important
     // so page CSS cannot move it.
 
+    /**
+     * @param {HTMLElement} el
+     * @param {Record<string, string>} props
+     */
     function css(el, props) {
       for (const [name, value] of Object.entries(props)) el.style.setProperty(name, value, 'important');
     }
@@ -327,6 +371,7 @@
     });
 
     let open = true;
+    /** @param {boolean} v */
     function setOpen(v) {
       open = v;
       frame.style.setProperty('display', open ? 'block' : 'none', 'important');
@@ -366,6 +411,7 @@
     // -------------------------------------------------------------------------------------------
     // Conversation context: the frame URL, and Sobot's `selected` messages from the workbench.
 
+    /** @type {unknown[]} */
     const selected = [];
     const MAX_SELECTED = 20;
     function contextMessage() {
@@ -400,11 +446,14 @@
     // -------------------------------------------------------------------------------------------
     // Background connection: reconnects with the same token if the background restarts.
 
+    /** @type {chrome.runtime.Port | null} */
     let port = null;
     let retry = 100;
     let stopped = false;
+    /** @type {number | null} */
     let panelFrameId = null; // Firefox: the panel iframe's frame id, once it is in the document
 
+    /** @param {Record<string, unknown>} msg */
     function sendToBackground(msg) {
       try {
         port?.postMessage(msg);
@@ -446,6 +495,11 @@
       sendToBackground(contextMessage());
     }
 
+    /**
+     * An order from the background (the only one this frame obeys).
+     * @param {chrome.runtime.Port} p
+     * @param {any} msg
+     */
     function onMessage(p, msg) {
       if (msg?.type === 'open') {
         openAndFocus();
@@ -462,7 +516,7 @@
         window.parent.postMessage(data, where.parent);
         reply = { type: 'posted', send_id: msg.send_id, ok: true };
       } catch (e) {
-        reply = { type: 'posted', send_id: msg.send_id, ok: false, error: String(e?.message ?? e) };
+        reply = { type: 'posted', send_id: msg.send_id, ok: false, error: String(/** @type {Error} */ (e)?.message ?? e) };
       }
       try {
         p.postMessage(reply);
@@ -482,7 +536,7 @@
     try {
       // Firefox's runtime.getFrameId (not in Chromium, nor in its typings).
       const frameId = /** @type {{getFrameId?: (f: Element) => number}} */ (api.runtime).getFrameId?.(frame);
-      if (Number.isInteger(frameId) && frameId > 0) {
+      if (frameId !== undefined && Number.isInteger(frameId) && frameId > 0) {
         panelFrameId = frameId;
         sendToBackground({ type: 'panel-frame', frameId });
       }

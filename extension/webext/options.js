@@ -8,7 +8,7 @@
 import { api } from './lib/browser.js';
 import { loadCore as loadWasmCore } from './lib/core.js';
 import { t, translate } from './lib/i18n.js';
-import { QuiverJson } from './lib/jsonpos.js';
+import { drawDisplay, renderContext } from './lib/draw.js';
 import { connect, h, nextId, showStatus } from './lib/page.js';
 import { isRulePattern, originPermission, parseWorkspaces, permissionsFor } from './lib/sites.js';
 
@@ -16,18 +16,16 @@ const $ = (sel, root = document) => root.querySelector(sel);
 
 const PLATFORM_NAMES = { udesk: 'Udesk', sobot: 'Sobot', 'wechat-dkf': 'platform_wechat_dkf', 'wechat-mp': 'platform_wechat_mp' };
 const platformName = (p) => (PLATFORM_NAMES[p]?.startsWith('platform_') ? t(PLATFORM_NAMES[p]) : PLATFORM_NAMES[p] ?? p);
-const PART_TYPES = ['text', 'rich', 'image', 'news', 'product', 'miniprogram'];
-/** Per part type: [field, input kind, required]. Lists (articles, segments) are edited apart. */
-const PART_FIELDS = {
-  text: [['text', 'textarea', true]],
-  rich: [['html', 'textarea', true]],
-  image: [['url', 'url'], ['media_id', 'text']],
-  news: [],
-  product: [['name', 'text', true], ['url', 'text'], ['image', 'url', true]],
-  miniprogram: [['title', 'text', true], ['pagepath', 'text', true], ['thumb_media_id', 'text'], ['pic_url', 'url'],
-    ['name', 'text'], ['avatar', 'url'], ['thumb_url', 'url']],
-};
-const REQUIRED_STRINGS = new Set(['text', 'html', 'name', 'image', 'title', 'pagepath']);
+/**
+ * The part schema (the core's `part_schema()`, read from the model): the editor's forms are built
+ * from it. Null until the core is loaded.
+ * @typedef {{name: string, input: string, required: boolean, max_bytes: number | null, min_items: number | null, max_items: number | null, items: SchemaField[] | null}} SchemaField
+ * @typedef {{kind: string, one_of: string[], fields: SchemaField[]}} SchemaKind
+ * @type {{kinds: SchemaKind[]} | null}
+ */
+let schema = null;
+/** @param {string} kind */
+const kindSchema = (kind) => schema?.kinds.find((k) => k.kind === kind) ?? null;
 const IMPORT_BATCH_BYTES = 3 * 1024 * 1024;
 const SITE_RULES_KEY = 'siteRules';
 const SITE_PLATFORMS = ['udesk', 'sobot', 'wechat-dkf'];
@@ -212,15 +210,24 @@ function blankTemplate() {
   return { id: '', title: '', folder: '', tags: [], shortcut: '', variables: [], parts: [{ type: 'text', text: '' }] };
 }
 
+/** An empty item of a list field (strings empty; flags and numbers left out). */
+function blankItem(/** @type {SchemaField[]} */ fields) {
+  /** @type {Record<string, unknown>} */
+  const o = {};
+  for (const f of fields) if (!['bool', 'number', 'list'].includes(f.input)) o[f.name] = '';
+  return o;
+}
+
+/** A new part of `type`: its required fields (and the first of a one-of) empty, lists at their minimum. */
 function blankPart(type) {
-  switch (type) {
-    case 'text': return { type, text: '' };
-    case 'rich': return { type, html: '' };
-    case 'image': return { type, url: '' };
-    case 'news': return { type, articles: [{ title: '', digest: '', cover: '', url: '' }] };
-    case 'product': return { type, name: '', url: '', image: '', segments: [] };
-    default: return { type: 'miniprogram', title: '', pagepath: '' };
+  const k = kindSchema(type);
+  /** @type {Record<string, unknown>} */
+  const o = { type };
+  for (const f of k?.fields ?? []) {
+    if (f.input === 'list') o[f.name] = Array.from({ length: f.min_items ?? 0 }, () => blankItem(f.items ?? []));
+    else if (f.required || k?.one_of[0] === f.name) o[f.name] = '';
   }
+  return o;
 }
 
 /**
@@ -393,7 +400,7 @@ function partEditor(part, replace, { title, controls = [], depth = 0 }) {
   const box = h('fieldset', { class: `part-editor depth-${depth}` });
   box.append(h('legend', {}, title));
   const typeSel = h('select', { dataset: { testid: 'quiver-part-type' }, 'aria-label': t('part_type') },
-    PART_TYPES.map((ty) => h('option', { value: ty, selected: ty === part.type ? true : null }, t(`type_${ty}`))));
+    (schema?.kinds ?? []).map(({ kind: ty }) => h('option', { value: ty, selected: ty === part.type ? true : null }, t(`type_${ty}`))));
   typeSel.value = part.type;
   typeSel.addEventListener('change', () => {
     const np = blankPart(typeSel.value);
@@ -404,18 +411,14 @@ function partEditor(part, replace, { title, controls = [], depth = 0 }) {
   box.append(h('div', { class: 'part-head' }, labeled(t('part_type'), typeSel), h('span', { class: 'spacer' }), controls));
 
   const fields = h('div', { class: 'grid2' });
-  for (const [name, kind, required] of PART_FIELDS[part.type]) {
-    const on = (e) => { part[name] = e.target.value; schedulePreview(); };
-    const ctl = kind === 'textarea'
-      ? h('textarea', { rows: 3, dataset: { testid: `quiver-part-${name}` }, required: required ? true : null, oninput: on })
-      : h('input', { type: kind === 'url' ? 'url' : 'text', dataset: { testid: `quiver-part-${name}` }, required: required ? true : null, autocomplete: 'off', spellcheck: 'false', oninput: on });
-    ctl.value = part[name] ?? '';
-    fields.append(labeled(`${t(`pf_${name}`)}${required ? ' *' : ''}`, ctl, kind === 'textarea' ? 'wide' : ''));
+  const lists = [];
+  for (const f of kindSchema(part.type)?.fields ?? []) {
+    if (f.input === 'list') { lists.push(listEditor(part, f)); continue; }
+    const ctl = fieldInput(part, f, `quiver-part-${f.name}`);
+    const wide = f.input === 'textarea' || f.input === 'html';
+    fields.append(labeled(`${t(`pf_${f.name}`)}${f.required ? ' *' : ''}`, ctl, wide ? 'wide' : ''));
   }
-  box.append(fields);
-
-  if (part.type === 'news') box.append(listEditor(part, 'articles', [['title', true], ['digest'], ['cover'], ['url', true]], () => ({ title: '', digest: '', cover: '', url: '' }), 'article'));
-  if (part.type === 'product') box.append(segmentsEditor(part));
+  box.append(fields, ...lists);
 
   // Fallback
   const fb = h('div', { class: 'fallback' });
@@ -434,22 +437,59 @@ function partEditor(part, replace, { title, controls = [], depth = 0 }) {
 
 function rerenderAll() { renderParts(); }
 
-/** Editor of a list of objects with string fields (news articles). */
-function listEditor(owner, key, fields, blank, what) {
+/**
+ * The control of one field of `owner` (a part or a list item), by the schema's input kind.
+ * @param {Record<string, any>} owner
+ * @param {SchemaField} f
+ * @param {string} testid
+ * @returns {HTMLElement}
+ */
+function fieldInput(owner, f, testid) {
+  const name = f.name;
+  if (f.input === 'bool') {
+    return h('input', { type: 'checkbox', checked: owner[name] ? true : null, dataset: { testid }, onchange: (e) => { if (e.target.checked) owner[name] = true; else delete owner[name]; schedulePreview(); } });
+  }
+  if (f.input === 'number') {
+    const ctl = h('input', { type: 'number', min: 1, max: 99, dataset: { testid }, oninput: (e) => { if (e.target.value) owner[name] = Number(e.target.value); else delete owner[name]; schedulePreview(); } });
+    ctl.value = owner[name] ?? '';
+    return ctl;
+  }
+  // Optional strings are left out when emptied (a colour is either valid or absent).
+  const on = (e) => { if (e.target.value || f.required || f.input !== 'color') owner[name] = e.target.value; else delete owner[name]; schedulePreview(); };
+  const ctl = f.input === 'textarea' || f.input === 'html'
+    ? h('textarea', { rows: 3, dataset: { testid }, required: f.required ? true : null, oninput: on })
+    : h('input', {
+      type: f.input === 'url' ? 'url' : 'text', dataset: { testid }, required: f.required ? true : null, autocomplete: 'off', spellcheck: 'false', oninput: on,
+      placeholder: f.input === 'color' ? '#RRGGBB' : null, size: f.input === 'color' ? 8 : null,
+    });
+  ctl.value = owner[name] ?? '';
+  return ctl;
+}
+
+/**
+ * Editor of a list field (news articles, product segments), from its schema: one row per item,
+ * `quiver-<item>-<field>` controls (`<item>`: the list's name without its final s).
+ * @param {Record<string, any>} owner
+ * @param {SchemaField} field
+ */
+function listEditor(owner, field) {
+  const key = field.name;
+  const what = key.replace(/s$/, '');
   owner[key] ??= [];
   const list = owner[key];
   const box = h('fieldset', { class: 'sublist', dataset: { testid: `quiver-${what}s` } }, h('legend', {}, t(`${what}s_title`)));
   list.forEach((item, i) => {
     const row = h('div', { class: 'subrow', role: 'group', 'aria-label': t(`${what}_n`, String(i + 1)), dataset: { testid: `quiver-${what}` } });
-    for (const [f, req] of fields) {
-      const inp = h('input', { autocomplete: 'off', dataset: { testid: `quiver-${what}-${f}` }, required: req ? true : null, oninput: (e) => { item[f] = e.target.value; schedulePreview(); } });
-      inp.value = item[f] ?? '';
-      row.append(labeled(`${t(`pf_${f}`)}${req ? ' *' : ''}`, inp));
+    for (const f of field.items ?? []) {
+      const ctl = fieldInput(item, f, `quiver-${what}-${f.name}`);
+      const label = `${t(`pf_${f.name}`)}${f.required ? ' *' : ''}`;
+      row.append(f.input === 'bool' ? h('label', { class: 'check' }, ctl, label) : labeled(label, ctl));
     }
     row.append(subrowButtons(list, i));
     box.append(row);
   });
-  box.append(h('button', { type: 'button', dataset: { testid: `quiver-${what}-add` }, onclick: () => { list.push(blank()); rerenderAll(); schedulePreview(); } }, t(`${what}_add`)));
+  const full = field.max_items !== null && list.length >= field.max_items;
+  box.append(h('button', { type: 'button', disabled: full ? true : null, dataset: { testid: `quiver-${what}-add` }, onclick: () => { list.push(blankItem(field.items ?? [])); rerenderAll(); schedulePreview(); } }, t(`${what}_add`)));
   return box;
 }
 
@@ -458,26 +498,6 @@ function subrowButtons(list, i) {
     h('button', { type: 'button', class: 'icon', disabled: i === 0, 'aria-label': t('move_up'), onclick: () => { [list[i - 1], list[i]] = [list[i], list[i - 1]]; rerenderAll(); schedulePreview(); } }, '↑'),
     h('button', { type: 'button', class: 'icon', disabled: i === list.length - 1, 'aria-label': t('move_down'), onclick: () => { [list[i + 1], list[i]] = [list[i], list[i + 1]]; rerenderAll(); schedulePreview(); } }, '↓'),
     h('button', { type: 'button', class: 'icon', 'aria-label': t('remove'), onclick: () => { list.splice(i, 1); rerenderAll(); schedulePreview(); } }, '✕'));
-}
-
-function segmentsEditor(part) {
-  part.segments ??= [];
-  const list = part.segments;
-  const box = h('fieldset', { class: 'sublist', dataset: { testid: 'quiver-segments' } }, h('legend', {}, t('segments_title')));
-  list.forEach((seg, i) => {
-    const text = h('input', { autocomplete: 'off', dataset: { testid: 'quiver-segment-text' }, oninput: (e) => { seg.text = e.target.value; schedulePreview(); } });
-    text.value = seg.text ?? '';
-    const color = h('input', { autocomplete: 'off', placeholder: '#RRGGBB', size: 8, dataset: { testid: 'quiver-segment-color' }, oninput: (e) => { if (e.target.value) seg.color = e.target.value; else delete seg.color; schedulePreview(); } });
-    color.value = seg.color ?? '';
-    const size = h('input', { type: 'number', min: 1, max: 99, dataset: { testid: 'quiver-segment-size' }, oninput: (e) => { if (e.target.value) seg.size = Number(e.target.value); else delete seg.size; schedulePreview(); } });
-    size.value = seg.size ?? '';
-    const flag = (k, label) => h('label', { class: 'check' }, h('input', { type: 'checkbox', checked: seg[k], onchange: (e) => { if (e.target.checked) seg[k] = true; else delete seg[k]; schedulePreview(); } }), label);
-    box.append(h('div', { class: 'subrow', role: 'group', 'aria-label': t('segment_n', String(i + 1)), dataset: { testid: 'quiver-segment' } },
-      labeled(`${t('pf_text')} *`, text), labeled(t('pf_color'), color), labeled(t('pf_size'), size),
-      flag('bold', t('pf_bold')), flag('break', t('pf_break')), subrowButtons(list, i)));
-  });
-  box.append(h('button', { type: 'button', dataset: { testid: 'quiver-segment-add' }, onclick: () => { list.push({ text: '' }); rerenderAll(); schedulePreview(); } }, t('segment_add')));
-  return box;
 }
 
 /** The template as the daemon takes it: empty optional fields left out. */
@@ -504,27 +524,33 @@ function templateForSave() {
   return out;
 }
 
+/**
+ * A list item or part with what the schema knows: strings kept when non-empty or required,
+ * flags when set, numbers when given.
+ * @param {Record<string, any>} src
+ * @param {SchemaField[]} fields
+ */
+function cleanFields(src, fields) {
+  /** @type {Record<string, any>} */
+  const o = {};
+  for (const f of fields) {
+    const v = src[f.name];
+    if (f.input === 'list') {
+      if (v?.length || f.required) o[f.name] = (v ?? []).map((/** @type {any} */ item) => cleanFields(item, f.items ?? []));
+    } else if (f.input === 'bool') {
+      if (v) o[f.name] = true;
+    } else if (f.input === 'number') {
+      if (v !== undefined && v !== '') o[f.name] = v;
+    } else if ((v ?? '') !== '' || f.required) {
+      o[f.name] = v ?? '';
+    }
+  }
+  return o;
+}
+
 function cleanPart(p) {
-  const o = { type: p.type };
-  for (const [name] of PART_FIELDS[p.type]) {
-    const v = p[name] ?? '';
-    if (v !== '' || REQUIRED_STRINGS.has(name)) o[name] = v;
-  }
-  if (p.type === 'news') {
-    o.articles = (p.articles ?? []).map((a) => {
-      const r = { title: a.title ?? '', url: a.url ?? '' };
-      if (a.digest) r.digest = a.digest;
-      if (a.cover) r.cover = a.cover;
-      return r;
-    });
-  }
-  if (p.type === 'product' && p.segments?.length) {
-    o.segments = p.segments.map((s) => {
-      const r = { text: s.text ?? '' };
-      for (const k of ['color', 'bold', 'break', 'size']) if (s[k] !== undefined && s[k] !== '') r[k] = s[k];
-      return r;
-    });
-  }
+  /** @type {Record<string, any>} */
+  const o = { type: p.type, ...cleanFields(p, kindSchema(p.type)?.fields ?? []) };
   if (p.fallback) o.fallback = cleanPart(p.fallback);
   return o;
 }
@@ -653,28 +679,31 @@ function renderPreview() {
   const tpl = templateForSave();
   if (!tpl.id) tpl.id = 'preview';
   if (!tpl.title) tpl.title = 'preview';
-  const targetJson = JSON.stringify(target);
-  const ctxJson = JSON.stringify(ctx);
+  // The core's preview, with the agent's clock and zone: what the wire carries, drawn.
+  /** @type {import('./lib/draw.js').PartPreview[]} */
+  let previews;
+  try {
+    previews = JSON.parse(core.preview(JSON.stringify(target), JSON.stringify(tpl), JSON.stringify(renderContext(ctx))));
+  } catch (e) {
+    const refusal = { code: e.code ?? 'error', message: e.message };
+    previews = tpl.parts.map((_, index) => ({ index, wire: null, refusal, rendition: null, kind: null, missing: [], display: null }));
+  }
   const items = tpl.parts.map((part, i) => {
+    const p = previews[i];
     const li = h('li', { class: 'pv-part', dataset: { testid: 'quiver-preview-part', index: String(i) } },
       h('h3', {}, t('part_n', [String(i + 1), t(`type_${part.type}`)])));
-    let payload;
-    try {
-      payload = JSON.parse(core.render(targetJson, JSON.stringify(tpl), i, ctxJson));
-    } catch (e) {
-      li.dataset.state = 'refused';
-      li.append(h('p', { class: 'refusal', dataset: { testid: 'quiver-preview-refusal', code: e.code ?? 'error' } },
-        h('code', {}, e.code ?? 'error'), ' ', e.message));
-      return li;
+    li.dataset.state = p?.refusal ? 'refused' : 'ok';
+    if (p?.refusal) {
+      li.append(h('p', { class: 'refusal', dataset: { testid: 'quiver-preview-refusal', code: p.refusal.code } },
+        h('code', {}, p.refusal.code), ' ', p.refusal.message));
     }
-    li.dataset.state = 'ok';
-    const used = usedPart(tpl, i, payload, targetJson, ctxJson);
-    if (used !== part) li.append(h('p', { class: 'muted', dataset: { testid: 'quiver-preview-fallback' } }, t('preview_used_fallback', t(`type_${used.type}`))));
-    li.append(h('div', { class: 'pv-visual', dataset: { testid: 'quiver-preview-visual' } }, visual(used, ctx)));
-    const wire = typeof payload.wire === 'string' ? prettyMaybe(payload.wire) : JSON.stringify(payload.wire, null, 2);
-    li.append(h('details', { open: true },
-      h('summary', {}, t('preview_wire', payload.post_as ?? '')),
-      h('pre', { class: 'wire', dataset: { testid: 'quiver-preview-wire' } }, wire)));
+    if (p && (p.rendition ?? 0) > 0 && p.kind) li.append(h('p', { class: 'muted', dataset: { testid: 'quiver-preview-fallback' } }, t('preview_used_fallback', t(`type_${p.kind}`))));
+    if (p?.display) li.append(h('div', { class: 'pv-visual', dataset: { testid: 'quiver-preview-visual' } }, drawDisplay(p.display)));
+    if (p?.wire) {
+      li.append(h('details', { open: true },
+        h('summary', {}, t('preview_wire', p.wire.post_as ?? '')),
+        h('pre', { class: 'wire', dataset: { testid: 'quiver-preview-wire' } }, prettyMaybe(p.wire.wire))));
+    }
     return li;
   });
   out.replaceChildren(...items);
@@ -687,85 +716,6 @@ let summaryTimer = null;
 
 function prettyMaybe(s) {
   try { return JSON.stringify(JSON.parse(s), null, 2); } catch { return s; }
-}
-
-/** Which part of the fallback chain the core used: the first one that renders the same wire alone. */
-function usedPart(tpl, i, payload, targetJson, ctxJson) {
-  if (payload.fallback_used === false) return tpl.parts[i];
-  const want = JSON.stringify(payload.wire);
-  for (let p = tpl.parts[i]; p; p = p.fallback) {
-    const alone = { ...p };
-    delete alone.fallback;
-    const copy = { ...tpl, parts: tpl.parts.map((x, k) => (k === i ? alone : x)) };
-    try {
-      const r = JSON.parse(core.render(targetJson, JSON.stringify(copy), i, ctxJson));
-      if (JSON.stringify(r.wire) === want) return p;
-    } catch { /* not this one */ }
-  }
-  return tpl.parts[i];
-}
-
-/** Placeholders filled for display only (the wire above is the truth). */
-function fill(s, ctx) {
-  return String(s ?? '').replace(/\{\{\s*([\w.-]+)(?::([^}|]*))?(?:\|([^}]*))?\s*\}\}/g, (m, name, _fmt, fb) => {
-    const now = new Date();
-    if (name === 'date') return now.toISOString().slice(0, 10);
-    if (name === 'time') return now.toTimeString().slice(0, 5);
-    if (name === 'datetime') return `${now.toISOString().slice(0, 10)} ${now.toTimeString().slice(0, 5)}`;
-    if (name === 'weekday') return now.toLocaleDateString('en', { weekday: 'short' });
-    return ctx[name] || fb || '';
-  });
-}
-
-const SAFE_TAGS = new Set(['B', 'STRONG', 'I', 'EM', 'U', 'BR', 'P', 'DIV', 'SPAN', 'UL', 'OL', 'LI', 'A', 'H1', 'H2', 'H3', 'H4', 'SMALL', 'SUB', 'SUP']);
-/** Rich HTML shown as safe DOM: allowed tags rebuilt, text copied, colours and weights kept. */
-function safeRich(html) {
-  const doc = new DOMParser().parseFromString(`<body>${html}</body>`, 'text/html');
-  const copy = (node) => {
-    if (node.nodeType === Node.TEXT_NODE) return document.createTextNode(node.textContent);
-    if (node.nodeType !== Node.ELEMENT_NODE) return null;
-    const kids = [...node.childNodes].map(copy).filter(Boolean);
-    if (!SAFE_TAGS.has(node.tagName)) return kids.length ? h('span', {}, kids) : null;
-    const el = document.createElement(node.tagName.toLowerCase());
-    if (node.tagName === 'A') {
-      el.className = 'pv-link';
-      const href = node.getAttribute('href') ?? node.getAttribute('data-miniprogram-path') ?? '';
-      if (href) el.title = href;
-    }
-    for (const prop of ['color', 'fontWeight', 'fontSize', 'fontStyle', 'textDecoration']) {
-      if (node.style?.[prop]) el.style[prop] = node.style[prop];
-    }
-    el.append(...kids);
-    return el;
-  };
-  return [...doc.body.childNodes].map(copy).filter(Boolean);
-}
-
-function img(src, alt, cls) {
-  return src ? h('img', { src, alt: alt || '', class: cls, loading: 'lazy', referrerpolicy: 'no-referrer' }) : h('span', { class: `${cls} img-missing`, 'aria-hidden': 'true' });
-}
-
-function visual(p, ctx) {
-  const f = (s) => fill(s, ctx);
-  switch (p.type) {
-    case 'text': return h('div', { class: 'bubble' }, f(p.text));
-    case 'rich': return h('div', { class: 'bubble rich' }, safeRich(f(p.html)));
-    case 'image': return h('div', { class: 'bubble' }, p.url ? img(f(p.url), t('type_image'), 'pv-image') : h('span', { class: 'muted' }, `media_id: ${p.media_id ?? ''}`));
-    case 'news': return h('div', { class: 'cards' }, (p.articles ?? []).map((a) => h('div', { class: 'card news' },
-      img(f(a.cover), '', 'cover'), h('div', {}, h('strong', {}, f(a.title)), h('p', {}, f(a.digest)), h('small', { class: 'muted' }, f(a.url))))));
-    case 'product': return h('div', { class: 'card product' }, img(f(p.image), p.name, 'thumb'),
-      h('div', {}, h('strong', {}, f(p.name)), h('div', { class: 'segments' }, (p.segments ?? []).flatMap((s) => {
-        const span = h('span', {}, f(s.text));
-        if (s.color) span.style.color = s.color;
-        if (s.bold) span.style.fontWeight = 'bold';
-        if (s.size) span.style.fontSize = `${s.size}px`;
-        return s.break ? [span, h('br')] : [span];
-      })), p.url ? h('small', { class: 'muted' }, f(p.url)) : null));
-    default: return h('div', { class: 'card mini' },
-      h('div', { class: 'mini-head' }, img(f(p.avatar), '', 'avatar'), h('span', {}, f(p.name) || t('type_miniprogram'))),
-      h('strong', {}, f(p.title)), img(f(p.pic_url || p.thumb_url), '', 'mini-pic'),
-      h('small', { class: 'muted' }, f(p.pagepath)));
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -784,56 +734,42 @@ function showImport(kind, nodes, extra = {}) {
   }
 }
 
-function importError(where, field, message, code = 'invalid_params') {
-  const loc = where ? t('import_at', [String(where.line), String(where.column)]) : '';
+/**
+ * Shows why the file is refused: the first error (`where` its 1-based line and column, unknown
+ * when 0), then any others the core found.
+ * @param {{line: number, column: number} | null} where
+ * @param {string} field
+ * @param {string} message
+ * @param {string} [code]
+ * @param {{line: number, column: number, field: string, message: string}[]} [more]
+ */
+function importError(where, field, message, code = 'invalid_params', more = []) {
+  const at = where && where.line > 0 ? where : null;
+  /** @param {{line: number, column: number} | null} w @param {string} f @param {string} m */
+  const describe = (w, f, m) => [w ? `${t('import_at', [String(w.line), String(w.column)])}, ` : '', f ? `${t('import_field')} ${f}: ` : '', m];
   showImport('error', [
     h('strong', {}, t('import_refused')),
-    h('p', { dataset: { testid: 'quiver-import-error', line: String(where?.line ?? ''), column: String(where?.column ?? ''), field: field ?? '' } },
-      loc ? `${loc}, ` : '', field ? `${t('import_field')} ${field}: ` : '', message),
-  ], { line: where?.line, column: where?.column, field: field ?? '', code });
+    h('p', { dataset: { testid: 'quiver-import-error', line: String(at?.line ?? ''), column: String(at?.column ?? ''), field: field ?? '' } },
+      ...describe(at, field, message)),
+    more.length ? h('ul', { class: 'import-more' }, more.map((e) => h('li', { dataset: { testid: 'quiver-import-error-more', line: String(e.line || ''), column: String(e.column || ''), field: e.field } },
+      ...describe(e.line > 0 ? e : null, e.field, e.message)))) : null,
+  ].filter(Boolean), { line: at?.line, column: at?.column, field: field ?? '', code });
 }
 
-/** Validates the whole file, then imports it all or nothing. */
+/** Validates the whole file (the core's `check_library`: the importer's checks), then imports it all or nothing. */
 async function runImport() {
   const text = $('#import-text').value;
   const button = $('#import-run');
   button.disabled = true;
   try {
-    let doc;
-    try {
-      doc = QuiverJson.parse(text);
-    } catch (e) {
-      if (e instanceof QuiverJson.SyntaxError) return importError({ line: e.line, column: e.column }, '', t('import_not_json', e.message));
-      throw e;
+    const wasm = core ?? await loadWasmCore();
+    /** @type {{line: number, column: number, field: string, message: string}[]} */
+    const errors = JSON.parse(wasm.check_library(text));
+    if (errors.length) {
+      const [first, ...more] = errors;
+      return importError(first, first.field, first.message, 'invalid_params', more);
     }
-    const lib = doc.value;
-    if (!lib || typeof lib !== 'object' || Array.isArray(lib)) return importError(doc.at(''), '', t('import_not_library'));
-    const unknown = Object.keys(lib).filter((k) => k !== 'quiver' && k !== 'templates');
-    if (unknown.length) return importError(doc.at(unknown[0]), unknown[0], t('import_unknown_field'));
-    if (lib.quiver !== 1) return importError(doc.at('quiver'), 'quiver', t('import_bad_version'));
-    if (!Array.isArray(lib.templates)) return importError(doc.at('templates'), 'templates', t('import_no_templates'));
-    // Each template's shape, through the same parser the daemon uses (the wasm core), so the
-    // error names the template and its line even for type errors the daemon reports without
-    // an index. Checks of the content are the daemon's (templates.import), below.
-    if (core) {
-      for (const [i, tpl] of lib.templates.entries()) {
-        try {
-          core.render('{"platform":"udesk"}', JSON.stringify(tpl), 0, '{}');
-        } catch (e) {
-          const m = /^template is not valid: (.*?)(?: at line \d+ column \d+)?$/s.exec(e.message ?? '');
-          if (e.code === 'invalid_template' && m) {
-            const key = /(?:unknown field|missing field|duplicate field) `([^`]+)`/.exec(m[1])?.[1];
-            const field = key ? findKey(doc, `templates[${i}]`, key, tpl) : `templates[${i}]`;
-            return importError(doc.at(field), field, m[1]);
-          }
-        }
-      }
-    }
-    const ids = new Set();
-    for (const [i, tpl] of lib.templates.entries()) {
-      if (ids.has(tpl.id)) return importError(doc.at(`templates[${i}].id`), `templates[${i}].id`, t('import_duplicate', String(tpl.id)));
-      ids.add(tpl.id);
-    }
+    const lib = JSON.parse(text);
     // Batches below the daemon's 4 MiB frame, in one session: nothing is written before the last.
     const batches = [[]];
     let size = 0;
@@ -856,7 +792,7 @@ async function runImport() {
     } catch (e) {
       let field = e.data?.field ?? '';
       if (session) field = field.replace(/^templates\[(\d+)\]/, (_, n) => `templates[${Number(n) + offset}]`);
-      return importError(field ? doc.at(field) : null, field, e.message, e.code);
+      return importError(null, field, e.message, e.code);
     }
     showImport('ok', [h('p', { dataset: { testid: 'quiver-import-ok' } }, t('import_done', [String(result.templates ?? lib.templates.length), String(result.created ?? 0), String(result.updated ?? 0), String(result.unchanged ?? 0)]))], { code: 'ok' });
     loadLibrary();
@@ -865,21 +801,6 @@ async function runImport() {
   } finally {
     button.disabled = false;
   }
-}
-
-/** The path of the key `key` inside `base` (depth-first), for an error serde reported by name. */
-function findKey(doc, base, key, value) {
-  const walk = (v, path) => {
-    if (v && typeof v === 'object') {
-      if (!Array.isArray(v) && Object.hasOwn(v, key)) return `${path}.${key}`;
-      for (const [k, c] of Object.entries(v)) {
-        const r = walk(c, Array.isArray(v) ? `${path}[${k}]` : `${path}.${k}`);
-        if (r) return r;
-      }
-    }
-    return null;
-  };
-  return walk(value, base) ?? base;
 }
 
 async function runExport() {
@@ -1114,6 +1035,9 @@ async function loadCore() {
   const app = $('[data-testid="quiver-options"]');
   try {
     core = await loadWasmCore();
+    schema = JSON.parse(core.part_schema());
+    $('#part-add-type').replaceChildren(...schema.kinds.map(({ kind: ty }) => h('option', { value: ty }, t(`type_${ty}`))));
+    if (editor.model) renderParts();
     app.dataset.core = 'ready';
   } catch (e) {
     app.dataset.core = 'error';
@@ -1124,7 +1048,6 @@ async function loadCore() {
 
 function start() {
   translate();
-  $('#part-add-type').replaceChildren(...PART_TYPES.map((ty) => h('option', { value: ty }, t(`type_${ty}`))));
   $('#pv-context').value = JSON.stringify({ 'customer.name': 'Ada', 'order.id': 'A-1001' }, null, 1);
   const showTab = setupTabs();
   rpc = connect({ onStatus, onEvent });

@@ -25,6 +25,7 @@ import { api } from './lib/browser.js';
 import { loadCore as loadWasmCore } from './lib/core.js';
 import { installDevHooks } from './dev-hooks.js';
 import { t as message, translate } from './lib/i18n.js';
+import { drawDisplay, renderContext, summary } from './lib/draw.js';
 import { fromBase64, readStoredLibrary } from './lib/library-db.js';
 import { Pending, RpcError } from './lib/rpc.js';
 
@@ -48,6 +49,11 @@ const t = (key, fallback, ...subs) => message(key, subs, fallback);
 
 translate(document, 'palette_lang');
 
+/**
+ * The element `sel` finds (the page's markup has each one).
+ * @param {string} sel
+ * @returns {any}
+ */
 const $ = (sel) => document.querySelector(sel);
 const ui = {
   palette: $('[data-testid="quiver-palette"]'),
@@ -72,6 +78,7 @@ const ui = {
   sends: $('[data-testid="quiver-sends"]'),
 };
 
+/** @param {string} hash */
 function parseHash(hash) {
   const [token = '', ...rest] = hash.replace(/^#/, '').split('&');
   const params = new URLSearchParams(rest.join('&'));
@@ -80,6 +87,30 @@ function parseHash(hash) {
 
 const { token, platform, channel } = parseHash(location.hash);
 
+/**
+ * A template as the daemon lists it (docs/protocol.md `templates.list`; parts as the library format).
+ * @typedef {{id: string, title: string, shortcut?: string, folder?: string, tags?: string[], revision?: number,
+ *   variables?: {name: string, label?: string, required?: boolean}[], parts: Record<string, any>[]}} Template
+ * @typedef {import('./background/native.js').Status} Status
+ * @typedef {{template_id: string, state: string, conversation?: string | null, customer?: string | null,
+ *   sent_at?: number | null, queued_at?: number | null}} HistoryRow
+ * @typedef {{el: HTMLElement, state: string, dueAt: number | null, dueWall: number | null,
+ *   error?: {code?: string, message?: string} | null, [k: string]: any}} SendView
+ */
+
+/**
+ * @type {{core: 'loading' | 'ready' | 'error', coreReadyAt?: number, daemon: Status,
+ *   templates: Template[] | null, byId: Map<string, Template>, usage: Map<string, {usage_count: number, last_used_at: number}>,
+ *   index: import('./lib/core.js').Core['SearchIndex']['prototype'] | null, indexFrom: 'snapshot' | 'build' | null,
+ *   indexReadyAt: number | null, snapshot: string | null, snapshotBytes: Uint8Array | null,
+ *   lib: {text: Uint8Array, ends: number[] | Uint32Array, cache: Map<number, Template>} | null, count: number,
+ *   generation: number | null, fitAsked: number, boost: Float32Array, templatesLoaded: boolean, loadingTemplates: boolean,
+ *   reloadWanted?: boolean, reloadTimer?: ReturnType<typeof setTimeout>, timing?: Record<string, number>,
+ *   earlyRead?: Promise<any> | null, shown: Template[], active: number, sends: Map<string, SendView>,
+ *   frameContext: {url: string, selected: unknown[]}, params: Record<string, string>,
+ *   values: Map<string, Record<string, string>>, history: HistoryRow[], historyFor: string | null,
+ *   confirmRepeat: string | null}}
+ */
 const state = {
   core: 'loading',
   daemon: { state: 'down', host: 'disconnected', reason: 'not connected yet', daemon: null },
@@ -112,7 +143,9 @@ const state = {
 // ---------------------------------------------------------------------------------------------
 // Background port
 
+/** @type {chrome.runtime.Port | null} */
 let port = null;
+/** @type {string | null} */
 let resume = null; // the secret the background gave this panel when it paired
 let refused = false; // refused for good: never reconnect
 /** @type {Pending<any>} */
@@ -140,6 +173,12 @@ function connect() {
   // The background sends `paired` and the status first once it accepts this panel.
 }
 
+/**
+ * One request to the background; resolves to its result.
+ * @param {string} type
+ * @param {object} [fields]
+ * @returns {Promise<any>}
+ */
 function call(type, fields = {}) {
   if (!port) return Promise.reject(new RpcError('background_unavailable', 'not connected to the extension'));
   const { id: req, promise } = pending.start(
@@ -149,11 +188,12 @@ function call(type, fields = {}) {
   try {
     port.postMessage({ ...fields, type, req });
   } catch (e) {
-    pending.reject(req, new RpcError('background_unavailable', String(e?.message ?? e)));
+    pending.reject(req, new RpcError('background_unavailable', String(/** @type {Error} */ (e)?.message ?? e)));
   }
   return promise;
 }
 
+/** @param {any} msg a message of the background's port */
 function onMessage(msg) {
   switch (msg?.type) {
     case 'reply':
@@ -215,6 +255,7 @@ document.addEventListener('keydown', (e) => {
 // ---------------------------------------------------------------------------------------------
 // Daemon status
 
+/** @param {Status} s */
 function statusLabel(s) {
   if (s.state === 'up') return s.daemon ? t('palette_status_up_version', 'Connected · daemon $1', s.daemon) : t('palette_status_up', 'Connected');
   if (s.host === 'connecting') return t('palette_status_starting', 'Starting Quiver…');
@@ -222,6 +263,7 @@ function statusLabel(s) {
   return t('palette_status_unreachable', 'Quiver app not reachable');
 }
 
+/** @param {Status} s */
 function setStatus(s) {
   if (!s || typeof s !== 'object') return;
   const wasUp = state.daemon.state === 'up';
@@ -243,6 +285,7 @@ function conversation() {
 }
 
 function target() {
+  /** @type {{platform: string, params: Record<string, string>, channel?: string, nonce?: string}} */
   const tg = { platform, params: state.params };
   if (channel) tg.channel = channel;
   if (platform === 'wechat-dkf') {
@@ -255,6 +298,7 @@ function target() {
 
 /** Values known from the conversation, for the template variables. */
 function contextValues() {
+  /** @type {Record<string, string>} */
   const v = {};
   if (platform === 'sobot') {
     if (state.params.cid) v['conversation.id'] = state.params.cid;
@@ -289,8 +333,15 @@ function updateContext() {
 // ---------------------------------------------------------------------------------------------
 // Templates and search
 
+/**
+ * Every string of a part (its fallback left out), for the plain-text search.
+ * @param {unknown} part
+ * @returns {string}
+ */
 function partText(part) {
   if (!part || typeof part !== 'object') return '';
+  /** @type {{tp: Template, index: number}[]} */
+  /** @type {string[]} */
   const out = [];
   for (const [k, v] of Object.entries(part)) {
     if (k === 'fallback' || k === 'type') continue;
@@ -300,9 +351,42 @@ function partText(part) {
   return out.join(' ');
 }
 
-function previewText(tp) {
-  const first = tp.parts?.[0];
-  const text = fill(first?.text ?? first?.name ?? first?.title ?? partText(first), {}).replace(/\s+/g, ' ');
+/**
+ * The list's line for `tp`: its first part as the customer will see it (the core's preview), or
+ * why it cannot be sent here.
+ * @param {Template} tp
+ * @param {{targetJson: string, ctxJson: string, key: string}} at the conversation's target and context
+ * @returns {string}
+ */
+function previewText(tp, at) {
+  if (state.core !== 'ready' || !tp.parts?.length) return '';
+  // The same line for the same template, conversation and minute: typing a search re-lists
+  // the same templates, and the core need not preview them again.
+  if (lineCache.key !== at.key) {
+    lineCache.key = at.key;
+    lineCache.lines.clear();
+  }
+  const cacheKey = `${tp.id}\u0000${tp.revision ?? ''}`;
+  const cached = lineCache.lines.get(cacheKey);
+  if (cached !== undefined) return cached;
+  const line = previewLine(tp, at);
+  lineCache.lines.set(cacheKey, line);
+  return line;
+}
+
+/** The list lines already previewed, for `key` (the conversation's target and values, the minute). */
+const lineCache = { key: '', lines: /** @type {Map<string, string>} */ (new Map()) };
+
+/** @param {Template} tp @param {{targetJson: string, ctxJson: string}} at */
+function previewLine(tp, at) {
+  let text = '';
+  try {
+    const p = JSON.parse(core.preview_part(at.targetJson, JSON.stringify(tp), 0, at.ctxJson));
+    text = p.display ? summary(p.display) : p.refusal?.message ?? '';
+  } catch (e) {
+    text = String(/** @type {Error} */ (e)?.message ?? e);
+  }
+  text = text.replace(/\s+/g, ' ').trim();
   return text.length > PREVIEW_CHARS ? `${text.slice(0, PREVIEW_CHARS - 1)}…` : text;
 }
 
@@ -317,7 +401,7 @@ async function loadTemplates() {
     const asked = performance.now();
     let r = await call('templates');
     state.timing = { asked, received: performance.now() };
-    state.usage = new Map((r?.usage ?? []).map((x) => [x.id, x]));
+    state.usage = new Map((r?.usage ?? []).map((/** @type {{id: string, usage_count: number, last_used_at: number}} */ x) => [x.id, x]));
     state.generation = Number.isInteger(r?.generation) ? r.generation : null;
     // The read started at load (earlyRead) overlaps the core's start-up and this request.
     const early = state.earlyRead;
@@ -343,12 +427,14 @@ async function loadTemplates() {
   }
 }
 
+/** @param {Template[]} list */
 function setTemplates(list) {
   state.templates = list;
   state.lib = null;
   state.count = list.length;
   state.byId = new Map(list.map((x) => [x.id, x]));
   state.templatesLoaded = true;
+  lineCache.lines.clear(); // the library changed: its lines too
   buildIndex();
   renderList();
 }
@@ -357,6 +443,7 @@ function setTemplates(list) {
  * The library as the background keeps it in IndexedDB (lib/library-db.js): the
  * index snapshot, and the templates' JSON texts, parsed one by one when shown.
  */
+/** @param {{text: Uint8Array, ends: number[] | Uint32Array, snapshot: Uint8Array | null}} rec */
 function setStoredLibrary(rec) {
   state.templates = null;
   state.lib = { text: rec.text, ends: rec.ends, cache: new Map() };
@@ -364,20 +451,26 @@ function setStoredLibrary(rec) {
   state.byId = new Map();
   state.snapshotBytes = rec.snapshot;
   state.templatesLoaded = true;
+  lineCache.lines.clear(); // the library changed: its lines too
   buildIndex();
   renderList();
 }
 
-/** The template at `i` in index order. */
+/**
+ * The template at `i` in index order.
+ * @param {number} i
+ * @returns {Template | undefined}
+ */
 function templateAt(i) {
   if (state.templates) return state.templates[i];
   const lib = state.lib;
   if (!lib || !(i >= 0 && i < lib.ends.length)) return undefined;
   let tp = lib.cache.get(i);
   if (!tp) {
-    tp = JSON.parse(utf8.decode(lib.text.subarray(i ? lib.ends[i - 1] : 0, lib.ends[i])));
-    lib.cache.set(i, tp);
-    state.byId.set(tp.id, tp);
+    const parsed = /** @type {Template} */ (JSON.parse(utf8.decode(lib.text.subarray(i ? lib.ends[i - 1] : 0, lib.ends[i]))));
+    lib.cache.set(i, parsed);
+    state.byId.set(parsed.id, parsed);
+    tp = parsed;
   }
   return tp;
 }
@@ -395,12 +488,12 @@ function buildIndex() {
   if (state.snapshot || state.snapshotBytes) {
     state.boost = new Float32Array(0); // until the background's fit for this library arrives
     try {
-      const bytes = state.snapshotBytes ?? fromBase64(state.snapshot);
+      const bytes = state.snapshotBytes ?? fromBase64(state.snapshot ?? '');
       if (state.timing) state.timing.decoded = performance.now();
       state.index = core.SearchIndex.from_snapshot(bytes);
       state.indexFrom = 'snapshot';
     } catch (e) {
-      console.warn('[quiver] the index snapshot did not load; building here:', e?.message ?? e);
+      console.warn('[quiver] the index snapshot did not load; building here:', /** @type {Error} */ (e)?.message ?? e);
     }
     state.snapshot = null; // not needed any more
     state.snapshotBytes = null;
@@ -456,14 +549,20 @@ function computeBoost() {
 }
 
 /** The templates matching `q`, best first, with their positions in index order. */
+/**
+ * The templates matching `q`, best first (with their index positions).
+ * @param {string} q
+ * @returns {{tp: Template, index: number}[]}
+ */
 function search(q) {
   if (state.index) {
     const hits = JSON.parse(state.index.search(q, MAX_SHOWN, Date.now(), state.boost));
-    return hits.map((h) => ({ tp: templateAt(h.index), index: h.index })).filter((x) => x.tp);
+    return /** @type {{tp: Template, index: number}[]} */ (hits.map((/** @type {{index: number}} */ h) => ({ tp: templateAt(h.index), index: h.index })).filter((/** @type {{tp: Template | undefined}} */ x) => x.tp));
   }
   if (!state.templates) return [];
   // Before the core is loaded: a plain substring filter.
   const ql = q.toLowerCase();
+  /** @type {{tp: Template, index: number}[]} */
   const out = [];
   state.templates.forEach((x, index) => {
     if (out.length < MAX_SHOWN
@@ -482,6 +581,14 @@ function renderList({ keepSelection = true } = {}) {
   state.shown = found.map((x) => x.tp);
   const frag = document.createDocumentFragment();
   const withFit = state.boost.length === state.count;
+  const values = contextValues();
+  const now = new Date();
+  const tg = target();
+  const at = {
+    targetJson: JSON.stringify(tg),
+    ctxJson: JSON.stringify(renderContext(values, now)),
+    key: JSON.stringify([{ ...tg, nonce: undefined }, values, Math.floor(now.getTime() / 60_000), now.getTimezoneOffset()]),
+  };
   state.shown.forEach((tp, i) => {
     const li = document.createElement('li');
     li.id = `quiver-option-${i}`;
@@ -519,7 +626,7 @@ function renderList({ keepSelection = true } = {}) {
     }
     const body = document.createElement('div');
     body.className = 'template-preview';
-    body.textContent = previewText(tp);
+    body.textContent = previewText(tp, at);
     li.append(head, body);
     frag.append(li);
   });
@@ -544,6 +651,7 @@ function renderEmpty() {
   ui.empty.hidden = !text;
 }
 
+/** @param {number} i */
 function setActive(i, scroll = true) {
   const prev = ui.list.querySelector('[aria-selected="true"]');
   if (prev) prev.setAttribute('aria-selected', 'false');
@@ -562,6 +670,7 @@ function setActive(i, scroll = true) {
   if (changed) renderDetail();
 }
 
+/** @param {KeyboardEvent} e */
 function onKey(e) {
   const n = state.shown.length;
   if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
@@ -589,8 +698,8 @@ function onKey(e) {
 ui.search.addEventListener('input', () => renderList({ keepSelection: false }));
 ui.search.addEventListener('keydown', onKey);
 ui.list.addEventListener('keydown', onKey);
-ui.list.addEventListener('click', (e) => {
-  const li = e.target.closest('[data-testid="quiver-template"]');
+ui.list.addEventListener('click', (/** @type {MouseEvent} */ e) => {
+  const li = /** @type {HTMLElement | null} */ (/** @type {HTMLElement} */ (e.target).closest('[data-testid="quiver-template"]'));
   if (!li) return;
   const i = Number(li.dataset.index);
   setActive(i, false);
@@ -601,7 +710,7 @@ ui.sendButton.addEventListener('click', () => {
   const tp = state.byId.get(ui.detail.dataset.templateId);
   if (tp) sendTemplate(tp);
 });
-ui.vars.addEventListener('submit', (e) => {
+ui.vars.addEventListener('submit', (/** @type {SubmitEvent} */ e) => {
   e.preventDefault();
   const tp = state.byId.get(ui.detail.dataset.templateId);
   if (tp) sendTemplate(tp);
@@ -616,6 +725,10 @@ ui.recentConfirm.addEventListener('click', () => {
 // ---------------------------------------------------------------------------------------------
 // The selected template: preview of each part as the customer sees it, variables, warnings.
 
+/**
+ * @param {Template} tp
+ * @returns {{name: string, label: string | null, required: boolean}[]}
+ */
 function templateVariables(tp) {
   if (state.core !== 'ready') return [];
   try {
@@ -626,124 +739,46 @@ function templateVariables(tp) {
 }
 
 /** Context for rendering `tp`: what the conversation knows, then what the agent typed. */
+/** @param {Template} tp */
 function valuesFor(tp) {
   const typed = state.values.get(tp.id) ?? {};
-  /** @type {Record<string, unknown>} */
+  /** @type {Record<string, string>} */
   const out = { ...contextValues() };
   for (const [k, v] of Object.entries(typed)) if (v !== '') out[k] = v;
-  out.now = String(Date.now());
-  out.tz = String(-new Date().getTimezoneOffset());
-  return out;
+  return renderContext(out);
 }
 
-/** Renders every part: [{ok, payload?, error?}] (no side effects). */
-function renderParts(tp, tg, ctx) {
-  const tj = JSON.stringify(tp);
-  const tgj = JSON.stringify(tg);
-  const cj = JSON.stringify(ctx);
-  return (tp.parts ?? []).map((_, i) => {
-    try {
-      return { ok: true, payload: JSON.parse(core.render(tgj, tj, i, cj)) };
-    } catch (e) {
-      return { ok: false, error: { code: e?.code ?? 'internal', message: String(e?.message ?? e) } };
-    }
-  });
-}
-
-/** The rendition of `part` that is sent when the payload's kind is `kind` (its fallback chain). */
-function chosenRendition(part, kind) {
-  let p = part;
-  while (p) {
-    if (p.type === kind) return p;
-    p = p.fallback;
+/**
+ * What the customer will see of every part, from the core (`preview`: the rendition sent, its
+ * display with every text filled as on the wire, the refusal if any); [] while it loads.
+ * @param {Template} tp
+ * @param {ReturnType<typeof target>} tg
+ * @param {Record<string, string>} ctx
+ * @returns {import('./lib/draw.js').PartPreview[]}
+ */
+function previewParts(tp, tg, ctx) {
+  if (state.core !== 'ready') return [];
+  try {
+    return JSON.parse(core.preview(JSON.stringify(tg), JSON.stringify(tp), JSON.stringify(ctx)));
+  } catch (e) {
+    const err = /** @type {{code?: string, message?: string}} */ (e);
+    const refusal = { code: err?.code ?? 'internal', message: String(err?.message ?? e) };
+    return (tp.parts ?? []).map((_, /** @type {number} */ index) => ({ index, wire: null, refusal, rendition: null, kind: null, missing: [], display: null }));
   }
-  return part;
 }
 
-function fill(text, ctx) {
-  return String(text ?? '').replace(/\{\{([^}|]*)(?:\|([^}]*))?\}\}/g, (m, name, fb) => {
-    const n = name.trim().split(':')[0].trim();
-    const v = ctx[n];
-    if (v) return v;
-    if (fb !== undefined) return fb.trim();
-    return `[${n}]`;
-  });
-}
-
+/**
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
+ * @param {string} [cls]
+ * @param {string} [text]
+ * @returns {HTMLElementTagNameMap[K]}
+ */
 function el(tag, cls, text) {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
   if (text !== undefined) e.textContent = text;
   return e;
-}
-
-function img(src, cls, alt = '') {
-  const i = document.createElement('img');
-  i.className = cls;
-  i.alt = alt;
-  i.referrerPolicy = 'no-referrer';
-  i.loading = 'lazy';
-  if (src && /^https?:/i.test(src)) i.src = src;
-  else i.dataset.missing = 'true';
-  return i;
-}
-
-/** Draws a part as the customer will see it (never as JSON, never as live HTML). */
-function drawPart(part, ctx) {
-  const f = (s) => fill(s, ctx);
-  const box = el('div', `bubble bubble-${part.type}`);
-  box.dataset.kind = part.type;
-  switch (part.type) {
-    case 'text':
-      box.append(el('p', 'bubble-text', f(part.text)));
-      break;
-    case 'rich': {
-      // Shown as its text: parsed inertly (DOMParser runs no scripts and loads nothing).
-      const doc = new DOMParser().parseFromString(f(part.html), 'text/html');
-      box.append(el('p', 'bubble-text', doc.body.textContent ?? ''));
-      break;
-    }
-    case 'image':
-      box.append(img(part.url, 'bubble-image', t('palette_image', 'Image')));
-      break;
-    case 'news':
-      for (const a of part.articles ?? []) {
-        const card = el('div', 'card news-card');
-        card.append(el('div', 'card-title', f(a.title)), img(a.cover, 'card-cover'), el('div', 'card-digest', f(a.digest)));
-        box.append(card);
-      }
-      break;
-    case 'product': {
-      const card = el('div', 'card product-card');
-      const text = el('div', 'product-text');
-      text.append(el('div', 'card-title', f(part.name)));
-      const segs = el('div', 'product-segments');
-      for (const s of part.segments ?? []) {
-        const span = el('span', 'segment', f(s.text));
-        if (s.color && /^#[0-9a-f]{6}$/i.test(s.color)) span.style.color = s.color;
-        if (s.bold) span.style.fontWeight = '700';
-        if (Number.isFinite(s.size) && s.size > 0 && s.size <= 40) span.style.fontSize = `${s.size}px`;
-        segs.append(span);
-        if (s.break) segs.append(document.createElement('br'));
-      }
-      text.append(segs);
-      card.append(img(part.image, 'product-image'), text);
-      box.append(card);
-      break;
-    }
-    case 'miniprogram': {
-      const card = el('div', 'card mp-card');
-      const head = el('div', 'mp-head');
-      head.append(img(part.avatar, 'mp-avatar'), el('span', 'mp-name', f(part.name ?? '')));
-      card.append(head, el('div', 'card-title', f(part.title)), img(part.thumb_url ?? part.pic_url, 'mp-thumb'));
-      card.append(el('div', 'mp-foot', t('palette_miniprogram', 'Mini Program')));
-      box.append(card);
-      break;
-    }
-    default:
-      box.append(el('p', 'bubble-text', partText(part)));
-  }
-  return box;
 }
 
 function renderDetail() {
@@ -759,6 +794,7 @@ function renderDetail() {
   updateDetail(tp);
 }
 
+/** @param {Template} tp */
 function renderVariables(tp) {
   const vars = templateVariables(tp);
   const known = contextValues();
@@ -795,47 +831,46 @@ function renderVariables(tp) {
 }
 
 /** The reasons `tp` cannot be sent now ([] when it can), and per part what will happen. */
+/** @param {Template} tp */
 function assess(tp) {
   const ctx = valuesFor(tp);
-  const rendered = state.core === 'ready' ? renderParts(tp, target(), ctx) : [];
+  const previews = previewParts(tp, target(), ctx);
   const reasons = [];
-  const missing = templateVariables(tp).filter((v) => v.required && !ctx[v.name]).map((v) => v.name);
-  if (missing.length) reasons.push({ code: 'missing_variable', message: t('palette_missing_vars', 'Fill in: $1', missing.join(', ')) });
-  rendered.forEach((r, i) => {
-    if (!r.ok && r.error.code !== 'missing_variable') {
-      reasons.push({ code: r.error.code, part: i, message: r.error.message });
+  const missing = new Set(templateVariables(tp).filter((v) => v.required && !ctx[v.name]).map((v) => v.name));
+  for (const p of previews) for (const name of p.missing ?? []) missing.add(name);
+  if (missing.size) reasons.push({ code: 'missing_variable', message: t('palette_missing_vars', 'Fill in: $1', [...missing].join(', ')) });
+  for (const p of previews) {
+    if (p.refusal && p.refusal.code !== 'missing_variable') {
+      reasons.push({ code: p.refusal.code, part: p.index, message: p.refusal.message });
     }
-  });
+  }
   if (state.core !== 'ready') reasons.push({ code: 'core_unavailable', message: t('palette_core_loading', 'The template engine is loading') });
-  return { ctx, rendered, reasons };
+  return { previews, reasons };
 }
 
+/** @param {Template} tp */
 function updateDetail(tp) {
-  const { ctx, rendered, reasons } = assess(tp);
+  const { previews, reasons } = assess(tp);
   ui.parts.replaceChildren();
   (tp.parts ?? []).forEach((part, i) => {
-    const r = rendered[i];
+    const p = previews[i];
     const li = el('li', 'part');
     li.dataset.testid = 'quiver-part';
     li.dataset.partIndex = String(i);
     let partState = 'ok';
-    let shown = part;
-    if (r && !r.ok && r.error.code !== 'missing_variable') partState = 'disabled';
-    else if (r?.ok && r.payload.fallback_used) {
-      partState = 'fallback';
-      shown = chosenRendition(part, r.payload.kind);
-    }
+    if (p?.refusal && p.refusal.code !== 'missing_variable') partState = 'disabled';
+    else if (p && (p.rendition ?? 0) > 0) partState = 'fallback';
     li.dataset.state = partState;
     if ((tp.parts?.length ?? 0) > 1) li.append(el('div', 'part-label', t('palette_part_n', 'Part $1 of $2', i + 1, tp.parts.length)));
-    li.append(drawPart(shown, ctx));
-    if (partState === 'disabled') {
+    if (p?.display) li.append(drawDisplay(p.display));
+    if (partState === 'disabled' && p?.refusal) {
       li.setAttribute('aria-disabled', 'true');
-      const why = el('div', 'part-reason', r.error.message);
+      const why = el('div', 'part-reason', p.refusal.message);
       why.dataset.testid = 'quiver-part-reason';
-      why.dataset.code = r.error.code;
+      why.dataset.code = p.refusal.code;
       li.append(why);
     } else if (partState === 'fallback') {
-      const why = el('div', 'part-fallback', t('palette_fallback_used', 'This conversation cannot show a $1; sent as its fallback ($2).', part.type, r.payload.kind));
+      const why = el('div', 'part-fallback', t('palette_fallback_used', 'This conversation cannot show a $1; sent as its fallback ($2).', part.type, p?.kind ?? ''));
       why.dataset.testid = 'quiver-part-fallback';
       li.append(why);
     }
@@ -869,6 +904,7 @@ async function refreshHistory() {
   if (state.daemon.state !== 'up') return;
   const seq = ++historySeq;
   try {
+    /** @type {{limit: number, conversation?: string, customer?: string}} */
     const params = { limit: 50 };
     if (cid) params.conversation = cid;
     else params.customer = uid;
@@ -883,6 +919,7 @@ async function refreshHistory() {
   if (tp) renderRecent(tp);
 }
 
+/** @param {Template} tp */
 function recentSendOf(tp) {
   const { conversation: cid, customer: uid } = conversation();
   if (!cid && !uid) return undefined; // nothing says who the customer is (Udesk): no warning
@@ -893,13 +930,14 @@ function recentSendOf(tp) {
     && now - (r.sent_at ?? r.queued_at ?? 0) < RECENT_MS);
 }
 
+/** @param {Template} tp */
 function renderRecent(tp) {
   const row = recentSendOf(tp);
   if (!row) {
     ui.recent.hidden = true;
     return;
   }
-  const when = row.sent_at ?? row.queued_at;
+  const when = row.sent_at ?? row.queued_at ?? 0;
   const mins = Math.max(0, Math.round((Date.now() - when) / 60_000));
   ui.recent.hidden = false;
   ui.recent.dataset.templateId = tp.id;
@@ -912,6 +950,11 @@ function renderRecent(tp) {
 // ---------------------------------------------------------------------------------------------
 // Sending
 
+/**
+ * @param {Template} tp
+ * @param {number | undefined} partIndex
+ * @param {{code?: string, message?: string}} e
+ */
 function showRefusal(tp, partIndex, e) {
   const code = e?.code ?? 'internal';
   ui.refusal.dataset.code = code;
@@ -933,6 +976,7 @@ function clearRefusal() {
   delete ui.refusal.dataset.templateId;
 }
 
+/** @param {Template} tp */
 function sendTemplate(tp) {
   if (state.core !== 'ready') {
     showNotice(new RpcError('core_unavailable', 'the template engine is not loaded'), t('palette_cannot_send', 'Cannot send'));
@@ -941,7 +985,8 @@ function sendTemplate(tp) {
   if (ui.detail.dataset.templateId !== tp.id) renderDetail();
   // The conversation is fixed here: the payload carries its cid/uid, the reserve names it.
   const conv = conversation();
-  const { rendered, reasons } = assess(tp);
+  // The payloads sent are the wires of the preview just drawn: what the agent sees is what goes.
+  const { previews, reasons } = assess(tp);
   // A refused part (or a missing variable) means nothing of the template is sent.
   const missing = reasons.find((r) => r.code === 'missing_variable');
   if (missing) {
@@ -949,12 +994,12 @@ function sendTemplate(tp) {
     ui.varsFields.querySelector('input:invalid, input[aria-required="true"]')?.focus();
     return;
   }
-  const bad = rendered.findIndex((r) => !r.ok);
+  const bad = previews.findIndex((r) => !r.wire);
   if (bad >= 0) {
-    showRefusal(tp, bad, rendered[bad].error);
+    showRefusal(tp, bad, previews[bad].refusal ?? { code: 'internal', message: 'nothing to send' });
     return;
   }
-  if (!rendered.length) {
+  if (!previews.length) {
     showRefusal(tp, 0, new RpcError('invalid_template', 'the template has no parts'));
     return;
   }
@@ -966,7 +1011,8 @@ function sendTemplate(tp) {
   state.confirmRepeat = null;
   clearRefusal();
   const batch = crypto.randomUUID();
-  rendered.forEach(({ payload: p }, i) => {
+  previews.forEach(({ wire }, i) => {
+    const p = /** @type {import('./lib/draw.js').WirePayload} */ (wire);
     const key = crypto.randomUUID();
     addSend(key, tp, i, conv);
     call('send', {
@@ -990,6 +1036,7 @@ function sendTemplate(tp) {
   }
 }
 
+/** @type {Record<string, () => string>} */
 const STATE_LABEL = {
   queued: () => t('palette_state_queued', 'Queued'),
   sending: () => t('palette_state_sending', 'Sending…'),
@@ -998,6 +1045,12 @@ const STATE_LABEL = {
   cancelled: () => t('palette_state_cancelled', 'Cancelled'),
 };
 
+/**
+ * @param {string} key
+ * @param {Template} tp
+ * @param {number} partIndex
+ * @param {{conversation?: string | null, customer?: string | null}} [conv]
+ */
 function addSend(key, tp, partIndex, conv = {}) {
   const li = document.createElement('li');
   li.className = 'send';
@@ -1049,10 +1102,11 @@ function addSend(key, tp, partIndex, conv = {}) {
     last.remove();
   }
   ui.sendsSection.hidden = false;
-  renderSend(state.sends.get(key));
+  renderSend(/** @type {SendView} */ (state.sends.get(key)));
   tick();
 }
 
+/** @param {any} msg a `send-state` message */
 function updateSend(msg) {
   let s = state.sends.get(msg.key);
   if (!s) {
@@ -1061,6 +1115,7 @@ function updateSend(msg) {
     const known = state.byId.get(msg.template_id);
     addSend(msg.key, known ?? { id: msg.template_id, title: msg.template_id, parts: [] }, msg.part_index);
     s = state.sends.get(msg.key);
+    if (!s) return;
   }
   if (s.state !== 'queued' && s.state !== 'sending' && msg.state !== s.state) {
     return; // final states are final
@@ -1077,13 +1132,14 @@ function updateSend(msg) {
   if (msg.state === 'sent' && !wasFinal) refreshHistory();
 }
 
+/** @param {SendView} s */
 function renderSend(s) {
   const { el: li } = s;
   li.dataset.sendState = s.state;
-  li.querySelector('.send-state').textContent = STATE_LABEL[s.state]?.() ?? s.state;
-  const cancel = li.querySelector('.send-cancel');
+  /** @type {HTMLElement} */ (li.querySelector('.send-state')).textContent = STATE_LABEL[s.state]?.() ?? s.state;
+  const cancel = /** @type {HTMLElement} */ (li.querySelector('.send-cancel'));
   cancel.hidden = s.state !== 'queued';
-  const err = li.querySelector('.send-error');
+  const err = /** @type {HTMLElement} */ (li.querySelector('.send-error'));
   if (s.error && (s.state === 'failed' || s.state === 'cancelled')) {
     err.dataset.code = s.error.code ?? '';
     err.textContent = `${s.error.code ?? 'error'}: ${s.error.message ?? ''}`;
@@ -1094,6 +1150,7 @@ function renderSend(s) {
   renderCountdown(s);
 }
 
+/** @param {SendView} s */
 function remainingMs(s) {
   // The daemon's meter gives the slot as a wall-clock time (not_before_ms); else delay_ms.
   if (s.dueWall !== null) return Math.max(0, s.dueWall - Date.now());
@@ -1101,8 +1158,9 @@ function remainingMs(s) {
   return null;
 }
 
+/** @param {SendView} s */
 function renderCountdown(s) {
-  const cd = s.el.querySelector('.send-countdown');
+  const cd = /** @type {HTMLElement} */ (s.el.querySelector('.send-countdown'));
   if (s.state !== 'queued') {
     cd.textContent = '';
     delete cd.dataset.remainingMs;
@@ -1118,6 +1176,7 @@ function renderCountdown(s) {
   cd.textContent = ms > 0 ? t('palette_in_seconds', 'in $1 s', (ms / 1000).toFixed(1)) : t('palette_due', 'due');
 }
 
+/** @type {ReturnType<typeof setInterval> | null} */
 let ticker = null;
 function tick() {
   let queued = false;
@@ -1137,6 +1196,10 @@ function tick() {
 // ---------------------------------------------------------------------------------------------
 // Notices
 
+/**
+ * @param {any} e an error (with its code)
+ * @param {string} [prefix]
+ */
 function showNotice(e, prefix = '') {
   ui.notice.textContent = '';
   const code = e?.code;
@@ -1173,7 +1236,7 @@ async function loadCore() {
   } catch (e) {
     state.core = 'error';
     ui.palette.dataset.core = 'error';
-    showNotice(new RpcError('core_error', String(e?.message ?? e)), t('palette_core_failed', 'The template engine failed to load'));
+    showNotice(new RpcError('core_error', String(/** @type {Error} */ (e)?.message ?? e)), t('palette_core_failed', 'The template engine failed to load'));
   }
 }
 

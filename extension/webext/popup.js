@@ -10,6 +10,11 @@ import { api } from './lib/browser.js';
 import { t, translate } from './lib/i18n.js';
 import { connect, h, showStatus } from './lib/page.js';
 
+/**
+ * The element `sel` finds (the page's markup has each one).
+ * @param {string} sel
+ * @returns {any}
+ */
 const $ = (sel) => document.querySelector(sel);
 const FIXES = [
   ['Specified native messaging host not found', 'quiver install --browser chromium'],
@@ -18,11 +23,16 @@ const FIXES = [
   ['daemon down', 'quiver doctor'],
 ];
 
+/** @typedef {{id: string, title: string, shortcut?: string, folder?: string}} Result */
+
+/** @type {ReturnType<typeof connect>} */
 let rpc;
 let up = false;
+/** @type {Result[]} */
 let results = [];
 let active = -1;
 
+/** @param {import('./lib/page.js').Status} status */
 function onStatus(status) {
   showStatus($('[data-testid="quiver-popup-status"]'), status);
   const fix = $('[data-testid="quiver-popup-fix"]');
@@ -34,6 +44,7 @@ function onStatus(status) {
   if (up && !wasUp) search();
 }
 
+/** @param {string} name */
 function onEvent(name) {
   if (name === 'library.changed') search();
 }
@@ -49,12 +60,14 @@ async function search() {
     results = r.results;
     active = results.length ? 0 : -1;
     render();
-  } catch (e) {
+  } catch (err) {
+    const e = /** @type {{code?: string, message?: string}} */ (err);
     results = [];
     render(t('error_code', [e.code, e.message]));
   }
 }
 
+/** @param {string} [error] shown instead of the matches */
 function render(error) {
   const list = $('#results');
   list.replaceChildren(...results.map((r, i) => h('li', {
@@ -72,6 +85,7 @@ function render(error) {
   empty.textContent = error ?? t('popup_no_match');
 }
 
+/** @param {string} id */
 function openEditor(id) {
   const url = api.runtime.getURL(`options.html#edit=${encodeURIComponent(id)}`);
   Promise.resolve(api.tabs.create({ url })).finally(() => window.close());
@@ -80,9 +94,10 @@ function openEditor(id) {
 function start() {
   translate();
   rpc = connect({ onStatus, onEvent });
-  let timer = null;
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let timer;
   $('#q').addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(search, 80); });
-  $('#q').addEventListener('keydown', (e) => {
+  $('#q').addEventListener('keydown', (/** @type {KeyboardEvent} */ e) => {
     if (e.key === 'ArrowDown' && results.length) { e.preventDefault(); active = (active + 1) % results.length; render(); }
     else if (e.key === 'ArrowUp' && results.length) { e.preventDefault(); active = (active - 1 + results.length) % results.length; render(); }
     else if (e.key === 'Enter' && active >= 0) { e.preventDefault(); openEditor(results[active].id); }

@@ -278,8 +278,8 @@ fn count_before(line: &str, word: &str) -> Option<u64> {
 }
 
 /// `tsc --noEmit` over the extension's JS (JSDoc types): extension/tsconfig.json (strict: lib/,
-/// the background, the development hooks) and extension/tsconfig.pages.json (the pages and the
-/// content script). Needs the build: the wasm core's declarations are in target/extension-types.
+/// the background, the palette, the popup, the content script, the development hooks) and
+/// extension/tsconfig.pages.json (the options page, not yet strict). Needs the build: the wasm core's declarations are in target/extension-types.
 fn tsc(s: &mut Step, root: &Path) -> Result {
     let tsc = root.join("tests/e2e/node_modules/.bin/tsc");
     for project in ["tsconfig.json", "tsconfig.pages.json"] {

@@ -2,12 +2,12 @@
 /**
  * The ONE native-messaging port to `quiver native-host`, reconnected with backoff: the
  * connection's status, requests to the daemon matched to their replies by id (chunked replies
- * joined), and the daemon's events, handed to whoever listens (`onStatus`, `onDaemonEvent`).
+ * joined by the wasm core's `Reassembler`), and the daemon's events, handed to whoever listens (`onStatus`, `onDaemonEvent`).
  */
 import { api } from '../lib/browser.js';
 import { Pending, RpcError } from '../lib/rpc.js';
 import { log, quietly, sleep } from './log.js';
-import { Reassembler } from './reassembler.js';
+import { loadCore } from '../lib/core.js';
 
 export const HOST_NAME = 'dev.quiver.host';
 export const PROTOCOL = 1;
@@ -39,10 +39,87 @@ const native = {
   timer: null,
   /** @type {Pending<unknown>} */
   pending: new Pending(),
-  chunks: new Reassembler(),
+  chunks: /** @type {Chunks} */ (/** @type {unknown} */ (null)),
   /** @type {(() => void)[]} */
   upWaiters: [],
 };
+
+/**
+ * A reply too large for one native message comes as `{"id", "chunk": {"seq", "total", "data"}}`
+ * pieces, joined by the wasm core's `Reassembler` (quiver_shared::proto::Reassembler, with its
+ * limits). The core loads asynchronously: pieces that arrive before it is ready wait here, in
+ * order, and go in once it is; none is lost.
+ */
+class Chunks {
+  /** @type {import('../lib/core.js').Core['Reassembler']['prototype'] | null} */
+  #r = null;
+  /** @type {{id: number, frame: string}[] | null} pieces waiting for the core (null once it is ready) */
+  #waiting = [];
+  /** @type {(reply: Record<string, unknown> & {id: number}) => void} */
+  #deliver;
+
+  /** @param {(reply: Record<string, unknown> & {id: number}) => void} deliver gets each whole reply (or the error reply of a broken one) */
+  constructor(deliver) {
+    this.#deliver = deliver;
+    loadCore().then((core) => {
+      this.#r = new core.Reassembler();
+      const waiting = this.#waiting ?? [];
+      this.#waiting = null;
+      for (const w of waiting) this.#join(w.id, w.frame);
+    }, (e) => {
+      const waiting = this.#waiting ?? [];
+      this.#waiting = null;
+      log.warn('the wasm core did not load: chunked replies cannot be joined', e);
+      for (const id of new Set(waiting.map((w) => w.id))) this.#fail(id, `the wasm core did not load: ${e?.message ?? e}`);
+    });
+  }
+
+  /** Takes one piece of reply `id`. */
+  push(/** @type {number} */ id, /** @type {unknown} */ chunk) {
+    const frame = JSON.stringify({ id, chunk });
+    if (this.#waiting) this.#waiting.push({ id, frame });
+    else this.#join(id, frame);
+  }
+
+  /** @param {number} id @param {string} frame */
+  #join(id, frame) {
+    if (!this.#r) { this.#fail(id, 'the wasm core did not load'); return; }
+    let whole;
+    try {
+      whole = this.#r.push(frame);
+    } catch (e) {
+      this.#fail(id, /** @type {Error} */ (e)?.message ?? String(e));
+      return;
+    }
+    if (whole !== undefined) this.#deliver(JSON.parse(whole));
+  }
+
+  /** @param {number} id @param {string} why */
+  #fail(id, why) {
+    log.warn(`chunked reply to ${id}: ${why}`);
+    this.#deliver({ id, error: { code: 'internal', message: `chunked reply: ${why}` } });
+  }
+
+  /** Drops the pieces of reply `id` (nobody waits for it any more). */
+  forget(/** @type {number} */ id) {
+    if (this.#waiting) this.#waiting = this.#waiting.filter((w) => w.id !== id);
+    else this.#r?.forget(String(id));
+  }
+
+  /** Drops every reply in progress (the port they came on is gone). */
+  clear() {
+    if (this.#waiting) { this.#waiting = []; return; }
+    if (!this.#r) return;
+    const Ctor = /** @type {any} */ (this.#r).constructor;
+    this.#r.free();
+    this.#r = new Ctor();
+  }
+
+  /** Replies still incomplete. */
+  get pending() {
+    return this.#waiting ? new Set(this.#waiting.map((w) => w.id)).size : this.#r?.pending ?? 0;
+  }
+}
 
 /** @type {((status: Status) => void)[]} */
 const statusListeners = [];
@@ -70,6 +147,9 @@ export function status() {
   };
 }
 
+/** Chunked replies still incomplete (pieces kept for requests still waiting). */
+export const pendingChunks = () => native.chunks?.pending ?? 0;
+
 /** True while the native port is open. */
 export const hasPort = () => native.port !== null;
 
@@ -95,6 +175,8 @@ export function waitForUp() {
 
 export function connectNative() {
   if (native.port) return;
+  // Joined replies go on as if they had come whole, on the port they came on (if still open).
+  native.chunks ??= new Chunks((whole) => { if (native.port) onNativeMessage(native.port, whole); });
   if (native.timer !== null) clearTimeout(native.timer);
   native.timer = null;
   /** @type {chrome.runtime.Port} */
@@ -197,9 +279,7 @@ function onNativeMessage(port, message) {
   }
   if (msg.chunk !== undefined) {
     if (!native.pending.has(msg.id)) return; // a reply nobody waits for (timed out): drop it
-    const whole = native.chunks.push({ id: msg.id, chunk: msg.chunk });
-    if (whole?.error) log.warn(`chunked reply to ${msg.id}: ${whole.error.message}`);
-    if (whole) onNativeMessage(port, whole);
+    native.chunks.push(msg.id, msg.chunk);
     return;
   }
   const settled = msg.error

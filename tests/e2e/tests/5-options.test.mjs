@@ -143,6 +143,53 @@ test(`[${browser}] options editor: create, edit, delete, persisted in the daemon
   });
 });
 
+// The editor's preview draws the core's display: a rich part's sanitized HTML as the wire has it
+// (a tracking <img> that is sent is shown), placeholders filled as on the wire (`{{date}}` in the
+// agent's zone, a missing variable as the core draws it).
+test(`[${browser}] options preview: the rich part as sent (its img too), {{date}} as on the wire`, { timeout: 120_000 }, async (t) => {
+  await withSession('options-preview', async (session) => {
+    const page = await openOptions(session);
+    await click(page, '[data-testid="quiver-new-template"]');
+    const p0 = '[data-testid="quiver-part"][data-index="0"]';
+    await page.select(`${p0} [data-testid="quiver-part-type"]`, 'rich');
+    await setValue(page, `${p0} [data-testid="quiver-part-html"]`, '<p>Hi <b>{{customer.name}}</b>, on {{date}}<img src="https://t.example/pixel.gif" width="1" height="1"><script>x()</script></p>');
+    const pv0 = '[data-testid="quiver-preview-part"][data-index="0"]';
+    const seen = await until(page, 'the rich preview', (S) => {
+      const li = document.querySelector(S);
+      const wire = li?.querySelector('[data-testid="quiver-preview-wire"]')?.textContent;
+      const visual = li?.querySelector('[data-testid="quiver-preview-visual"]');
+      if (!wire || !visual?.textContent.includes('Ada')) return null;
+      const d = new Date();
+      const pad = (n) => String(n).padStart(2, '0');
+      return {
+        wire,
+        text: visual.textContent,
+        img: visual.querySelector('img')?.getAttribute('src') ?? null,
+        bold: visual.querySelector('b')?.textContent ?? null,
+        script: visual.querySelectorAll('script').length,
+        local: `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`,
+      };
+    }, pv0);
+    t.diagnostic(`preview: ${JSON.stringify(seen)}`);
+    assert.equal(seen.img, 'https://t.example/pixel.gif', 'the tracking <img> the wire carries is shown');
+    assert.equal(seen.bold, 'Ada');
+    assert.equal(seen.script, 0, 'what the sanitizer removes is not drawn');
+    assert.equal(seen.text, `Hi Ada, on ${seen.local}`, 'the date in the agent\'s zone');
+    const content = JSON.parse(seen.wire).content;
+    assert.match(String(content), new RegExp(`on ${seen.local}<img`), 'the wire carries the same date');
+
+    // A missing variable: refused with its code, and drawn as the core draws it.
+    await setValue(page, '[data-testid="quiver-preview-context"]', '{}');
+    const missing = await until(page, 'the refusal', (S) => {
+      const li = document.querySelector(S);
+      const code = li?.querySelector('[data-testid="quiver-preview-refusal"]')?.dataset.code;
+      return code ? { code, text: li.querySelector('[data-testid="quiver-preview-visual"]')?.textContent ?? null } : null;
+    }, pv0);
+    assert.equal(missing.code, 'missing_variable');
+    assert.equal(missing.text, `Hi [customer.name], on ${seen.local}`);
+  });
+});
+
 const BAD_LIBRARY = `{
   "quiver": 1,
   "templates": [
@@ -155,7 +202,8 @@ const BAD_LIBRARY = `{
          "segments": [{"text": "¥39",
                        "color": "red"}]}
       ]
-    }
+    },
+    {"id": "imp-ok", "title": "Again", "parts": [{"type": "text", "text": ""}]}
   ]
 }
 `;
@@ -167,7 +215,7 @@ const GOOD_LIBRARY = JSON.stringify({
   ],
 }, null, 2);
 
-test(`[${browser}] options import: a bad file imports nothing and names line and field; a good one imports`, { timeout: 180_000 }, async () => {
+test(`[${browser}] options import: a bad file imports nothing and names line, column and field of every error; a good one imports`, { timeout: 180_000 }, async (t) => {
   await withSession('options-import', async (session) => {
     const page = await openOptions(session, '#import');
     const before = (await cliTemplates(session)).map((x) => x.id).sort();
@@ -176,11 +224,21 @@ test(`[${browser}] options import: a bad file imports nothing and names line and
     await click(page, '[data-testid="quiver-import-run"]');
     const err = await until(page, 'the import error', () => {
       const el = document.querySelector('[data-testid="quiver-import-error"]');
-      return el ? { line: el.dataset.line, field: el.dataset.field, text: el.textContent } : null;
+      const more = [...document.querySelectorAll('[data-testid="quiver-import-error-more"]')]
+        .map((e) => ({ line: e.dataset.line, column: e.dataset.column, field: e.dataset.field }));
+      return el ? { line: el.dataset.line, column: el.dataset.column, field: el.dataset.field, text: el.textContent, more } : null;
     });
+    t.diagnostic(`import errors: ${JSON.stringify(err)}`);
+    // The core's check_library: every error with its line, column and field, the importer's first.
     assert.equal(err.field, 'templates[1].parts[0].segments[0].color', JSON.stringify(err));
     assert.equal(err.line, '11', `the line of "color": ${JSON.stringify(err)}`);
+    assert.equal(err.column, '33', `the column of "red": ${JSON.stringify(err)}`);
     assert.match(err.text, /11/);
+    assert.match(err.text, /#RRGGBB/);
+    assert.deepEqual(err.more, [
+      { line: '14', column: '75', field: 'templates[2].parts[0].text' },
+      { line: '14', column: '12', field: 'templates[2].id' },
+    ], 'the other errors of the file are listed too');
     assert.deepEqual((await cliTemplates(session)).map((x) => x.id).sort(), before, 'nothing was imported, not even the good template');
 
     // Malformed JSON: line and column of the syntax error.

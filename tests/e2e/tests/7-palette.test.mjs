@@ -8,7 +8,7 @@ import {
   findPanelFrame, waitForPanelReady, pressOpenShortcut,
 } from '../lib/harness.mjs';
 import { MIN_GAP_MS } from '../lib/expected.mjs';
-import { psel, listedIds, searchFor, waitForDetail, saveScreenshot } from '../lib/palette.mjs';
+import { psel, listedIds, searchFor, waitForDetail, saveScreenshot, importTemplates } from '../lib/palette.mjs';
 
 const { browser } = config();
 const udesk = (content) => JSON.stringify({ method: 'sendMsg', type: 'text', content });
@@ -106,5 +106,32 @@ test(`[${browser}] palette: shortcut, pinyin search, variables form, multi-part 
     t.diagnostic(`empty search after sends: ${ids.join(', ')}`);
     const used = ['wait-a-moment', 'order-status', 'refund-policy'];
     assert.deepEqual(new Set(ids.slice(0, 3)), new Set(used), 'sent templates rank first');
+  });
+});
+
+// The palette draws what the core previews, with the agent's clock and zone: a `{{date}}` shows
+// the date the wire carries (not `[date]`), in the agent's local date, in the list and the detail.
+test(`[${browser}] palette: a {{date}} template previews the date the wire carries`, { timeout: 120_000 }, async (t) => {
+  await withWorkspace('palette-date', 'udesk/workspace.html', async ({ session, page, panel }) => {
+    const DATED = { id: 'dated', title: 'Dated note', shortcut: 'dn', parts: [{ type: 'text', text: 'Checked on {{date}}.' }] };
+    await importTemplates(session, [DATED]);
+    await waitForPanelReady(panel, DATED.id);
+    await searchFor(panel, 'dated note');
+    await waitForDetail(panel, DATED.id);
+    const shown = await panel.evaluate((P) => {
+      const d = new Date();
+      const pad = (n) => String(n).padStart(2, '0');
+      return {
+        detail: document.querySelector(`${P} .bubble`)?.textContent,
+        row: document.querySelector('[data-testid="quiver-template"][data-template-id="dated"] .template-preview')?.textContent,
+        local: `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`,
+      };
+    }, psel.part);
+    t.diagnostic(`shown: ${JSON.stringify(shown)}`);
+    assert.equal(shown.detail, `Checked on ${shown.local}.`, 'the detail shows the agent\'s local date');
+    assert.equal(shown.row, `Checked on ${shown.local}.`, 'the list row too');
+    await panel.click(psel.sendButton);
+    const [msg] = await waitForReceived(page, 1);
+    assert.equal(msg.data, udesk(shown.detail), 'the wire carries exactly the previewed text');
   });
 });
