@@ -184,9 +184,9 @@ export async function acceptSend(pair, msg) {
   };
   const q = queueFor(item.workspace);
   q.items.push(item);
-  persist();
+  kick(q); // its reservation leaves now; the panel hears of it just after
   emitState(item);
-  kick(q);
+  persist();
   return { key: item.key };
 }
 
@@ -373,7 +373,10 @@ async function reserveLoop(/** @type {Queue} */ q) {
       item.delay_ms = Number(r.delay_ms) || 0;
       item.due_at = dueAt(r);
       if (r.go === true) {
-        item.stage = 'begun'; // granted: the run loop posts it now
+        item.stage = 'begun'; // granted: the run loop posts it now (and tells the panel then)
+        persist();
+        notify(q);
+        continue;
       } else if (r.state === 'sending') {
         // A replayed reservation that was granted before (its reply was lost, so this
         // background never posted it): never granted twice; reported as not posted.
@@ -469,6 +472,7 @@ async function runItem(/** @type {Queue} */ q, /** @type {Item} */ item) {
     }
     if (r?.go) {
       item.stage = 'begun';
+      break; // the panel hears `sending` once the post is on its way
     } else {
       // Not yet. The daemon's delay is exact when this send is first in line with nothing in
       // flight; when a send is ahead or in flight, meter.released names this one when that is
@@ -486,8 +490,10 @@ async function runItem(/** @type {Queue} */ q, /** @type {Item} */ item) {
   // 2. Hand the payload to the assistant frame.
   if (item.stage === 'begun') {
     item.stage = 'posting';
+    const posting = postViaContentScript(pair, item);
+    emitState(item);
     persist();
-    item.result = await postViaContentScript(pair, item);
+    item.result = await posting;
     item.stage = 'posted';
     persist();
   }
