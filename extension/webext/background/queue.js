@@ -273,7 +273,10 @@ export function cancelByKey(/** @type {string} */ token, /** @type {unknown} */ 
 async function cancelLostReservation(/** @type {Item} */ item) {
   try {
     const r = await requestRetrying('send.reserve', reserveParams(item));
-    if (r?.send_id !== undefined) await cancelRemote(r.send_id);
+    if (r?.send_id === undefined) return;
+    // Granted by a go-now reservation whose reply was lost: never posted, hand the slot back.
+    if (r.state === 'sending') await reportDone(r.send_id, { ok: false, error: 'cancelled before posting' });
+    else await cancelRemote(r.send_id);
   } catch (err) {
     const e = /** @type {RpcError} */ (err);
     log.info('cancelling a lost reservation', e.code, e.message);
