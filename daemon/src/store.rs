@@ -751,6 +751,19 @@ impl Store {
     /// Inserts a `queued` history row for `s`, or finds the row already written under its
     /// idempotency key. Returns the row and whether it is new.
     pub fn reserve(&mut self, s: &NewSend<'_>, now: u64) -> Result<(SendRow, bool)> {
+        self.reserve_with(s, now, |_, _| false)
+    }
+
+    /// As [`Store::reserve`], and in the same transaction: when the row is `queued` and
+    /// `go_now(row, created)` says its slot is granted now, the row is written as `sending`
+    /// (`released_at` = `now`), so a free slot costs one commit. Nothing is durable, and the
+    /// caller must undo what `go_now` did, if this returns an error.
+    pub fn reserve_with(
+        &mut self,
+        s: &NewSend<'_>,
+        now: u64,
+        go_now: impl FnOnce(&SendRow, bool) -> bool,
+    ) -> Result<(SendRow, bool)> {
         let at = self.at();
         let tx = self
             .conn
@@ -778,15 +791,33 @@ impl Store {
                 ],
             )
             .ctx(|| format!("{at}: inserting history row"))?;
-        let row = tx
+        let mut row = tx
             .query_row(
                 &format!("SELECT {SEND_COLUMNS} FROM history WHERE idempotency_key = ?1"),
                 [s.idempotency_key],
                 send_row,
             )
             .ctx(|| format!("{at}: reading history row {:?}", s.idempotency_key))?;
+        let created = inserted == 1;
+        if row.state == SendState::Queued && go_now(&row, created) {
+            let moved = tx
+                .execute(
+                    "UPDATE history SET state = 'sending', released_at = ?2 \
+                     WHERE id = ?1 AND state = 'queued'",
+                    params![row.send_id, to_i64(now)],
+                )
+                .ctx(|| format!("{at}: beginning send {}", row.send_id))?;
+            if moved != 1 {
+                return Err(StoreError::other(format!(
+                    "{at}: send {} changed state while beginning",
+                    row.send_id
+                )));
+            }
+            row.state = SendState::Sending;
+            row.released_at = Some(to_i64(now));
+        }
         tx.commit().ctx(|| format!("{at}: committing reserve"))?;
-        Ok((row, inserted == 1))
+        Ok((row, created))
     }
 
     /// Records that the reservation of queued send `id` was refused (quota, full queue): it
@@ -1326,6 +1357,47 @@ pub(crate) mod tests {
         let e = Store::open(&s.db(), 0).unwrap_err();
         assert!(e.message.contains("schema version 99"), "{e}");
         assert!(e.message.contains(&s.db().display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn a_reservation_granted_at_once_is_written_as_sending_in_its_own_transaction() {
+        let s = Scratch::new("reserve-with");
+        let mut st = Store::open(&s.db(), 0).unwrap();
+        // granted: `sending` with its release time, in the reply and on disk
+        let (a, created) = st
+            .reserve_with(&new_send("k1", "hello"), 100, |row, created| {
+                assert!(created && row.state == SendState::Queued);
+                true
+            })
+            .unwrap();
+        assert!(created);
+        assert_eq!((a.state, a.released_at), (SendState::Sending, Some(100)));
+        let on_disk = st.send(a.send_id).unwrap().unwrap();
+        assert_eq!(
+            (on_disk.state, on_disk.released_at),
+            (SendState::Sending, Some(100))
+        );
+        // a replay of a row that is not queued any more is never asked again
+        let (b, created) = st
+            .reserve_with(&new_send("k1", "hello"), 200, |_, _| panic!("asked again"))
+            .unwrap();
+        assert!(!created);
+        assert_eq!((b.send_id, b.state), (a.send_id, SendState::Sending));
+        // not granted: queued, as `reserve` writes it
+        let (c, _) = st
+            .reserve_with(&new_send("k2", "x"), 300, |_, _| false)
+            .unwrap();
+        assert_eq!((c.state, c.released_at), (SendState::Queued, None));
+        // a queued row replayed may be granted then
+        let (d, created) = st
+            .reserve_with(&new_send("k2", "x"), 400, |row, created| {
+                !created && row.state == SendState::Queued
+            })
+            .unwrap();
+        assert_eq!(
+            (d.send_id, d.state, created),
+            (c.send_id, SendState::Sending, false)
+        );
     }
 
     #[test]

@@ -118,11 +118,16 @@ async function load({ session = {} } = {}) {
       req.answered = true;
       port.onMessage.fire({ id: req.id, error: { code, message } });
     },
-    async up() {
+    /** Answers `hello` on the current port: an older daemon by default, `capabilities` given. */
+    async up(capabilities = []) {
       const hello = await bg.nextRequest('hello');
       assert.deepEqual(hello.params, { protocol: 1, client: 'quiver-extension/0.1.0' });
-      bg.reply(hello, { protocol: 1, daemon: '0.1.0', capabilities: [] });
+      bg.reply(hello, { protocol: 1, daemon: '0.1.0', capabilities });
       await waitFor(() => bg.mod.native.status().state === 'up');
+    },
+    /** A daemon of protocol 1.3: `send.reserve` may answer `go`. */
+    async upFast() {
+      await bg.up(['send', 'send.reserve.begin', 'events']);
     },
     /**
      * A content script (tab 4, frame 3 on localhost) that registers `workspace`, then the panel it
@@ -560,4 +565,139 @@ test('palette: context is forwarded to the panel; sends carry conversation/custo
 
   panel.onMessage.fire(sendMsg('bad', { conversation: 5 }));
   await waitFor(() => panel.sent.some((m) => m.type === 'reply' && m.req === 'bad' && m.error?.code === 'bad_request'));
+});
+
+// The fast path (protocol 1.3, capability send.reserve.begin).
+
+/** Posts `send_id` as the content script, answers send.done, and waits for `sent`. */
+async function postAndDone(bg, cs, panel, key, sendId) {
+  await waitFor(() => cs.sent.find((m) => m.type === 'post' && m.send_id === sendId));
+  cs.onMessage.fire({ type: 'posted', send_id: sendId, ok: true });
+  const done = await bg.nextRequest('send.done');
+  assert.deepEqual(done.params, { send_id: sendId, ok: true });
+  bg.reply(done, { send_id: sendId, state: 'sent' });
+  await waitFor(() => states(panel, key).at(-1) === 'sent');
+}
+
+test('fast path: a free slot goes in one round trip (reserve with begin, post, done)', async () => {
+  const bg = await load();
+  await bg.upFast();
+  const { cs, panel } = await bg.connectFrames();
+  panel.onMessage.fire(sendMsg('k1'));
+  const reserve = await bg.nextRequest('send.reserve');
+  assert.equal(reserve.params.begin, true);
+  assert.equal(cs.sent.some((m) => m.type === 'post'), false, 'nothing is posted before the daemon says go');
+  bg.reply(reserve, { send_id: 7, state: 'sending', go: true, delay_ms: 0, not_before_ms: Date.now(), replayed: false });
+  await postAndDone(bg, cs, panel, 'k1', 7);
+  assert.equal(bg.native.sent.some((m) => m.method === 'send.begin'), false, 'no send.begin');
+  assert.deepEqual([...new Set(states(panel, 'k1'))], ['queued', 'sending', 'sent']);
+});
+
+test('fast path: an older daemon (no capability) gets the three steps, without `begin`', async () => {
+  const bg = await load();
+  await bg.up(['send', 'events']);
+  const { cs, panel } = await bg.connectFrames();
+  panel.onMessage.fire(sendMsg('k1'));
+  const reserve = await bg.nextRequest('send.reserve');
+  assert.equal('begin' in reserve.params, false, 'an older daemon refuses unknown params');
+  bg.reply(reserve, { send_id: 2, state: 'queued', delay_ms: 0, replayed: false });
+  bg.reply(await bg.nextRequest('send.begin'), { go: true });
+  await postAndDone(bg, cs, panel, 'k1', 2);
+});
+
+test('fast path: only the head asks for its slot; a queued send is woken by meter.released, not a timer', async () => {
+  const bg = await load();
+  await bg.upFast();
+  const { cs, panel } = await bg.connectFrames();
+  panel.onMessage.fire(sendMsg('a', { payload: '"a"' }));
+  panel.onMessage.fire(sendMsg('b', { payload: '"b"' }));
+  const ra = await bg.nextRequest('send.reserve');
+  assert.equal(ra.params.begin, true);
+  bg.reply(ra, { send_id: 1, state: 'sending', go: true, delay_ms: 0, not_before_ms: Date.now() });
+  const rb = await bg.nextRequest('send.reserve');
+  assert.equal('begin' in rb.params, false, 'b is behind a: it must not be granted out of order');
+  // The daemon's estimate: far enough that no timer can fire during the test.
+  bg.reply(rb, { send_id: 2, state: 'queued', delay_ms: 60_000, not_before_ms: Date.now() + 60_000 });
+  await postAndDone(bg, cs, panel, 'a', 1);
+  await tick(30);
+  assert.equal(bg.native.sent.some((m) => m.method === 'send.begin'), false, 'b waits for its slot, it does not poll');
+  // a's release names b and its slot: b asks then.
+  bg.native.onMessage.fire({
+    event: 'meter.released',
+    data: { key: '["udesk","w"]', platform: 'udesk', send_id: 1, state: 'sent', next: { send_id: 2, delay_ms: 20, not_before_ms: Date.now() + 20 } },
+  });
+  const begin = await bg.nextRequest('send.begin');
+  assert.deepEqual(begin.params, { send_id: 2 });
+  bg.reply(begin, { go: true });
+  await postAndDone(bg, cs, panel, 'b', 2);
+  assert.equal(bg.native.sent.filter((m) => m.method === 'send.begin').length, 1);
+});
+
+test('fast path: a "wait" from send.begin is followed, then the fallback timer stands in for a lost event', async () => {
+  const bg = await load();
+  await bg.upFast();
+  const { cs, panel } = await bg.connectFrames();
+  panel.onMessage.fire(sendMsg('k'));
+  // Someone else's send holds the key: queued with a short estimate.
+  bg.reply(await bg.nextRequest('send.reserve'), { send_id: 4, state: 'queued', go: false, delay_ms: 10, not_before_ms: Date.now() + 10 });
+  bg.reply(await bg.nextRequest('send.begin'), { go: false, delay_ms: 10, not_before_ms: Date.now() + 10 });
+  // The first "wait" is followed as given.
+  bg.reply(await bg.nextRequest('send.begin'), { go: false, delay_ms: 10, not_before_ms: Date.now() + 10 });
+  // The second means a release is awaited: its event is lost, and the fallback asks anyway.
+  const third = await bg.nextRequest('send.begin', bg.native);
+  bg.reply(third, { go: true });
+  await postAndDone(bg, cs, panel, 'k', 4);
+  assert.equal(bg.native.sent.filter((m) => m.method === 'send.begin').length, 3);
+});
+
+test('fast path: a reconnect of the native port re-asks a waiting send at once', async () => {
+  const bg = await load();
+  await bg.upFast();
+  const { cs, panel } = await bg.connectFrames();
+  panel.onMessage.fire(sendMsg('k'));
+  bg.reply(await bg.nextRequest('send.reserve'), { send_id: 9, state: 'queued', go: false, delay_ms: 60_000, not_before_ms: Date.now() + 60_000 });
+  await waitFor(() => panel.sent.some((m) => m.type === 'send-state' && m.send_id === 9));
+  // The port drops; the release event sent meanwhile never arrives.
+  bg.native.onDisconnect.fire({});
+  await waitFor(() => bg.natives.length === 2, 2000);
+  await bg.upFast();
+  const begin = await bg.nextRequest('send.begin');
+  assert.deepEqual(begin.params, { send_id: 9 });
+  bg.reply(begin, { go: true });
+  await postAndDone(bg, cs, panel, 'k', 9);
+});
+
+test('fast path: a retried reservation reuses its key; a replayed grant is never posted', async () => {
+  const bg = await load();
+  await bg.upFast();
+  const { cs, panel } = await bg.connectFrames();
+  panel.onMessage.fire(sendMsg('k'));
+  const first = await bg.nextRequest('send.reserve');
+  assert.equal(first.params.begin, true);
+  bg.native.onDisconnect.fire({}); // the daemon granted it, but the reply was lost
+  await waitFor(() => bg.natives.length === 2, 2000);
+  await bg.upFast();
+  const again = await bg.nextRequest('send.reserve');
+  assert.equal(again.params.idempotency_key, first.params.idempotency_key);
+  bg.reply(again, { send_id: 5, state: 'sending', go: false, delay_ms: 0, replayed: true });
+  const done = await bg.nextRequest('send.done');
+  assert.equal(done.params.send_id, 5);
+  assert.equal(done.params.ok, false, 'reported as not posted');
+  bg.reply(done, { send_id: 5, state: 'failed' });
+  await waitFor(() => states(panel, 'k').at(-1) === 'failed');
+  assert.equal(cs.sent.some((m) => m.type === 'post'), false, 'a replayed grant never posts');
+});
+
+test('fast path: a send cancelled while its go-now reservation is on its way hands the slot back', async () => {
+  const bg = await load();
+  await bg.upFast();
+  const { cs, panel } = await bg.connectFrames();
+  panel.onMessage.fire(sendMsg('k'));
+  const reserve = await bg.nextRequest('send.reserve');
+  panel.onMessage.fire({ type: 'cancel', req: 'c', key: 'k' });
+  await waitFor(() => states(panel, 'k').at(-1) === 'cancelled');
+  bg.reply(reserve, { send_id: 6, state: 'sending', go: true, delay_ms: 0 });
+  const done = await bg.nextRequest('send.done');
+  assert.deepEqual(done.params, { send_id: 6, ok: false, error: 'cancelled before posting' });
+  assert.equal(cs.sent.some((m) => m.type === 'post'), false);
 });

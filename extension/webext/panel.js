@@ -926,7 +926,7 @@ function recentSendOf(tp) {
   const now = Date.now();
   return state.history.find((r) => r.template_id === tp.id
     && (cid ? r.conversation === cid : r.customer === uid)
-    && ['sent', 'queued', 'sending', 'released'].includes(r.state)
+    && ['sent', 'queued', 'sending'].includes(r.state)
     && now - (r.sent_at ?? r.queued_at ?? 0) < RECENT_MS);
 }
 

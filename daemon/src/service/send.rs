@@ -9,6 +9,16 @@ enum Grant {
     Wait(u64),
 }
 
+/// What a reservation asked the meter, inside its transaction.
+struct Asked {
+    id: i64,
+    created: bool,
+    key: String,
+    rule: Rule,
+    reserved: Result<u64, Refusal>,
+    began: Option<Begin>,
+}
+
 fn state_reply(send_id: i64, state: SendState) -> Outcome {
     reply(SendStateReply { send_id, state })
 }
@@ -78,10 +88,59 @@ impl Service {
             payload: &p.payload,
             meter_key: &key,
         };
-        // The row is durable before the meter hears of it and before the reply.
-        let (row, created) = self.store.reserve(&new, now)?;
+        // The row is durable before the reply. A free slot asked for with `"begin": true` is
+        // granted in the reservation's own transaction (one commit: the row is written as
+        // `sending`); the meter hears of the send inside it, and is put back if it fails.
+        let sha = crate::store::sha256_hex(&p.payload);
+        let (rules, meter) = (&self.rules, &mut self.meter);
+        let mut asked: Option<Asked> = None;
+        let stored = self.store.reserve_with(&new, now, |row, created| {
+            if !created && row.payload_sha256 != sha {
+                return false; // refused below, never metered
+            }
+            let key = row
+                .meter_key
+                .clone()
+                .or_else(|| {
+                    let spec = rules.by_name(&row.platform)?;
+                    Some(spec.key(&row.workspace, row.conversation.as_deref()))
+                })
+                .unwrap_or_else(|| key.clone());
+            let rule = key_platform(&key)
+                .and_then(|p| rules.by_name(&p).map(RuleSpec::rule))
+                .unwrap_or(Rule::UDESK);
+            let reserved = meter.try_reserve(&key, rule, row.send_id, now);
+            let began = match reserved {
+                Ok(0) if p.begin => Some(meter.begin(row.send_id, now)),
+                _ => None,
+            };
+            let go = matches!(began, Some(Begin::Go));
+            asked = Some(Asked {
+                id: row.send_id,
+                created,
+                key,
+                rule,
+                reserved,
+                began,
+            });
+            go
+        });
+        let (row, created) = match stored {
+            Ok(v) => v,
+            Err(e) => {
+                // Nothing was written: the meter forgets what it was told.
+                if let Some(a) = &asked {
+                    if matches!(a.began, Some(Begin::Go)) {
+                        self.meter.finish(a.id, now, false);
+                    } else if a.created && a.reserved.is_ok() {
+                        self.meter.cancel(a.id);
+                    }
+                }
+                return Err(e.into());
+            }
+        };
         let id = row.send_id;
-        if !created && row.payload_sha256 != crate::store::sha256_hex(&p.payload) {
+        if !created && row.payload_sha256 != sha {
             warn!(
                 "send {id}: idempotency key {:?} reused with a different payload; refused",
                 p.idempotency_key
@@ -92,9 +151,14 @@ impl Service {
                 state: row.state,
             });
         }
-        let key = self.row_key(&row).unwrap_or(key);
-        let rule = self.rule_of_key(&key);
-        if row.state != SendState::Queued {
+        let Some(Asked {
+            key,
+            rule,
+            reserved,
+            began,
+            ..
+        }) = asked
+        else {
             // a retry of a send that has moved on: the same send, never a second one
             // (a `sending` one was granted already, by `send.begin` or a `"begin": true`
             // reserve: it is never granted twice; report it with `send.done`)
@@ -107,8 +171,8 @@ impl Service {
                 go: p.begin.then_some(false),
                 error: Some(row.error),
             });
-        }
-        match self.meter.try_reserve(&key, rule, id, now) {
+        };
+        match reserved {
             Ok(delay) => {
                 let queued = |delay_ms: u64| ReserveReply {
                     send_id: id,
@@ -119,12 +183,12 @@ impl Service {
                     go: p.begin.then_some(false),
                     error: None,
                 };
-                if !p.begin || delay > 0 {
+                let Some(began) = began else {
                     return reply(queued(delay));
-                }
-                // The slot is free now: begin at once (one round trip instead of two). The
-                // meter decides exactly as for `send.begin`, and `sending` is durable first.
-                match self.grant(id, &key, rule, now) {
+                };
+                // The slot was free: the meter decided exactly as for `send.begin`, and a `Go`
+                // is already durable as `sending`.
+                match self.settle(id, &key, rule, began, true, now) {
                     Ok(Grant::Go) => reply(ReserveReply {
                         state: SendState::Sending,
                         go: Some(true),
@@ -194,7 +258,23 @@ impl Service {
     /// recorded (durably, before any reply), else how long to wait. A quota that will not
     /// allow it fails the send (`quota_exceeded`).
     fn grant(&mut self, id: i64, key: &str, rule: Rule, now: u64) -> Result<Grant, ServiceError> {
-        match self.meter.begin(id, now) {
+        let began = self.meter.begin(id, now);
+        self.settle(id, key, rule, began, false, now)
+    }
+
+    /// What the meter's answer `began` for queued send `id` comes to. `recorded`: a `Go` is
+    /// durable already (written as `sending` in the reservation's transaction).
+    fn settle(
+        &mut self,
+        id: i64,
+        key: &str,
+        rule: Rule,
+        began: Begin,
+        recorded: bool,
+        now: u64,
+    ) -> Result<Grant, ServiceError> {
+        match began {
+            Begin::Go if recorded => Ok(Grant::Go),
             Begin::Go => {
                 match self
                     .store

@@ -42,6 +42,8 @@ const native = {
   chunks: /** @type {Chunks} */ (/** @type {unknown} */ (null)),
   /** @type {(() => void)[]} */
   upWaiters: [],
+  /** @type {Set<string>} what the daemon announced at `hello` on this port (empty until then) */
+  capabilities: new Set(),
 };
 
 /**
@@ -153,6 +155,19 @@ export const pendingChunks = () => native.chunks?.pending ?? 0;
 /** True while the native port is open. */
 export const hasPort = () => native.port !== null;
 
+/**
+ * Whether the daemon announced `name` in its `hello` on the current port (`send.reserve.begin`:
+ * the one-round-trip reservation of protocol 1.3). False until `hello` is answered, after the
+ * port drops and for an older daemon: callers then use the steps every daemon speaks.
+ */
+export const hasCapability = (/** @type {string} */ name) => native.capabilities.has(name);
+
+/** Reads `capabilities` from a `hello` reply. */
+function setCapabilities(/** @type {unknown} */ reply) {
+  const caps = /** @type {{capabilities?: unknown} | null} */ (reply)?.capabilities;
+  native.capabilities = new Set(Array.isArray(caps) ? caps.filter((c) => typeof c === 'string') : []);
+}
+
 let lastStatusJson = '';
 function statusChanged() {
   const s = status();
@@ -208,6 +223,7 @@ export function connectNative() {
         native.daemonUp = true;
         native.daemon = typeof r.daemon === 'string' ? r.daemon : null;
         native.reason = null;
+        setCapabilities(r);
       }
       statusChanged();
     },
@@ -230,6 +246,7 @@ function nativeGone(port, why) {
   native.host = 'disconnected';
   native.daemonUp = false;
   native.reason = why;
+  native.capabilities = new Set();
   native.chunks.clear();
   native.pending.rejectAll(new RpcError('host_disconnected', `native host disconnected: ${why}`));
   log.warn('native port closed:', why, `(retry in ${native.backoff} ms)`);
@@ -298,12 +315,27 @@ function onNativeEvent(name, data) {
     native.daemonUp = true;
     native.reason = null;
     if (typeof data.version === 'string') native.daemon = data.version;
+    // Another daemon (restarted, perhaps upgraded or downgraded): speak the common subset until
+    // its own `hello` says what it can do.
+    native.capabilities = new Set();
+    refreshCapabilities();
   } else if (name === 'daemon.down') {
     native.daemonUp = false;
     native.reason = `daemon down: ${data.reason ?? 'unknown reason'}`;
   }
   for (const fn of eventListeners) fn(name, data, wasUp);
   if (name === 'daemon.up' || name === 'daemon.down') statusChanged();
+}
+
+/** Asks `hello` again (the host's daemon changed) for its capabilities. */
+function refreshCapabilities() {
+  const port = native.port;
+  request('hello', { protocol: PROTOCOL, client: CLIENT }).then(
+    (r) => {
+      if (native.port === port && r?.protocol === PROTOCOL) setCapabilities(r);
+    },
+    (e) => log.info('hello after daemon.up', e.code, e.message),
+  );
 }
 
 /**
@@ -335,7 +367,8 @@ export function request(method, params, timeoutMs = REQUEST_TIMEOUT_MS) {
 /**
  * Like request(), but waits out daemon/host outages and retries (only for idempotent steps).
  * Gives up with `undefined` when `wanted(maybeSent)` turns false; `maybeSent` says whether an
- * earlier attempt may have reached the daemon (its reply was lost).
+ * earlier attempt may have reached the daemon (its reply was lost). `params` may be a function:
+ * it is called for each attempt.
  * @param {string} method
  * @param {unknown} params
  * @param {(maybeSent: boolean) => boolean} [wanted]
@@ -347,7 +380,7 @@ export async function requestRetrying(method, params, wanted = () => true) {
   for (;;) {
     if (!wanted(maybeSent)) return undefined;
     try {
-      return await request(method, params);
+      return await request(method, typeof params === 'function' ? params() : params);
     } catch (e) {
       const code = /** @type {RpcError} */ (e).code;
       if (!RECOVERABLE.has(code)) throw e;

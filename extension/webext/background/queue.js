@@ -7,14 +7,23 @@
  *
  * The pipeline: send.reserve -> wait -> send.begin -> content script posts -> send.done, strictly
  * first in, first out per workspace, surviving native-port drops and background restarts.
- * Item stages: new -> reserved -> begun -> posting -> posted -> sent|failed|cancelled.
+ * With a daemon that announces `send.reserve.begin` (protocol 1.3), the head of a queue reserves
+ * with `"begin": true`: a free slot answers `go` and the send posts at once (one round trip).
+ * A send that has to wait sleeps until its slot: the daemon's `not_before_ms`, which
+ * `meter.released` (its `next` names the send and its slot) moves when the send ahead is done,
+ * so it asks `send.begin` when the slot opens instead of polling. A `send.begin` that still
+ * answers "wait" is followed once exactly, then with a growing floor up to WAIT_FALLBACK_MS: the
+ * fallback for a lost event. A reconnect of the native port re-asks at once (events are lost
+ * while it is down).
+ * Item stages: new -> reserved -> begun -> posting -> posted -> sent|failed|cancelled
+ * (new -> begun directly when the reservation was granted at once).
  * "posting" survives a restart only as "outcome unknown" (reported failed), never as a re-post.
  */
 import { api } from '../lib/browser.js';
 import { errorBody, RpcError } from '../lib/rpc.js';
 import { usageChanged } from './library.js';
 import { log, quietly, sleep } from './log.js';
-import { RECOVERABLE, request, requestRetrying, waitForUp } from './native.js';
+import { hasCapability, onDaemonEvent, onStatus, RECOVERABLE, request, requestRetrying, waitForUp } from './native.js';
 import { CS_GRACE_MS, dropPairIfIdle, hooks, pairFor, pairs, sendToPanel, waitForCs } from './pairing.js';
 
 /** @typedef {import('./pairing.js').Pair} Pair */
@@ -28,7 +37,7 @@ import { CS_GRACE_MS, dropPairIfIdle, hooks, pairFor, pairs, sendToPanel, waitFo
  *   platform: string, template_id: string, revision: number, part_index: number, payload: string,
  *   post_as: 'string' | 'object', conversation: string | null, customer: string | null,
  *   send_id: number | null, stage: Stage, delay_ms: number | null, due_at: number | null,
- *   result: PostResult | null, error: ErrorBody | null, maybeReserved: boolean,
+ *   result: PostResult | null, error: ErrorBody | null, maybeReserved: boolean, waits?: number,
  * }} Item
  */
 /**
@@ -37,6 +46,10 @@ import { CS_GRACE_MS, dropPairIfIdle, hooks, pairFor, pairs, sendToPanel, waitFo
  */
 
 const POST_TIMEOUT_MS = 10_000;
+/** The longest a send waits for its slot without asking: the fallback for a lost event. */
+export const WAIT_FALLBACK_MS = 5_000;
+/** The daemon capability of the one-round-trip reservation. */
+const RESERVE_BEGIN = 'send.reserve.begin';
 /** Wakes a suspended background while sends are queued, so they resume or get cleaned up. */
 export const QUEUE_ALARM = 'quiver-queue';
 const QUEUE_STORE_KEY = 'quiver.sendQueue.v1';
@@ -171,9 +184,9 @@ export async function acceptSend(pair, msg) {
   };
   const q = queueFor(item.workspace);
   q.items.push(item);
-  persist();
+  kick(q); // its reservation leaves now; the panel hears of it just after
   emitState(item);
-  kick(q);
+  persist();
   return { key: item.key };
 }
 
@@ -260,7 +273,10 @@ export function cancelByKey(/** @type {string} */ token, /** @type {unknown} */ 
 async function cancelLostReservation(/** @type {Item} */ item) {
   try {
     const r = await requestRetrying('send.reserve', reserveParams(item));
-    if (r?.send_id !== undefined) await cancelRemote(r.send_id);
+    if (r?.send_id === undefined) return;
+    // Granted by a go-now reservation whose reply was lost: never posted, hand the slot back.
+    if (r.state === 'sending') await reportDone(r.send_id, { ok: false, error: 'cancelled before posting' });
+    else await cancelRemote(r.send_id);
   } catch (err) {
     const e = /** @type {RpcError} */ (err);
     log.info('cancelling a lost reservation', e.code, e.message);
@@ -283,8 +299,13 @@ async function cancelRemote(/** @type {number} */ sendId) {
   }
 }
 
-function reserveParams(/** @type {Item} */ item) {
+/**
+ * @param {Item} item
+ * @param {boolean} [begin] ask for the slot at once (protocol 1.3)
+ */
+function reserveParams(item, begin = false) {
   return {
+    ...(begin ? { begin: true } : {}),
     idempotency_key: item.idempotency_key,
     platform: item.platform,
     workspace: item.workspace,
@@ -295,6 +316,18 @@ function reserveParams(/** @type {Item} */ item) {
     part_index: item.part_index,
     payload: item.payload,
   };
+}
+
+/**
+ * Whether `item`'s reservation may ask for its slot at once: the daemon speaks it, the item is
+ * the first of its queue (nothing of this queue is on its way: one send at a time, in order)
+ * and its assistant frame is connected to post it.
+ * @param {Queue} q
+ * @param {Item} item
+ * @param {Pair | undefined} pair
+ */
+function mayGoNow(q, item, pair) {
+  return hasCapability(RESERVE_BEGIN) && Boolean(pair?.cs) && q.items.find((i) => !FINAL.has(i.stage)) === item;
 }
 
 /** Reserves every new item in order, as soon as it is queued, so the daemon sees the whole queue. */
@@ -314,24 +347,52 @@ async function reserveLoop(/** @type {Queue} */ q) {
       let r;
       try {
         // Keep going for a cancelled send whose reservation may exist, to cancel it there too.
-        r = await requestRetrying('send.reserve', reserveParams(item), (maybeSent) => {
-          if (maybeSent) item.maybeReserved = true;
-          return item.stage === 'new' || item.maybeReserved;
-        });
+        // Each attempt decides again whether it may ask for the slot at once: only the first
+        // send of the queue, with its frame there, to a daemon that speaks it (a retry reuses
+        // the idempotency key either way: a replay never grants twice).
+        r = await requestRetrying(
+          'send.reserve',
+          () => reserveParams(item, mayGoNow(q, item, pair)),
+          (maybeSent) => {
+            if (maybeSent) item.maybeReserved = true;
+            return item.stage === 'new' || item.maybeReserved;
+          },
+        );
       } catch (e) {
         finish(q, item, 'failed', e);
         continue;
       }
       if (item.stage !== 'new') {
-        // Cancelled while the reservation was on its way: cancel it in the daemon too. (If no
-        // attempt could have reached the daemon, the retry stopped and no send exists.)
-        if (FINAL.has(item.stage) && r?.send_id !== undefined) cancelRemote(r.send_id);
+        // Cancelled while the reservation was on its way: cancel it in the daemon too (a
+        // granted slot is handed back with send.done). If no attempt could have reached the
+        // daemon, the retry stopped and no send exists.
+        if (FINAL.has(item.stage) && r?.send_id !== undefined) {
+          if (r.go === true || r.state === 'sending') reportDone(r.send_id, { ok: false, error: 'cancelled before posting' }).catch(() => {});
+          else if (r.state === 'queued' || r.state === undefined) cancelRemote(r.send_id);
+        }
         continue;
       }
       item.send_id = r.send_id;
       item.delay_ms = Number(r.delay_ms) || 0;
       item.due_at = dueAt(r);
-      item.stage = 'reserved';
+      if (r.go === true) {
+        item.stage = 'begun'; // granted: the run loop posts it now (and tells the panel then)
+        persist();
+        notify(q);
+        continue;
+      } else if (r.state === 'sending') {
+        // A replayed reservation that was granted before (its reply was lost, so this
+        // background never posted it): never granted twice; reported as not posted.
+        item.stage = 'posted';
+        item.result = { ok: false, error: 'not posted: the reply granting its slot was lost' };
+      } else if (r.state === 'sent' || r.state === 'failed' || r.state === 'cancelled') {
+        // A replay of a send that has ended: that is its outcome; do not post it.
+        const why = r.error ?? `the send was already ${r.state}`;
+        finish(q, item, r.state, r.state === 'sent' ? null : new RpcError(r.state === 'cancelled' ? 'cancelled' : 'post_failed', why));
+        continue;
+      } else {
+        item.stage = 'reserved';
+      }
       emitState(item);
       persist();
       notify(q);
@@ -381,6 +442,7 @@ async function runItem(/** @type {Queue} */ q, /** @type {Item} */ item) {
   const sendId = /** @type {number} */ (item.send_id);
   // 1. Wait for the slot, then ask for it.
   let beginPause = 250;
+  item.waits = 0;
   while (item.stage === 'reserved') {
     const wait = (item.due_at ?? 0) - Date.now();
     if (wait > 0) {
@@ -413,9 +475,17 @@ async function runItem(/** @type {Queue} */ q, /** @type {Item} */ item) {
     }
     if (r?.go) {
       item.stage = 'begun';
+      break; // the panel hears `sending` once the post is on its way
     } else {
+      // Not yet. The daemon's delay is exact when this send is first in line with nothing in
+      // flight; when a send is ahead or in flight, meter.released names this one when that is
+      // done (onReleased). A second "wait" in a row means the event is awaited: the timer then
+      // only backs it up, with a growing floor, never polling.
+      const waits = /** @type {number} */ ((item.waits ?? 0) + 1);
+      item.waits = waits;
+      const floor = waits > 1 ? Math.min(250 * 2 ** (waits - 2), WAIT_FALLBACK_MS) : 0;
       item.delay_ms = Number(r?.delay_ms) || 0;
-      item.due_at = dueAt(r);
+      item.due_at = Math.max(dueAt(r), Date.now() + floor);
     }
     emitState(item);
     persist();
@@ -423,8 +493,10 @@ async function runItem(/** @type {Queue} */ q, /** @type {Item} */ item) {
   // 2. Hand the payload to the assistant frame.
   if (item.stage === 'begun') {
     item.stage = 'posting';
+    const posting = postViaContentScript(pair, item);
+    emitState(item);
     persist();
-    item.result = await postViaContentScript(pair, item);
+    item.result = await posting;
     item.stage = 'posted';
     persist();
   }
@@ -535,6 +607,53 @@ export function startQueue() {
       }
     });
   };
+  onDaemonEvent((name, data) => {
+    if (name === 'meter.released') onReleased(data);
+    else if (name === 'daemon.up') reaskAll();
+  });
+  let wasUp = false;
+  onStatus((s) => {
+    // Events sent while the port was down are lost: ask again once it is back.
+    if (s.state === 'up' && !wasUp) reaskAll();
+    wasUp = s.state === 'up';
+  });
   ready = restore();
   return ready;
+}
+
+/**
+ * `meter.released`: a send of a key ended; `next` names the first send of that key's queue and
+ * when its slot opens. If it is one of ours, it asks `send.begin` then.
+ * @param {Record<string, unknown>} data
+ */
+function onReleased(data) {
+  const next = /** @type {{send_id?: unknown, delay_ms?: unknown, not_before_ms?: unknown} | null} */ (data?.next ?? null);
+  if (!next || typeof next.send_id !== 'number') return;
+  for (const q of queues.values()) {
+    const item = q.items.find((i) => i.send_id === next.send_id);
+    if (!item) continue;
+    if (item.stage === 'reserved') {
+      item.due_at = dueAt(next);
+      item.delay_ms = Number(next.delay_ms) || 0;
+      item.waits = 0;
+      emitState(item);
+      notify(q);
+    }
+    return;
+  }
+}
+
+/** Has every waiting send ask for its slot now (after a reconnect, events may have been lost). */
+function reaskAll() {
+  for (const q of queues.values()) {
+    let changed = false;
+    for (const item of q.items) {
+      if (item.stage === 'reserved') {
+        item.due_at = Math.min(item.due_at ?? 0, Date.now());
+        item.waits = 0;
+        changed = true;
+      }
+    }
+    if (changed) notify(q);
+  }
 }
