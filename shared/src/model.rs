@@ -894,6 +894,15 @@ impl std::io::Write for ByteCount {
 }
 
 impl Template {
+    /// The names of the variables declared required: a send is refused without their values.
+    pub fn required_variables(&self) -> Vec<&str> {
+        self.variables
+            .iter()
+            .filter(|v| v.required)
+            .map(|v| v.name.as_str())
+            .collect()
+    }
+
     /// Checks that serde cannot express, and the caps of [`limits`]. Returns the field
     /// (relative to the template) and why: the first of [`Template::faults`].
     pub fn check(&self) -> Result<(), (String, String)> {
@@ -1218,12 +1227,7 @@ mod tests {
                 ("d", true)
             ]
         );
-        let required: Vec<&str> = t
-            .variables
-            .iter()
-            .filter(|d| d.required)
-            .map(|d| d.name.as_str())
-            .collect();
+        let required = t.required_variables();
         let now: crate::render::Context = [("now".to_string(), "0".to_string())].into();
         let mut texts = vec![];
         t.parts[0].each_text(&mut |_, s| texts.push(s.to_string()));

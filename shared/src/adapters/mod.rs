@@ -256,12 +256,7 @@ pub fn render(
             ),
         )
     })?;
-    let required: Vec<&str> = template
-        .variables
-        .iter()
-        .filter(|v| v.required)
-        .map(|v| v.name.as_str())
-        .collect();
+    let required = template.required_variables();
     for name in &required {
         if ctx.get(*name).is_none_or(|v| v.is_empty()) {
             return Err(Refusal::new(

@@ -257,12 +257,7 @@ pub fn preview_part(
     let (Some(platform), Some(part)) = (target.platform, template.parts.get(index)) else {
         return out;
     };
-    let required: Vec<&str> = template
-        .variables
-        .iter()
-        .filter(|v| v.required)
-        .map(|v| v.name.as_str())
-        .collect();
+    let required = template.required_variables();
     let mut missing: Vec<String> = required
         .iter()
         .filter(|n| ctx.get(**n).is_none_or(|v| v.is_empty()))
