@@ -19,6 +19,7 @@ pub mod sanitize;
 pub mod schema;
 pub mod search;
 pub mod sobot;
+pub mod sync;
 pub mod wechat;
 
 pub use adapters::{render, render_part, Channel, Platform, PostAs, Target, WirePayload};

@@ -841,7 +841,7 @@ fn strip_position(msg: &str) -> String {
 }
 
 /// `s` cut to at most `max` bytes at a character boundary (for quoting input in a message).
-fn truncate(s: &str, max: usize) -> &str {
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }
