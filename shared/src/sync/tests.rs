@@ -371,33 +371,33 @@ impl Rng {
 fn mutate(r: &mut Rng, base: &Template) -> Template {
     let mut t = base.clone();
     let words = ["A", "B", "C"];
-    if r.next() % 3 == 0 {
+    if r.next().is_multiple_of(3) {
         t.title = r.pick(&words).into();
     }
-    if r.next() % 3 == 0 {
+    if r.next().is_multiple_of(3) {
         t.folder = r.pick(&words).into();
     }
-    if r.next() % 4 == 0 {
+    if r.next().is_multiple_of(4) {
         t.shortcut =
             [None, Some("/a".to_string()), Some("/b".to_string())][(r.next() % 3) as usize].clone();
     }
-    if r.next() % 3 == 0 {
+    if r.next().is_multiple_of(3) {
         t.tags = ["x", "y", "z", "w"]
             .iter()
-            .filter(|_| r.next() % 2 == 0)
+            .filter(|_| r.next().is_multiple_of(2))
             .map(|s| s.to_string())
             .collect();
     }
-    if r.next() % 3 == 0 {
+    if r.next().is_multiple_of(3) {
         let mut vars = vec![];
         for n in ["n", "m", "o"] {
-            if r.next() % 2 == 0 {
+            if r.next().is_multiple_of(2) {
                 vars.push(var(n, r.pick(&["1", "2"])));
             }
         }
         t.variables = vars;
     }
-    if r.next() % 3 == 0 {
+    if r.next().is_multiple_of(3) {
         text(&mut t, r.pick(&words));
     }
     t
