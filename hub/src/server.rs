@@ -545,13 +545,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/admin/devices/{id}", delete(revoke_device))
         .route("/v1/admin/status", get(status))
         .fallback(not_found)
-        .layer(axum::middleware::map_response(json_413))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
+        // outside the limit and the timeout: their plain-text replies become the API's JSON
+        .layer(axum::middleware::map_response(json_413))
         .layer(TraceLayer::new_for_http())
         .with_state(app)
 }

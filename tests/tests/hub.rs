@@ -204,9 +204,36 @@ fn push_and_pull_round_trip(b: Backend) {
         (400, Some("bad_request")),
         "{e}"
     );
-    // an unknown library
+    // an unknown library, an unknown endpoint
     let (s, _) = owner.changes("nope", &epoch, 0);
     assert_eq!(s, 404);
+    let (s, e) = owner.get("/v1/nothing");
+    assert_eq!((s, e["error"]["code"].as_str()), (404, Some("not_found")));
+    // too large: over 500 revisions, over 4 MiB
+    let many: Vec<Value> = (0..501)
+        .map(|i| put(&rev_id(), &format!("m{i}"), &[], "x", "x"))
+        .collect();
+    let (s, e) = owner.push(&lib, &epoch, &many);
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (413, Some("too_large")),
+        "{e}"
+    );
+    // a body announced over 4 MiB is answered before it is sent
+    use std::io::{Read, Write};
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", h.port)).unwrap();
+    write!(
+        sock,
+        "POST /v1/libraries/{lib}/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        owner.token,
+        5 << 20
+    )
+    .unwrap();
+    let mut reply = String::new();
+    let _ = sock.read_to_string(&mut reply);
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(reply.contains("\"too_large\""), "{reply}");
 }
 
 both!(the_same_field_edited_twice_keeps_a_conflict);
