@@ -727,6 +727,23 @@ fn two_hubs_over_one_postgresql_poke_each_other() {
     let r = on_second.push_one(&lib, &epoch, &put(&rev_id(), "h", &[], "Hi", "x"));
     ev1.wait_poke(&lib, r["seq"].as_i64().unwrap());
     assert_eq!(owner.digest(&lib), on_second.digest(&lib));
+    // the LISTEN connections die: each hub reconnects and pokes all its streams, so a change
+    // whose notification was lost still reaches the other hub's stream
+    let killed = pg_query_i64(
+        &h.database,
+        "SELECT count(pg_terminate_backend(pid))::bigint FROM pg_stat_activity \
+         WHERE query = 'LISTEN quiver_changes' AND datname = current_database()",
+    );
+    assert_eq!(killed, [2]);
+    let r = owner.push_one(&lib, &epoch, &put(&rev_id(), "i", &[], "Hi", "x"));
+    ev2.wait_poke(&lib, r["seq"].as_i64().unwrap());
+    // (only the second hub's own listener feeds its streams: it did reconnect)
+    assert_eq!(
+        h.log(second)
+            .matches("listening for changes on postgresql")
+            .count(),
+        2
+    );
     // a second SQLite process over the same file is refused
     let mut s = Hub::start(Backend::Sqlite);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
