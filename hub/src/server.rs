@@ -746,5 +746,6 @@ pub async fn serve(dir: &Path, listen: Option<String>) -> std::result::Result<()
         }
         None => axum_server::bind(addr).handle(handle).serve(service).await,
     };
+    tracing::info!("stopped");
     served.map_err(|e| format!("cannot serve on {addr}: {e}"))
 }
