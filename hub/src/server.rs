@@ -1,6 +1,7 @@
 //! `quiver hub serve`: the HTTP API of `docs/sync.md` on axum, over TLS (rustls, ring) or, on a
 //! loopback address only, plain HTTP. Requests are limited to 4 MiB and 30 s (an SSE stream's
-//! body is not: it lives until the client leaves, the token is revoked or the hub stops).
+//! body is not: it lives until the client leaves, the token is revoked or the hub stops);
+//! replies are gzipped for clients that accept it (not the event stream).
 //! SIGTERM or SIGINT stops the hub gracefully: streams end, requests in flight finish.
 
 use std::collections::{HashMap, VecDeque};
@@ -553,6 +554,8 @@ pub fn router(app: Arc<App>) -> Router {
         ))
         // outside the limit and the timeout: their plain-text replies become the API's JSON
         .layer(axum::middleware::map_response(json_413))
+        // gzip when the client asks (Accept-Encoding); never for the event stream
+        .layer(tower_http::compression::CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(app)
 }

@@ -234,6 +234,22 @@ fn push_and_pull_round_trip(b: Backend) {
     let _ = sock.read_to_string(&mut reply);
     assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
     assert!(reply.contains("\"too_large\""), "{reply}");
+    // a page is gzipped for a client that accepts it
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", h.port)).unwrap();
+    write!(
+        sock,
+        "GET /v1/libraries/{lib}/changes?epoch={epoch}&after=0 HTTP/1.1\r\nHost: x\r\n\
+         Authorization: Bearer {}\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+        owner.token
+    )
+    .unwrap();
+    let mut reply = vec![];
+    let _ = sock.read_to_end(&mut reply);
+    let head =
+        String::from_utf8_lossy(&reply[..reply.windows(4).position(|w| w == b"\r\n\r\n").unwrap()])
+            .to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-encoding: gzip"), "{head}");
 }
 
 both!(the_same_field_edited_twice_keeps_a_conflict);
