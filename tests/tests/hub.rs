@@ -874,3 +874,77 @@ fn a_restored_hub_gives_new_epochs(b: Backend) {
     assert_eq!(again["duplicate"], true);
     assert!(!owner.pull_all(&lib, &new, 0).is_empty());
 }
+
+both!(the_admin_commands_act_on_a_running_hub);
+fn the_admin_commands_act_on_a_running_hub(b: Backend) {
+    let h = Hub::start(b);
+    let (owner, editor, _viewer, lib, epoch) = team(&h);
+    let ev = editor.events();
+    let (_, me) = editor.get("/v1/me");
+    ev.wait_poke(&lib, me["libraries"][0]["head_seq"].as_i64().unwrap());
+    // a role changed from the command line reaches the member's stream and /v1/me
+    let out = h.cli_ok(&["member", "set", "team", "editor", "maintainer"]);
+    let seq: i64 = out
+        .rsplit_once("seq ")
+        .unwrap()
+        .1
+        .trim_end_matches(')')
+        .parse()
+        .unwrap();
+    ev.wait_poke(&lib, seq);
+    let (_, me) = editor.get("/v1/me");
+    assert_eq!(me["libraries"][0]["role"], "maintainer");
+    // libraries: create, list, rename; the rename is a library change in the log
+    h.cli_ok(&["library", "create", "other", "--review"]);
+    let list: Value = serde_json::from_str(&h.cli_ok(&["library", "list", "--json"])).unwrap();
+    let names: Vec<(&str, bool)> = list["libraries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap(),
+                l["review_required"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(names, [("other", true), ("team", false)]);
+    h.cli_ok(&["library", "set", "team", "--name", "support"]);
+    let last = owner.pull_all(&lib, &epoch, 0).pop().unwrap();
+    assert_eq!(
+        (last["kind"].as_str(), last["library"]["name"].as_str()),
+        (Some("library"), Some("support"))
+    );
+    // status and devices
+    let st: Value = serde_json::from_str(&h.cli_ok(&["status", "--json"])).unwrap();
+    assert_eq!(
+        st["backend"],
+        if b == Backend::Sqlite {
+            "sqlite"
+        } else {
+            "postgresql"
+        }
+    );
+    assert_eq!(
+        (st["users"].as_u64(), st["devices"].as_u64()),
+        (Some(3), Some(3))
+    );
+    let devices: Value = serde_json::from_str(&h.cli_ok(&["device", "list", "--json"])).unwrap();
+    assert_eq!(devices["devices"].as_array().unwrap().len(), 3);
+    // over the admin API: an owner invites, an editor cannot create libraries
+    let (s, r) = owner.post(
+        "/v1/admin/invites",
+        &json!({"role": "viewer", "libraries": ["support"]}),
+    );
+    assert_eq!(s, 200, "{r}");
+    let v = h.join(r["invite"].as_str().unwrap(), "new-pc");
+    assert_eq!(v.me["libraries"][0]["role"], "viewer");
+    let (s, _) = v.post("/v1/admin/libraries", &json!({"name": "mine"}));
+    assert_eq!(s, 403);
+    let (s, r) = owner.post("/v1/admin/libraries", &json!({"name": "mine"}));
+    assert_eq!((s, r["role"].as_str()), (200, Some("owner")), "{r}");
+    // a bad command line: exit 1 and the reason
+    let o = h.cli(&["member", "set", "nope", "editor", "viewer"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no library"));
+}
