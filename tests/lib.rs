@@ -7,6 +7,9 @@
 //! - [`Host`]: a `quiver native-host` process driven over its stdin/stdout like a browser does,
 //!   checking that every byte on its stdout belongs to a well-formed frame.
 //! - [`DaemonClient`]: a direct connection to the daemon socket.
+//! - [`hub`]: `quiver hub serve` processes on SQLite or PostgreSQL and an HTTP client for them.
+
+pub mod hub;
 
 use serde_json::{json, Value};
 use std::collections::VecDeque;

@@ -76,6 +76,12 @@ enum Command {
     /// Run the per-user daemon (templates, history, send meter)
     #[command(long_about = DAEMON_ABOUT)]
     Daemon(DaemonArgs),
+    /// Run and administer a team-sync hub (docs/sync.md)
+    #[command(arg_required_else_help = true)]
+    Hub {
+        #[command(subcommand)]
+        command: quiver_hub::cli::HubCmd,
+    },
     /// The native-messaging relay a browser starts (not run by hand)
     #[command(long_about = HOST_ABOUT)]
     NativeHost {
@@ -308,6 +314,7 @@ pub fn run(args: Vec<String>) -> ExitCode {
         Command::Render(a) => wire_cli::render_cmd(a),
         Command::SessionFrom { command } => wire_cli::session_from_cmd(command),
         Command::Unionid { command } => wire_cli::unionid_cmd(command),
+        Command::Hub { command } => quiver_hub::cli::run(command),
     }
 }
 

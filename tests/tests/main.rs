@@ -6,6 +6,7 @@ mod fast_send;
 mod faults;
 mod host;
 mod house;
+mod hub;
 mod library;
 mod send;
 mod wire_cli;

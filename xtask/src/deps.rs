@@ -89,6 +89,16 @@ fn missing_system_pieces() -> Vec<Missing> {
             optional: false,
         });
     }
+    if crate::pg::bin_dir().is_none() {
+        missing.push(Missing {
+            what: "PostgreSQL (the hub's tests run a private server)",
+            apt: &["postgresql"],
+            by_hand: "PostgreSQL 13 or newer with its server programs initdb and pg_ctl \
+                      (Debian/Ubuntu `postgresql`, Homebrew `postgresql@15`, Fedora `postgresql-server`)"
+                .into(),
+            optional: false,
+        });
+    }
     if which("sqlite3").is_none() {
         missing.push(Missing {
             what: "the sqlite3 CLI (the e2e suite reads the daemon's history with it)",

@@ -4,7 +4,9 @@
 //! - `build`: the `quiver` binary (target/debug/quiver) and both extension builds (target/extension/, target/extension-dev/)
 //! - `build-extension [--dev]`: only the extension (`--dev`: also the development build
 //!   `target/extension-dev/`, with the demo hosts; `build`, `test` and `run` make both)
-//! - `test`: deps, build, `cargo test --workspace`, extension unit tests, `tsc --noEmit`, `web-ext lint`, e2e in Chromium then Firefox
+//! - `test`: deps, build, a private PostgreSQL on 127.0.0.1 for the hub's tests (`QUIVER_TEST_PG_URL`),
+//!   `cargo test --workspace`, extension unit tests, `tsc --noEmit`, `web-ext lint`, e2e in Chromium then Firefox
+//! - `pg`: the tests' private PostgreSQL until stdin ends (prints `export QUIVER_TEST_PG_URL=...`)
 //! - `run [--browser chromium|firefox] [--headless]`: deps, build, the demo workspace in a browser
 
 // A developer tool: its stdout is the report for the person running it (the workspace lint
@@ -13,6 +15,7 @@
 
 mod deps;
 mod extension;
+mod pg;
 mod util;
 
 use std::path::{Path, PathBuf};
@@ -29,7 +32,10 @@ commands:
   build-extension [--dev]
                        build only the extension (target/extension/); --dev also the development
                        build with the demo hosts (target/extension-dev/, used by run and the e2e suite)
-  test                 deps, build, cargo test, extension unit tests, tsc, web-ext lint, e2e suite in Chromium and Firefox
+  test                 deps, build, cargo test (with a private PostgreSQL for the hub's tests), extension
+                       unit tests, tsc, web-ext lint, e2e suite in Chromium and Firefox
+  pg                   start a private PostgreSQL on 127.0.0.1, print its QUIVER_TEST_PG_URL, stop it
+                       when stdin ends (for running the hub's tests by hand)
   run [--browser chromium|firefox] [--headless]
                        deps, build, then open the demo Udesk workspace with the extension loaded";
 
@@ -46,6 +52,7 @@ fn main() -> ExitCode {
             )),
         },
         Some("test") => return test(),
+        Some("pg") => pg_shell(),
         Some("run") => run_demo(&args[1..]),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");
@@ -60,6 +67,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `cargo xtask pg`: the tests' private PostgreSQL, until stdin ends.
+fn pg_shell() -> Result {
+    let c = pg::Cluster::start()?;
+    println!("export QUIVER_TEST_PG_URL={}", c.url);
+    eprintln!("running; stops when stdin ends (Ctrl-D)");
+    let mut sink = String::new();
+    while std::io::stdin()
+        .read_line(&mut sink)
+        .map(|n| n > 0)
+        .unwrap_or(false)
+    {
+        sink.clear();
+    }
+    Ok(())
 }
 
 fn timed(what: &str, f: impl FnOnce() -> Result) -> Result {
@@ -173,7 +196,17 @@ fn test() -> ExitCode {
 
     if deps_ok {
         step(&mut steps, "cargo test --workspace", |s| {
-            cargo_test(s, &root)
+            // The hub's tests run on PostgreSQL too: a private server for this step (stopped when
+            // `_pg` goes, whatever the tests did), unless QUIVER_TEST_PG_URL names one already.
+            let (_pg, url) = match std::env::var("QUIVER_TEST_PG_URL") {
+                Ok(u) if !u.is_empty() => (None, u),
+                _ => {
+                    let c = pg::Cluster::start()?;
+                    let u = c.url.clone();
+                    (Some(c), u)
+                }
+            };
+            cargo_test(s, &root, &url)
         });
     } else {
         skip(&mut steps, "cargo test --workspace", "deps failed");
@@ -250,10 +283,11 @@ fn test() -> ExitCode {
 }
 
 /// Sums the counts of every `test result:` line cargo test prints.
-fn cargo_test(s: &mut Step, root: &Path) -> Result {
+fn cargo_test(s: &mut Step, root: &Path, pg_url: &str) -> Result {
     let (status, out) = run_tee(
         util::cargo()
             .args(["test", "--workspace", "--no-fail-fast"])
+            .env("QUIVER_TEST_PG_URL", pg_url)
             .current_dir(root),
     )?;
     for line in out.lines().filter(|l| l.starts_with("test result:")) {

@@ -351,3 +351,29 @@ fn wire_shapes() {
     let s = serde_json::to_string(&c).unwrap();
     assert_eq!(serde_json::from_str::<Change>(&s).unwrap(), c);
 }
+
+#[test]
+fn invites_parse_and_print_back() {
+    let fp = "ab".repeat(32);
+    let s = format!("quiver+https://hub.example:7443/join#AbC-_9.{fp}");
+    let i = Invite::parse(&s).unwrap();
+    assert_eq!(i.base_url, "https://hub.example:7443");
+    assert_eq!(i.code, "AbC-_9");
+    assert_eq!(i.fingerprint.as_deref(), Some(fp.as_str()));
+    assert_eq!(i.to_string(), s);
+    let plain = Invite::parse("quiver+http://127.0.0.1:9/join#code").unwrap();
+    assert_eq!(plain.base_url, "http://127.0.0.1:9");
+    assert_eq!(plain.fingerprint, None);
+    for bad in [
+        "https://h/join#c",
+        "quiver+https://h/join",
+        "quiver+https://h/x#c",
+        "quiver+ftp://h/join#c",
+        "quiver+https://h/join#c.123",
+        "quiver+https://h/join#c d",
+        "quiver+https:///join#c",
+        &format!("quiver+http://h/join#c.{fp}"),
+    ] {
+        assert!(Invite::parse(bad).is_err(), "{bad}");
+    }
+}

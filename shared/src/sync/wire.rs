@@ -244,3 +244,221 @@ pub struct Poke {
     pub library: String,
     pub head_seq: i64,
 }
+
+/// `GET /v1/health` (no token): for load balancers and for whoever starts a hub.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub ok: bool,
+    pub hub_id: String,
+}
+
+/// `GET /v1/libraries/{lib}/templates/{id}/revisions` and `GET /v1/libraries/{lib}/proposals`:
+/// oldest first. Proposals and rejected proposals are listed only for maintainers and owners,
+/// and for their author.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevisionsReply {
+    pub revisions: Vec<RevisionRecord>,
+}
+
+/// `GET /v1/libraries/{lib}/conflicts`: the library's open conflicts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConflictsReply {
+    pub head_seq: i64,
+    pub conflicts: Vec<ConflictInfo>,
+}
+
+/// `POST /v1/libraries/{lib}/proposals/{rev}/approve` and `.../reject`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewReply {
+    pub head_seq: i64,
+    /// The proposal's state now (`rejected`, or where approving it landed).
+    pub state: RevState,
+    /// Approve: where the proposal landed, as if it had been pushed now (`applied`, `merged`
+    /// or `conflict`). Absent for reject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<PushResult>,
+}
+
+/// `POST /v1/admin/invites`: a single-use invite bound to a role in some libraries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InviteRequest {
+    pub role: Role,
+    /// Library ids or names (at least one, unless `user` names an existing user: then the
+    /// invite adds a device to that user and changes no role).
+    #[serde(default)]
+    pub libraries: Vec<String>,
+    /// Join as this user (created when new); absent: a new user named after the device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Valid this long (default 72 h, at most 30 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InviteReply {
+    /// `quiver+https://HOST:PORT/join#CODE.FINGERPRINT` (see [`Invite`]).
+    pub invite: String,
+    pub expires_at_ms: i64,
+}
+
+/// `POST /v1/admin/libraries`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLibrary {
+    pub name: String,
+    #[serde(default)]
+    pub review_required: bool,
+}
+
+/// `PATCH /v1/libraries/{lib}`: the fields to change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LibrarySettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_required: Option<bool>,
+}
+
+/// A library as an administrator sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LibrarySummary {
+    pub id: String,
+    pub name: String,
+    pub epoch: String,
+    pub head_seq: i64,
+    pub review_required: bool,
+    pub members: u64,
+    pub templates: u64,
+    pub open_conflicts: u64,
+}
+
+/// `GET /v1/admin/libraries`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LibrariesReply {
+    pub libraries: Vec<LibrarySummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub user_id: String,
+    pub user_name: String,
+    pub role: Role,
+}
+
+/// `GET /v1/libraries/{lib}/members`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MembersReply {
+    pub members: Vec<MemberInfo>,
+}
+
+/// `PUT /v1/libraries/{lib}/members/{user}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRole {
+    pub role: Role,
+}
+
+/// Reply of the member and settings changes: the change's sequence number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeReply {
+    pub seq: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    pub id: String,
+    pub user_id: String,
+    pub user_name: String,
+    pub name: String,
+    pub created_at_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen_at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// `GET /v1/admin/devices`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DevicesReply {
+    pub devices: Vec<DeviceInfo>,
+}
+
+/// An invite as a person passes it on: `quiver+https://HOST:PORT/join#CODE.FINGERPRINT`
+/// (the fingerprint is the SHA-256 of the hub certificate's DER, lowercase hex, which the
+/// daemon pins), `quiver+https://HOST/join#CODE` (a certificate from a CA the system trusts), or
+/// `quiver+http://127.0.0.1:PORT/join#CODE` (plain HTTP, loopback only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invite {
+    /// Where the hub's API is: `https://HOST:PORT` or `http://127.0.0.1:PORT`.
+    pub base_url: String,
+    pub code: String,
+    pub fingerprint: Option<String>,
+}
+
+impl Invite {
+    pub fn parse(s: &str) -> Result<Invite, String> {
+        let s = s.trim();
+        let rest = s
+            .strip_prefix("quiver+")
+            .ok_or("an invite starts with quiver+https:// or quiver+http://")?;
+        let (url, fragment) = rest
+            .split_once('#')
+            .ok_or("the invite has no code (the part after #)")?;
+        let base = url
+            .strip_suffix("/join")
+            .ok_or("the invite's address does not end in /join")?;
+        let host = if let Some(h) = base.strip_prefix("https://") {
+            h
+        } else if let Some(h) = base.strip_prefix("http://") {
+            h
+        } else {
+            return Err("an invite starts with quiver+https:// or quiver+http://".into());
+        };
+        if host.is_empty() || host.contains('/') {
+            return Err(format!("{host:?} is not a host[:port]"));
+        }
+        let (code, fingerprint) = match fragment.split_once('.') {
+            Some((c, f)) => {
+                if f.len() != 64
+                    || !f
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                {
+                    return Err("the certificate fingerprint is not 64 lowercase hex digits".into());
+                }
+                (c, Some(f.to_string()))
+            }
+            None => (fragment, None),
+        };
+        if code.is_empty()
+            || !code
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(
+                "the invite code is empty or has characters other than A-Z a-z 0-9 - _".into(),
+            );
+        }
+        if base.starts_with("http://") && fingerprint.is_some() {
+            return Err("a plain-HTTP invite carries no certificate fingerprint".into());
+        }
+        Ok(Invite {
+            base_url: base.to_string(),
+            code: code.to_string(),
+            fingerprint,
+        })
+    }
+}
+
+impl std::fmt::Display for Invite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "quiver+{}/join#{}", self.base_url, self.code)?;
+        if let Some(fp) = &self.fingerprint {
+            write!(f, ".{fp}")?;
+        }
+        Ok(())
+    }
+}
