@@ -35,6 +35,7 @@ pub mod spawn;
 pub mod store;
 pub mod sync;
 pub mod sys;
+pub mod team_cli;
 #[cfg(windows)]
 pub mod winpipe;
 pub mod wire_cli;

@@ -1858,6 +1858,11 @@ impl Store {
             }
             last = Some(last.map_or(seq, |l: i64| l.max(seq)));
         }
+        // A page that says nothing more follows covers the log up to its head_seq: changes
+        // this member may not see (others' proposals) are skipped, not waited for.
+        if !page.more {
+            last = Some(last.map_or(page.head_seq, |l| l.max(page.head_seq)));
+        }
         if !applied.purged {
             tx.execute(
                 "UPDATE libraries SET last_seq = MAX(last_seq, COALESCE(?2, last_seq)), \
@@ -2230,13 +2235,22 @@ impl Store {
                 Some(t) => {
                     let mut t = t.clone();
                     t.revision = n;
-                    let body = serde_json::to_string(&t).map_err(json_err)?;
-                    let rev = own_revision(&tx, library, &ed, id, n, Some(&body), &parents, now)?;
-                    show_template(&tx, library, &t, Some(&rev), now)?;
-                    rev
+                    let rev = new_rev_id();
+                    let body = show_template(&tx, library, &t, Some(&rev), now)?;
+                    own_revision(&tx, library, &ed, id, n, Some(&body), &parents, now, rev)?
                 }
                 None => {
-                    let rev = own_revision(&tx, library, &ed, id, n, None, &parents, now)?;
+                    let rev = own_revision(
+                        &tx,
+                        library,
+                        &ed,
+                        id,
+                        n,
+                        None,
+                        &parents,
+                        now,
+                        new_rev_id(),
+                    )?;
                     tx.execute(
                         "UPDATE templates SET deleted_at = COALESCE(deleted_at, ?3), \
                          updated_at = ?3, head_rev = ?4 WHERE library = ?1 AND id = ?2",
@@ -2860,8 +2874,8 @@ fn edit_parent(
     })
 }
 
-/// Writes an edit of this device to a team library: the revision (`pending`) and its outbox
-/// row. Returns the new rev_id.
+/// Writes an edit of this device to a team library: the revision `rev_id` (`pending`) and its
+/// outbox row (the template's row exists already). Returns the rev_id.
 #[allow(clippy::too_many_arguments)]
 fn own_revision(
     tx: &rusqlite::Transaction<'_>,
@@ -2872,8 +2886,8 @@ fn own_revision(
     body_json: Option<&str>,
     parents: &[String],
     now: u64,
+    rev_id: String,
 ) -> rusqlite::Result<String> {
-    let rev_id = new_rev_id();
     let op = if body_json.is_some() {
         Op::Put
     } else {
@@ -2951,8 +2965,9 @@ fn put_in(
         }
         Some(ed) => {
             let parents: Vec<String> = edit_parent(tx, library, &t.id)?.into_iter().collect();
-            let body = serde_json::to_string(&t).map_err(json_err)?;
-            let rev_id = own_revision(
+            let rev_id = new_rev_id();
+            let body = show_template(tx, library, &t, Some(&rev_id), now)?;
+            own_revision(
                 tx,
                 library,
                 ed,
@@ -2961,8 +2976,8 @@ fn put_in(
                 Some(&body),
                 &parents,
                 now,
+                rev_id,
             )?;
-            show_template(tx, library, &t, Some(&rev_id), now)?;
         }
     }
     Ok(if created {
@@ -3002,7 +3017,17 @@ fn delete_in(
         Some(ed) => {
             let parents: Vec<String> = edit_parent(tx, library, id)?.into_iter().collect();
             let n = next_revision(tx, library, id)?;
-            Some(own_revision(tx, library, ed, id, n, None, &parents, now)?)
+            Some(own_revision(
+                tx,
+                library,
+                ed,
+                id,
+                n,
+                None,
+                &parents,
+                now,
+                new_rev_id(),
+            )?)
         }
     };
     tx.execute(

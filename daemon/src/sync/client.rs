@@ -1,19 +1,14 @@
 //! The hub's HTTP API as the daemon calls it (`docs/sync.md`, `quiver_shared::sync::wire`):
 //! reqwest over rustls with the ring provider, the hub's certificate pinned by its SHA-256
-//! from the invite (no CA, no host name check: the invite is the trust anchor). Plain HTTP only
-//! to a loopback hub.
+//! from the invite (`quiver_hub::tls`'s verifier: no CA, no host name check, the invite is the
+//! trust anchor). Plain HTTP only to a loopback hub.
 
 use super::invite;
 use quiver_shared::sync::wire::{
     ChangesPage, DigestReply, ErrorBody, JoinRequest, Me, PushReply, PushRequest,
 };
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How long to wait for a connection.
@@ -68,79 +63,14 @@ impl HubError {
     }
 }
 
-/// A certificate verifier that accepts exactly the certificate whose SHA-256 the invite
-/// carried, and checks the handshake signatures with ring's algorithms.
-#[derive(Debug)]
-struct Pinned {
-    fingerprint: String,
-    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
-}
+/// The start of every pin-mismatch message (`quiver_hub::tls::PinnedVerifier`'s words).
+pub const PIN_MISMATCH: &str = "the hub's certificate is not the one the invite names";
 
-/// The start of every pin-mismatch message (the CLI and doctor recognise it).
-pub const PIN_MISMATCH: &str = "the hub's certificate is not the one the invite pinned";
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let got: String = Sha256::digest(end_entity.as_ref())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        if got == self.fingerprint {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(format!(
-                "{PIN_MISMATCH} (sha256 {got}, pinned {})",
-                self.fingerprint
-            )))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// The TLS configuration for a hub pinned to `fingerprint` (lowercase hex SHA-256).
+/// The TLS configuration for a hub pinned to `fingerprint` (lowercase hex SHA-256): the hub
+/// crate's verifier, which accepts exactly that certificate and checks the handshake with it.
 fn tls_config(fingerprint: &str) -> Result<rustls::ClientConfig, HubError> {
-    // ring (see `Engine::start` on its deprecation)
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Pinned {
-        fingerprint: fingerprint.to_string(),
-        algorithms: provider.signature_verification_algorithms,
-    };
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| HubError::Bad(format!("TLS setup: {e}")))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    Ok(config)
+    quiver_hub::tls::pinned_client_config(fingerprint)
+        .map_err(|e| HubError::Pin(format!("the pinned fingerprint: {e}")))
 }
 
 /// A connection to one hub (reqwest keeps the connections alive between requests).
@@ -187,7 +117,7 @@ impl HubClient {
         fingerprint: Option<&str>,
         token: Option<String>,
     ) -> Result<HubClient, HubError> {
-        let (scheme, host, _) = invite::split_url(url).map_err(|e| HubError::Bad(e.0))?;
+        let (scheme, host, _) = invite::split_url(url).map_err(HubError::Bad)?;
         let tls = match (scheme, fingerprint) {
             ("https", Some(fp)) => tls_config(fp)?,
             ("https", None) => {

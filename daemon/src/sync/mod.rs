@@ -117,11 +117,9 @@ impl Engine {
     /// Starts the engine for the service in `shared`: a task per joined hub, and a supervisor
     /// that starts and stops them as hubs are joined and left.
     pub fn start(shared: Arc<Shared>) -> std::io::Result<Engine> {
-        // reqwest's rustls wants a process-wide provider for what it sets up itself. ring, not
-        // aws-lc (the team's choice: no C toolchain for aws-lc); rustls 0.23.48 deprecates
-        // ring's provider only for lacking post-quantum key exchange.
-        #[allow(deprecated)]
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // reqwest's rustls wants a process-wide provider for what it sets up itself: ring, as
+        // everywhere (quiver_hub::tls::provider)
+        let _ = quiver_hub::tls::provider().as_ref().clone().install_default();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .max_blocking_threads(4)
@@ -225,18 +223,18 @@ async fn join(
 ) -> Result<Value, ServiceError> {
     let inv = invite::parse(invite_text)
         .map_err(|e| ServiceError::from(params::invalid(format!("team.join: `invite`: {e}"))))?;
+    let url = inv.base_url.clone();
     let device_name = name.map_or_else(default_device_name, str::to_string);
-    let client = HubClient::new(&inv.url, inv.fingerprint.as_deref(), None)
+    let client = HubClient::new(&url, inv.fingerprint.as_deref(), None)
         .map_err(|e| hub_failure("team.join", &e))?;
     let me = client
         .join(&inv.code, &device_name)
         .await
-        .map_err(|e| hub_failure(&format!("team.join at {}", inv.url), &e))?;
+        .map_err(|e| hub_failure(&format!("team.join at {url}"), &e))?;
     info!(
-        "joined hub {} at {} as {} (device {})",
-        me.hub_id, inv.url, me.user_name, me.device_id
+        "joined hub {} at {url} as {} (device {})",
+        me.hub_id, me.user_name, me.device_id
     );
-    let url = inv.url.clone();
     let fp = inv.fingerprint.clone();
     ctx.db(move |svc, now| svc.team_joined(&url, fp.as_deref(), &device_name, &me, now))
         .await
