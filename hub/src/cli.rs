@@ -29,6 +29,12 @@ pub enum HubCmd {
     Invite(InviteArgs),
     /// The hub's libraries, users, devices and revisions
     Status(StatusArgs),
+    /// After restoring the database from a backup: new epochs for every library, so that
+    /// daemons pull again and push what the hub lost
+    Restored {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// Create, list and change libraries
     #[command(arg_required_else_help = true)]
     Library {
@@ -302,6 +308,14 @@ async fn dispatch(cmd: HubCmd) -> Result<(), String> {
                 for l in &s.libraries {
                     out(&library_line(l));
                 }
+            }
+            Ok(())
+        }
+        HubCmd::Restored { dir } => {
+            let (_, db) = open(&dir).await?;
+            let r = run!(&db, write, |tx| ops::new_epochs(tx)).map_err(e)?;
+            for (lib, epoch) in r {
+                out(&format!("{lib}  new epoch {epoch}"));
             }
             Ok(())
         }

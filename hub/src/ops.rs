@@ -1889,6 +1889,33 @@ pub async fn stream_libraries<T: Tx>(
     ))
 }
 
+/// After the database was restored from a backup: every library gets a new epoch, so that
+/// daemons, whose cursors walked a log the hub partly lost, pull again from the start and push
+/// what the hub lacks (`410 reset` on their next request). Returns `(library, epoch)`.
+pub async fn new_epochs<T: Tx>(tx: &mut T) -> Result<Vec<(String, String)>> {
+    let libs = tx
+        .query("SELECT id, head_seq FROM libraries ORDER BY name", &[])
+        .await?;
+    let mut out = vec![];
+    for r in &libs {
+        let (id, head_seq) = (r.s(0)?, r.i(1)?);
+        let epoch = ids::uuid4();
+        tx.exec(
+            "UPDATE libraries SET epoch = $2 WHERE id = $1",
+            p![&id, &epoch],
+        )
+        .await?;
+        tx.notify(Note::Poke {
+            library: id.clone(),
+            head_seq,
+        })
+        .await?;
+        out.push((id, epoch));
+    }
+    tx.notify(Note::Recheck).await?;
+    Ok(out)
+}
+
 /// The head sequence number of one library (for the poke of a member change).
 pub async fn head_seq<T: Tx>(tx: &mut T, lib: &str) -> Result<Option<i64>> {
     one(tx, "SELECT head_seq FROM libraries WHERE id = $1", p![lib])

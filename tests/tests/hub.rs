@@ -791,3 +791,26 @@ fn sigterm_stops_a_hub_with_a_stream_open() {
     assert!(st[0].success(), "{:?}", st);
     ev.wait_end();
 }
+
+both!(a_restored_hub_gives_new_epochs);
+fn a_restored_hub_gives_new_epochs(b: Backend) {
+    let mut h = Hub::start(b);
+    let owner = h.owner();
+    let (lib, epoch) = owner.library();
+    let r1 = rev_id();
+    owner.push_one(&lib, &epoch, &put(&r1, "g", &[], "Hi", "x"));
+    h.stop();
+    let out = h.cli_ok(&["restored"]);
+    assert!(out.contains(&lib), "{out}");
+    h.serve();
+    let (s, e) = owner.changes(&lib, &epoch, 0);
+    assert_eq!((s, e["error"]["code"].as_str()), (410, Some("reset")));
+    let new = e["error"]["epoch"].as_str().unwrap().to_string();
+    assert_ne!(new, epoch);
+    let (s, _) = owner.push(&lib, &epoch, &[put(&rev_id(), "h", &[], "x", "x")]);
+    assert_eq!(s, 410);
+    // the daemon re-pushes what it has under the new epoch: known revisions are duplicates
+    let again = owner.push_one(&lib, &new, &put(&r1, "g", &[], "Hi", "x"));
+    assert_eq!(again["duplicate"], true);
+    assert!(!owner.pull_all(&lib, &new, 0).is_empty());
+}
