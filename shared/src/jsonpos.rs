@@ -13,6 +13,20 @@ pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
     Some((line, col))
 }
 
+/// The path (`a[1].b`, as [`locate`] reads it; empty for the root) of the innermost member or
+/// element of `text` whose text holds the byte at `offset`. A member's key counts as the member:
+/// an offset inside `"b"` of `{"b": 1}` is at `b`. Where the text is not JSON past some point, the
+/// path is the innermost found before it.
+pub fn path_at(text: &str, offset: usize) -> String {
+    let mut p = Parser {
+        b: text.as_bytes(),
+        i: 0,
+    };
+    let mut path = String::new();
+    p.path_to(offset, &mut path);
+    path
+}
+
 #[derive(Debug, PartialEq)]
 enum Seg {
     Key(String),
@@ -105,6 +119,55 @@ impl Parser<'_> {
         }
     }
 
+    /// At a value: extends `path` while `target` lies inside one of its members or elements.
+    fn path_to(&mut self, target: usize, path: &mut String) -> Option<()> {
+        self.ws();
+        let open = *self.b.get(self.i)?;
+        if open != b'{' && open != b'[' {
+            return Some(());
+        }
+        self.i += 1;
+        let mut n = 0;
+        loop {
+            self.ws();
+            if matches!(self.b.get(self.i)?, b'}' | b']') {
+                return Some(());
+            }
+            let mut key = None;
+            if open == b'{' {
+                let start = self.i;
+                let k = self.string()?;
+                if (start..self.i).contains(&target) {
+                    push_key(path, &k);
+                    return Some(());
+                }
+                key = Some(k);
+                self.ws();
+                if self.b.get(self.i)? != &b':' {
+                    return None;
+                }
+                self.i += 1;
+                self.ws();
+            }
+            let start = self.i;
+            self.skip_value()?;
+            if (start..self.i).contains(&target) {
+                match &key {
+                    Some(k) => push_key(path, k),
+                    None => path.push_str(&format!("[{n}]")),
+                }
+                self.i = start;
+                return self.path_to(target, path);
+            }
+            n += 1;
+            self.ws();
+            match self.b.get(self.i)? {
+                b',' => self.i += 1,
+                _ => return Some(()),
+            }
+        }
+    }
+
     fn string(&mut self) -> Option<String> {
         if self.b.get(self.i)? != &b'"' {
             return None;
@@ -156,9 +219,38 @@ impl Parser<'_> {
     }
 }
 
+fn push_key(path: &mut String, key: &str) {
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(key);
+}
+
 #[cfg(test)]
 mod tests {
-    use super::locate;
+    use super::{locate, path_at};
+
+    #[test]
+    fn names_the_value_at_an_offset() {
+        let t = "{\n \"a\": [1, {\"b\": \"x,]}\"}, {\"c\":\n   [true, \"\\\"q\"]}],\n \"d\": 2}";
+        let at = |needle: &str| path_at(t, t.find(needle).unwrap());
+        assert_eq!(at("\"x,"), "a[1].b");
+        assert_eq!(at("]}\""), "a[1].b");
+        assert_eq!(at("\"b\""), "a[1].b");
+        assert_eq!(at("true"), "a[2].c[0]");
+        assert_eq!(at("2}"), "d");
+        assert_eq!(at("{\"c\""), "a[2]");
+        assert_eq!(at(": 2"), "");
+        assert_eq!(path_at(t, 0), "");
+        assert_eq!(path_at(t, t.len() + 5), "");
+        // every path it names, locate finds again
+        for i in 0..t.len() {
+            let p = path_at(t, i);
+            if !p.is_empty() {
+                assert!(locate(t, &p).is_some(), "{p}");
+            }
+        }
+    }
 
     #[test]
     fn finds_nested_values() {

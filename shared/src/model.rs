@@ -531,8 +531,9 @@ impl Library {
     pub fn check_all(text: &str) -> Vec<ImportError> {
         use serde::de::Error as _;
         use serde_json::value::RawValue;
-        // Read without `from_json`: its path-tracked copy of every deserializer of the library
-        // would cost the wasm core a tenth of its size (docs/benchmarks.md). Each value is read
+        // Read without `from_json` and without path tracking: a path-tracked copy of every
+        // deserializer of the library would cost the wasm core a tenth of its size
+        // (docs/benchmarks.md); the field at fault is found from serde's position instead. Each value is read
         // from its own text in the file (`RawValue`), so keys keep their order (a part's `type`
         // first) and positions are the file's. The vectors hold the first error to be the
         // importer's (a syntax error names no field).
@@ -592,17 +593,29 @@ impl Library {
                         }
                     };
                     for (i, one) in list.into_iter().enumerate() {
-                        let de = &mut serde_json::Deserializer::from_str(one.get());
-                        match serde_path_to_error::deserialize::<_, Template>(de) {
+                        match serde_json::from_str::<Template>(one.get()) {
                             Ok(t) => templates.push((i, t)),
                             Err(e) => {
-                                let path = e.path().to_string();
+                                // The field is the member where serde stopped (the
+                                // importer's path-tracking deserializer names the same one).
+                                let raw = one.get();
+                                // serde stops after a bad scalar but before a bad map or
+                                // sequence: from between a key and its value, step onto it.
+                                let mut stop = byte_offset(raw, e.line(), e.column());
+                                while raw
+                                    .as_bytes()
+                                    .get(stop)
+                                    .is_some_and(|b| b.is_ascii_whitespace() || *b == b':')
+                                {
+                                    stop += 1;
+                                }
+                                let path = crate::jsonpos::path_at(raw, stop);
                                 let field = match path.as_str() {
-                                    "." => format!("templates[{i}]"),
+                                    "" => format!("templates[{i}]"),
                                     p if p.starts_with('[') => format!("templates[{i}]{p}"),
                                     p => format!("templates[{i}].{p}"),
                                 };
-                                let inner = e.into_inner();
+                                let inner = e;
                                 let pos = shift(one, (inner.line(), inner.column()));
                                 parse.push(at(field, strip_position(&inner.to_string()), pos));
                             }
@@ -653,6 +666,19 @@ impl Library {
         all.extend(after);
         all
     }
+}
+
+/// The byte offset in `text` of the last byte serde_json read when it reported `(line, column)`
+/// (its column counts the bytes read on that line).
+fn byte_offset(text: &str, line: usize, column: usize) -> usize {
+    let start = if line <= 1 {
+        0
+    } else {
+        text.match_indices('\n')
+            .nth(line - 2)
+            .map_or(text.len(), |(i, _)| i + 1)
+    };
+    (start + column).saturating_sub(1)
 }
 
 /// The members of a JSON object in the file's order, each as its own text.
@@ -1443,6 +1469,39 @@ mod check_all_tests {
         );
         assert!(all[4].message.contains("javascript"), "{}", all[4].message);
         assert_eq!((all[1].column, all[3].column, all[4].column), (48, 24, 32));
+    }
+
+    /// Where serde stops in a template, check_all names the field the importer's path-tracking
+    /// deserializer names, at the same place: every kind of parse error, at every depth.
+    #[test]
+    fn parse_errors_are_named_as_the_importer_names_them() {
+        let bad = [
+            r#"{"id": "a", "title": "A", "parts": [{"type": "text", "text": "x"}], "extra": 1}"#,
+            r#"{"id": "a", "title": 5, "parts": [{"type": "text", "text": "x"}]}"#,
+            r#"{"id": "a", "parts": [{"type": "text", "text": "x"}]}"#,
+            r#"{"id": "a", "title": "A", "parts": {"type": "text"}}"#,
+            r#"{"id": "a", "title": "A", "tags": ["x", 3], "parts": [{"type": "text", "text": "x"}]}"#,
+            r#"{"id": "a", "title": "A", "revision": -1, "parts": [{"type": "text", "text": "x"}]}"#,
+            r#"{"id": "a", "title": "A", "variables": [{"name": "n", "required": "yes"}], "parts": [{"type": "text", "text": "x"}]}"#,
+            r#"{"id": "a", "title": "A", "variables": [{"name": "n", "bogus": 1}], "parts": [{"type": "text", "text": "x"}]}"#,
+            r#"{"id": "a", "title": "A", "parts": [{"type": "text"}]}"#,
+            r#"{"id": "a", "title": "A", "parts": [{"type": "text", "text": "x", "colour": 1}]}"#,
+            r#"{"id": "a", "title": "A", "parts": [{"text": "x", "type": "nope"}]}"#,
+            r#"{"id": "a", "title": "A", "parts": [{"type": "text", "text": "x", "fallback": {"type": "text", "text": 1}}]}"#,
+            r#"{"id": "a", "title": "A", "parts": [{"type": "news", "articles": [{"title": "t", "url": "https://e.x", "digest": 4}]}]}"#,
+            r#"{"id": "a", "title": "A", "parts": [{"type": "news", "articles": [{"title": "t", "url": "https://e.x", "x": ""}]}]}"#,
+            r#"{"id": "a", "title": "A", "parts": [{"type": "text", "text": "x"}, 7]}"#,
+            r#"{"id": "a", "title": "A", "shortcut": ["s"], "parts": [{"type": "text", "text": "x"}]}"#,
+            "{\"id\": \"a\",\n \"title\": \"A\",\n \"parts\": [\n  {\"type\": \"image\",\n   \"url\": false}]}",
+            r#"[1, 2]"#,
+            r#""a string""#,
+        ];
+        for (n, one) in bad.iter().enumerate() {
+            let text = format!("{{\"quiver\": 1, \"templates\": [\n{one}]}}");
+            let all = Library::check_all(&text);
+            let importer = Library::from_json(&text).unwrap_err();
+            assert_eq!(all.first(), Some(&importer), "case {n}: {one}");
+        }
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! No IO, no clock, no randomness: revision ids are made by the daemon (UUIDv7) and checked here
 //! only for their form; times are arguments.
 
+#[doc(hidden)]
+pub mod laws;
 mod merge;
 pub mod wire;
 

@@ -377,3 +377,74 @@ fn invites_parse_and_print_back() {
         assert!(Invite::parse(bad).is_err(), "{bad}");
     }
 }
+
+/// A tiny seeded generator: the property test is the same on every run.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[(self.next() % from.len() as u64) as usize]
+    }
+}
+
+/// A template that differs from `base` in a random subset of fields, with values drawn from
+/// small sets so that sides often make the same change.
+fn mutate(r: &mut Rng, base: &Template) -> Template {
+    let mut t = base.clone();
+    let words = ["A", "B", "C"];
+    if r.next().is_multiple_of(3) {
+        t.title = r.pick(&words).into();
+    }
+    if r.next().is_multiple_of(3) {
+        t.folder = r.pick(&words).into();
+    }
+    if r.next().is_multiple_of(4) {
+        t.shortcut =
+            [None, Some("/a".to_string()), Some("/b".to_string())][(r.next() % 3) as usize].clone();
+    }
+    if r.next().is_multiple_of(3) {
+        t.tags = ["x", "y", "z", "w"]
+            .iter()
+            .filter(|_| r.next().is_multiple_of(2))
+            .map(|s| s.to_string())
+            .collect();
+    }
+    if r.next().is_multiple_of(3) {
+        let mut vars = vec![];
+        for n in ["n", "m", "o"] {
+            if r.next().is_multiple_of(2) {
+                vars.push(var(n, r.pick(&["1", "2"])));
+            }
+        }
+        t.variables = vars;
+    }
+    if r.next().is_multiple_of(3) {
+        text(&mut t, r.pick(&words));
+    }
+    t
+}
+
+#[test]
+fn merge_laws_hold_on_20000_seeded_triples() {
+    let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut merged = 0;
+    for i in 0..20_000 {
+        let base = mutate(&mut r, &t("Hi"));
+        let head = mutate(&mut r, &base);
+        let other = mutate(&mut r, &base);
+        if let Err(e) = laws::check(&base, &head, &other) {
+            panic!("triple {i}: {e}\nbase {base:?}\nhead {head:?}\nother {other:?}");
+        }
+        merged += merge3(&base, &head, &other).is_ok() as u32;
+    }
+    // Both outcomes are exercised.
+    assert!(
+        merged > 2_000 && merged < 18_000,
+        "{merged} of 20000 merged"
+    );
+}
