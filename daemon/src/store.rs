@@ -2088,6 +2088,35 @@ impl Store {
         let Some((template, head, other, base, fields, opened_seq)) = row else {
             return Ok(None);
         };
+        let resolving: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT r.rev_id FROM sync_outbox o JOIN template_revisions r \
+                 ON r.rev_id = o.rev_id WHERE o.library = ?1 AND r.template_id = ?2 \
+                 AND json_extract(r.parents_json, '$[1]') = ?3 LIMIT 1",
+                params![library, template, other],
+                |r| r.get(0),
+            )
+            .optional()
+            .ctx(|| format!("{at}: looking for a resolution of {id}"))?;
+        // The head side is the template as it is now (the hub's head, or this device's edit
+        // on top of it): what a resolution's first parent must be for the hub to close the
+        // conflict. The conflict's own head_rev may be older (a merge moved the head since).
+        // While a resolution waits to be pushed, it is the hub's head.
+        let now_head: Option<String> = match &resolving {
+            None => edit_parent(&self.conn, library, &template),
+            Some(_) => self
+                .conn
+                .query_row(
+                    "SELECT hub_rev FROM templates WHERE library = ?1 AND id = ?2",
+                    [library, &template],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map(Option::flatten),
+        }
+        .ctx(|| format!("{at}: reading the head of {template:?}"))?;
+        let head = now_head.unwrap_or(head);
         let fields = serde_json::from_str(&fields).unwrap_or_default();
         let side = |rev: &str| -> Result<Side> {
             let r: Option<Side> = self
@@ -2124,21 +2153,6 @@ impl Store {
                 at_ms: None,
             }))
         };
-        let resolving: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT r.rev_id FROM sync_outbox o JOIN template_revisions r \
-                 ON r.rev_id = o.rev_id WHERE o.library = ?1 AND r.template_id = ?2 \
-                 AND r.parents_json = ?3 LIMIT 1",
-                params![
-                    library,
-                    template,
-                    serde_json::to_string(&[&head, &other]).unwrap_or_default()
-                ],
-                |r| r.get(0),
-            )
-            .optional()
-            .ctx(|| format!("{at}: looking for a resolution of {id}"))?;
         Ok(Some(ConflictRow {
             library: library.to_string(),
             id: id.to_string(),
@@ -2851,12 +2865,8 @@ fn editor_of(tx: &rusqlite::Transaction<'_>, library: &str) -> rusqlite::Result<
 
 /// The parent of a new edit of a team template: the revision shown, unless it is a draft the
 /// hub never got (then the hub's head). `None` for a create.
-fn edit_parent(
-    tx: &rusqlite::Transaction<'_>,
-    library: &str,
-    id: &str,
-) -> rusqlite::Result<Option<String>> {
-    let row: Option<(Option<String>, Option<String>, Option<String>)> = tx
+fn edit_parent(conn: &Connection, library: &str, id: &str) -> rusqlite::Result<Option<String>> {
+    let row: Option<(Option<String>, Option<String>, Option<String>)> = conn
         .query_row(
             "SELECT t.head_rev, t.hub_rev, r.state FROM templates t \
              LEFT JOIN template_revisions r ON r.rev_id = t.head_rev \
