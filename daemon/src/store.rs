@@ -656,6 +656,8 @@ pub struct TeamMeta {
     pub sync: &'static str,
     pub author: Option<String>,
     pub changed_at: Option<u64>,
+    /// Why the hub refused the revision shown (a local draft), as the hub said it.
+    pub reason: Option<String>,
 }
 
 /// What a resolution wrote.
@@ -2174,7 +2176,7 @@ impl Store {
                 "SELECT t.head_rev, t.hub_rev, t.conflicted, r.state, r.author_name, r.at_ms, \
                  EXISTS (SELECT 1 FROM sync_outbox o JOIN template_revisions p \
                          ON p.rev_id = o.rev_id WHERE o.library = t.library \
-                         AND p.template_id = t.id) \
+                         AND p.template_id = t.id), r.reason \
                  FROM templates t LEFT JOIN template_revisions r ON r.rev_id = t.head_rev \
                  WHERE t.library = ?1 AND t.id = ?2",
                 [library, id],
@@ -2199,6 +2201,7 @@ impl Store {
                         sync,
                         author: r.get(4)?,
                         changed_at: r.get::<_, Option<i64>>(5)?.map(to_u64),
+                        reason: if sync == "draft" { r.get(7)? } else { None },
                     })
                 },
             )
@@ -2254,17 +2257,8 @@ impl Store {
                     own_revision(&tx, library, &ed, id, n, Some(&body), &parents, now, rev)?
                 }
                 None => {
-                    let rev = own_revision(
-                        &tx,
-                        library,
-                        &ed,
-                        id,
-                        n,
-                        None,
-                        &parents,
-                        now,
-                        new_rev_id(),
-                    )?;
+                    let rev =
+                        own_revision(&tx, library, &ed, id, n, None, &parents, now, new_rev_id())?;
                     tx.execute(
                         "UPDATE templates SET deleted_at = COALESCE(deleted_at, ?3), \
                          updated_at = ?3, head_rev = ?4 WHERE library = ?1 AND id = ?2",
@@ -3517,6 +3511,59 @@ pub(crate) mod tests {
         assert_eq!(st.schema_version().unwrap() as usize, MIGRATIONS.len());
         let d = st.done_since(0).unwrap();
         assert_eq!((d[0].done_at, d[0].meter_key.clone()), (3, None));
+    }
+
+    #[test]
+    fn a_refused_team_edit_is_a_draft_with_the_hub_reason() {
+        let s = Scratch::new("draft");
+        let mut st = Store::open(&s.db(), 0).unwrap();
+        let hub = HubRow {
+            hub_id: "h".into(),
+            url: "http://127.0.0.1:1".into(),
+            fingerprint: None,
+            user_id: "u".into(),
+            user_name: "viewer".into(),
+            device_id: "d".into(),
+            device_name: "laptop".into(),
+            token: "t".into(),
+            joined_at: 1,
+        };
+        let lib = LibraryInfo {
+            id: "lib".into(),
+            name: "team".into(),
+            role: quiver_shared::sync::Role::Viewer,
+            epoch: "e".into(),
+            head_seq: 0,
+            review_required: false,
+        };
+        st.join_hub(&hub, &[lib], 1).unwrap();
+        let t: Template = serde_json::from_value(serde_json::json!({
+            "id": "refund", "title": "Refunds", "parts": [{"type": "text", "text": "Hi"}]
+        }))
+        .unwrap();
+        st.put_template("lib", &t, None, 2).unwrap();
+        let meta = st.team_meta("lib", "refund").unwrap().unwrap();
+        assert_eq!((meta.sync, meta.reason.as_deref()), ("pending", None));
+        let out = st.outbox_batch("lib", 10, 1 << 20).unwrap();
+        let why = "your role in \"team\" is viewer: edits stay on this device";
+        st.record_push(
+            "lib",
+            &[PushResult {
+                rev_id: out[0].rev_id.clone(),
+                status: PushStatus::Denied,
+                duplicate: false,
+                seq: None,
+                head_rev: None,
+                merge_rev: None,
+                conflict: None,
+                fields: vec![],
+                reason: Some(why.into()),
+            }],
+        )
+        .unwrap();
+        let meta = st.team_meta("lib", "refund").unwrap().unwrap();
+        assert_eq!((meta.sync, meta.reason.as_deref()), ("draft", Some(why)));
+        assert_eq!(meta.author.as_deref(), Some("viewer"));
     }
 
     #[test]

@@ -174,6 +174,9 @@ impl Service {
             out.insert("sync".into(), json!(m.sync));
             out.insert("author".into(), json!(m.author));
             out.insert("changed_at".into(), json!(m.changed_at));
+            if let Some(r) = m.reason {
+                out.insert("reason".into(), json!(r));
+            }
         }
         Ok(())
     }
