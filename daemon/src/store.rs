@@ -2254,17 +2254,8 @@ impl Store {
                     own_revision(&tx, library, &ed, id, n, Some(&body), &parents, now, rev)?
                 }
                 None => {
-                    let rev = own_revision(
-                        &tx,
-                        library,
-                        &ed,
-                        id,
-                        n,
-                        None,
-                        &parents,
-                        now,
-                        new_rev_id(),
-                    )?;
+                    let rev =
+                        own_revision(&tx, library, &ed, id, n, None, &parents, now, new_rev_id())?;
                     tx.execute(
                         "UPDATE templates SET deleted_at = COALESCE(deleted_at, ?3), \
                          updated_at = ?3, head_rev = ?4 WHERE library = ?1 AND id = ?2",
