@@ -575,7 +575,9 @@ impl DaemonClient {
 
     /// How long a reply may take from now on.
     pub fn set_wait(&mut self, d: Duration) {
-        self.stream.set_read_timeout(Some(d)).expect("set read timeout");
+        self.stream
+            .set_read_timeout(Some(d))
+            .expect("set read timeout");
     }
 
     /// The socket itself (for tests of the connection, not of the protocol).

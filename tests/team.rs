@@ -118,7 +118,10 @@ impl Drop for Proxy {
 /// An invite for the hub at `hub_port`, rewritten to go through a proxy on `proxy_port`.
 pub fn via(invite: &str, hub_port: u16, proxy_port: u16) -> String {
     let from = format!("127.0.0.1:{hub_port}/");
-    assert!(invite.contains(&from), "{invite} is not for port {hub_port}");
+    assert!(
+        invite.contains(&from),
+        "{invite} is not for port {hub_port}"
+    );
     invite.replace(&from, &format!("127.0.0.1:{proxy_port}/"))
 }
 
@@ -147,7 +150,25 @@ impl Member {
     /// Starts the daemon (detached) and connects.
     pub fn start(&mut self) {
         let o = self.sb.run(&["daemon"]);
-        assert!(o.status.success(), "{}: daemon: {}", self.name, o.stderr);
+        assert!(
+            o.status.success(),
+            "{}: daemon: {}\n{}",
+            self.name,
+            o.stderr,
+            self.sb.daemon_log()
+        );
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while std::os::unix::net::UnixStream::connect(self.sb.socket()).is_err() {
+            assert!(
+                std::time::Instant::now() < until,
+                "{}: the daemon does not listen after {:?} / {:?}\n{}",
+                self.name,
+                o.stdout,
+                o.stderr,
+                self.sb.daemon_log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         self.client = Some(self.sb.connect());
     }
 
@@ -158,9 +179,15 @@ impl Member {
             let _ = std::process::Command::new("kill")
                 .args(["-KILL", &pid.to_string()])
                 .status();
+            // dead once its lock is free: a killed process whose threads are still in the
+            // kernel (an fsync) shows as a zombie but holds its files until they leave
             let until = std::time::Instant::now() + Duration::from_secs(10);
-            while crate::alive(pid) {
-                assert!(std::time::Instant::now() < until, "pid {pid} survived SIGKILL");
+            let lock = std::fs::File::open(self.sb.run.join("daemon.lock")).unwrap();
+            while crate::alive(pid) || lock.try_lock().is_err() {
+                assert!(
+                    std::time::Instant::now() < until,
+                    "pid {pid} survived SIGKILL"
+                );
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
@@ -370,7 +397,12 @@ impl Checker {
             .pull_all(lib, &epoch, 0)
             .iter()
             .filter(|c| c["kind"] == "revision")
-            .map(|c| c["revision"]["revision"]["rev_id"].as_str().unwrap().to_string())
+            .map(|c| {
+                c["revision"]["revision"]["rev_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect()
     }
 
@@ -420,4 +452,77 @@ pub fn check_converged(h: &Hub, checker: &Checker, lib: &str, members: &mut [&mu
         0,
         "the hub stores a revision more than once"
     );
+}
+
+/// A copy of a hub's database, taken while it is stopped.
+#[derive(Debug)]
+pub enum Backup {
+    /// The SQLite files (name, bytes).
+    Files(Vec<(String, Vec<u8>)>),
+    /// A PostgreSQL database made from the hub's as a template.
+    Pg(String),
+}
+
+fn pg_admin(sql: &str) {
+    let base = std::env::var("QUIVER_TEST_PG_URL").expect("QUIVER_TEST_PG_URL");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (c, conn) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let h = tokio::spawn(conn);
+        c.batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        drop(c);
+        let _ = h.await;
+    });
+}
+
+fn pg_name(url: &str) -> String {
+    let tail = &url[url.rfind('/').unwrap() + 1..];
+    tail.split('?').next().unwrap().to_string()
+}
+
+/// Copies the (stopped) hub's database.
+pub fn backup(h: &Hub) -> Backup {
+    match h.backend {
+        crate::hub::Backend::Sqlite => {
+            let mut files = vec![];
+            for f in ["hub.db", "hub.db-wal", "hub.db-shm"] {
+                if let Ok(b) = std::fs::read(h.path().join(f)) {
+                    files.push((f.to_string(), b));
+                }
+            }
+            Backup::Files(files)
+        }
+        crate::hub::Backend::Pg => {
+            let name = pg_name(&h.database);
+            let bk = format!("{name}_bk");
+            pg_admin(&format!("CREATE DATABASE {bk} TEMPLATE {name}"));
+            Backup::Pg(bk)
+        }
+    }
+}
+
+/// Puts the (stopped) hub's database back as it was in `b`.
+pub fn restore(h: &Hub, b: &Backup) {
+    match b {
+        Backup::Files(files) => {
+            for f in ["hub.db", "hub.db-wal", "hub.db-shm"] {
+                let _ = std::fs::remove_file(h.path().join(f));
+            }
+            for (f, bytes) in files {
+                std::fs::write(h.path().join(f), bytes).unwrap();
+            }
+        }
+        Backup::Pg(bk) => {
+            let name = pg_name(&h.database);
+            pg_admin(&format!("DROP DATABASE {name} WITH (FORCE)"));
+            pg_admin(&format!("CREATE DATABASE {name} TEMPLATE {bk}"));
+        }
+    }
 }

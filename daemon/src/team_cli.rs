@@ -405,7 +405,9 @@ pub fn run(cmd: TeamCmd) -> ExitCode {
 
 /// `team.sync`, then the status; exit 1 when not idle in time.
 fn sync(c: &mut Client, wait_secs: u64, json: bool) -> ExitCode {
-    let wait_ms = wait_secs.saturating_mul(1000).min(crate::params::MAX_SYNC_WAIT_MS);
+    let wait_ms = wait_secs
+        .saturating_mul(1000)
+        .min(crate::params::MAX_SYNC_WAIT_MS);
     c.set_wait(Duration::from_millis(wait_ms) + Duration::from_secs(30));
     match call(c, "team.sync", json!({ "wait_ms": wait_ms })) {
         Ok(st) => {

@@ -59,7 +59,10 @@ fn three_daemons_converge_and_a_conflict_is_resolved(backend: Backend) {
     }
     assert_eq!(title(&mut c, &lib, "greeting"), "Hello");
     let g = b.get(&lib, "greeting")["result"].clone();
-    assert_eq!((g["sync"].as_str(), g["author"].as_str()), (Some("synced"), Some("owner")));
+    assert_eq!(
+        (g["sync"].as_str(), g["author"].as_str()),
+        (Some("synced"), Some("owner"))
+    );
 
     // b and c cut off; the same field changed two ways (a, b), another field (c), another
     // template (c), and both edit `wait` two ways too
@@ -119,7 +122,10 @@ fn three_daemons_converge_and_a_conflict_is_resolved(backend: Backend) {
     );
     assert!(r["rev_id"].is_string(), "{r}");
     let pending = b.conflicts(&lib);
-    let gc = pending.iter().find(|x| x["template"] == "greeting").unwrap();
+    let gc = pending
+        .iter()
+        .find(|x| x["template"] == "greeting")
+        .unwrap();
     assert_eq!(gc["resolving"], r["rev_id"], "{gc}");
     // and `wait` by keeping both: a's version stays, b's becomes wait-2
     let r = c.ok(
@@ -149,16 +155,276 @@ fn three_daemons_converge_and_a_conflict_is_resolved(backend: Backend) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["library"].as_str().unwrap().into(), r["id"].as_str().unwrap().into()))
+        .map(|r| {
+            (
+                r["library"].as_str().unwrap().into(),
+                r["id"].as_str().unwrap().into(),
+            )
+        })
         .collect();
-    for want in [(lib.clone(), "wait".to_string()), (lib.clone(), "wait-2".into())] {
+    for want in [
+        (lib.clone(), "wait".to_string()),
+        (lib.clone(), "wait-2".into()),
+    ] {
         assert!(found.contains(&want), "{want:?} not in {hits}");
     }
     assert!(found.iter().any(|(l, _)| l == "local"), "{hits}");
     // the default library is the personal one
     let hits = a.ok("templates.search", json!({"query": "wait"}));
     assert!(
-        hits["results"].as_array().unwrap().iter().all(|r| r["library"] == "local"),
+        hits["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["library"] == "local"),
         "{hits}"
     );
+}
+
+both!(a_viewers_edit_is_denied_and_kept_as_a_draft);
+fn a_viewers_edit_is_denied_and_kept_as_a_draft(backend: Backend) {
+    let (h, mut a, lib) = hub_and_owner(backend);
+    let mut v = member(&h, "vera", "viewer");
+    let checker = Checker::new(&h, &[&lib]);
+    a.put(&lib, "greeting", "Hello", "Hi", &[]);
+    a.sync();
+    v.sync();
+    let before = h.counts();
+    let d = v.put(&lib, "greeting", "Mine", "Hi", &[]);
+    assert_eq!(d["sync"], "pending", "{d}");
+    v.put(&lib, "new-one", "New", "x", &[]);
+    v.sync();
+    // nothing was written at the hub
+    assert_eq!(h.counts(), before);
+    let st = v.lib_status(&lib);
+    assert_eq!(
+        (st["drafts"].as_u64(), st["outbox"].as_u64()),
+        (Some(2), Some(0)),
+        "{st}"
+    );
+    // the draft is what the viewer sees, with its state and the hub's reason
+    let g = v.get(&lib, "greeting")["result"].clone();
+    assert_eq!(
+        (g["template"]["title"].as_str(), g["sync"].as_str()),
+        (Some("Mine"), Some("draft")),
+        "{g}"
+    );
+    let revs = v.ok(
+        "templates.revisions",
+        json!({"library": lib, "id": "greeting"}),
+    );
+    let newest = &revs["revisions"][0];
+    assert_eq!(newest["state"], "draft", "{revs}");
+    assert!(
+        newest["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{revs}"
+    );
+    // the others never see it
+    a.sync();
+    assert_eq!(title(&mut a, &lib, "greeting"), "Hello");
+    assert_eq!(a.get(&lib, "new-one")["error"]["code"], "not_found");
+    check_converged(&h, &checker, &lib, &mut [&mut a, &mut v]);
+    // a newer version from the team shows again; the drafts are kept
+    a.put(&lib, "greeting", "Hello again", "Hi", &[]);
+    a.sync();
+    v.sync();
+    assert_eq!(title(&mut v, &lib, "greeting"), "Hello again");
+    assert_eq!(v.lib_status(&lib)["drafts"], 2);
+    check_converged(&h, &checker, &lib, &mut [&mut a, &mut v]);
+    // a viewer cannot resolve
+    let r = v.call(
+        "team.resolve",
+        json!({"library": lib, "template": "greeting", "take": "head"}),
+    );
+    assert_eq!(r["error"]["code"], "forbidden", "{r}");
+}
+
+both!(a_removed_member_is_purged_and_keeps_its_history);
+fn a_removed_member_is_purged_and_keeps_its_history(backend: Backend) {
+    let (h, mut a, lib) = hub_and_owner(backend);
+    let mut e = member(&h, "erin", "editor");
+    a.put(&lib, "greeting", "Hello", "Hi", &[]);
+    a.sync();
+    e.sync();
+    let g = e.get(&lib, "greeting")["result"].clone();
+    // a send of the team template records the exact revision it used
+    let r = e.ok(
+        "send.reserve",
+        json!({"idempotency_key": "k1", "platform": "udesk", "workspace": "w",
+               "library": lib, "template_id": "greeting", "revision": g["revision"],
+               "part_index": 0, "payload": "{\"text\":\"Hi\"}"}),
+    );
+    let send_id = r["send_id"].clone();
+    let rows = e.ok("history.list", json!({}))["rows"].clone();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["send_id"] == send_id)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&row["library"], &row["rev_id"]),
+        (&json!(lib), &g["head_rev"]),
+        "{row}"
+    );
+
+    h.cli_ok(&["member", "remove", "team", "erin"]);
+    e.sync();
+    let st = e.status();
+    assert!(st["libraries"].as_array().unwrap().is_empty(), "{st}");
+    assert_eq!(e.get(&lib, "greeting")["error"]["code"], "not_found");
+    let left: i64 =
+        e.sb.db()
+            .query_row(
+                "SELECT (SELECT count(*) FROM templates WHERE library = ?1) + \
+             (SELECT count(*) FROM template_revisions WHERE library = ?1)",
+                [&lib],
+                |r| r.get(0),
+            )
+            .unwrap();
+    assert_eq!(left, 0, "the library's templates were not purged");
+    // the send history stays, with the revision it used
+    let rows = e.ok("history.list", json!({}))["rows"].clone();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["send_id"] == send_id)
+        .unwrap()
+        .clone();
+    assert_eq!(row["rev_id"], g["head_rev"], "{row}");
+    // the personal library is untouched
+    assert!(e.get("local", "greeting")["result"]["template"].is_object());
+}
+
+both!(edits_queue_while_the_hub_is_away_and_converge_after);
+fn edits_queue_while_the_hub_is_away_and_converge_after(backend: Backend) {
+    let (mut h, mut a, lib) = hub_and_owner(backend);
+    let mut b = member(&h, "bob", "editor");
+    let checker = Checker::new(&h, &[&lib]);
+    a.put(&lib, "greeting", "Hello", "Hi", &[]);
+    a.sync();
+    b.sync();
+    h.kill();
+    for i in 0..3 {
+        a.put(&lib, &format!("a{i}"), "A", &format!("a {i}"), &[]);
+    }
+    b.put(&lib, "greeting", "Hello B", "Hi", &[]);
+    let r = a.try_sync(500);
+    assert_eq!(r["result"]["idle"], false, "{r}");
+    let st = a.lib_status(&lib);
+    assert_eq!(st["outbox"], 3, "{st}");
+    assert_eq!(st["state"], "offline", "{st}");
+    let hub = &a.status()["hubs"][0];
+    assert!(hub["last_error"].is_string(), "{hub}");
+    h.serve();
+    for _ in 0..2 {
+        a.sync();
+        b.sync();
+    }
+    check_converged(&h, &checker, &lib, &mut [&mut a, &mut b]);
+    assert_eq!(title(&mut a, &lib, "greeting"), "Hello B");
+    // the hub killed while a large push is in flight: nothing lost, nothing twice
+    let many: Vec<Value> = (0..300)
+        .map(|i| {
+            json!({"id": format!("bulk-{i}"), "title": format!("Bulk {i}"),
+                        "parts": [{"type": "text", "text": format!("text {i}")}]})
+        })
+        .collect();
+    a.ok(
+        "templates.import",
+        json!({"library": lib, "templates": many}),
+    );
+    h.kill();
+    h.serve();
+    for _ in 0..2 {
+        a.sync();
+        b.sync();
+    }
+    check_converged(&h, &checker, &lib, &mut [&mut a, &mut b]);
+    assert_eq!(b.lib_status(&lib)["templates"], 304);
+}
+
+both!(a_daemon_killed_mid_push_or_mid_pull_loses_nothing);
+fn a_daemon_killed_mid_push_or_mid_pull_loses_nothing(backend: Backend) {
+    let (h, mut a, lib) = hub_and_owner(backend);
+    let mut b = member(&h, "bob", "editor");
+    let checker = Checker::new(&h, &[&lib]);
+    // killed while pushing: the edits and their outbox rows were written in one transaction
+    for round in 0..3u64 {
+        let many: Vec<Value> = (0..200)
+            .map(|i| {
+                json!({"id": format!("r{round}-{i}"), "title": format!("T {round} {i}"),
+                            "parts": [{"type": "text", "text": "x"}]})
+            })
+            .collect();
+        a.ok(
+            "templates.import",
+            json!({"library": lib, "templates": many}),
+        );
+        std::thread::sleep(std::time::Duration::from_millis(round * 15));
+        a.kill9();
+        a.start();
+    }
+    a.sync();
+    // killed while pulling: each page is applied with its cursor in one transaction
+    for round in 0..3u64 {
+        b.kill9();
+        b.start();
+        std::thread::sleep(std::time::Duration::from_millis(round * 20));
+    }
+    b.kill9();
+    b.start();
+    b.sync();
+    a.sync();
+    check_converged(&h, &checker, &lib, &mut [&mut a, &mut b]);
+    assert_eq!(b.lib_status(&lib)["templates"], 600);
+    assert_eq!(a.outbox(), 0);
+}
+
+both!(a_hub_restored_from_a_backup_gets_back_what_it_lost);
+fn a_hub_restored_from_a_backup_gets_back_what_it_lost(backend: Backend) {
+    let (mut h, mut a, lib) = hub_and_owner(backend);
+    let mut b = member(&h, "bob", "editor");
+    a.put(&lib, "greeting", "Hello", "Hi", &[]);
+    a.sync();
+    b.sync();
+    h.stop();
+    let bk = backup(&h);
+    h.serve();
+    // edits the backup does not have
+    a.put(&lib, "greeting", "Hello 2", "Hi", &[]);
+    a.put(&lib, "later", "Later", "x", &[]);
+    b.put(&lib, "from-b", "B", "y", &[]);
+    for _ in 0..2 {
+        a.sync();
+        b.sync();
+    }
+    let lost: Vec<String> = a
+        .revisions(&lib)
+        .into_iter()
+        .chain(b.revisions(&lib))
+        .filter(|(_, (_, own))| *own)
+        .map(|(r, _)| r)
+        .collect();
+    h.stop();
+    restore(&h, &bk);
+    h.cli_ok(&["restored"]);
+    h.serve();
+    let checker = Checker::new(&h, &[&lib]);
+    for _ in 0..2 {
+        a.sync();
+        b.sync();
+    }
+    check_converged(&h, &checker, &lib, &mut [&mut a, &mut b]);
+    let at_hub = checker.revisions(&lib);
+    for r in &lost {
+        assert!(at_hub.contains(r), "revision {r} was not pushed again");
+    }
+    for m in [&mut a, &mut b] {
+        assert_eq!(title(m, &lib, "greeting"), "Hello 2");
+        assert_eq!(title(m, &lib, "later"), "Later");
+        assert_eq!(title(m, &lib, "from-b"), "B");
+    }
 }

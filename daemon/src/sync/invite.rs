@@ -8,7 +8,9 @@ use quiver_shared::sync::wire::Invite;
 /// Is `host` (as written in a URL, IPv6 in brackets) a loopback address?
 pub fn is_loopback(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
-    h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    h == "localhost"
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Splits `scheme://host[:port][/...]` into (scheme, host, port).
@@ -73,15 +75,24 @@ mod tests {
 
     #[test]
     fn invites_are_checked_for_what_the_daemon_needs() {
-        let i = parse(&format!("quiver+https://hub.example:7443/join#abc_D-1.{FP}")).unwrap();
+        let i = parse(&format!(
+            "quiver+https://hub.example:7443/join#abc_D-1.{FP}"
+        ))
+        .unwrap();
         assert_eq!(i.base_url, "https://hub.example:7443");
         assert_eq!(i.code, "abc_D-1");
         assert_eq!(i.fingerprint.as_deref(), Some(FP));
         let i = parse("quiver+http://127.0.0.1:9000/join#code").unwrap();
-        assert_eq!((i.base_url.as_str(), i.fingerprint), ("http://127.0.0.1:9000", None));
+        assert_eq!(
+            (i.base_url.as_str(), i.fingerprint),
+            ("http://127.0.0.1:9000", None)
+        );
         assert!(parse("quiver+http://[::1]:9/join#c").is_ok());
         for (bad, why) in [
-            ("quiver+http://10.0.0.2:9000/join#code", "only for a hub on this machine"),
+            (
+                "quiver+http://10.0.0.2:9000/join#code",
+                "only for a hub on this machine",
+            ),
             ("quiver+https://h:1/join#code", "fingerprint"),
             ("quiver+https://h:1/join", "no code"),
             ("quiver+https://h:1/join#code.1234", "fingerprint"),

@@ -119,7 +119,10 @@ impl Engine {
     pub fn start(shared: Arc<Shared>) -> std::io::Result<Engine> {
         // reqwest's rustls wants a process-wide provider for what it sets up itself: ring, as
         // everywhere (quiver_hub::tls::provider)
-        let _ = quiver_hub::tls::provider().as_ref().clone().install_default();
+        let _ = quiver_hub::tls::provider()
+            .as_ref()
+            .clone()
+            .install_default();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .max_blocking_threads(4)
