@@ -10,6 +10,7 @@
 //! - [`hub`]: `quiver hub serve` processes on SQLite or PostgreSQL and an HTTP client for them.
 
 pub mod hub;
+pub mod team;
 
 use serde_json::{json, Value};
 use std::collections::VecDeque;
@@ -570,6 +571,13 @@ impl DaemonClient {
             next_id: 1,
             events: Vec::new(),
         }
+    }
+
+    /// How long a reply may take from now on.
+    pub fn set_wait(&mut self, d: Duration) {
+        self.stream
+            .set_read_timeout(Some(d))
+            .expect("set read timeout");
     }
 
     /// The socket itself (for tests of the connection, not of the protocol).

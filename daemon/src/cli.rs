@@ -76,6 +76,16 @@ enum Command {
     /// Run the per-user daemon (templates, history, send meter)
     #[command(long_about = DAEMON_ABOUT)]
     Daemon(DaemonArgs),
+    /// Join a team hub and see or settle this device's team sync (docs/sync.md)
+    #[command(
+        arg_required_else_help = true,
+        after_help = "These talk to the daemon (and start it if needed): only the daemon talks \
+                      to the hub."
+    )]
+    Team {
+        #[command(subcommand)]
+        command: crate::team_cli::TeamCmd,
+    },
     /// Run and administer a team-sync hub (docs/sync.md)
     #[command(arg_required_else_help = true)]
     Hub {
@@ -315,6 +325,7 @@ pub fn run(args: Vec<String>) -> ExitCode {
         Command::SessionFrom { command } => wire_cli::session_from_cmd(command),
         Command::Unionid { command } => wire_cli::unionid_cmd(command),
         Command::Hub { command } => quiver_hub::cli::run(command),
+        Command::Team { command } => crate::team_cli::run(command),
     }
 }
 

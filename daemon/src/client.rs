@@ -150,6 +150,11 @@ impl Client {
         Ok(c)
     }
 
+    /// How long a call may take from now on (`team.sync` waits longer than [`CALL_WAIT`]).
+    pub fn set_wait(&mut self, d: Duration) {
+        let _ = self.stream.set_read_timeout(Some(d));
+    }
+
     /// Calls `method`; events the daemon pushes meanwhile are skipped.
     pub fn call(&mut self, method: &str, params: Value) -> Result<Value, CallError> {
         let id = self.next_id;

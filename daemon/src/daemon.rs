@@ -253,6 +253,12 @@ fn run(loc: &Locations) -> Result<ExitCode, DaemonError> {
             publisher.publish(&event)
         }));
         let conns = Arc::new(Connections::default());
+        let engine = Arc::new(
+            crate::sync::Engine::start(shared.clone()).map_err(|source| DaemonError::Start {
+                what: "start the sync engine",
+                source,
+            })?,
+        );
         let stop_ticker = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
         let ticker = {
             let shared = shared.clone();
@@ -284,9 +290,17 @@ fn run(loc: &Locations) -> Result<ExitCode, DaemonError> {
                 what: "start the async runtime",
                 source,
             })?;
-        let served = rt.block_on(serve(loc, shared.clone(), hub.clone(), conns.clone()));
-        // close every connection so its thread ends, then let the service (and SQLite) go
+        let served = rt.block_on(serve(
+            loc,
+            shared.clone(),
+            hub.clone(),
+            conns.clone(),
+            engine.clone(),
+        ));
+        // close every connection so its thread ends, stop syncing, then let the service (and
+        // SQLite) go
         conns.shutdown_all();
+        engine.shutdown();
         if let Ok(mut g) = stop_ticker.0.lock() {
             *g = true;
             stop_ticker.1.notify_all();
@@ -317,6 +331,7 @@ async fn serve(
     shared: Arc<Shared>,
     hub: Arc<EventHub>,
     conns: Arc<Connections>,
+    engine: Arc<crate::sync::Engine>,
 ) -> Result<(), DaemonError> {
     let path = loc.socket();
     match std::fs::symlink_metadata(&path) {
@@ -334,7 +349,7 @@ async fn serve(
     let ours = socket_identity(&path).ok_or_else(|| DaemonError::Vanished(path.to_path_buf()))?;
     info!("listening on {}", path.display());
 
-    let result = accept_loop(&listener, &path, ours, shared, hub, conns).await;
+    let result = accept_loop(&listener, &path, ours, shared, hub, conns, engine).await;
     drop(listener);
     // remove the socket only if it is still ours (not one a successor bound)
     if socket_identity(&path) == Some(ours) {
@@ -363,6 +378,7 @@ async fn accept_loop(
     shared: Arc<Shared>,
     hub: Arc<EventHub>,
     conns: Arc<Connections>,
+    engine: Arc<crate::sync::Engine>,
 ) -> Result<(), DaemonError> {
     use tokio::signal::unix::{signal, SignalKind};
     let sig = |k: SignalKind, name: &'static str| {
@@ -453,11 +469,12 @@ async fn accept_loop(
                     continue;
                 }
                 let (shared, hub, registry) = (shared.clone(), hub.clone(), conns.clone());
+                let engine = engine.clone();
                 let spawned = std::thread::Builder::new()
                     .name(format!("quiver-conn-{conn}"))
                     .spawn(move || {
                         crate::debug!("connection {conn} opened");
-                        match serve_conn(stream, &shared, &hub, &registry, conn) {
+                        match serve_conn(stream, &shared, &hub, &registry, conn, &engine) {
                             Ok(()) => crate::debug!("connection {conn} closed"),
                             Err(e) => info!("connection {conn} ended: {e}"),
                         }
@@ -650,6 +667,7 @@ fn serve_conn(
     hub: &EventHub,
     registry: &Connections,
     conn: u64,
+    engine: &crate::sync::Engine,
 ) -> std::io::Result<()> {
     let writer = Arc::new(std::sync::Mutex::new(stream.try_clone()?));
     let mut rd = stream;
@@ -686,6 +704,8 @@ fn serve_conn(
                         false,
                     ),
                     Ok(req) if req.method == "doctor" => (doctor_reply(&req), false),
+                    // team work that needs the network: outside the service lock
+                    Ok(req) if crate::sync::Engine::handles(&req) => (engine.serve(&req), false),
                     Ok(req) => {
                         let reply = shared.call(&req);
                         let ok = req.method == "hello" && reply.get("result").is_some();

@@ -7,7 +7,8 @@
 //! [`paths::Locations`]), `log` (log file/stderr, never stdout), `store` (SQLite; the only
 //! module touching rusqlite), `install` (host manifests for every browser), `params` (every
 //! request checked into a typed call, no IO), `service` (the protocol methods by area:
-//! `library`, `import`, `send`, `meter`, `history`; the search index), `spawn` (starting the
+//! `library`, `import`, `send`, `meter`, `history`, `team`; the search index), `sync` (the team
+//! sync engine: the hub client, pinned TLS, invites, the event stream), `spawn` (starting the
 //! daemon and waiting until it serves, for every starter), `client` (the CLI's connection to
 //! the daemon), `doctor` (follows the chain browser -> manifest -> host -> daemon), `daemon`
 //! (socket server, single instance, signals, events), `host` (browser <-> daemon relay), `args`
@@ -32,7 +33,9 @@ pub mod paths;
 pub mod service;
 pub mod spawn;
 pub mod store;
+pub mod sync;
 pub mod sys;
+pub mod team_cli;
 #[cfg(windows)]
 pub mod winpipe;
 pub mod wire_cli;

@@ -95,6 +95,11 @@ where
         mut w: Writer<'_>,
         event: &Event<'_>,
     ) -> std::fmt::Result {
+        // the HTTP client's own debug lines (a line per pooled connection) are not ours
+        let meta = event.metadata();
+        if *meta.level() > Level::INFO && !meta.target().starts_with("quiver") {
+            return Ok(());
+        }
         let level = match *event.metadata().level() {
             Level::ERROR => "ERROR",
             Level::WARN => "WARN",

@@ -9,9 +9,10 @@ use crate::store::{HistoryFilter, SendState};
 use quiver_shared::meter::RuleSpec;
 use quiver_shared::proto::{
     self, DoneParams, ErrorBody, ErrorCode, HelloParams, HistoryParams, ListParams, ObserveParams,
-    Request, ReserveParams, RuleResetParams, SendRef, SettingsPatch, TemplateDeleteParams,
-    TemplateGetParams, TemplateImportParams, TemplatePutParams, TemplateRevisionsParams,
-    TemplateSearchParams,
+    Request, ReserveParams, RuleResetParams, SendRef, SettingsPatch, TeamConflictsParams,
+    TeamJoinParams, TeamLeaveParams, TeamResolveParams, TeamStatusParams, TeamSyncParams,
+    TemplateDeleteParams, TemplateGetParams, TemplateImportParams, TemplatePutParams,
+    TemplateRevisionsParams, TemplateSearchParams,
 };
 use quiver_shared::{Platform, Template};
 
@@ -55,31 +56,54 @@ pub const METHODS: &[&str] = &[
     "meter.rules.set",
     "meter.rules.reset",
     "doctor",
+    "team.status",
+    "team.conflicts",
+    "team.resolve",
+    "team.join",
+    "team.leave",
+    "team.sync",
 ];
+
+/// The personal library's id, the default of every `library` param.
+pub const LOCAL: &str = "local";
+/// `library` for every library at once (`templates.list`, `templates.search`,
+/// `templates.facets`).
+pub const ALL_LIBRARIES: &str = "*";
+/// The longest wait `team.sync` accepts, and its default.
+pub const MAX_SYNC_WAIT_MS: u64 = 600_000;
+pub const DEFAULT_SYNC_WAIT_MS: u64 = 30_000;
+/// The longest invite accepted.
+pub const MAX_INVITE: usize = 4096;
 
 /// A checked request.
 #[derive(Debug, Clone)]
 pub enum Call {
     Hello(HelloParams),
+    /// `library`: `None` lists every library (`"*"`).
     TemplatesList {
-        after: Option<String>,
+        library: Option<String>,
+        after: Option<(String, String)>,
         limit: usize,
     },
     TemplatesGet(TemplateGetParams),
     TemplatesPut(Box<TemplatePutParams>),
     TemplatesDelete(TemplateDeleteParams),
     TemplatesRevisions {
+        library: String,
         id: String,
         before: Option<u32>,
         limit: usize,
     },
     TemplatesSearch {
+        library: Option<String>,
         query: String,
         limit: usize,
         folder: Option<String>,
         tag: Option<String>,
     },
-    TemplatesFacets,
+    TemplatesFacets {
+        library: Option<String>,
+    },
     TemplatesImport(TemplateImportParams),
     SendReserve(ReserveParams, Platform),
     SendBegin(i64),
@@ -98,6 +122,48 @@ pub enum Call {
     /// `quiver doctor` for one browser or all detected: served by the connection's thread, not
     /// under the service lock (its host check starts a host that connects back to the daemon).
     Doctor(Option<crate::install::Browser>),
+    TeamStatus(TeamStatusParams),
+    TeamConflicts(Option<String>),
+    TeamResolve(Box<TeamResolveParams>),
+    TeamJoin(TeamJoinParams),
+    TeamLeave(TeamLeaveParams),
+    /// Wait at most this many ms.
+    TeamSync(u64),
+}
+
+/// `templates.facets` params.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FacetsParams {
+    #[serde(default)]
+    library: Option<String>,
+}
+
+/// A `library` param: `local` when absent; `"*"` (every library, as `None`) only where
+/// `all` allows it.
+fn library(m: &str, v: Option<String>, all: bool) -> Result<Option<String>, ErrorBody> {
+    match v {
+        None => Ok(Some(LOCAL.to_string())),
+        Some(l) if l == ALL_LIBRARIES => {
+            if all {
+                Ok(None)
+            } else {
+                Err(invalid(format!(
+                    "{m}: `library` \"*\" (every library) is for templates.list, \
+                     templates.search and templates.facets; name one library"
+                )))
+            }
+        }
+        Some(l) => {
+            check_field(m, "library", &l, true)?;
+            Ok(Some(l))
+        }
+    }
+}
+
+/// A `library` param naming one library (`local` when absent).
+fn one_library(m: &str, v: Option<String>) -> Result<String, ErrorBody> {
+    Ok(library(m, v, false)?.unwrap_or_else(|| LOCAL.to_string()))
 }
 
 /// `doctor` params.
@@ -119,30 +185,36 @@ pub fn parse(req: &Request) -> Result<Call, ErrorBody> {
         "hello" => Call::Hello(proto::params(req)?),
         "templates.list" => {
             let p: ListParams = proto::params(req)?;
-            let after = match &p.cursor {
-                Some(c) => Some(decode_cursor(c).ok_or_else(|| {
-                    invalid("templates.list: `cursor` is not a cursor returned by templates.list")
-                })?),
-                None => None,
+            let library = library(m, p.library, true)?;
+            let bad =
+                || invalid("templates.list: `cursor` is not a cursor returned by templates.list");
+            let after = match (&p.cursor, &library) {
+                (Some(c), Some(l)) => Some((l.clone(), decode_cursor(c).ok_or_else(bad)?)),
+                (Some(c), None) => Some(decode_cursor_all(c).ok_or_else(bad)?),
+                (None, _) => None,
             };
             Call::TemplatesList {
+                library,
                 after,
                 limit: page_limit(m, p.limit)?,
             }
         }
         "templates.get" => {
-            let p: TemplateGetParams = proto::params(req)?;
+            let mut p: TemplateGetParams = proto::params(req)?;
             check_field(m, "id", &p.id, true)?;
+            p.library = Some(one_library(m, p.library)?);
             Call::TemplatesGet(p)
         }
         "templates.put" => {
-            let p: TemplatePutParams = proto::params(req)?;
+            let mut p: TemplatePutParams = proto::params(req)?;
             check_template(m, "template", &p.template)?;
+            p.library = Some(one_library(m, p.library)?);
             Call::TemplatesPut(Box::new(p))
         }
         "templates.delete" => {
-            let p: TemplateDeleteParams = proto::params(req)?;
+            let mut p: TemplateDeleteParams = proto::params(req)?;
             check_field(m, "id", &p.id, true)?;
+            p.library = Some(one_library(m, p.library)?);
             Call::TemplatesDelete(p)
         }
         "templates.revisions" => {
@@ -161,6 +233,7 @@ pub fn parse(req: &Request) -> Result<Call, ErrorBody> {
                 None => None,
             };
             Call::TemplatesRevisions {
+                library: one_library(m, p.library)?,
                 id: p.id,
                 before,
                 limit: page_limit(m, p.limit)?,
@@ -180,6 +253,7 @@ pub fn parse(req: &Request) -> Result<Call, ErrorBody> {
                 }
             }
             Call::TemplatesSearch {
+                library: library(m, p.library, true)?,
                 query: p.query,
                 limit: page_limit(m, p.limit)?,
                 folder: p.folder.filter(|f| !f.is_empty()),
@@ -187,11 +261,14 @@ pub fn parse(req: &Request) -> Result<Call, ErrorBody> {
             }
         }
         "templates.facets" => {
-            no_params(req)?;
-            Call::TemplatesFacets
+            let p: FacetsParams = proto::params(req)?;
+            Call::TemplatesFacets {
+                library: library(m, p.library, true)?,
+            }
         }
         "templates.import" => {
-            let p: TemplateImportParams = proto::params(req)?;
+            let mut p: TemplateImportParams = proto::params(req)?;
+            p.library = Some(one_library(m, p.library)?);
             if let Some(s) = &p.session {
                 check_field(m, "session", s, true)?;
             }
@@ -212,7 +289,8 @@ pub fn parse(req: &Request) -> Result<Call, ErrorBody> {
             Call::TemplatesImport(p)
         }
         "send.reserve" => {
-            let p: ReserveParams = proto::params(req)?;
+            let mut p: ReserveParams = proto::params(req)?;
+            p.library = Some(one_library(m, p.library)?);
             check_field(m, "idempotency_key", &p.idempotency_key, true)?;
             check_field(m, "workspace", &p.workspace, true)?;
             check_field(m, "template_id", &p.template_id, true)?;
@@ -348,6 +426,91 @@ pub fn parse(req: &Request) -> Result<Call, ErrorBody> {
                     .map_err(|e| invalid(format!("doctor: `browser`: {e}")))?,
             )
         }
+        "team.status" => Call::TeamStatus(proto::params(req)?),
+        "team.conflicts" => {
+            let p: TeamConflictsParams = proto::params(req)?;
+            Call::TeamConflicts(match p.library {
+                Some(l) => {
+                    check_field(m, "library", &l, true)?;
+                    Some(l)
+                }
+                None => None,
+            })
+        }
+        "team.resolve" => {
+            let p: TeamResolveParams = proto::params(req)?;
+            check_field(m, "library", &p.library, true)?;
+            check_field(m, "template", &p.template, true)?;
+            if let Some(c) = &p.conflict {
+                check_field(m, "conflict", c, true)?;
+            }
+            match (&p.take, &p.edited) {
+                (None, None) => {
+                    return Err(invalid(format!(
+                        "{m}: say what to keep: `take` (\"head\", \"other\", \"both\" or \
+                         {{field: \"head\"|\"other\"}}) or an `edited` template"
+                    )))
+                }
+                (_, Some(t)) => {
+                    check_template(m, "edited", t)?;
+                    if t.id != p.template {
+                        return Err(invalid(format!(
+                            "{m}: `edited.id` {:?} is not the template {:?}",
+                            truncate(&t.id, 100),
+                            truncate(&p.template, 100)
+                        )));
+                    }
+                }
+                (Some(proto::Take::Fields(f)), None) => {
+                    const FIELDS: &[&str] =
+                        &["title", "folder", "shortcut", "tags", "variables", "parts"];
+                    if f.is_empty() {
+                        return Err(invalid(format!("{m}: `take` names no field")));
+                    }
+                    for k in f.keys() {
+                        if !FIELDS.contains(&k.as_str()) {
+                            return Err(invalid(format!(
+                                "{m}: `take`: {:?} is not a field (one of {})",
+                                truncate(k, 100),
+                                FIELDS.join(", ")
+                            )));
+                        }
+                    }
+                }
+                (Some(proto::Take::Whole(_)), None) => {}
+            }
+            Call::TeamResolve(Box::new(p))
+        }
+        "team.join" => {
+            let p: TeamJoinParams = proto::params(req)?;
+            if p.invite.trim().is_empty() || p.invite.len() > MAX_INVITE {
+                return Err(invalid(format!(
+                    "{m}: `invite` must be the invite `quiver hub invite` printed (at most \
+                     {MAX_INVITE} bytes)"
+                )));
+            }
+            if let Some(n) = &p.device_name {
+                check_field(m, "device_name", n, true)?;
+            }
+            Call::TeamJoin(p)
+        }
+        "team.leave" => {
+            let p: TeamLeaveParams = proto::params(req)?;
+            if let Some(h) = &p.hub {
+                check_field(m, "hub", h, true)?;
+            }
+            Call::TeamLeave(p)
+        }
+        "team.sync" => {
+            let p: TeamSyncParams = proto::params(req)?;
+            let w = p.wait_ms.unwrap_or(DEFAULT_SYNC_WAIT_MS);
+            if w > MAX_SYNC_WAIT_MS {
+                return Err(invalid(format!(
+                    "{m}: `wait_ms` must be at most {MAX_SYNC_WAIT_MS}"
+                )));
+            }
+            Call::TeamSync(w)
+        }
         other => {
             return Err(ErrorBody::new(
                 ErrorCode::UnknownMethod,
@@ -443,6 +606,35 @@ pub fn encode_cursor(last_id: &str) -> String {
         s.push_str(&format!("{b:02x}"));
     }
     s
+}
+
+/// A cursor over every library: `c2` + the hex of the last library + `_` + the hex of its id.
+pub fn encode_cursor_all(library: &str, last_id: &str) -> String {
+    let mut s = String::from("c2");
+    for b in library.bytes() {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s.push('_');
+    for b in last_id.bytes() {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+pub fn decode_cursor_all(c: &str) -> Option<(String, String)> {
+    let (l, i) = c.strip_prefix("c2")?.split_once('_')?;
+    Some((unhex(l)?, unhex(i)?))
+}
+
+fn unhex(hex: &str) -> Option<String> {
+    if hex.is_empty() || hex.len() % 2 != 0 || hex.len() > 2 * MAX_FIELD {
+        return None;
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
 }
 
 pub fn decode_cursor(c: &str) -> Option<String> {

@@ -12,6 +12,11 @@
 //! (a tombstone) and keeps its revisions, so history rows can always be resolved to the text
 //! that was sent, and a later `put` of the same id brings it back as a new revision.
 
+use quiver_shared::sync::wire::{
+    Change, ChangesPage, ConflictInfo, LibraryInfo, PushResult, PushStatus, RevState,
+    RevisionRecord, TemplateState,
+};
+use quiver_shared::sync::{Op, Revision, FORMAT};
 use quiver_shared::{Library, Template};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, TransactionBehavior};
@@ -108,7 +113,122 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX meter_events_by_time ON meter_events(at_ms);
     "#,
+    // 3: team sync. Libraries (`local`, the personal one, and team libraries on a hub); templates
+    // and their revisions keyed by (library, id), existing ones moved to `local`; team revisions
+    // carry their rev_id, parents, op, state, author and hub seq; the outbox of revisions to
+    // push; the hub's open conflicts, mirrored; history rows name the library and the rev_id.
+    // (The tables are rebuilt for the new keys: child first, so no cascade ever runs.)
+    r#"
+    CREATE TABLE team_hubs (
+        hub_id      TEXT PRIMARY KEY NOT NULL,
+        url         TEXT NOT NULL,
+        fingerprint TEXT,
+        user_id     TEXT NOT NULL,
+        user_name   TEXT NOT NULL,
+        device_id   TEXT NOT NULL,
+        device_name TEXT NOT NULL,
+        token       TEXT NOT NULL,
+        joined_at   INTEGER NOT NULL
+    );
+    CREATE TABLE libraries (
+        id              TEXT PRIMARY KEY NOT NULL,
+        name            TEXT NOT NULL,
+        kind            TEXT NOT NULL CHECK (kind IN ('local','team')),
+        hub_id          TEXT,
+        role            TEXT CHECK (role IN ('viewer','editor','maintainer','owner')),
+        epoch           TEXT,
+        last_seq        INTEGER NOT NULL DEFAULT 0,
+        head_seq        INTEGER NOT NULL DEFAULT 0,
+        review_required INTEGER NOT NULL DEFAULT 0,
+        resetting       INTEGER NOT NULL DEFAULT 0,
+        joined_at       INTEGER,
+        removed_at      INTEGER
+    );
+    INSERT INTO libraries (id, name, kind) VALUES ('local', 'Personal', 'local');
+    CREATE TABLE templates3 (
+        library     TEXT NOT NULL DEFAULT 'local' REFERENCES libraries(id),
+        id          TEXT NOT NULL,
+        title       TEXT NOT NULL,
+        folder      TEXT NOT NULL DEFAULT '',
+        tags_json   TEXT NOT NULL DEFAULT '[]',
+        shortcut    TEXT,
+        revision    INTEGER NOT NULL,
+        body_json   TEXT NOT NULL,
+        usage_count INTEGER NOT NULL DEFAULT 0,
+        updated_at  INTEGER NOT NULL,
+        deleted_at  INTEGER,
+        last_used_at INTEGER,
+        head_rev    TEXT,
+        hub_rev     TEXT,
+        hub_deleted INTEGER NOT NULL DEFAULT 0,
+        conflicted  INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (library, id)
+    );
+    CREATE TABLE template_revisions3 (
+        library      TEXT NOT NULL DEFAULT 'local',
+        template_id  TEXT NOT NULL,
+        revision     INTEGER NOT NULL,
+        body_json    TEXT,
+        created_at   INTEGER NOT NULL,
+        rev_id       TEXT UNIQUE,
+        parents_json TEXT,
+        op           TEXT CHECK (op IN ('put','delete')),
+        format       INTEGER,
+        state        TEXT CHECK (state IN ('pending','draft','head','superseded','conflict',
+                                           'proposed','rejected','resolved')),
+        author_user  TEXT,
+        author_name  TEXT,
+        author_device TEXT,
+        own          INTEGER NOT NULL DEFAULT 0,
+        hub_seq      INTEGER,
+        at_ms        INTEGER,
+        client_at    INTEGER,
+        reason       TEXT,
+        PRIMARY KEY (library, template_id, revision),
+        FOREIGN KEY (library, template_id) REFERENCES templates3(library, id) ON DELETE CASCADE
+    );
+    INSERT INTO templates3 (library, id, title, folder, tags_json, shortcut, revision, body_json,
+        usage_count, updated_at, deleted_at, last_used_at)
+        SELECT 'local', id, title, folder, tags_json, shortcut, revision, body_json,
+        usage_count, updated_at, deleted_at, last_used_at FROM templates;
+    INSERT INTO template_revisions3 (library, template_id, revision, body_json, created_at)
+        SELECT 'local', template_id, revision, body_json, created_at FROM template_revisions
+        ORDER BY rowid;
+    DROP TABLE template_revisions;
+    DROP TABLE templates;
+    ALTER TABLE templates3 RENAME TO templates;
+    ALTER TABLE template_revisions3 RENAME TO template_revisions;
+    CREATE INDEX template_revisions_by_hub_seq ON template_revisions(library, hub_seq);
+    CREATE TABLE sync_outbox (
+        mid        INTEGER PRIMARY KEY AUTOINCREMENT,
+        library    TEXT NOT NULL REFERENCES libraries(id),
+        rev_id     TEXT NOT NULL UNIQUE,
+        ord        INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT
+    );
+    CREATE INDEX sync_outbox_order ON sync_outbox(library, ord);
+    CREATE TABLE sync_conflicts (
+        library     TEXT NOT NULL,
+        id          TEXT NOT NULL,
+        template    TEXT NOT NULL,
+        head_rev    TEXT NOT NULL,
+        other_rev   TEXT NOT NULL,
+        base_rev    TEXT,
+        fields_json TEXT NOT NULL,
+        opened_seq  INTEGER NOT NULL,
+        PRIMARY KEY (library, id)
+    );
+    CREATE INDEX sync_conflicts_by_template ON sync_conflicts(library, template);
+    ALTER TABLE history ADD COLUMN library TEXT;
+    ALTER TABLE history ADD COLUMN rev_id TEXT;
+    UPDATE history SET library = 'local' WHERE template_id IS NOT NULL;
+    "#,
 ];
+
+/// The personal library: never synced.
+pub const LOCAL: &str = "local";
 
 /// What kind of failure a [`StoreError`] is: the daemon tells the disk being full or read-only
 /// (the user can fix that) from everything else.
@@ -218,6 +338,8 @@ pub use quiver_shared::proto::SendState;
 #[derive(Debug, Clone)]
 pub struct NewSend<'a> {
     pub idempotency_key: &'a str,
+    /// The template's library (`local` or a team library).
+    pub library: &'a str,
     pub template_id: &'a str,
     pub revision: u32,
     pub part_index: u32,
@@ -228,6 +350,8 @@ pub struct NewSend<'a> {
     pub payload: &'a str,
     /// The meter key the send is queued under (kept so a restart queues it under the same key).
     pub meter_key: &'a str,
+    /// The exact team revision sent (`None` in the local library).
+    pub rev_id: Option<&'a str>,
 }
 
 /// One history row (the `HistoryRow` of docs/protocol.md).
@@ -253,11 +377,15 @@ pub struct SendRow {
     pub done_at: Option<i64>,
     #[serde(skip)]
     pub meter_key: Option<String>,
+    /// The template's library (`None` for rows without a template).
+    pub library: Option<String>,
+    /// The exact team revision sent (team libraries only).
+    pub rev_id: Option<String>,
 }
 
 const SEND_COLUMNS: &str = "id, idempotency_key, template_id, revision, part_index, platform, \
      workspace, conversation, customer, payload, payload_sha256, state, error, queued_at, \
-     released_at, sent_at, done_at, meter_key";
+     released_at, sent_at, done_at, meter_key, library, rev_id";
 
 fn send_row(r: &Row<'_>) -> rusqlite::Result<SendRow> {
     let state: String = r.get(11)?;
@@ -287,6 +415,8 @@ fn send_row(r: &Row<'_>) -> rusqlite::Result<SendRow> {
         sent_at: r.get(15)?,
         done_at: r.get(16)?,
         meter_key: r.get(17)?,
+        library: r.get(18)?,
+        rev_id: r.get(19)?,
     })
 }
 
@@ -305,9 +435,10 @@ pub struct HistoryFilter {
     pub state: Option<SendState>,
 }
 
-/// A stored template: its id and the whole template as JSON.
+/// A stored template: its library, id and the whole template as JSON.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TemplateJson {
+    pub library: String,
     pub id: String,
     pub body_json: String,
     pub usage_count: u64,
@@ -317,6 +448,7 @@ pub struct TemplateJson {
 /// A template with what the store knows about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredTemplate {
+    pub library: String,
     pub id: String,
     pub revision: u32,
     pub body_json: String,
@@ -324,6 +456,10 @@ pub struct StoredTemplate {
     pub last_used_at: Option<u64>,
     pub updated_at: u64,
     pub deleted_at: Option<u64>,
+    /// Team templates: the rev_id of the revision shown.
+    pub head_rev: Option<String>,
+    /// Team templates: the hub's head as last pulled (`None`: the hub has not got it yet).
+    pub hub_rev: Option<String>,
 }
 
 /// One revision of a template.
@@ -331,6 +467,18 @@ pub struct StoredTemplate {
 pub struct RevisionInfo {
     pub revision: u32,
     pub created_at: u64,
+    /// Team revisions: the revision's id, state (`pending`, `draft`, or the hub's state), who
+    /// made it, and why it was refused (drafts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rev_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub op: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// What `put` did.
@@ -382,6 +530,143 @@ pub struct MeterEvent {
     pub meter_key: String,
     pub event: String,
     pub at_ms: u64,
+}
+
+/// A hub this daemon joined: where it is, how it is trusted, and who this device is there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubRow {
+    pub hub_id: String,
+    /// `https://host:port` (or `http://127.0.0.1:port` for a loopback hub).
+    pub url: String,
+    /// SHA-256 (lowercase hex) of the hub's certificate, pinned from the invite.
+    pub fingerprint: Option<String>,
+    pub user_id: String,
+    pub user_name: String,
+    pub device_id: String,
+    pub device_name: String,
+    /// The device's bearer token (the hub keeps only its hash).
+    pub token: String,
+    pub joined_at: u64,
+}
+
+/// A library as the daemon keeps it: `local`, or a team library with its cursor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LibraryRow {
+    pub id: String,
+    pub name: String,
+    /// `local` or `team`.
+    pub kind: String,
+    pub hub_id: Option<String>,
+    /// This user's role (team libraries).
+    pub role: Option<String>,
+    pub epoch: Option<String>,
+    /// The pull cursor: every change up to this seq is applied.
+    pub last_seq: i64,
+    /// The hub's head seq as last seen.
+    pub head_seq: i64,
+    pub review_required: bool,
+    /// The epoch changed: the library is read again, then what the hub lost is pushed again.
+    pub resetting: bool,
+    pub joined_at: Option<u64>,
+    /// Left, or removed by the team: its templates were purged.
+    pub removed_at: Option<u64>,
+}
+
+/// Counts of one team library, for `team.status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LibraryCounts {
+    pub templates: u64,
+    pub outbox: u64,
+    /// When the oldest outbox row was written.
+    pub oldest_outbox_at: Option<u64>,
+    pub drafts: u64,
+    pub conflicts: u64,
+}
+
+/// A revision the hub refused (a viewer's edit): kept as a local draft with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Draft {
+    pub template: String,
+    pub rev_id: String,
+    pub revision: u32,
+    pub reason: Option<String>,
+    pub at: Option<u64>,
+}
+
+/// What applying a page of changes did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Templates whose shown version changed.
+    pub shown: Vec<String>,
+    /// Revisions written or updated.
+    pub revisions: usize,
+    /// Open conflicts opened or closed.
+    pub conflicts_changed: bool,
+    /// This user was removed: the library was purged.
+    pub purged: bool,
+    /// The library's name, settings or this user's role changed.
+    pub library_changed: bool,
+}
+
+/// What recording a push's results did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushRecorded {
+    /// Outbox rows done.
+    pub recorded: usize,
+    /// Revisions refused (denied, invalid): template and reason.
+    pub drafts: Vec<(String, String)>,
+}
+
+/// One side of a kept conflict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Side {
+    pub rev_id: String,
+    /// Whether this daemon has the revision (it always has after a full pull).
+    pub known: bool,
+    /// `put` or `delete`.
+    pub op: Option<String>,
+    pub body_json: Option<String>,
+    pub format: Option<u32>,
+    pub author_user: Option<String>,
+    pub author_name: Option<String>,
+    pub at_ms: Option<i64>,
+}
+
+/// A kept conflict (mirrored from the hub) with its sides.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConflictRow {
+    pub library: String,
+    pub id: String,
+    pub template: String,
+    pub fields: Vec<quiver_shared::sync::Field>,
+    pub opened_seq: i64,
+    pub head: Side,
+    pub other: Side,
+    pub base: Option<Side>,
+    /// A resolution of this device not yet acknowledged by the hub.
+    pub resolving: Option<String>,
+}
+
+/// The team state of one template, for the template methods' results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TeamMeta {
+    pub head_rev: Option<String>,
+    pub hub_rev: Option<String>,
+    /// `synced`, `pending`, `draft`, `proposed` or `conflict`.
+    pub sync: &'static str,
+    pub author: Option<String>,
+    pub changed_at: Option<u64>,
+    /// Why the hub refused the revision shown (a local draft), as the hub said it.
+    pub reason: Option<String>,
+}
+
+/// What a resolution wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    pub rev_id: String,
+    pub revision: u32,
+    /// "Keep both": the other side as a new template (its id and rev_id).
+    pub fork: Option<(String, String)>,
 }
 
 /// Lower-case hex SHA-256 of the UTF-8 bytes of `s`.
@@ -520,7 +805,9 @@ impl Store {
         for t in &lib.templates {
             let mut t = t.clone();
             t.revision = 1;
-            write_template(&tx, &t, now).ctx(|| format!("{at}: seeding template {:?}", t.id))?;
+            show_template(&tx, LOCAL, &t, None, now)
+                .and_then(|body| add_revision(&tx, LOCAL, &t.id, 1, Some(&body), now, None))
+                .ctx(|| format!("{at}: seeding template {:?}", t.id))?;
         }
         tx.execute("INSERT INTO meta (key, value) VALUES ('seeded', '1')", [])
             .ctx(|| format!("{at}: writing meta.seeded"))?;
@@ -560,22 +847,34 @@ impl Store {
         Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
     }
 
-    /// Up to `limit` templates (not deleted) with ids after `after`, in id order.
-    pub fn templates_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<TemplateJson>> {
+    /// Up to `limit` templates (not deleted) of `library` (of every library when `None`) after
+    /// `after` (a library and an id), in (library, id) order.
+    pub fn templates_after(
+        &self,
+        library: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<TemplateJson>> {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT id, body_json, usage_count, last_used_at FROM templates \
-                 WHERE deleted_at IS NULL AND (?1 IS NULL OR id > ?1) ORDER BY id LIMIT ?2",
+                "SELECT library, id, body_json, usage_count, last_used_at FROM templates \
+                 WHERE deleted_at IS NULL AND (?1 IS NULL OR library = ?1) \
+                 AND (?2 IS NULL OR (library, id) > (?2, ?3)) ORDER BY library, id LIMIT ?4",
             )
             .ctx(|| format!("{}: listing templates", self.at()))?;
+        let (al, ai) = match after {
+            Some((l, i)) => (Some(l), Some(i)),
+            None => (None, None),
+        };
         let rows = stmt
-            .query_map(params![after, limit as i64], |r| {
+            .query_map(params![library, al, ai, limit as i64], |r| {
                 Ok(TemplateJson {
-                    id: r.get(0)?,
-                    body_json: r.get(1)?,
-                    usage_count: to_u64(r.get(2)?),
-                    last_used_at: r.get::<_, Option<i64>>(3)?.map(to_u64),
+                    library: r.get(0)?,
+                    id: r.get(1)?,
+                    body_json: r.get(2)?,
+                    usage_count: to_u64(r.get(3)?),
+                    last_used_at: r.get::<_, Option<i64>>(4)?.map(to_u64),
                 })
             })
             .ctx(|| format!("{}: listing templates", self.at()))?;
@@ -583,12 +882,14 @@ impl Store {
             .ctx(|| format!("{}: reading templates", self.at()))
     }
 
-    /// Every template that is not deleted, with its usage (to build the search index).
+    /// Every template of every library that is not deleted, with its usage (to build the
+    /// search index).
     pub fn all_templates(&self) -> Result<Vec<StoredTemplate>> {
         let mut stmt = self
             .conn
             .prepare(&format!(
-                "SELECT {TEMPLATE_COLUMNS} FROM templates WHERE deleted_at IS NULL ORDER BY id"
+                "SELECT {TEMPLATE_COLUMNS} FROM templates WHERE deleted_at IS NULL \
+                 ORDER BY library, id"
             ))
             .ctx(|| format!("{}: reading templates", self.at()))?;
         let rows = stmt
@@ -598,34 +899,56 @@ impl Store {
             .ctx(|| format!("{}: reading templates", self.at()))
     }
 
-    /// Template `id`, deleted or not.
-    pub fn template(&self, id: &str) -> Result<Option<StoredTemplate>> {
+    /// Template `id` of `library`, deleted or not.
+    pub fn template(&self, library: &str, id: &str) -> Result<Option<StoredTemplate>> {
         self.conn
             .query_row(
-                &format!("SELECT {TEMPLATE_COLUMNS} FROM templates WHERE id = ?1"),
-                [id],
+                &format!("SELECT {TEMPLATE_COLUMNS} FROM templates WHERE library = ?1 AND id = ?2"),
+                [library, id],
                 stored_template,
             )
             .optional()
-            .ctx(|| format!("{}: reading template {id:?}", self.at()))
+            .ctx(|| format!("{}: reading template {library}/{id}", self.at()))
     }
 
-    /// Revision `revision` of template `id`: its JSON and when it was written.
-    pub fn template_revision(&self, id: &str, revision: u32) -> Result<Option<(String, u64)>> {
+    /// Revision `revision` of template `id`: its JSON (`None` for a team tombstone) and when
+    /// it was written.
+    pub fn template_revision(
+        &self,
+        library: &str,
+        id: &str,
+        revision: u32,
+    ) -> Result<Option<(Option<String>, u64)>> {
         self.conn
             .query_row(
                 "SELECT body_json, created_at FROM template_revisions \
-                 WHERE template_id = ?1 AND revision = ?2",
-                params![id, revision],
-                |r| Ok((r.get::<_, String>(0)?, to_u64(r.get(1)?))),
+                 WHERE library = ?1 AND template_id = ?2 AND revision = ?3",
+                params![library, id, revision],
+                |r| Ok((r.get::<_, Option<String>>(0)?, to_u64(r.get(1)?))),
             )
             .optional()
             .ctx(|| format!("{}: reading revision {revision} of {id:?}", self.at()))
     }
 
+    /// The rev_id of revision `revision` of a team template (`None` for a local one).
+    pub fn rev_id_of(&self, library: &str, id: &str, revision: u32) -> Result<Option<String>> {
+        let v: Option<Option<String>> = self
+            .conn
+            .query_row(
+                "SELECT rev_id FROM template_revisions \
+                 WHERE library = ?1 AND template_id = ?2 AND revision = ?3",
+                params![library, id, revision],
+                |r| r.get(0),
+            )
+            .optional()
+            .ctx(|| format!("{}: reading revision {revision} of {id:?}", self.at()))?;
+        Ok(v.flatten())
+    }
+
     /// Revisions of template `id` below `before` (all when `None`), newest first.
     pub fn revisions(
         &self,
+        library: &str,
         id: &str,
         before: Option<u32>,
         limit: usize,
@@ -633,15 +956,21 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT revision, created_at FROM template_revisions WHERE template_id = ?1 \
-                 AND (?2 IS NULL OR revision < ?2) ORDER BY revision DESC LIMIT ?3",
+                "SELECT revision, created_at, rev_id, state, op, author_name, reason \
+                 FROM template_revisions WHERE library = ?1 AND template_id = ?2 \
+                 AND (?3 IS NULL OR revision < ?3) ORDER BY revision DESC LIMIT ?4",
             )
             .ctx(|| format!("{}: listing revisions of {id:?}", self.at()))?;
         let rows = stmt
-            .query_map(params![id, before, limit as i64], |r| {
+            .query_map(params![library, id, before, limit as i64], |r| {
                 Ok(RevisionInfo {
                     revision: u32::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
                     created_at: to_u64(r.get(1)?),
+                    rev_id: r.get(2)?,
+                    state: r.get(3)?,
+                    op: r.get(4)?,
+                    author: r.get(5)?,
+                    reason: r.get(6)?,
                 })
             })
             .ctx(|| format!("{}: listing revisions of {id:?}", self.at()))?;
@@ -649,11 +978,13 @@ impl Store {
             .ctx(|| format!("{}: reading revisions of {id:?}", self.at()))
     }
 
-    /// Writes `t` as a new revision of its id (revision 1 for a new id), unless it equals the
-    /// current revision. A deleted template is brought back. `base_revision`, when given, must be
-    /// the current revision (of a deleted template too).
+    /// Writes `t` as a new revision of its id in `library` (revision 1 for a new id), unless
+    /// it equals the current revision. A deleted template is brought back. `base_revision`,
+    /// when given, must be the current revision (of a deleted template too). In a team library
+    /// the revision gets a rev_id and an outbox row, in the same transaction.
     pub fn put_template(
         &mut self,
+        library: &str,
         t: &Template,
         base_revision: Option<u32>,
         now: u64,
@@ -663,7 +994,8 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx(|| format!("{at}: starting put"))?;
-        let out = put_in(&tx, t, base_revision, now).ctx(|| format!("{at}: writing {:?}", t.id))?;
+        let out = put_in(&tx, library, t, base_revision, now)
+            .ctx(|| format!("{at}: writing {library}/{}", t.id))?;
         if matches!(out, PutOutcome::Created(_) | PutOutcome::Updated(_)) {
             bump_library_version(&tx).ctx(|| format!("{at}: library version"))?;
         }
@@ -671,9 +1003,11 @@ impl Store {
         Ok(out)
     }
 
-    /// Marks template `id` deleted; its revisions are kept.
+    /// Marks template `id` of `library` deleted; its revisions are kept. In a team library
+    /// the delete is a tombstone revision with an outbox row.
     pub fn delete_template(
         &mut self,
+        library: &str,
         id: &str,
         base_revision: Option<u32>,
         now: u64,
@@ -683,36 +1017,23 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx(|| format!("{at}: starting delete"))?;
-        let cur: Option<(i64, Option<i64>)> = tx
-            .query_row(
-                "SELECT revision, deleted_at FROM templates WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .ctx(|| format!("{at}: reading template {id:?}"))?;
-        let Some((rev, deleted)) = cur else {
-            return Ok(DeleteOutcome::NotFound);
-        };
-        let revision = u32::try_from(rev).unwrap_or(0);
-        if base_revision.is_some_and(|b| b != revision) {
-            return Ok(DeleteOutcome::Conflict { current: revision });
+        let out = delete_in(&tx, library, id, base_revision, now)
+            .ctx(|| format!("{at}: deleting {library}/{id}"))?;
+        if matches!(out, DeleteOutcome::Deleted { .. }) {
+            bump_library_version(&tx).ctx(|| format!("{at}: library version"))?;
+            tx.commit().ctx(|| format!("{at}: committing delete"))?;
         }
-        if deleted.is_some() {
-            return Ok(DeleteOutcome::AlreadyDeleted { revision });
-        }
-        tx.execute(
-            "UPDATE templates SET deleted_at = ?2, updated_at = ?2 WHERE id = ?1",
-            params![id, to_i64(now)],
-        )
-        .ctx(|| format!("{at}: deleting template {id:?}"))?;
-        bump_library_version(&tx).ctx(|| format!("{at}: library version"))?;
-        tx.commit().ctx(|| format!("{at}: committing delete"))?;
-        Ok(DeleteOutcome::Deleted { revision })
+        Ok(out)
     }
 
-    /// Writes every template of an import in one transaction: all of them or none.
-    pub fn import(&mut self, templates: &[Template], now: u64) -> Result<ImportReport> {
+    /// Writes every template of an import into `library` in one transaction: all of them or
+    /// none.
+    pub fn import(
+        &mut self,
+        library: &str,
+        templates: &[Template],
+        now: u64,
+    ) -> Result<ImportReport> {
         let at = self.at();
         let tx = self
             .conn
@@ -720,7 +1041,9 @@ impl Store {
             .ctx(|| format!("{at}: starting import"))?;
         let mut report = ImportReport::default();
         for t in templates {
-            match put_in(&tx, t, None, now).ctx(|| format!("{at}: importing {:?}", t.id))? {
+            match put_in(&tx, library, t, None, now)
+                .ctx(|| format!("{at}: importing {:?}", t.id))?
+            {
                 PutOutcome::Created(_) => report.created += 1,
                 PutOutcome::Updated(_) => report.updated += 1,
                 PutOutcome::Unchanged(_) => report.unchanged += 1,
@@ -735,12 +1058,12 @@ impl Store {
     }
 
     /// Counts one use of a template (a send of its first part).
-    pub fn count_use(&mut self, template_id: &str, now: u64) -> Result<()> {
+    pub fn count_use(&mut self, library: &str, template_id: &str, now: u64) -> Result<()> {
         self.conn
             .execute(
-                "UPDATE templates SET usage_count = usage_count + 1, last_used_at = ?2 \
-                 WHERE id = ?1",
-                params![template_id, to_i64(now)],
+                "UPDATE templates SET usage_count = usage_count + 1, last_used_at = ?3 \
+                 WHERE library = ?1 AND id = ?2",
+                params![library, template_id, to_i64(now)],
             )
             .ctx(|| format!("{}: counting use of {template_id:?}", self.at()))?;
         Ok(())
@@ -773,8 +1096,8 @@ impl Store {
             .execute(
                 "INSERT INTO history (idempotency_key, template_id, revision, part_index, \
                  platform, workspace, conversation, customer, payload, payload_sha256, state, \
-                 queued_at, meter_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
-                 'queued', ?11, ?12) ON CONFLICT(idempotency_key) DO NOTHING",
+                 queued_at, meter_key, library, rev_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
+                 ?9, ?10, 'queued', ?11, ?12, ?13, ?14) ON CONFLICT(idempotency_key) DO NOTHING",
                 params![
                     s.idempotency_key,
                     s.template_id,
@@ -788,6 +1111,8 @@ impl Store {
                     sha256_hex(s.payload),
                     to_i64(now),
                     s.meter_key,
+                    s.library,
+                    s.rev_id,
                 ],
             )
             .ctx(|| format!("{at}: inserting history row"))?;
@@ -1131,18 +1456,1225 @@ impl Store {
     }
 }
 
-const TEMPLATE_COLUMNS: &str =
-    "id, revision, body_json, usage_count, last_used_at, updated_at, deleted_at";
+/// Team sync: hubs, libraries and their cursors, the outbox, pulled pages, conflicts.
+impl Store {
+    fn tx(&mut self, what: &str) -> Result<rusqlite::Transaction<'_>> {
+        let at = self.at();
+        self.conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx(|| format!("{at}: starting {what}"))
+    }
+
+    /// Every hub joined.
+    pub fn hubs(&self) -> Result<Vec<HubRow>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {HUB_COLUMNS} FROM team_hubs ORDER BY joined_at"
+            ))
+            .ctx(|| format!("{}: reading hubs", self.at()))?;
+        let rows = stmt
+            .query_map([], hub_row)
+            .ctx(|| format!("{}: reading hubs", self.at()))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .ctx(|| format!("{}: reading hubs", self.at()))
+    }
+
+    pub fn hub(&self, hub_id: &str) -> Result<Option<HubRow>> {
+        self.conn
+            .query_row(
+                &format!("SELECT {HUB_COLUMNS} FROM team_hubs WHERE hub_id = ?1"),
+                [hub_id],
+                hub_row,
+            )
+            .optional()
+            .ctx(|| format!("{}: reading hub {hub_id}", self.at()))
+    }
+
+    /// Every library, `local` first, then team libraries by name (left ones too).
+    pub fn libraries(&self) -> Result<Vec<LibraryRow>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {LIBRARY_COLUMNS} FROM libraries ORDER BY kind = 'team', name, id"
+            ))
+            .ctx(|| format!("{}: reading libraries", self.at()))?;
+        let rows = stmt
+            .query_map([], library_row)
+            .ctx(|| format!("{}: reading libraries", self.at()))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .ctx(|| format!("{}: reading libraries", self.at()))
+    }
+
+    pub fn library(&self, id: &str) -> Result<Option<LibraryRow>> {
+        self.conn
+            .query_row(
+                &format!("SELECT {LIBRARY_COLUMNS} FROM libraries WHERE id = ?1"),
+                [id],
+                library_row,
+            )
+            .optional()
+            .ctx(|| format!("{}: reading library {id}", self.at()))
+    }
+
+    /// Records a joined hub (a new device there) and the libraries it shares with this user.
+    /// Returns the libraries added or back after a removal.
+    pub fn join_hub(
+        &mut self,
+        hub: &HubRow,
+        libs: &[LibraryInfo],
+        now: u64,
+    ) -> Result<Vec<String>> {
+        let at = self.at();
+        let tx = self.tx("join")?;
+        tx.execute(
+            &format!(
+                "INSERT INTO team_hubs ({HUB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                 ON CONFLICT (hub_id) DO UPDATE SET url = excluded.url, \
+                 fingerprint = excluded.fingerprint, user_id = excluded.user_id, \
+                 user_name = excluded.user_name, device_id = excluded.device_id, \
+                 device_name = excluded.device_name, token = excluded.token, \
+                 joined_at = excluded.joined_at"
+            ),
+            params![
+                hub.hub_id,
+                hub.url,
+                hub.fingerprint,
+                hub.user_id,
+                hub.user_name,
+                hub.device_id,
+                hub.device_name,
+                hub.token,
+                to_i64(hub.joined_at)
+            ],
+        )
+        .ctx(|| format!("{at}: recording hub {}", hub.hub_id))?;
+        let mut added = vec![];
+        for l in libs {
+            if upsert_library(&tx, &hub.hub_id, l, now)
+                .ctx(|| format!("{at}: recording library {}", l.id))?
+                == Upsert::Added
+            {
+                added.push(l.id.clone());
+            }
+        }
+        tx.commit().ctx(|| format!("{at}: committing join"))?;
+        Ok(added)
+    }
+
+    /// Brings the libraries of `hub_id` in line with the hub's list (`GET /v1/me`): new ones
+    /// are added, roles and settings updated, and the ones this user is no longer a member of
+    /// are purged. Returns (added, changed, purged).
+    pub fn sync_libraries(
+        &mut self,
+        hub_id: &str,
+        libs: &[LibraryInfo],
+        now: u64,
+    ) -> Result<(Vec<String>, Vec<String>, Vec<String>)> {
+        let at = self.at();
+        let tx = self.tx("library list")?;
+        let (mut added, mut changed, mut purged) = (vec![], vec![], vec![]);
+        for l in libs {
+            match upsert_library(&tx, hub_id, l, now)
+                .ctx(|| format!("{at}: recording library {}", l.id))?
+            {
+                Upsert::Added => added.push(l.id.clone()),
+                Upsert::Changed => changed.push(l.id.clone()),
+                Upsert::Same => {}
+            }
+        }
+        let active: Vec<String> = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT id FROM libraries WHERE hub_id = ?1 AND kind = 'team' \
+                     AND removed_at IS NULL",
+                )
+                .ctx(|| format!("{at}: reading libraries"))?;
+            let ids = stmt
+                .query_map([hub_id], |r| r.get::<_, String>(0))
+                .ctx(|| format!("{at}: reading libraries"))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .ctx(|| format!("{at}: reading libraries"))?;
+            ids
+        };
+        for id in active {
+            if !libs.iter().any(|l| l.id == id) {
+                purge_in(&tx, &id, now).ctx(|| format!("{at}: purging library {id}"))?;
+                purged.push(id);
+            }
+        }
+        if !purged.is_empty() {
+            bump_library_version(&tx).ctx(|| format!("{at}: library version"))?;
+        }
+        tx.commit()
+            .ctx(|| format!("{at}: committing library list"))?;
+        Ok((added, changed, purged))
+    }
+
+    /// Leaves `hub_id`: its libraries are purged (send history stays) and its token forgotten.
+    /// Returns the libraries purged.
+    pub fn leave_hub(&mut self, hub_id: &str, now: u64) -> Result<Vec<String>> {
+        let at = self.at();
+        let tx = self.tx("leave")?;
+        let ids: Vec<String> = {
+            let mut stmt = tx
+                .prepare("SELECT id FROM libraries WHERE hub_id = ?1 AND removed_at IS NULL")
+                .ctx(|| format!("{at}: reading libraries"))?;
+            let ids = stmt
+                .query_map([hub_id], |r| r.get::<_, String>(0))
+                .ctx(|| format!("{at}: reading libraries"))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .ctx(|| format!("{at}: reading libraries"))?;
+            ids
+        };
+        for id in &ids {
+            purge_in(&tx, id, now).ctx(|| format!("{at}: purging library {id}"))?;
+        }
+        tx.execute("DELETE FROM team_hubs WHERE hub_id = ?1", [hub_id])
+            .ctx(|| format!("{at}: forgetting hub {hub_id}"))?;
+        bump_library_version(&tx).ctx(|| format!("{at}: library version"))?;
+        tx.commit().ctx(|| format!("{at}: committing leave"))?;
+        Ok(ids)
+    }
+
+    /// Outbox rows of `library`.
+    pub fn outbox_len(&self, library: &str) -> Result<u64> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM sync_outbox WHERE library = ?1",
+                [library],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(to_u64)
+            .ctx(|| format!("{}: counting the outbox", self.at()))
+    }
+
+    /// The next revisions to push from `library`, in the order they were made: at most `max`
+    /// of them and about `max_bytes` of bodies (at least one).
+    pub fn outbox_batch(
+        &self,
+        library: &str,
+        max: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Revision>> {
+        let at = self.at();
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT o.rev_id, r.template_id, r.parents_json, r.op, r.format, r.body_json, \
+                 r.client_at FROM sync_outbox o JOIN template_revisions r ON r.rev_id = o.rev_id \
+                 WHERE o.library = ?1 ORDER BY o.ord, o.mid LIMIT ?2",
+            )
+            .ctx(|| format!("{at}: reading the outbox"))?;
+        type Row6 = (
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            Option<String>,
+            Option<i64>,
+        );
+        let rows = stmt
+            .query_map(params![library, max as i64], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })
+            .ctx(|| format!("{at}: reading the outbox"))?
+            .collect::<rusqlite::Result<Vec<Row6>>>()
+            .ctx(|| format!("{at}: reading the outbox"))?;
+        let mut out = vec![];
+        let mut bytes = 0;
+        for (rev_id, template, parents, op, format, body, client_at) in rows {
+            let parents: Vec<String> = parents
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| StoreError::other(format!("{at}: revision {rev_id} parents: {e}")))?
+                .unwrap_or_default();
+            let op = if op.as_deref() == Some("delete") {
+                Op::Delete
+            } else {
+                Op::Put
+            };
+            let body = match (&op, body) {
+                (Op::Put, Some(b)) => {
+                    bytes += b.len();
+                    let t: Template = serde_json::from_str(&b).map_err(|e| {
+                        StoreError::other(format!("{at}: revision {rev_id} body: {e}"))
+                    })?;
+                    Some(quiver_shared::sync::canonical(&t))
+                }
+                _ => None,
+            };
+            out.push(Revision {
+                rev_id,
+                template,
+                parents,
+                op,
+                format: format.and_then(|f| u32::try_from(f).ok()).unwrap_or(FORMAT),
+                body,
+                client_at_ms: client_at.unwrap_or(0),
+            });
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Notes a failed push attempt of these outbox rows (they stay).
+    pub fn outbox_failed(&mut self, rev_ids: &[String], error: &str) -> Result<()> {
+        let at = self.at();
+        let tx = self.tx("outbox note")?;
+        for r in rev_ids {
+            tx.execute(
+                "UPDATE sync_outbox SET attempts = attempts + 1, last_error = ?2 WHERE rev_id = ?1",
+                params![r, error],
+            )
+            .ctx(|| format!("{at}: noting a failed push"))?;
+        }
+        tx.commit()
+            .ctx(|| format!("{at}: committing outbox note"))?;
+        Ok(())
+    }
+
+    /// Records the hub's answer to a push: each revision's state, and its outbox row deleted,
+    /// in one transaction. A refused revision (denied, invalid) stays as a local draft with the
+    /// reason.
+    pub fn record_push(&mut self, library: &str, results: &[PushResult]) -> Result<PushRecorded> {
+        let at = self.at();
+        let tx = self.tx("push results")?;
+        let mut rec = PushRecorded::default();
+        for res in results {
+            let (state, reason) = match res.status {
+                PushStatus::Applied => ("head", None),
+                PushStatus::Merged => ("superseded", None),
+                PushStatus::Conflict => ("conflict", None),
+                PushStatus::Proposed => ("proposed", None),
+                PushStatus::Denied | PushStatus::Invalid => (
+                    "draft",
+                    Some(res.reason.clone().unwrap_or_else(|| match res.status {
+                        PushStatus::Denied => "the hub refused the edit".to_string(),
+                        _ => "the hub found the revision invalid".to_string(),
+                    })),
+                ),
+            };
+            let template: Option<String> = tx
+                .query_row(
+                    "SELECT r.template_id FROM sync_outbox o JOIN template_revisions r \
+                     ON r.rev_id = o.rev_id WHERE o.rev_id = ?1 AND o.library = ?2",
+                    params![res.rev_id, library],
+                    |r| r.get(0),
+                )
+                .optional()
+                .ctx(|| format!("{at}: reading outbox row {}", res.rev_id))?;
+            let Some(template) = template else {
+                continue; // not ours to record (already recorded, or not asked)
+            };
+            tx.execute(
+                "UPDATE template_revisions SET state = ?2, hub_seq = COALESCE(?3, hub_seq), \
+                 reason = ?4 WHERE rev_id = ?1",
+                params![res.rev_id, state, res.seq, reason],
+            )
+            .ctx(|| format!("{at}: recording revision {}", res.rev_id))?;
+            tx.execute("DELETE FROM sync_outbox WHERE rev_id = ?1", [&res.rev_id])
+                .ctx(|| format!("{at}: removing outbox row {}", res.rev_id))?;
+            rec.recorded += 1;
+            if let Some(r) = reason {
+                rec.drafts.push((template, r));
+            }
+        }
+        tx.commit()
+            .ctx(|| format!("{at}: committing push results"))?;
+        Ok(rec)
+    }
+
+    /// Applies one page of `library`'s log and moves its cursor, in one transaction. `user_id`
+    /// and `device_id` are this device's at the hub (a `member` change removing the user purges
+    /// the library; revisions by this device are marked as its own).
+    pub fn apply_page(
+        &mut self,
+        library: &str,
+        page: &ChangesPage,
+        user_id: &str,
+        device_id: &str,
+        now: u64,
+    ) -> Result<Applied> {
+        let at = self.at();
+        let tx = self.tx("pull")?;
+        let mut applied = Applied::default();
+        let mut last: Option<i64> = None;
+        for ch in &page.changes {
+            let seq = ch.seq();
+            match ch {
+                Change::Revision {
+                    revision, template, ..
+                } => {
+                    apply_revision(&tx, library, seq, revision, device_id, now, &mut applied).ctx(
+                        || {
+                            format!(
+                                "{at}: applying revision {} (seq {seq})",
+                                revision.revision.rev_id
+                            )
+                        },
+                    )?;
+                    apply_state(&tx, library, template, now, &mut applied)
+                        .ctx(|| format!("{at}: applying {} (seq {seq})", template.template))?;
+                }
+                Change::Member {
+                    user_id: who, role, ..
+                } if who == user_id => match role {
+                    None => {
+                        purge_in(&tx, library, now)
+                            .ctx(|| format!("{at}: purging library {library}"))?;
+                        applied.purged = true;
+                        break;
+                    }
+                    Some(r) => {
+                        tx.execute(
+                            "UPDATE libraries SET role = ?2 WHERE id = ?1",
+                            params![library, r.as_str()],
+                        )
+                        .ctx(|| format!("{at}: recording the role"))?;
+                        applied.library_changed = true;
+                    }
+                },
+                Change::Member { .. } => {}
+                Change::Library { library: info, .. } => {
+                    tx.execute(
+                        "UPDATE libraries SET name = ?2, review_required = ?3, role = ?4 \
+                         WHERE id = ?1",
+                        params![library, info.name, info.review_required, info.role.as_str()],
+                    )
+                    .ctx(|| format!("{at}: recording the library's settings"))?;
+                    applied.library_changed = true;
+                }
+            }
+            last = Some(last.map_or(seq, |l: i64| l.max(seq)));
+        }
+        // A page that says nothing more follows covers the log up to its head_seq: changes
+        // this member may not see (others' proposals) are skipped, not waited for.
+        if !page.more {
+            last = Some(last.map_or(page.head_seq, |l| l.max(page.head_seq)));
+        }
+        if !applied.purged {
+            tx.execute(
+                "UPDATE libraries SET last_seq = MAX(last_seq, COALESCE(?2, last_seq)), \
+                 head_seq = MAX(?3, COALESCE(?2, 0)) WHERE id = ?1",
+                params![library, last, page.head_seq],
+            )
+            .ctx(|| format!("{at}: moving the cursor"))?;
+        }
+        if !applied.shown.is_empty() || applied.purged {
+            bump_library_version(&tx).ctx(|| format!("{at}: library version"))?;
+        }
+        tx.commit().ctx(|| format!("{at}: committing the page"))?;
+        Ok(applied)
+    }
+
+    /// The hub's head seq of `library`, as a poke or `/v1/me` told it.
+    pub fn set_head_seq(&mut self, library: &str, head_seq: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE libraries SET head_seq = MAX(head_seq, ?2) WHERE id = ?1",
+                params![library, head_seq],
+            )
+            .ctx(|| format!("{}: recording the head seq of {library}", self.at()))?;
+        Ok(())
+    }
+
+    /// The library's log is not the one the cursor walked (its epoch changed: a hub restored
+    /// from a backup, a library re-created): the cursor starts again in `epoch` and what is
+    /// known of the hub's state is forgotten, until the library is read again. Nothing local is
+    /// deleted: templates, revisions, drafts and the outbox stay.
+    pub fn reset_library(&mut self, library: &str, epoch: &str) -> Result<()> {
+        let at = self.at();
+        let tx = self.tx("reset")?;
+        tx.execute(
+            "UPDATE libraries SET epoch = ?2, last_seq = 0, head_seq = 0, resetting = 1 \
+             WHERE id = ?1",
+            params![library, epoch],
+        )
+        .and_then(|_| {
+            tx.execute(
+                "UPDATE template_revisions SET hub_seq = NULL WHERE library = ?1",
+                [library],
+            )
+        })
+        .and_then(|_| {
+            tx.execute(
+                "UPDATE templates SET hub_rev = NULL, hub_deleted = 0, conflicted = 0 \
+                 WHERE library = ?1",
+                [library],
+            )
+        })
+        .and_then(|_| tx.execute("DELETE FROM sync_conflicts WHERE library = ?1", [library]))
+        .ctx(|| format!("{at}: resetting library {library}"))?;
+        tx.commit().ctx(|| format!("{at}: committing reset"))?;
+        Ok(())
+    }
+
+    /// After a reset, once the library was read again: every revision this device made that
+    /// the hub does not have (and that is not in the outbox or a draft) goes back into the
+    /// outbox, in the order it was made. Returns how many.
+    pub fn requeue_lost(&mut self, library: &str, now: u64) -> Result<usize> {
+        let at = self.at();
+        let tx = self.tx("re-push")?;
+        let n = tx
+            .execute(
+                "INSERT INTO sync_outbox (library, rev_id, ord, created_at) \
+                 SELECT library, rev_id, rowid, ?2 FROM template_revisions \
+                 WHERE library = ?1 AND own = 1 AND rev_id IS NOT NULL AND hub_seq IS NULL \
+                 AND state <> 'draft' AND rev_id NOT IN (SELECT rev_id FROM sync_outbox) \
+                 ORDER BY rowid",
+                params![library, to_i64(now)],
+            )
+            .ctx(|| format!("{at}: queueing lost revisions again"))?;
+        tx.execute(
+            "UPDATE libraries SET resetting = 0 WHERE id = ?1",
+            [library],
+        )
+        .ctx(|| format!("{at}: ending the reset"))?;
+        tx.commit().ctx(|| format!("{at}: committing re-push"))?;
+        Ok(n)
+    }
+
+    /// The local digest of `library` (`quiver_shared::sync::digest` over what the hub's heads
+    /// are as last pulled), with the counts of templates and conflicted ones.
+    pub fn library_digest(&self, library: &str) -> Result<(String, u64, u64)> {
+        let at = self.at();
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, hub_rev, hub_deleted, conflicted FROM templates \
+                 WHERE library = ?1 AND hub_rev IS NOT NULL",
+            )
+            .ctx(|| format!("{at}: reading heads"))?;
+        let rows = stmt
+            .query_map([library], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, bool>(2)?,
+                    r.get::<_, bool>(3)?,
+                ))
+            })
+            .ctx(|| format!("{at}: reading heads"))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .ctx(|| format!("{at}: reading heads"))?;
+        let conflicts = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM sync_conflicts WHERE library = ?1",
+                [library],
+                |r| r.get::<_, i64>(0),
+            )
+            .ctx(|| format!("{at}: counting conflicts"))?;
+        let digest = quiver_shared::sync::digest(rows.iter().map(|(id, h, d, c)| {
+            quiver_shared::sync::HeadEntry {
+                template: id,
+                head_rev: h,
+                deleted: *d,
+                conflicted: *c,
+            }
+        }));
+        Ok((digest, rows.len() as u64, to_u64(conflicts)))
+    }
+
+    /// Counts for `team.status`.
+    pub fn library_counts(&self, library: &str) -> Result<LibraryCounts> {
+        let at = self.at();
+        self.conn
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM templates WHERE library = ?1 AND deleted_at IS NULL), \
+                 (SELECT COUNT(*) FROM sync_outbox WHERE library = ?1), \
+                 (SELECT MIN(created_at) FROM sync_outbox WHERE library = ?1), \
+                 (SELECT COUNT(*) FROM template_revisions WHERE library = ?1 AND state = 'draft'), \
+                 (SELECT COUNT(*) FROM sync_conflicts WHERE library = ?1)",
+                [library],
+                |r| {
+                    Ok(LibraryCounts {
+                        templates: to_u64(r.get(0)?),
+                        outbox: to_u64(r.get(1)?),
+                        oldest_outbox_at: r.get::<_, Option<i64>>(2)?.map(to_u64),
+                        drafts: to_u64(r.get(3)?),
+                        conflicts: to_u64(r.get(4)?),
+                    })
+                },
+            )
+            .ctx(|| format!("{at}: counting library {library}"))
+    }
+
+    /// The drafts of `library` (refused revisions), newest first.
+    pub fn drafts(&self, library: &str) -> Result<Vec<Draft>> {
+        let at = self.at();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT template_id, rev_id, revision, reason, at_ms FROM template_revisions \
+                 WHERE library = ?1 AND state = 'draft' ORDER BY rowid DESC LIMIT 100",
+            )
+            .ctx(|| format!("{at}: reading drafts"))?;
+        let rows = stmt
+            .query_map([library], |r| {
+                Ok(Draft {
+                    template: r.get(0)?,
+                    rev_id: r.get(1)?,
+                    revision: u32::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                    reason: r.get(3)?,
+                    at: r.get::<_, Option<i64>>(4)?.map(to_u64),
+                })
+            })
+            .ctx(|| format!("{at}: reading drafts"))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .ctx(|| format!("{at}: reading drafts"))
+    }
+
+    /// The open conflicts of `library` (of every library when `None`), oldest first.
+    pub fn conflicts(&self, library: Option<&str>) -> Result<Vec<ConflictRow>> {
+        let at = self.at();
+        let keys: Vec<(String, String)> = {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT library, id FROM sync_conflicts WHERE (?1 IS NULL OR library = ?1) \
+                     ORDER BY library, opened_seq, id",
+                )
+                .ctx(|| format!("{at}: reading conflicts"))?;
+            let rows = stmt
+                .query_map([library], |r| Ok((r.get(0)?, r.get(1)?)))
+                .ctx(|| format!("{at}: reading conflicts"))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .ctx(|| format!("{at}: reading conflicts"))?;
+            rows
+        };
+        let mut out = vec![];
+        for (l, id) in keys {
+            if let Some(c) = self.conflict(&l, &id)? {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Conflict `id` of `library`, with its sides.
+    pub fn conflict(&self, library: &str, id: &str) -> Result<Option<ConflictRow>> {
+        let at = self.at();
+        let row: Option<(String, String, String, Option<String>, String, i64)> = self
+            .conn
+            .query_row(
+                "SELECT template, head_rev, other_rev, base_rev, fields_json, opened_seq \
+                 FROM sync_conflicts WHERE library = ?1 AND id = ?2",
+                [library, id],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                },
+            )
+            .optional()
+            .ctx(|| format!("{at}: reading conflict {id}"))?;
+        let Some((template, head, other, base, fields, opened_seq)) = row else {
+            return Ok(None);
+        };
+        let resolving: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT r.rev_id FROM sync_outbox o JOIN template_revisions r \
+                 ON r.rev_id = o.rev_id WHERE o.library = ?1 AND r.template_id = ?2 \
+                 AND json_extract(r.parents_json, '$[1]') = ?3 LIMIT 1",
+                params![library, template, other],
+                |r| r.get(0),
+            )
+            .optional()
+            .ctx(|| format!("{at}: looking for a resolution of {id}"))?;
+        // The head side is the template as it is now (the hub's head, or this device's edit
+        // on top of it): what a resolution's first parent must be for the hub to close the
+        // conflict. The conflict's own head_rev may be older (a merge moved the head since).
+        // While a resolution waits to be pushed, it is the hub's head.
+        let now_head: Option<String> = match &resolving {
+            None => edit_parent(&self.conn, library, &template),
+            Some(_) => self
+                .conn
+                .query_row(
+                    "SELECT hub_rev FROM templates WHERE library = ?1 AND id = ?2",
+                    [library, &template],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map(Option::flatten),
+        }
+        .ctx(|| format!("{at}: reading the head of {template:?}"))?;
+        let head = now_head.unwrap_or(head);
+        let fields = serde_json::from_str(&fields).unwrap_or_default();
+        let side = |rev: &str| -> Result<Side> {
+            let r: Option<Side> = self
+                .conn
+                .query_row(
+                    "SELECT op, body_json, format, author_user, author_name, at_ms \
+                     FROM template_revisions WHERE rev_id = ?1",
+                    [rev],
+                    |r| {
+                        Ok(Side {
+                            rev_id: rev.to_string(),
+                            known: true,
+                            op: r.get(0)?,
+                            body_json: r.get(1)?,
+                            format: r
+                                .get::<_, Option<i64>>(2)?
+                                .and_then(|f| u32::try_from(f).ok()),
+                            author_user: r.get(3)?,
+                            author_name: r.get(4)?,
+                            at_ms: r.get(5)?,
+                        })
+                    },
+                )
+                .optional()
+                .ctx(|| format!("{at}: reading revision {rev}"))?;
+            Ok(r.unwrap_or(Side {
+                rev_id: rev.to_string(),
+                known: false,
+                op: None,
+                body_json: None,
+                format: None,
+                author_user: None,
+                author_name: None,
+                at_ms: None,
+            }))
+        };
+        Ok(Some(ConflictRow {
+            library: library.to_string(),
+            id: id.to_string(),
+            head: side(&head)?,
+            other: side(&other)?,
+            base: base.as_deref().map(side).transpose()?,
+            template,
+            fields,
+            opened_seq,
+            resolving,
+        }))
+    }
+
+    /// The team state of template `id` of a team library.
+    pub fn team_meta(&self, library: &str, id: &str) -> Result<Option<TeamMeta>> {
+        let at = self.at();
+        self.conn
+            .query_row(
+                "SELECT t.head_rev, t.hub_rev, t.conflicted, r.state, r.author_name, r.at_ms, \
+                 EXISTS (SELECT 1 FROM sync_outbox o JOIN template_revisions p \
+                         ON p.rev_id = o.rev_id WHERE o.library = t.library \
+                         AND p.template_id = t.id), r.reason \
+                 FROM templates t LEFT JOIN template_revisions r ON r.rev_id = t.head_rev \
+                 WHERE t.library = ?1 AND t.id = ?2",
+                [library, id],
+                |r| {
+                    let conflicted: bool = r.get(2)?;
+                    let state: Option<String> = r.get(3)?;
+                    let pending: bool = r.get(6)?;
+                    let sync = if conflicted {
+                        "conflict"
+                    } else if pending {
+                        "pending"
+                    } else {
+                        match state.as_deref() {
+                            Some("draft") => "draft",
+                            Some("proposed") => "proposed",
+                            _ => "synced",
+                        }
+                    };
+                    Ok(TeamMeta {
+                        head_rev: r.get(0)?,
+                        hub_rev: r.get(1)?,
+                        sync,
+                        author: r.get(4)?,
+                        changed_at: r.get::<_, Option<i64>>(5)?.map(to_u64),
+                        reason: if sync == "draft" { r.get(7)? } else { None },
+                    })
+                },
+            )
+            .optional()
+            .ctx(|| format!("{at}: reading the team state of {library}/{id}"))
+    }
+
+    /// An id not used in `library` (deleted templates count): `base-2`, `base-3`, ...
+    pub fn free_template_id(&self, library: &str, base: &str) -> Result<String> {
+        for n in 2u32.. {
+            let id = format!("{base}-{n}");
+            let used: bool = self
+                .conn
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM templates WHERE library = ?1 AND id = ?2)",
+                    [library, &id],
+                    |r| r.get(0),
+                )
+                .ctx(|| format!("{}: looking for a free id", self.at()))?;
+            if !used {
+                return Ok(id);
+            }
+        }
+        Err(StoreError::other("no free template id"))
+    }
+
+    /// Writes the resolution of a kept conflict of template `id`: a revision with parents
+    /// `[head, other]` with `content` (`None`: a delete), and for "keep both" `fork`, the other
+    /// side as a new template; each with its outbox row, all in one transaction.
+    pub fn write_resolution(
+        &mut self,
+        library: &str,
+        id: &str,
+        parents: [&str; 2],
+        content: Option<&Template>,
+        fork: Option<&Template>,
+        now: u64,
+    ) -> Result<Resolution> {
+        let at = self.at();
+        let tx = self.tx("resolution")?;
+        let out = (|| -> rusqlite::Result<Resolution> {
+            let Some(ed) = editor_of(&tx, library)? else {
+                return Err(other_err(format!("{library} is not a team library")));
+            };
+            let n = next_revision(&tx, library, id)?;
+            let parents = [parents[0].to_string(), parents[1].to_string()];
+            let rev_id = match content {
+                Some(t) => {
+                    let mut t = t.clone();
+                    t.revision = n;
+                    let rev = new_rev_id();
+                    let body = show_template(&tx, library, &t, Some(&rev), now)?;
+                    own_revision(&tx, library, &ed, id, n, Some(&body), &parents, now, rev)?
+                }
+                None => {
+                    let rev =
+                        own_revision(&tx, library, &ed, id, n, None, &parents, now, new_rev_id())?;
+                    tx.execute(
+                        "UPDATE templates SET deleted_at = COALESCE(deleted_at, ?3), \
+                         updated_at = ?3, head_rev = ?4 WHERE library = ?1 AND id = ?2",
+                        params![library, id, to_i64(now), rev],
+                    )?;
+                    rev
+                }
+            };
+            let fork = match fork {
+                Some(f) => {
+                    put_in(&tx, library, f, None, now)?;
+                    let rev: Option<String> = tx.query_row(
+                        "SELECT head_rev FROM templates WHERE library = ?1 AND id = ?2",
+                        [library, &f.id],
+                        |r| r.get(0),
+                    )?;
+                    Some((f.id.clone(), rev.unwrap_or_default()))
+                }
+                None => None,
+            };
+            bump_library_version(&tx)?;
+            Ok(Resolution {
+                rev_id,
+                revision: n,
+                fork,
+            })
+        })()
+        .ctx(|| format!("{at}: resolving {library}/{id}"))?;
+        tx.commit().ctx(|| format!("{at}: committing resolution"))?;
+        Ok(out)
+    }
+}
+
+const HUB_COLUMNS: &str =
+    "hub_id, url, fingerprint, user_id, user_name, device_id, device_name, token, joined_at";
+
+fn hub_row(r: &Row<'_>) -> rusqlite::Result<HubRow> {
+    Ok(HubRow {
+        hub_id: r.get(0)?,
+        url: r.get(1)?,
+        fingerprint: r.get(2)?,
+        user_id: r.get(3)?,
+        user_name: r.get(4)?,
+        device_id: r.get(5)?,
+        device_name: r.get(6)?,
+        token: r.get(7)?,
+        joined_at: to_u64(r.get(8)?),
+    })
+}
+
+const LIBRARY_COLUMNS: &str = "id, name, kind, hub_id, role, epoch, last_seq, head_seq, \
+     review_required, resetting, joined_at, removed_at";
+
+fn library_row(r: &Row<'_>) -> rusqlite::Result<LibraryRow> {
+    Ok(LibraryRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        kind: r.get(2)?,
+        hub_id: r.get(3)?,
+        role: r.get(4)?,
+        epoch: r.get(5)?,
+        last_seq: r.get(6)?,
+        head_seq: r.get(7)?,
+        review_required: r.get(8)?,
+        resetting: r.get(9)?,
+        joined_at: r.get::<_, Option<i64>>(10)?.map(to_u64),
+        removed_at: r.get::<_, Option<i64>>(11)?.map(to_u64),
+    })
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Upsert {
+    Added,
+    Changed,
+    Same,
+}
+
+/// Records a library of `hub_id` as the hub lists it. A library that was left or removed comes
+/// back with its cursor from the start.
+fn upsert_library(
+    tx: &rusqlite::Transaction<'_>,
+    hub_id: &str,
+    l: &LibraryInfo,
+    now: u64,
+) -> rusqlite::Result<Upsert> {
+    let cur: Option<(String, Option<String>, bool, Option<i64>, String)> = tx
+        .query_row(
+            "SELECT name, role, review_required, removed_at, kind FROM libraries WHERE id = ?1",
+            [&l.id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .optional()?;
+    match cur {
+        Some((_, _, _, _, kind)) if kind != "team" => Err(other_err(format!(
+            "the hub's library id {:?} is taken by a local library",
+            l.id
+        ))),
+        None => {
+            tx.execute(
+                "INSERT INTO libraries (id, name, kind, hub_id, role, epoch, last_seq, head_seq, \
+                 review_required, joined_at) VALUES (?1, ?2, 'team', ?3, ?4, ?5, 0, ?6, ?7, ?8)",
+                params![
+                    l.id,
+                    l.name,
+                    hub_id,
+                    l.role.as_str(),
+                    l.epoch,
+                    l.head_seq,
+                    l.review_required,
+                    to_i64(now)
+                ],
+            )?;
+            Ok(Upsert::Added)
+        }
+        Some((_, _, _, Some(_), _)) => {
+            tx.execute(
+                "UPDATE libraries SET name = ?2, hub_id = ?3, role = ?4, epoch = ?5, last_seq = 0, \
+                 head_seq = ?6, review_required = ?7, resetting = 0, joined_at = ?8, \
+                 removed_at = NULL WHERE id = ?1",
+                params![
+                    l.id,
+                    l.name,
+                    hub_id,
+                    l.role.as_str(),
+                    l.epoch,
+                    l.head_seq,
+                    l.review_required,
+                    to_i64(now)
+                ],
+            )?;
+            Ok(Upsert::Added)
+        }
+        Some((name, role, review, None, _)) => {
+            tx.execute(
+                "UPDATE libraries SET name = ?2, hub_id = ?3, role = ?4, \
+                 head_seq = MAX(head_seq, ?5), review_required = ?6 WHERE id = ?1",
+                params![
+                    l.id,
+                    l.name,
+                    hub_id,
+                    l.role.as_str(),
+                    l.head_seq,
+                    l.review_required
+                ],
+            )?;
+            let same = name == l.name
+                && role.as_deref() == Some(l.role.as_str())
+                && review == l.review_required;
+            Ok(if same { Upsert::Same } else { Upsert::Changed })
+        }
+    }
+}
+
+/// Removes a team library's templates, revisions, conflicts and outbox (its send history
+/// stays) and marks it removed.
+fn purge_in(tx: &rusqlite::Transaction<'_>, library: &str, now: u64) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM sync_outbox WHERE library = ?1", [library])?;
+    tx.execute("DELETE FROM sync_conflicts WHERE library = ?1", [library])?;
+    tx.execute(
+        "DELETE FROM template_revisions WHERE library = ?1",
+        [library],
+    )?;
+    tx.execute("DELETE FROM templates WHERE library = ?1", [library])?;
+    tx.execute(
+        "UPDATE libraries SET role = NULL, removed_at = ?2, last_seq = 0, head_seq = 0, \
+         resetting = 0 WHERE id = ?1",
+        params![library, to_i64(now)],
+    )?;
+    Ok(())
+}
+
+fn rev_state(s: RevState) -> &'static str {
+    match s {
+        RevState::Head => "head",
+        RevState::Superseded => "superseded",
+        RevState::Conflict => "conflict",
+        RevState::Proposed => "proposed",
+        RevState::Rejected => "rejected",
+        RevState::Resolved => "resolved",
+    }
+}
+
+/// A template row for a template first seen in a pulled revision: hidden until a head of it
+/// is shown.
+fn ensure_template_row(
+    tx: &rusqlite::Transaction<'_>,
+    library: &str,
+    id: &str,
+    body: Option<&Template>,
+    now: u64,
+) -> rusqlite::Result<()> {
+    let exists: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM templates WHERE library = ?1 AND id = ?2)",
+        [library, id],
+        |r| r.get(0),
+    )?;
+    if exists {
+        return Ok(());
+    }
+    let body_json = match body {
+        Some(t) => serde_json::to_string(t).map_err(json_err)?,
+        None => serde_json::json!({"id": id, "title": id, "parts": []}).to_string(),
+    };
+    tx.execute(
+        "INSERT INTO templates (library, id, title, revision, body_json, updated_at, deleted_at) \
+         VALUES (?1, ?2, ?3, 0, ?4, ?5, ?5)",
+        params![
+            library,
+            id,
+            body.map_or(id, |t| t.title.as_str()),
+            body_json,
+            to_i64(now)
+        ],
+    )?;
+    Ok(())
+}
+
+/// Writes (or updates the hub's record of) one pulled revision.
+fn apply_revision(
+    tx: &rusqlite::Transaction<'_>,
+    library: &str,
+    seq: i64,
+    rec: &RevisionRecord,
+    device_id: &str,
+    now: u64,
+    applied: &mut Applied,
+) -> rusqlite::Result<()> {
+    let r = &rec.revision;
+    let state = rev_state(rec.state);
+    let n = tx.execute(
+        "UPDATE template_revisions SET state = ?2, hub_seq = ?3, at_ms = ?4, author_user = ?5, \
+         author_name = ?6, author_device = ?7 WHERE rev_id = ?1 AND library = ?8",
+        params![
+            r.rev_id,
+            state,
+            seq,
+            rec.received_at_ms,
+            rec.author.user_id,
+            rec.author.user_name,
+            rec.author.device_id,
+            library
+        ],
+    )?;
+    applied.revisions += 1;
+    if n > 0 {
+        return Ok(());
+    }
+    let known = r.template_body().ok().flatten();
+    ensure_template_row(tx, library, &r.template, known.as_ref(), now)?;
+    let revision = next_revision(tx, library, &r.template)?;
+    let body_json = match (&r.op, known) {
+        (Op::Delete, _) => None,
+        (Op::Put, Some(mut t)) => {
+            t.revision = revision;
+            Some(serde_json::to_string(&t).map_err(json_err)?)
+        }
+        // a newer format (or a body this build cannot read): kept verbatim
+        (Op::Put, None) => r.body.as_ref().map(|b| b.to_string()),
+    };
+    let meta = RevMeta {
+        rev_id: &r.rev_id,
+        parents: &r.parents,
+        op: r.op,
+        format: r.format,
+        state,
+        author_user: &rec.author.user_id,
+        author_name: &rec.author.user_name,
+        author_device: &rec.author.device_id,
+        own: rec.author.device_id == device_id,
+        hub_seq: Some(seq),
+        at_ms: rec.received_at_ms,
+        client_at: r.client_at_ms,
+    };
+    add_revision(
+        tx,
+        library,
+        &r.template,
+        revision,
+        body_json.as_deref(),
+        now,
+        Some(&meta),
+    )?;
+    Ok(())
+}
+
+/// Applies a template's state after a change: the hub's head, deleted flag and open conflicts;
+/// and the version shown follows the hub's head unless this device has an edit of it waiting
+/// to be pushed.
+fn apply_state(
+    tx: &rusqlite::Transaction<'_>,
+    library: &str,
+    st: &TemplateState,
+    now: u64,
+    applied: &mut Applied,
+) -> rusqlite::Result<()> {
+    let id = st.template.as_str();
+    ensure_template_row(tx, library, id, None, now)?;
+    tx.execute(
+        "UPDATE templates SET hub_rev = ?3, hub_deleted = ?4, conflicted = ?5 \
+         WHERE library = ?1 AND id = ?2",
+        params![
+            library,
+            id,
+            st.head_rev,
+            st.deleted,
+            !st.conflicts.is_empty()
+        ],
+    )?;
+    let old: Vec<String> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id FROM sync_conflicts WHERE library = ?1 AND template = ?2 ORDER BY id",
+        )?;
+        let ids = stmt
+            .query_map([library, id], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        ids
+    };
+    let mut new: Vec<&ConflictInfo> = st.conflicts.iter().collect();
+    new.sort_by(|a, b| a.id.cmp(&b.id));
+    if old
+        .iter()
+        .map(String::as_str)
+        .ne(new.iter().map(|c| c.id.as_str()))
+    {
+        applied.conflicts_changed = true;
+    }
+    tx.execute(
+        "DELETE FROM sync_conflicts WHERE library = ?1 AND template = ?2",
+        [library, id],
+    )?;
+    for c in new {
+        tx.execute(
+            "INSERT INTO sync_conflicts (library, id, template, head_rev, other_rev, base_rev, \
+             fields_json, opened_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+             ON CONFLICT (library, id) DO UPDATE SET template = excluded.template, \
+             head_rev = excluded.head_rev, other_rev = excluded.other_rev, \
+             base_rev = excluded.base_rev, fields_json = excluded.fields_json, \
+             opened_seq = excluded.opened_seq",
+            params![
+                library,
+                c.id,
+                id,
+                c.head_rev,
+                c.other_rev,
+                c.base_rev,
+                serde_json::to_string(&c.fields).map_err(json_err)?,
+                c.opened_seq
+            ],
+        )?;
+    }
+    let pending: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sync_outbox o JOIN template_revisions r \
+         ON r.rev_id = o.rev_id WHERE o.library = ?1 AND r.template_id = ?2)",
+        [library, id],
+        |r| r.get(0),
+    )?;
+    if pending {
+        return Ok(());
+    }
+    let (shown, deleted_at): (Option<String>, Option<i64>) = tx.query_row(
+        "SELECT head_rev, deleted_at FROM templates WHERE library = ?1 AND id = ?2",
+        [library, id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if shown.as_deref() == Some(st.head_rev.as_str()) && deleted_at.is_some() == st.deleted {
+        return Ok(());
+    }
+    let head: Option<(i64, Option<String>, Option<String>, Option<i64>)> = tx
+        .query_row(
+            "SELECT revision, body_json, op, format FROM template_revisions \
+             WHERE rev_id = ?1 AND library = ?2",
+            [&st.head_rev, library],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let Some((n, body, op, format)) = head else {
+        return Ok(()); // a head this device never got: the next page brings it
+    };
+    if st.deleted || op.as_deref() == Some("delete") {
+        tx.execute(
+            "UPDATE templates SET head_rev = ?3, deleted_at = COALESCE(deleted_at, ?4), \
+             updated_at = ?4 WHERE library = ?1 AND id = ?2",
+            params![library, id, st.head_rev, to_i64(now)],
+        )?;
+        if deleted_at.is_none() {
+            applied.shown.push(id.to_string());
+        }
+        return Ok(());
+    }
+    let readable = format.is_none_or(|f| f <= i64::from(FORMAT));
+    let t = body
+        .filter(|_| readable)
+        .and_then(|b| serde_json::from_str::<Template>(&b).ok());
+    if let Some(mut t) = t {
+        t.revision = u32::try_from(n).unwrap_or(0);
+        show_template(tx, library, &t, Some(&st.head_rev), now)?;
+        applied.shown.push(id.to_string());
+    }
+    Ok(())
+}
+
+const TEMPLATE_COLUMNS: &str = "library, id, revision, body_json, usage_count, last_used_at, \
+     updated_at, deleted_at, head_rev, hub_rev";
 
 fn stored_template(r: &Row<'_>) -> rusqlite::Result<StoredTemplate> {
     Ok(StoredTemplate {
-        id: r.get(0)?,
-        revision: u32::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
-        body_json: r.get(2)?,
-        usage_count: to_u64(r.get(3)?),
-        last_used_at: r.get::<_, Option<i64>>(4)?.map(to_u64),
-        updated_at: to_u64(r.get(5)?),
-        deleted_at: r.get::<_, Option<i64>>(6)?.map(to_u64),
+        library: r.get(0)?,
+        id: r.get(1)?,
+        revision: u32::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+        body_json: r.get(3)?,
+        usage_count: to_u64(r.get(4)?),
+        last_used_at: r.get::<_, Option<i64>>(5)?.map(to_u64),
+        updated_at: to_u64(r.get(6)?),
+        deleted_at: r.get::<_, Option<i64>>(7)?.map(to_u64),
+        head_rev: r.get(8)?,
+        hub_rev: r.get(9)?,
     })
 }
 
@@ -1159,19 +2691,33 @@ fn json_err(e: serde_json::Error) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(Box::new(e))
 }
 
-/// Writes `t` (whose `revision` is already set) as the current revision, creating the row or
-/// updating (and undeleting) it with its usage kept, and adds it to the revisions.
-fn write_template(tx: &rusqlite::Transaction<'_>, t: &Template, now: u64) -> rusqlite::Result<()> {
+fn other_err(msg: String) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(msg.into())
+}
+
+/// Shows `t` (whose `revision` is already set) as template `t.id` of `library`: creates the
+/// row or updates (and undeletes) it with its usage kept. `head_rev` is the team revision
+/// shown (`None` in the local library).
+fn show_template(
+    tx: &rusqlite::Transaction<'_>,
+    library: &str,
+    t: &Template,
+    head_rev: Option<&str>,
+    now: u64,
+) -> rusqlite::Result<String> {
     let body = serde_json::to_string(t).map_err(json_err)?;
     let tags = serde_json::to_string(&t.tags).map_err(json_err)?;
     tx.execute(
-        "INSERT INTO templates (id, title, folder, tags_json, shortcut, revision, body_json, \
-         usage_count, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8) \
-         ON CONFLICT (id) DO UPDATE SET title = excluded.title, folder = excluded.folder, \
-         tags_json = excluded.tags_json, shortcut = excluded.shortcut, \
-         revision = excluded.revision, body_json = excluded.body_json, \
-         updated_at = excluded.updated_at, deleted_at = NULL",
+        "INSERT INTO templates (library, id, title, folder, tags_json, shortcut, revision, \
+         body_json, usage_count, updated_at, head_rev) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10) \
+         ON CONFLICT (library, id) DO UPDATE SET title = excluded.title, \
+         folder = excluded.folder, tags_json = excluded.tags_json, \
+         shortcut = excluded.shortcut, revision = excluded.revision, \
+         body_json = excluded.body_json, updated_at = excluded.updated_at, deleted_at = NULL, \
+         head_rev = excluded.head_rev",
         params![
+            library,
             t.id,
             t.title,
             t.folder,
@@ -1179,39 +2725,227 @@ fn write_template(tx: &rusqlite::Transaction<'_>, t: &Template, now: u64) -> rus
             t.shortcut,
             t.revision,
             body,
-            to_i64(now)
+            to_i64(now),
+            head_rev
         ],
     )?;
-    tx.execute(
-        "INSERT INTO template_revisions (template_id, revision, body_json, created_at) \
-         VALUES (?1, ?2, ?3, ?4)",
-        params![t.id, t.revision, body, to_i64(now)],
+    Ok(body)
+}
+
+/// What a team revision carries besides its body.
+#[derive(Debug)]
+struct RevMeta<'a> {
+    rev_id: &'a str,
+    parents: &'a [String],
+    op: Op,
+    format: u32,
+    state: &'a str,
+    author_user: &'a str,
+    author_name: &'a str,
+    author_device: &'a str,
+    own: bool,
+    hub_seq: Option<i64>,
+    at_ms: i64,
+    client_at: i64,
+}
+
+/// Adds revision `revision` of template `id` (`body_json` `None`: a tombstone). Returns its
+/// rowid (the order revisions were written in).
+fn add_revision(
+    tx: &rusqlite::Transaction<'_>,
+    library: &str,
+    id: &str,
+    revision: u32,
+    body_json: Option<&str>,
+    now: u64,
+    meta: Option<&RevMeta<'_>>,
+) -> rusqlite::Result<i64> {
+    match meta {
+        None => tx.execute(
+            "INSERT INTO template_revisions (library, template_id, revision, body_json, \
+             created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![library, id, revision, body_json, to_i64(now)],
+        )?,
+        Some(m) => {
+            let parents = serde_json::to_string(m.parents).map_err(json_err)?;
+            tx.execute(
+                "INSERT INTO template_revisions (library, template_id, revision, body_json, \
+                 created_at, rev_id, parents_json, op, format, state, author_user, author_name, \
+                 author_device, own, hub_seq, at_ms, client_at) VALUES (?1, ?2, ?3, ?4, ?5, \
+                 ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                params![
+                    library,
+                    id,
+                    revision,
+                    body_json,
+                    to_i64(now),
+                    m.rev_id,
+                    parents,
+                    op_str(m.op),
+                    m.format,
+                    m.state,
+                    m.author_user,
+                    m.author_name,
+                    m.author_device,
+                    m.own,
+                    m.hub_seq,
+                    m.at_ms,
+                    m.client_at,
+                ],
+            )?
+        }
+    };
+    Ok(tx.last_insert_rowid())
+}
+
+fn op_str(op: Op) -> &'static str {
+    match op {
+        Op::Put => "put",
+        Op::Delete => "delete",
+    }
+}
+
+/// The next revision number of template `id` of `library`.
+fn next_revision(tx: &rusqlite::Transaction<'_>, library: &str, id: &str) -> rusqlite::Result<u32> {
+    let n: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(revision), 0) + 1 FROM template_revisions \
+         WHERE library = ?1 AND template_id = ?2",
+        [library, id],
+        |r| r.get(0),
     )?;
-    Ok(())
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
+/// Who edits a team library on this device.
+#[derive(Debug)]
+struct Editor {
+    user_id: String,
+    user_name: String,
+    device_id: String,
+}
+
+/// The editor of `library` when it is a team library (`None` for the local one). A library
+/// that does not exist, or was left, is an error.
+fn editor_of(tx: &rusqlite::Transaction<'_>, library: &str) -> rusqlite::Result<Option<Editor>> {
+    let row: Option<(String, Option<String>, Option<i64>)> = tx
+        .query_row(
+            "SELECT kind, hub_id, removed_at FROM libraries WHERE id = ?1",
+            [library],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((kind, hub, removed)) = row else {
+        return Err(other_err(format!("no library {library:?}")));
+    };
+    if removed.is_some() {
+        return Err(other_err(format!("library {library:?} was left")));
+    }
+    if kind == "local" {
+        return Ok(None);
+    }
+    let hub = hub.unwrap_or_default();
+    tx.query_row(
+        "SELECT user_id, user_name, device_id FROM team_hubs WHERE hub_id = ?1",
+        [&hub],
+        |r| {
+            Ok(Some(Editor {
+                user_id: r.get(0)?,
+                user_name: r.get(1)?,
+                device_id: r.get(2)?,
+            }))
+        },
+    )
+}
+
+/// The parent of a new edit of a team template: the revision shown, unless it is a draft the
+/// hub never got (then the hub's head). `None` for a create.
+fn edit_parent(conn: &Connection, library: &str, id: &str) -> rusqlite::Result<Option<String>> {
+    let row: Option<(Option<String>, Option<String>, Option<String>)> = conn
+        .query_row(
+            "SELECT t.head_rev, t.hub_rev, r.state FROM templates t \
+             LEFT JOIN template_revisions r ON r.rev_id = t.head_rev \
+             WHERE t.library = ?1 AND t.id = ?2",
+            [library, id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    Ok(match row {
+        None => None,
+        Some((head, hub, state)) => match (head, state.as_deref()) {
+            (Some(h), Some(s)) if s != "draft" => Some(h),
+            _ => hub,
+        },
+    })
+}
+
+/// Writes an edit of this device to a team library: the revision `rev_id` (`pending`) and its
+/// outbox row (the template's row exists already). Returns the rev_id.
+#[allow(clippy::too_many_arguments)]
+fn own_revision(
+    tx: &rusqlite::Transaction<'_>,
+    library: &str,
+    ed: &Editor,
+    id: &str,
+    revision: u32,
+    body_json: Option<&str>,
+    parents: &[String],
+    now: u64,
+    rev_id: String,
+) -> rusqlite::Result<String> {
+    let op = if body_json.is_some() {
+        Op::Put
+    } else {
+        Op::Delete
+    };
+    let meta = RevMeta {
+        rev_id: &rev_id,
+        parents,
+        op,
+        format: FORMAT,
+        state: "pending",
+        author_user: &ed.user_id,
+        author_name: &ed.user_name,
+        author_device: &ed.device_id,
+        own: true,
+        hub_seq: None,
+        at_ms: to_i64(now),
+        client_at: to_i64(now),
+    };
+    let ord = add_revision(tx, library, id, revision, body_json, now, Some(&meta))?;
+    tx.execute(
+        "INSERT INTO sync_outbox (library, rev_id, ord, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![library, rev_id, ord, to_i64(now)],
+    )?;
+    Ok(rev_id)
+}
+
+/// A new revision id: a UUIDv7 (time-ordered), lowercase hyphenated.
+pub fn new_rev_id() -> String {
+    uuid::Uuid::now_v7().to_string()
 }
 
 fn put_in(
     tx: &rusqlite::Transaction<'_>,
+    library: &str,
     t: &Template,
     base_revision: Option<u32>,
     now: u64,
 ) -> rusqlite::Result<PutOutcome> {
+    let editor = editor_of(tx, library)?;
     let cur: Option<(i64, String, Option<i64>)> = tx
         .query_row(
-            "SELECT revision, body_json, deleted_at FROM templates WHERE id = ?1",
-            [&t.id],
+            "SELECT revision, body_json, deleted_at FROM templates WHERE library = ?1 AND id = ?2",
+            [library, &t.id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
     let mut t = t.clone();
-    match cur {
+    let created = match cur {
         None => {
             if base_revision.is_some_and(|b| b != 0) {
                 return Ok(PutOutcome::Conflict { current: 0 });
             }
-            t.revision = 1;
-            write_template(tx, &t, now)?;
-            Ok(PutOutcome::Created(1))
+            true
         }
         Some((rev, body, deleted)) => {
             let rev = u32::try_from(rev).unwrap_or(0);
@@ -1224,11 +2958,88 @@ fn put_in(
             if same {
                 return Ok(PutOutcome::Unchanged(rev));
             }
-            t.revision = rev + 1;
-            write_template(tx, &t, now)?;
-            Ok(PutOutcome::Updated(rev + 1))
+            false
+        }
+    };
+    t.revision = next_revision(tx, library, &t.id)?;
+    match &editor {
+        None => {
+            let body = show_template(tx, library, &t, None, now)?;
+            add_revision(tx, library, &t.id, t.revision, Some(&body), now, None)?;
+        }
+        Some(ed) => {
+            let parents: Vec<String> = edit_parent(tx, library, &t.id)?.into_iter().collect();
+            let rev_id = new_rev_id();
+            let body = show_template(tx, library, &t, Some(&rev_id), now)?;
+            own_revision(
+                tx,
+                library,
+                ed,
+                &t.id,
+                t.revision,
+                Some(&body),
+                &parents,
+                now,
+                rev_id,
+            )?;
         }
     }
+    Ok(if created {
+        PutOutcome::Created(t.revision)
+    } else {
+        PutOutcome::Updated(t.revision)
+    })
+}
+
+fn delete_in(
+    tx: &rusqlite::Transaction<'_>,
+    library: &str,
+    id: &str,
+    base_revision: Option<u32>,
+    now: u64,
+) -> rusqlite::Result<DeleteOutcome> {
+    let editor = editor_of(tx, library)?;
+    let cur: Option<(i64, Option<i64>)> = tx
+        .query_row(
+            "SELECT revision, deleted_at FROM templates WHERE library = ?1 AND id = ?2",
+            [library, id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((rev, deleted)) = cur else {
+        return Ok(DeleteOutcome::NotFound);
+    };
+    let revision = u32::try_from(rev).unwrap_or(0);
+    if base_revision.is_some_and(|b| b != revision) {
+        return Ok(DeleteOutcome::Conflict { current: revision });
+    }
+    if deleted.is_some() {
+        return Ok(DeleteOutcome::AlreadyDeleted { revision });
+    }
+    let head_rev = match &editor {
+        None => None,
+        Some(ed) => {
+            let parents: Vec<String> = edit_parent(tx, library, id)?.into_iter().collect();
+            let n = next_revision(tx, library, id)?;
+            Some(own_revision(
+                tx,
+                library,
+                ed,
+                id,
+                n,
+                None,
+                &parents,
+                now,
+                new_rev_id(),
+            )?)
+        }
+    };
+    tx.execute(
+        "UPDATE templates SET deleted_at = ?3, updated_at = ?3, \
+         head_rev = COALESCE(?4, head_rev) WHERE library = ?1 AND id = ?2",
+        params![library, id, to_i64(now), head_rev],
+    )?;
+    Ok(DeleteOutcome::Deleted { revision })
 }
 
 #[cfg(test)]
@@ -1272,6 +3083,8 @@ pub(crate) mod tests {
             customer: None,
             payload,
             meter_key: r#"["udesk","w1"]"#,
+            library: LOCAL,
+            rev_id: None,
         }
     }
 
@@ -1302,7 +3115,7 @@ pub(crate) mod tests {
             .pragma_query_value(None, "synchronous", |r| r.get(0))
             .unwrap();
         assert_eq!(sync, 2, "synchronous=FULL");
-        let all = st.templates_after(None, 100).unwrap();
+        let all = st.templates_after(None, None, 100).unwrap();
         assert!(all.iter().any(|t| t.id == "greeting"));
         let revs: i64 = st
             .conn
@@ -1313,14 +3126,14 @@ pub(crate) mod tests {
         st.conn.execute("DELETE FROM templates", []).unwrap();
         drop(st);
         let st = Store::open(&s.db(), 6).unwrap();
-        assert!(st.templates_after(None, 100).unwrap().is_empty());
+        assert!(st.templates_after(None, None, 100).unwrap().is_empty());
     }
 
     #[test]
     fn seeded_greeting_has_the_documented_shape() {
         let s = Scratch::new("greeting");
         let st = Store::open(&s.db(), 5).unwrap();
-        let g = st.templates_after(None, 100).unwrap();
+        let g = st.templates_after(None, None, 100).unwrap();
         let g = g.iter().find(|t| t.id == "greeting").unwrap();
         let t: Template = serde_json::from_str(&g.body_json).unwrap();
         assert_eq!(t.title, "Greeting");
@@ -1503,69 +3316,72 @@ pub(crate) mod tests {
         let v0 = st.library_version().unwrap();
         let a = tpl("a", "A", "one");
         assert_eq!(
-            st.put_template(&a, None, 10).unwrap(),
+            st.put_template(LOCAL, &a, None, 10).unwrap(),
             PutOutcome::Created(1)
         );
         assert_eq!(
-            st.put_template(&a, None, 11).unwrap(),
+            st.put_template(LOCAL, &a, None, 11).unwrap(),
             PutOutcome::Unchanged(1)
         );
         let v1 = st.library_version().unwrap();
         assert_eq!(v1, v0 + 1);
         let a2 = tpl("a", "A", "two");
         assert_eq!(
-            st.put_template(&a2, Some(7), 12).unwrap(),
+            st.put_template(LOCAL, &a2, Some(7), 12).unwrap(),
             PutOutcome::Conflict { current: 1 }
         );
         assert_eq!(
-            st.put_template(&a2, Some(1), 13).unwrap(),
+            st.put_template(LOCAL, &a2, Some(1), 13).unwrap(),
             PutOutcome::Updated(2)
         );
-        let cur = st.template("a").unwrap().unwrap();
+        let cur = st.template(LOCAL, "a").unwrap().unwrap();
         assert_eq!(cur.revision, 2);
         assert!(cur.body_json.contains("two") && cur.body_json.contains(r#""revision":2"#));
-        let (old, at) = st.template_revision("a", 1).unwrap().unwrap();
-        assert!(old.contains("one"));
+        let (old, at) = st.template_revision(LOCAL, "a", 1).unwrap().unwrap();
+        assert!(old.unwrap().contains("one"));
         assert_eq!(at, 10);
         let revs: Vec<u32> = st
-            .revisions("a", None, 10)
+            .revisions(LOCAL, "a", None, 10)
             .unwrap()
             .iter()
             .map(|r| r.revision)
             .collect();
         assert_eq!(revs, vec![2, 1]);
-        assert_eq!(st.revisions("a", Some(2), 10).unwrap().len(), 1);
+        assert_eq!(st.revisions(LOCAL, "a", Some(2), 10).unwrap().len(), 1);
 
         // delete keeps the revisions; listing hides it; a put brings it back as revision 3
         assert_eq!(
-            st.delete_template("a", Some(1), 20).unwrap(),
+            st.delete_template(LOCAL, "a", Some(1), 20).unwrap(),
             DeleteOutcome::Conflict { current: 2 }
         );
         assert_eq!(
-            st.delete_template("a", None, 20).unwrap(),
+            st.delete_template(LOCAL, "a", None, 20).unwrap(),
             DeleteOutcome::Deleted { revision: 2 }
         );
         assert_eq!(
-            st.delete_template("a", None, 21).unwrap(),
+            st.delete_template(LOCAL, "a", None, 21).unwrap(),
             DeleteOutcome::AlreadyDeleted { revision: 2 }
         );
         assert_eq!(
-            st.delete_template("zz", None, 21).unwrap(),
+            st.delete_template(LOCAL, "zz", None, 21).unwrap(),
             DeleteOutcome::NotFound
         );
         assert!(!st
-            .templates_after(None, 100)
+            .templates_after(None, None, 100)
             .unwrap()
             .iter()
             .any(|t| t.id == "a"));
         assert!(!st.all_templates().unwrap().iter().any(|t| t.id == "a"));
-        assert_eq!(st.template("a").unwrap().unwrap().deleted_at, Some(20));
-        assert!(st.template_revision("a", 2).unwrap().is_some());
         assert_eq!(
-            st.put_template(&a2, None, 30).unwrap(),
+            st.template(LOCAL, "a").unwrap().unwrap().deleted_at,
+            Some(20)
+        );
+        assert!(st.template_revision(LOCAL, "a", 2).unwrap().is_some());
+        assert_eq!(
+            st.put_template(LOCAL, &a2, None, 30).unwrap(),
             PutOutcome::Updated(3)
         );
-        assert_eq!(st.template("a").unwrap().unwrap().deleted_at, None);
+        assert_eq!(st.template(LOCAL, "a").unwrap().unwrap().deleted_at, None);
     }
 
     #[test]
@@ -1575,6 +3391,7 @@ pub(crate) mod tests {
         let before = st.all_templates().unwrap().len();
         let r = st
             .import(
+                LOCAL,
                 &[tpl("x", "X", "1"), tpl("greeting", "Greeting", "changed")],
                 5,
             )
@@ -1595,9 +3412,9 @@ pub(crate) mod tests {
                  BEGIN SELECT RAISE(ABORT, 'boom'); END;",
             )
             .unwrap();
-        let e = st.import(&[tpl("z", "Z", "1"), tpl("y", "Y", "1")], 6);
+        let e = st.import(LOCAL, &[tpl("z", "Z", "1"), tpl("y", "Y", "1")], 6);
         assert!(e.is_err());
-        assert!(st.template("z").unwrap().is_none(), "z was written");
+        assert!(st.template(LOCAL, "z").unwrap().is_none(), "z was written");
     }
 
     #[test]
@@ -1694,6 +3511,59 @@ pub(crate) mod tests {
         assert_eq!(st.schema_version().unwrap() as usize, MIGRATIONS.len());
         let d = st.done_since(0).unwrap();
         assert_eq!((d[0].done_at, d[0].meter_key.clone()), (3, None));
+    }
+
+    #[test]
+    fn a_refused_team_edit_is_a_draft_with_the_hub_reason() {
+        let s = Scratch::new("draft");
+        let mut st = Store::open(&s.db(), 0).unwrap();
+        let hub = HubRow {
+            hub_id: "h".into(),
+            url: "http://127.0.0.1:1".into(),
+            fingerprint: None,
+            user_id: "u".into(),
+            user_name: "viewer".into(),
+            device_id: "d".into(),
+            device_name: "laptop".into(),
+            token: "t".into(),
+            joined_at: 1,
+        };
+        let lib = LibraryInfo {
+            id: "lib".into(),
+            name: "team".into(),
+            role: quiver_shared::sync::Role::Viewer,
+            epoch: "e".into(),
+            head_seq: 0,
+            review_required: false,
+        };
+        st.join_hub(&hub, &[lib], 1).unwrap();
+        let t: Template = serde_json::from_value(serde_json::json!({
+            "id": "refund", "title": "Refunds", "parts": [{"type": "text", "text": "Hi"}]
+        }))
+        .unwrap();
+        st.put_template("lib", &t, None, 2).unwrap();
+        let meta = st.team_meta("lib", "refund").unwrap().unwrap();
+        assert_eq!((meta.sync, meta.reason.as_deref()), ("pending", None));
+        let out = st.outbox_batch("lib", 10, 1 << 20).unwrap();
+        let why = "your role in \"team\" is viewer: edits stay on this device";
+        st.record_push(
+            "lib",
+            &[PushResult {
+                rev_id: out[0].rev_id.clone(),
+                status: PushStatus::Denied,
+                duplicate: false,
+                seq: None,
+                head_rev: None,
+                merge_rev: None,
+                conflict: None,
+                fields: vec![],
+                reason: Some(why.into()),
+            }],
+        )
+        .unwrap();
+        let meta = st.team_meta("lib", "refund").unwrap().unwrap();
+        assert_eq!((meta.sync, meta.reason.as_deref()), ("draft", Some(why)));
+        assert_eq!(meta.author.as_deref(), Some("viewer"));
     }
 
     #[test]

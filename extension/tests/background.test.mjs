@@ -211,7 +211,7 @@ test('chunked replies are joined, in any order, duplicates ignored', async () =>
   const pieces = [body.slice(0, 9), body.slice(9, 30), body.slice(30)];
   req.answered = true;
   for (const seq of [2, 0, 0, 1]) bg.native.onMessage.fire({ id: req.id, chunk: { seq, total: 3, data: pieces[seq] } });
-  assert.deepEqual(JSON.parse(JSON.stringify(await p)), { templates: [{ id: 'a', title: 'ü "q"\n' }], usage });
+  assert.deepEqual(JSON.parse(JSON.stringify(await p)), { templates: [{ id: 'a', title: 'ü "q"\n' }], usage, meta: [{ library: 'local' }] });
 
   const q = bg.mod.native.request('templates.list', {});
   const r2 = await bg.nextRequest('templates.list');
@@ -700,4 +700,132 @@ test('fast path: a send cancelled while its go-now reservation is on its way han
   const done = await bg.nextRequest('send.done');
   assert.deepEqual(done.params, { send_id: 6, ok: false, error: 'cancelled before posting' });
   assert.equal(cs.sent.some((m) => m.type === 'post'), false);
+});
+
+// ---- team libraries (protocol 1.4, capability `team`) ----
+
+/** Answers one `templates.list` page. */
+async function listPage(bg, result) {
+  const req = await bg.nextRequest('templates.list');
+  bg.reply(req, { usage: [], next_cursor: null, library_version: 1, ...result });
+  return req;
+}
+
+test('team: the library spans every library; the same id in two libraries stays two templates', async () => {
+  const bg = await load();
+  await bg.up(['send', 'events', 'team']);
+  const { panel } = await bg.connectFrames();
+  panel.onMessage.fire({ type: 'templates', req: 't1' });
+  const a = { id: 'greeting', title: 'Hello (mine)', parts: [{ type: 'text', text: 'Hi' }], revision: 1 };
+  const b = { id: 'greeting', title: 'Hello (team)', parts: [{ type: 'text', text: 'Hello' }], revision: 3 };
+  const list = await listPage(bg, {
+    templates: [a, b],
+    meta: [
+      { id: 'greeting', library: 'local' },
+      { id: 'greeting', library: 'L1', head_rev: 'r3', sync: 'draft', author: 'ada', changed_at: 5, reason: 'your role is viewer' },
+    ],
+    usage: [{ id: 'greeting', library: 'L1', usage_count: 4, last_used_at: 9 }],
+  });
+  assert.equal(list.params.library, '*', 'every library');
+  const status = await bg.nextRequest('team.status');
+  bg.reply(status, { hubs: [], libraries: [{ id: 'L1', name: 'Support', role: 'viewer', hub_id: 'H' }] });
+  const reply = await waitFor(() => panel.sent.find((m) => m.type === 'reply' && m.req === 't1'));
+  const r = reply.result;
+  // The templates stay plain library JSON (the core refuses unknown fields): the state is beside them.
+  assert.deepEqual(r.templates, [a, b]);
+  assert.deepEqual(r.meta, [
+    { library: 'local' },
+    { library: 'L1', head_rev: 'r3', sync: 'draft', author: 'ada', changed_at: 5, reason: 'your role is viewer' },
+  ]);
+  assert.deepEqual(r.libraries, [{ id: 'L1', name: 'Support', role: 'viewer', hub_id: 'H' }]);
+  assert.equal(typeof r.index, 'string', 'the index was built over both');
+  // The usage of the team template ranks it, not the local one with the same id.
+  const core = await import(`${pathToFileURL(path.join(EXT, 'webext', 'lib', 'core.js')).href}?instance=core-${instances}`);
+  const c = await core.loadCore();
+  const idx = c.SearchIndex.from_snapshot(Buffer.from(r.index, 'base64'));
+  const hits = JSON.parse(idx.search('', 10, Date.now(), new Float32Array(0)));
+  assert.equal(hits[0].index, 1, `the used template first: ${JSON.stringify(hits)}`);
+});
+
+test('team: team.changed rebuilds the library for the panels, a connection change does not', async () => {
+  const bg = await load();
+  await bg.up(['send', 'events', 'team']);
+  const { panel } = await bg.connectFrames();
+  panel.onMessage.fire({ type: 'templates', req: 't1' });
+  await listPage(bg, { templates: [], meta: [] });
+  bg.reply(await bg.nextRequest('team.status'), { hubs: [], libraries: [] });
+  await waitFor(() => panel.sent.find((m) => m.type === 'reply' && m.req === 't1'));
+  const changes = () => panel.sent.filter((m) => m.type === 'library-changed').length;
+  bg.native.onMessage.fire({ event: 'team.changed', data: { what: 'connection', hub: 'H', library: null } });
+  await tick(10);
+  assert.equal(changes(), 0);
+  bg.native.onMessage.fire({ event: 'team.changed', data: { what: 'drafts', hub: 'H', library: 'L1' } });
+  await waitFor(() => changes() === 1);
+  // and the next request lists again
+  panel.onMessage.fire({ type: 'templates', req: 't2' });
+  await listPage(bg, { templates: [{ id: 'x', title: 'X', parts: [] }], meta: [{ id: 'x', library: 'L1', sync: 'conflict' }] });
+  bg.reply(await bg.nextRequest('team.status'), { hubs: [], libraries: [] });
+  const r = await waitFor(() => panel.sent.find((m) => m.type === 'reply' && m.req === 't2'));
+  assert.deepEqual(r.result.meta, [{ library: 'L1', sync: 'conflict' }]);
+});
+
+test('team: a daemon before 1.4 whose hello is not answered yet is asked again without `library`', async () => {
+  const bg = await load();
+  // no hello answered: the capabilities are not known
+  const p = bg.mod.library.listAllTemplates();
+  const first = await bg.nextRequest('templates.list');
+  assert.equal(first.params.library, '*');
+  bg.fail(first, 'invalid_params', 'templates.list: unknown field `library`, expected `cursor` or `limit`');
+  const again = await bg.nextRequest('templates.list');
+  assert.equal(again.params.library, undefined);
+  bg.reply(again, { templates: [{ id: 'a', title: 'A', parts: [] }], usage: [], next_cursor: null });
+  assert.deepEqual((await p).meta, [{ library: 'local' }]);
+  // a daemon that said it has no team libraries is never asked for them
+  await bg.up(['send']);
+  const q = bg.mod.library.listAllTemplates();
+  const plain = await bg.nextRequest('templates.list');
+  assert.equal(plain.params.library, undefined);
+  bg.reply(plain, { templates: [], usage: [], next_cursor: null });
+  await q;
+  assert.deepEqual(await bg.mod.library.listTeamLibraries(), []);
+  assert.equal(bg.native.sent.some((m) => m.method === 'team.status'), false);
+});
+
+test('team: a send of a team template reserves in its library; a local one as before', async () => {
+  const bg = await load();
+  await bg.up(['send', 'events', 'team']);
+  const { cs, panel } = await bg.connectFrames();
+  panel.onMessage.fire(sendMsg('k1', { library: 'L1', revision: 3 }));
+  const reserve = await bg.nextRequest('send.reserve');
+  assert.equal(reserve.params.library, 'L1');
+  assert.equal(reserve.params.revision, 3);
+  bg.reply(reserve, { send_id: 7, delay_ms: 0, state: 'queued' });
+  const st = await waitFor(() => panel.sent.find((m) => m.type === 'send-state' && m.key === 'k1'));
+  assert.equal(st.library, 'L1');
+  bg.reply(await bg.nextRequest('send.begin'), { go: true });
+  await waitFor(() => cs.sent.find((m) => m.type === 'post'));
+  cs.onMessage.fire({ type: 'posted', send_id: 7, ok: true });
+  bg.reply(await bg.nextRequest('send.done'), { send_id: 7, state: 'sent' });
+  panel.onMessage.fire(sendMsg('k2'));
+  const local = await bg.nextRequest('send.reserve');
+  assert.equal('library' in local.params, false, 'the default library is not named');
+  panel.onMessage.fire(sendMsg('k3', { library: 7 }));
+  const bad = await waitFor(() => panel.sent.find((m) => m.type === 'reply' && m.req === 'k3'));
+  assert.equal(bad.error.code, 'bad_request');
+});
+
+test('team: extension pages may call the team methods, with waits long enough for the hub', async () => {
+  const bg = await load();
+  await bg.up(['team']);
+  const page = fakePort(`quiver-page:${webcrypto.randomUUID()}`, { id: 'ext', url: 'chrome-extension://ext/options.html' });
+  bg.api.runtime.onConnect.fire(page);
+  page.onMessage.fire({ type: 'rpc', req: 1, method: 'team.sync', params: { wait_ms: 20_000 } });
+  const sync = await bg.nextRequest('team.sync');
+  assert.deepEqual(sync.params, { wait_ms: 20_000 });
+  bg.reply(sync, { idle: true, hubs: [], libraries: [] });
+  const r = await waitFor(() => page.sent.find((m) => m.type === 'reply' && m.req === 1));
+  assert.equal(r.result.idle, true);
+  page.onMessage.fire({ type: 'rpc', req: 2, method: 'send.reserve', params: {} });
+  const refused = await waitFor(() => page.sent.find((m) => m.type === 'reply' && m.req === 2));
+  assert.equal(refused.error.code, 'bad_request');
 });

@@ -41,7 +41,10 @@
  *     Paired tokens and their resume secrets are kept in storage.session, so a background restart
  *     does not make a used token usable again.
  *     panel -> bg  {type:"status", req}                 -> {type:"reply", req, result: Status}
- *                  {type:"templates", req}              -> {type:"reply", req, result: {templates}}
+ *                  {type:"templates", req, full?}       -> {type:"reply", req, result: {generation, usage,
+ *                                                          stored: true} (the rest is in IndexedDB) or
+ *                                                          {templates, meta?, libraries?, index}: meta[i]
+ *                                                          is templates[i]'s library and team state
  *                  {type:"history", req, conversation?, customer?, limit?}
  *                                                       -> {type:"reply", req, result: {rows}}: the
  *                                                          daemon's history.list for this workspace
@@ -49,8 +52,8 @@
  *                  {type:"hello", req}                  -> the daemon's hello (a bare round trip)
  *                  {type:"usage", req}                  -> {type:"reply", req, result: {usage:
  *                                                          [{id, usage_count, last_used_at}]}}
- *                  {type:"send", req?, key, batch?, template_id, revision, part_index, payload,
- *                   post_as, platform, conversation?, customer?}
+ *                  {type:"send", req?, key, batch?, template_id, library?, revision, part_index,
+ *                   payload, post_as, platform, conversation?, customer?}
  *                                                       -> {type:"reply", req, result: {key}} then
  *                                                          send-state events for `key`
  *                  {type:"cancel", req?, key}           -> {type:"reply", req, result: {key, cancelled}}
@@ -58,8 +61,9 @@
  *                  {type:"status", status: Status}      on connect and whenever it changes
  *                  {type:"focus-search"}                the agent asked for the search box
  *                  {type:"context", url, selected}     on connect and whenever the frame reports it
- *                  {type:"library-changed"}             the daemon's library.changed event
- *                  {type:"send-state", key, send_id, state, template_id, part_index,
+ *                  {type:"library-changed"}             the daemon's library.changed event, or
+ *                                                       team.changed (a template's team state)
+ *                  {type:"send-state", key, send_id, state, template_id, library, part_index,
  *                   delay_ms?, not_before_ms?, error?: {code, message}}
  *                  state: queued (delay_ms: ms until its slot, null while not yet reserved;
  *                  not_before_ms: the slot's wall-clock time, from the daemon's meter),
@@ -107,7 +111,10 @@ onDaemonEvent((name, data, wasUp) => {
     // Other daemon events (library.changed, meter.released, ...) go to the extension's pages;
     // panels hear of library changes to reload their templates.
     sendToPages({ type: 'event', name, data });
-    if (name === 'library.changed') {
+    // A team library's state changes without its templates changing too (a push recorded,
+    // a draft, a conflict, a library joined, renamed or purged): the palette shows it.
+    const teamState = name === 'team.changed' && data?.what !== 'connection';
+    if (name === 'library.changed' || name === 'events.lost' || teamState) {
       libraryChanged();
       sendToPanels({ type: 'library-changed' });
     }

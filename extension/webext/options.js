@@ -1,13 +1,14 @@
 // @ts-check
 /*
  * Quiver options page: the template library editor (with live previews through the wasm core),
- * import/export of library files, site rules, the send history and the daemon's status.
- * Everything is kept by the daemon (through the background's `quiver-page` port), except the
- * site rules, which live in storage.local (`siteRules`, read by the content script).
+ * import/export of library files, site rules, the send history, team libraries (join, status,
+ * conflicts) and the daemon's status. Everything is kept by the daemon (through the
+ * background's `quiver-page` port), except the site rules, which live in storage.local
+ * (`siteRules`, read by the content script).
  *
  * This module wires the tabs in `options/` (lowest first: dom, state, then editor, library,
- * transfer, sites, history, daemon; none imports this one) and routes the port's status and
- * events to them.
+ * transfer, sites, history, team, daemon; none imports this one) and routes the port's status
+ * and events to them.
  */
 import { api } from './lib/browser.js';
 import { loadCore as loadWasmCore } from './lib/core.js';
@@ -17,13 +18,17 @@ import { $, $button, $form, $input, $select, $textarea, control, source } from '
 import { renderDaemonFacts, loadDaemonPanel, runDoctor, saveSettings } from './options/daemon.js';
 import {
   addPart, addVariable, blankTemplate, deleteTemplate, disarmDelete, editor, editorHooks, loadEditor, mayDiscard,
-  openTemplate, refreshRevision, renderParts, saveTemplate, schedulePreview, showOldRevision,
+  openTemplate, refreshRevision, renderLibraryChoice, renderParts, renderTeamInfo, saveTemplate, schedulePreview, showOldRevision,
 } from './options/editor.js';
 import { hist, loadHistory } from './options/history.js';
 import { library, loadLibrary, renderLibrary } from './options/library.js';
 import { addSiteRule, renderSiteRules, SITE_RULES_KEY } from './options/sites.js';
-import { page } from './options/state.js';
+import { loadTeamStatus, page } from './options/state.js';
+import {
+  closeConflict, editConflict, joinTeam, loadConflicts, loadTeamTab, renderTeamStatus, resolveConflict, syncNow, team, teamHooks,
+} from './options/team.js';
 import { runExport, runImport } from './options/transfer.js';
+import { LOCAL } from './lib/team.js';
 
 /** @typedef {import('./lib/page.js').Status} Status */
 
@@ -45,6 +50,7 @@ function setupTabs() {
     if (id === 'history' && !hist.loaded) loadHistory(true);
     if (id === 'sites') renderSiteRules();
     if (id === 'daemon') loadDaemonPanel();
+    if (id === 'team') loadTeamTab();
   };
   for (const tab of tabs) {
     tab.addEventListener('click', () => select(tab));
@@ -70,21 +76,49 @@ function onStatus(/** @type {Status} */ status) {
   showStatus($('[data-testid="quiver-options-status"]'), status);
   renderDaemonFacts();
   if (status.state === 'up' && !wasUp) {
-    loadLibrary();
-    if (editor.pendingOpen) { const id = editor.pendingOpen; editor.pendingOpen = null; openTemplate(id); }
+    // The team libraries first: the list spans them, the editor offers them.
+    loadTeamStatus().catch(() => {}).then(() => {
+      renderTeamStatus();
+      renderLibraryChoice();
+      loadLibrary();
+      if (!$('#panel-team').hidden) loadTeamTab();
+      if (editor.pendingOpen) { const { id, library: lib } = editor.pendingOpen; editor.pendingOpen = null; openTemplate(id, { library: lib }); }
+    });
   }
 }
 
 /** @type {ReturnType<typeof setTimeout> | undefined} */
 let reloadTimer;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let teamTimer;
 function onEvent(/** @type {string} */ name, /** @type {any} */ data) {
   if (name === 'library.changed' || name === 'events.lost') {
     clearTimeout(reloadTimer);
     reloadTimer = setTimeout(loadLibrary, 150);
-    if (editor.id && !editor.isNew && Array.isArray(data?.ids) && data.ids.includes(editor.id) && !editor.saving) {
+    const inLibrary = (data?.library ?? LOCAL) === editor.library;
+    if (editor.id && !editor.isNew && inLibrary && Array.isArray(data?.ids) && data.ids.includes(editor.id) && !editor.saving) {
       refreshRevision();
     }
   }
+  if ((name === 'team.changed' && data?.what !== 'connection') || name === 'events.lost') {
+    // A library joined, left or renamed, a role changed, edits pushed or refused, a conflict
+    // opened or closed: the list's badges, the editor's state, the Team tab.
+    clearTimeout(teamTimer);
+    teamTimer = setTimeout(onTeamChanged, 150);
+  } else if (name === 'team.changed' && !$('#panel-team').hidden) {
+    clearTimeout(teamTimer);
+    teamTimer = setTimeout(() => loadTeamStatus().then(renderTeamStatus, () => {}), 150);
+  }
+}
+
+async function onTeamChanged() {
+  await loadTeamStatus().catch(() => {});
+  renderTeamStatus();
+  renderLibraryChoice();
+  renderTeamInfo();
+  loadLibrary();
+  if (editor.id && !editor.isNew && editor.library !== LOCAL && !editor.saving) refreshRevision();
+  if (!$('#panel-team').hidden || team.open) loadConflicts();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -114,6 +148,9 @@ function start() {
   page.rpc = connect({ onStatus, onEvent });
   editorHooks.libraryChanged = loadLibrary;
   editorHooks.currentChanged = renderLibrary;
+  editorHooks.resolved = () => { loadConflicts(); };
+  teamHooks.showTab = showTab;
+  teamHooks.libraryChanged = loadLibrary;
 
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   let searchTimer;
@@ -124,6 +161,13 @@ function start() {
   });
   $select('#lib-folder').addEventListener('change', (e) => { library.folder = source(e).value; loadLibrary(); });
   $select('#lib-tag').addEventListener('change', (e) => { library.tag = source(e).value; loadLibrary(); });
+  $select('#lib-library').addEventListener('change', (e) => { library.only = source(e).value; renderLibrary(); });
+  $select('#editor-library').addEventListener('change', (e) => {
+    // A new template's library: its team facts (a viewer's drafts) follow the choice.
+    editor.library = source(e).value;
+    editor.meta = { library: editor.library };
+    renderTeamInfo();
+  });
   $button('#lib-new').addEventListener('click', () => {
     if (!mayDiscard('new')) return;
     loadEditor(blankTemplate(), true, null);
@@ -149,7 +193,7 @@ function start() {
   $button('#doctor-run').addEventListener('click', runDoctor);
   $select('#editor-revs').addEventListener('change', (e) => showOldRevision(Number(source(e).value)));
   $button('#editor-delete').addEventListener('blur', () => { if (editor.deleteArmed) setTimeout(disarmDelete, 300); });
-  $button('#editor-revert').addEventListener('click', () => { if (editor.id) openTemplate(editor.id, { force: true }); else loadEditor(blankTemplate(), true, null); });
+  $button('#editor-revert').addEventListener('click', () => { if (editor.id) openTemplate(editor.id, { force: true, library: editor.library }); else loadEditor(blankTemplate(), true, null); });
   $button('#var-add').addEventListener('click', addVariable);
   $button('#part-add').addEventListener('click', addPart);
   for (const id of ['pv-platform', 'pv-channel', 'pv-sdk', 'pv-context']) $(`#${id}`).addEventListener('input', schedulePreview);
@@ -164,19 +208,28 @@ function start() {
   $form('#history-filters').addEventListener('submit', (e) => { e.preventDefault(); loadHistory(true); });
   $button('#history-more').addEventListener('click', () => loadHistory(false));
   $form('#settings').addEventListener('submit', saveSettings);
+  $form('#team-join').addEventListener('submit', joinTeam);
+  $button('#team-sync').addEventListener('click', syncNow);
+  $button('#conflict-resolve').addEventListener('click', () => resolveConflict('choices'));
+  $button('#conflict-both').addEventListener('click', () => resolveConflict('both'));
+  $button('#conflict-edit').addEventListener('click', editConflict);
+  $button('#conflict-close').addEventListener('click', closeConflict);
   api.storage.onChanged.addListener((changes, area) => {
     if (area === 'local' && changes[SITE_RULES_KEY] && !$('#panel-sites').hidden) renderSiteRules();
   });
 
-  // options.html#edit=<id> (from the popup) opens that template; #import, #history, ... a tab.
+  // options.html#edit=<id>[&library=<library>] (from the popup) opens that template; #import,
+  // #history, #team, ... a tab.
   const followHash = () => {
-    const edit = new URLSearchParams(location.hash.slice(1)).get('edit');
+    const hash = new URLSearchParams(location.hash.slice(1));
+    const edit = hash.get('edit');
+    const lib = hash.get('library') || LOCAL;
     const tab = location.hash.slice(1);
     if (edit) {
       showTab('library');
-      if (page.status.state === 'up') openTemplate(edit);
-      else editor.pendingOpen = edit;
-    } else if (['library', 'import', 'sites', 'history', 'daemon'].includes(tab)) showTab(tab);
+      if (page.status.state === 'up') openTemplate(edit, { library: lib });
+      else editor.pendingOpen = { id: edit, library: lib };
+    } else if (['library', 'import', 'sites', 'history', 'team', 'daemon'].includes(tab)) showTab(tab);
   };
   followHash();
   window.addEventListener('hashchange', followHash);

@@ -26,8 +26,9 @@ import { loadCore as loadWasmCore } from './lib/core.js';
 import { installDevHooks } from './dev-hooks.js';
 import { t as message, translate } from './lib/i18n.js';
 import { drawDisplay, renderContext, summary } from './lib/draw.js';
-import { fromBase64, readStoredLibrary } from './lib/library-db.js';
+import { fromBase64, readStoredLibrary, unpackAt } from './lib/library-db.js';
 import { Pending, RpcError } from './lib/rpc.js';
+import { LOCAL, LOCAL_META, metaOf, templateKey } from './lib/team.js';
 
 /** @typedef {import('./lib/core.js').Core} Core */
 /** The wasm core, once loaded (`state.core === 'ready'`). */
@@ -74,6 +75,7 @@ const ui = {
   recentConfirm: $('[data-testid="quiver-recent-confirm"]'),
   blocked: $('[data-testid="quiver-send-blocked"]'),
   sendButton: $('[data-testid="quiver-send-button"]'),
+  team: $('[data-testid="quiver-detail-team"]'),
   sendsSection: $('.sends-section'),
   sends: $('[data-testid="quiver-sends"]'),
 };
@@ -92,18 +94,22 @@ const { token, platform, channel } = parseHash(location.hash);
  * @typedef {{id: string, title: string, shortcut?: string, folder?: string, tags?: string[], revision?: number,
  *   variables?: {name: string, label?: string, required?: boolean}[], parts: Record<string, any>[]}} Template
  * @typedef {import('./background/native.js').Status} Status
- * @typedef {{template_id: string, state: string, conversation?: string | null, customer?: string | null,
+ * @typedef {{template_id: string, library?: string | null, state: string, conversation?: string | null, customer?: string | null,
  *   sent_at?: number | null, queued_at?: number | null}} HistoryRow
+ * @typedef {import('./lib/team.js').TeamMeta} TeamMeta
+ * @typedef {import('./lib/team.js').TeamLibrary} TeamLibrary
  * @typedef {{el: HTMLElement, state: string, dueAt: number | null, dueWall: number | null,
  *   error?: {code?: string, message?: string} | null, [k: string]: any}} SendView
  */
 
 /**
  * @type {{core: 'loading' | 'ready' | 'error', coreReadyAt?: number, daemon: Status,
- *   templates: Template[] | null, byId: Map<string, Template>, usage: Map<string, {usage_count: number, last_used_at: number}>,
+ *   templates: Template[] | null, byKey: Map<string, Template>, usage: Map<string, {usage_count: number, last_used_at: number}>,
+ *   metas: TeamMeta[] | null, libraries: Map<string, TeamLibrary>, team: boolean,
  *   index: import('./lib/core.js').Core['SearchIndex']['prototype'] | null, indexFrom: 'snapshot' | 'build' | null,
  *   indexReadyAt: number | null, snapshot: string | null, snapshotBytes: Uint8Array | null,
- *   lib: {text: Uint8Array, ends: number[] | Uint32Array, cache: Map<number, Template>} | null, count: number,
+ *   lib: {text: Uint8Array, ends: number[] | Uint32Array, cache: Map<number, Template>,
+ *     meta: {text: Uint8Array, ends: Uint32Array} | null} | null, count: number,
  *   generation: number | null, fitAsked: number, boost: Float32Array, templatesLoaded: boolean, loadingTemplates: boolean,
  *   reloadWanted?: boolean, reloadTimer?: ReturnType<typeof setTimeout>, timing?: Record<string, number>,
  *   earlyRead?: Promise<any> | null, shown: Template[], active: number, sends: Map<string, SendView>,
@@ -115,8 +121,11 @@ const state = {
   core: 'loading',
   daemon: { state: 'down', host: 'disconnected', reason: 'not connected yet', daemon: null },
   templates: [], // Template objects, in the order given to the index
-  byId: new Map(),
-  usage: new Map(), // id -> {usage_count, last_used_at} from the daemon
+  byKey: new Map(), // library/id -> Template (lib/team.js: ids are unique within a library only)
+  usage: new Map(), // library/id -> {usage_count, last_used_at} from the daemon
+  metas: null, // each template's library and team state, in index order (when given as a list)
+  libraries: new Map(), // team library id -> {id, name, role}
+  team: false, // some template is of a team library: every row names its library
   index: null, // wasm SearchIndex
   indexFrom: null, // 'snapshot' (the background's build) | 'build' (built here)
   indexReadyAt: null, // performance.now() when the index became usable
@@ -134,10 +143,10 @@ const state = {
   sends: new Map(), // key -> {el, state, dueAt, dueWall}
   frameContext: { url: '', selected: [] },
   params: {}, // target params (Sobot: cid, uid, partnerId, ...)
-  values: new Map(), // template id -> {name: value} typed in the form
+  values: new Map(), // library/id -> {name: value} typed in the form
   history: [], // history rows for the current conversation (newest first)
   historyFor: null,
-  confirmRepeat: null, // template id the agent confirmed sending again
+  confirmRepeat: null, // library/id of the template the agent confirmed sending again
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -366,7 +375,7 @@ function previewText(tp, at) {
     lineCache.key = at.key;
     lineCache.lines.clear();
   }
-  const cacheKey = `${tp.id}\u0000${tp.revision ?? ''}`;
+  const cacheKey = `${keyFor(tp)}\u0000${tp.revision ?? ''}`;
   const cached = lineCache.lines.get(cacheKey);
   if (cached !== undefined) return cached;
   const line = previewLine(tp, at);
@@ -401,7 +410,7 @@ async function loadTemplates() {
     const asked = performance.now();
     let r = await call('templates');
     state.timing = { asked, received: performance.now() };
-    state.usage = new Map((r?.usage ?? []).map((/** @type {{id: string, usage_count: number, last_used_at: number}} */ x) => [x.id, x]));
+    state.usage = new Map((r?.usage ?? []).map((/** @type {{id: string, library?: string, usage_count: number, last_used_at: number}} */ x) => [templateKey(x.library, x.id), x]));
     state.generation = Number.isInteger(r?.generation) ? r.generation : null;
     // The read started at load (earlyRead) overlaps the core's start-up and this request.
     const early = state.earlyRead;
@@ -416,7 +425,8 @@ async function loadTemplates() {
       if (r?.stored === true) r = await call('templates', { full: true });
       state.generation = Number.isInteger(r?.generation) ? r.generation : null;
       state.snapshot = typeof r?.index === 'string' ? r.index : null;
-      setTemplates(r?.templates ?? []);
+      setLibraries(r?.libraries);
+      setTemplates(r?.templates ?? [], Array.isArray(r?.meta) ? r.meta : null);
     }
     hideNotice();
   } catch (e) {
@@ -427,12 +437,33 @@ async function loadTemplates() {
   }
 }
 
-/** @param {Template[]} list */
-function setTemplates(list) {
+/**
+ * The team libraries' names and roles (for the rows' library badges).
+ * @param {unknown} list
+ */
+function setLibraries(list) {
+  state.libraries = new Map((Array.isArray(list) ? list : []).map((/** @type {TeamLibrary} */ l) => [l.id, l]));
+}
+
+/** Each template's team state, kept beside it (the core's templates stay plain library JSON). */
+const metaByTemplate = /** @type {WeakMap<Template, TeamMeta>} */ (new WeakMap());
+/** The library and team state of `tp` (a template of the library shown). */
+const metaFor = (/** @type {Template} */ tp) => metaByTemplate.get(tp) ?? LOCAL_META;
+/** The key of `tp` across libraries (`library/id`). */
+const keyFor = (/** @type {Template} */ tp) => templateKey(metaFor(tp).library, tp.id);
+
+/**
+ * @param {Template[]} list
+ * @param {unknown[] | null} [metas] list[i]'s library and team state (none: all local)
+ */
+function setTemplates(list, metas = null) {
   state.templates = list;
   state.lib = null;
   state.count = list.length;
-  state.byId = new Map(list.map((x) => [x.id, x]));
+  state.metas = metas && metas.length === list.length ? metas.map(metaOf) : null;
+  state.team = Boolean(state.metas?.some((m) => m.library !== LOCAL));
+  if (state.metas) list.forEach((x, i) => metaByTemplate.set(x, /** @type {TeamMeta[]} */ (state.metas)[i]));
+  state.byKey = new Map(list.map((x) => [keyFor(x), x]));
   state.templatesLoaded = true;
   lineCache.lines.clear(); // the library changed: its lines too
   buildIndex();
@@ -443,12 +474,15 @@ function setTemplates(list) {
  * The library as the background keeps it in IndexedDB (lib/library-db.js): the
  * index snapshot, and the templates' JSON texts, parsed one by one when shown.
  */
-/** @param {{text: Uint8Array, ends: number[] | Uint32Array, snapshot: Uint8Array | null}} rec */
+/** @param {import('./lib/library-db.js').LibraryRecord} rec */
 function setStoredLibrary(rec) {
   state.templates = null;
-  state.lib = { text: rec.text, ends: rec.ends, cache: new Map() };
+  state.lib = { text: rec.text, ends: rec.ends, cache: new Map(), meta: rec.meta ?? null };
   state.count = rec.ends.length;
-  state.byId = new Map();
+  state.metas = null;
+  state.team = Boolean(rec.meta);
+  setLibraries(rec.libraries);
+  state.byKey = new Map();
   state.snapshotBytes = rec.snapshot;
   state.templatesLoaded = true;
   lineCache.lines.clear(); // the library changed: its lines too
@@ -468,8 +502,13 @@ function templateAt(i) {
   let tp = lib.cache.get(i);
   if (!tp) {
     const parsed = /** @type {Template} */ (JSON.parse(utf8.decode(lib.text.subarray(i ? lib.ends[i - 1] : 0, lib.ends[i]))));
+    // Its team state, stored beside it (lib/library-db.js): read with the template, when shown.
+    if (lib.meta) {
+      const m = unpackAt(lib.meta, i);
+      if (m) metaByTemplate.set(parsed, metaOf(m));
+    }
     lib.cache.set(i, parsed);
-    state.byId.set(parsed.id, parsed);
+    state.byKey.set(keyFor(parsed), parsed);
     tp = parsed;
   }
   return tp;
@@ -502,7 +541,7 @@ function buildIndex() {
     try {
       // Usage and recency ride along for the ranking (the index ignores them for matching).
       const rows = state.templates.map((x) => {
-        const u = state.usage.get(x.id);
+        const u = state.usage.get(keyFor(x));
         return u ? { ...x, usage_count: u.usage_count, last_used_at: u.last_used_at } : x;
       });
       state.index = new core.SearchIndex(JSON.stringify(rows));
@@ -576,7 +615,8 @@ function search(q) {
 /** Re-renders the list. A new search selects the first match; a refresh keeps the selection. */
 function renderList({ keepSelection = true } = {}) {
   const q = ui.search.value.trim();
-  const activeId = keepSelection ? state.shown[state.active]?.id : undefined;
+  const activeTp = keepSelection ? state.shown[state.active] : undefined;
+  const activeKey = activeTp ? keyFor(activeTp) : undefined;
   const found = state.templatesLoaded ? search(q) : [];
   state.shown = found.map((x) => x.tp);
   const frag = document.createDocumentFragment();
@@ -597,6 +637,10 @@ function renderList({ keepSelection = true } = {}) {
     li.setAttribute('aria-selected', 'false');
     li.dataset.testid = 'quiver-template';
     li.dataset.templateId = tp.id;
+    const meta = metaFor(tp);
+    li.dataset.library = meta.library;
+    li.dataset.key = keyFor(tp);
+    if (meta.sync) li.dataset.sync = meta.sync;
     li.dataset.index = String(i);
     const f = withFit ? state.boost[found[i].index] : undefined;
     if (f === 0) {
@@ -624,6 +668,7 @@ function renderList({ keepSelection = true } = {}) {
       n.textContent = t('palette_parts_count', '$1 parts', tp.parts.length);
       head.append(n);
     }
+    if (state.team) head.append(...teamBadges(meta));
     const body = document.createElement('div');
     body.className = 'template-preview';
     body.textContent = previewText(tp, at);
@@ -631,9 +676,57 @@ function renderList({ keepSelection = true } = {}) {
     frag.append(li);
   });
   ui.list.replaceChildren(frag);
-  const keep = state.shown.findIndex((x) => x.id === activeId);
+  const keep = activeKey === undefined ? -1 : state.shown.findIndex((x) => keyFor(x) === activeKey);
   setActive(keep >= 0 ? keep : state.shown.length ? 0 : -1, false);
   renderEmpty();
+}
+
+/** A library's name for people: the team library's name, "Personal" for the local one. */
+function libraryName(/** @type {string} */ id) {
+  if (id === LOCAL) return t('palette_library_local', 'Personal');
+  return state.libraries.get(id)?.name ?? id.slice(0, 8);
+}
+
+/**
+ * What a team state is called in the palette, and its longer explanation (the title).
+ * @param {TeamMeta} meta
+ * @returns {{label: string, title: string} | null} null when there is nothing to say (synced)
+ */
+function syncLabel(meta) {
+  switch (meta.sync) {
+    case 'pending':
+      return { label: t('palette_sync_pending', 'not uploaded'), title: t('palette_sync_pending_title', 'Saved on this computer; not on the team hub yet') };
+    case 'draft': {
+      const why = meta.reason ?? t('palette_sync_draft_unknown', 'the hub refused it');
+      return { label: t('palette_sync_draft', 'local draft'), title: t('palette_sync_draft_title', 'Only on this computer: $1', why) };
+    }
+    case 'proposed':
+      return { label: t('palette_sync_proposed', 'in review'), title: t('palette_sync_proposed_title', 'Waiting for a maintainer to approve it') };
+    case 'conflict':
+      return { label: t('palette_sync_conflict', '2 versions'), title: t('palette_sync_conflict_title', 'Two versions were kept; the one shown is the first the hub got. Resolve it in the options page.') };
+    default:
+      return null;
+  }
+}
+
+/**
+ * The library badge and the sync badge of a row (only drawn when some template is a team one).
+ * @param {TeamMeta} meta
+ * @returns {HTMLElement[]}
+ */
+function teamBadges(meta) {
+  const lib = el('span', `library-badge${meta.library === LOCAL ? ' local' : ''}`, libraryName(meta.library));
+  lib.dataset.testid = 'quiver-template-library';
+  const out = [lib];
+  const sync = syncLabel(meta);
+  if (sync) {
+    const b = el('span', `sync-badge sync-${meta.sync}`, sync.label);
+    b.dataset.testid = 'quiver-template-sync';
+    b.dataset.sync = meta.sync ?? '';
+    b.title = sync.title;
+    out.push(b);
+  }
+  return out;
 }
 
 function renderEmpty() {
@@ -655,7 +748,8 @@ function renderEmpty() {
 function setActive(i, scroll = true) {
   const prev = ui.list.querySelector('[aria-selected="true"]');
   if (prev) prev.setAttribute('aria-selected', 'false');
-  const changed = state.active !== i || state.shown[i]?.id !== ui.detail.dataset.templateId;
+  const next = state.shown[i];
+  const changed = state.active !== i || (next ? keyFor(next) : undefined) !== ui.detail.dataset.templateKey;
   state.active = i;
   const el = i >= 0 ? ui.list.children[i] : null;
   if (el) {
@@ -706,19 +800,21 @@ ui.list.addEventListener('click', (/** @type {MouseEvent} */ e) => {
   const tp = state.shown[i];
   if (tp) sendTemplate(tp);
 });
+/** The template the detail shows. */
+const detailTemplate = () => state.byKey.get(ui.detail.dataset.templateKey ?? '');
 ui.sendButton.addEventListener('click', () => {
-  const tp = state.byId.get(ui.detail.dataset.templateId);
+  const tp = detailTemplate();
   if (tp) sendTemplate(tp);
 });
 ui.vars.addEventListener('submit', (/** @type {SubmitEvent} */ e) => {
   e.preventDefault();
-  const tp = state.byId.get(ui.detail.dataset.templateId);
+  const tp = detailTemplate();
   if (tp) sendTemplate(tp);
 });
 ui.recentConfirm.addEventListener('click', () => {
-  const tp = state.byId.get(ui.detail.dataset.templateId);
+  const tp = detailTemplate();
   if (!tp) return;
-  state.confirmRepeat = tp.id;
+  state.confirmRepeat = keyFor(tp);
   sendTemplate(tp);
 });
 
@@ -741,7 +837,7 @@ function templateVariables(tp) {
 /** Context for rendering `tp`: what the conversation knows, then what the agent typed. */
 /** @param {Template} tp */
 function valuesFor(tp) {
-  const typed = state.values.get(tp.id) ?? {};
+  const typed = state.values.get(keyFor(tp)) ?? {};
   /** @type {Record<string, string>} */
   const out = { ...contextValues() };
   for (const [k, v] of Object.entries(typed)) if (v !== '') out[k] = v;
@@ -786,12 +882,41 @@ function renderDetail() {
   if (!tp) {
     ui.detail.hidden = true;
     delete ui.detail.dataset.templateId;
+    delete ui.detail.dataset.templateKey;
+    delete ui.detail.dataset.library;
     return;
   }
   ui.detail.hidden = false;
   ui.detail.dataset.templateId = tp.id;
+  ui.detail.dataset.templateKey = keyFor(tp);
+  ui.detail.dataset.library = metaFor(tp).library;
+  renderTeam(tp);
   renderVariables(tp);
   updateDetail(tp);
+}
+
+/**
+ * The selected template's library and team state, in words: which library, who changed it
+ * last and when, and what is not synced (a draft with the hub's reason).
+ * @param {Template} tp
+ */
+function renderTeam(tp) {
+  const meta = metaFor(tp);
+  if (!state.team) {
+    ui.team.hidden = true;
+    return;
+  }
+  ui.team.hidden = false;
+  ui.team.dataset.library = meta.library;
+  ui.team.dataset.sync = meta.sync ?? '';
+  const parts = [libraryName(meta.library)];
+  if (meta.author) {
+    const when = meta.changed_at ? new Intl.DateTimeFormat(t('palette_lang', 'en'), { dateStyle: 'short', timeStyle: 'short' }).format(new Date(meta.changed_at)) : '';
+    parts.push(when ? t('palette_changed_by_at', 'changed by $1, $2', meta.author, when) : t('palette_changed_by', 'changed by $1', meta.author));
+  }
+  const sync = syncLabel(meta);
+  if (sync) parts.push(sync.title);
+  ui.team.textContent = parts.join(' · ');
 }
 
 /** @param {Template} tp */
@@ -800,7 +925,8 @@ function renderVariables(tp) {
   const known = contextValues();
   const ask = vars.filter((v) => !known[v.name]);
   ui.varsFields.replaceChildren();
-  const typed = state.values.get(tp.id) ?? {};
+  const key = keyFor(tp);
+  const typed = state.values.get(key) ?? {};
   for (const v of ask) {
     const id = `quiver-var-${v.name.replace(/[^\w-]/g, '_')}`;
     const row = el('div', 'var-row');
@@ -819,9 +945,9 @@ function renderVariables(tp) {
       label.append(el('span', 'var-required', ' *'));
     }
     input.addEventListener('input', () => {
-      const cur = state.values.get(tp.id) ?? {};
+      const cur = state.values.get(key) ?? {};
       cur[v.name] = input.value;
-      state.values.set(tp.id, cur);
+      state.values.set(key, cur);
       updateDetail(tp);
     });
     row.append(label, input);
@@ -878,7 +1004,7 @@ function updateDetail(tp) {
   });
   const blocked = reasons.length > 0;
   // A refusal shown for this template is stale once it can be sent (e.g. the form was filled).
-  if (!blocked && ui.refusal.dataset.templateId === tp.id) clearRefusal();
+  if (!blocked && ui.refusal.dataset.templateKey === keyFor(tp)) clearRefusal();
   ui.sendButton.disabled = blocked;
   ui.sendButton.setAttribute('aria-disabled', String(blocked));
   ui.blocked.hidden = !blocked;
@@ -897,7 +1023,7 @@ async function refreshHistory() {
   if (!cid && !uid) {
     state.history = [];
     state.historyFor = key;
-    const tp = state.byId.get(ui.detail.dataset.templateId);
+    const tp = detailTemplate();
     if (tp) renderRecent(tp);
     return;
   }
@@ -915,7 +1041,7 @@ async function refreshHistory() {
   } catch {
     return; // no warning is better than a wrong one; sends still go
   }
-  const tp = state.byId.get(ui.detail.dataset.templateId);
+  const tp = detailTemplate();
   if (tp) renderRecent(tp);
 }
 
@@ -924,7 +1050,8 @@ function recentSendOf(tp) {
   const { conversation: cid, customer: uid } = conversation();
   if (!cid && !uid) return undefined; // nothing says who the customer is (Udesk): no warning
   const now = Date.now();
-  return state.history.find((r) => r.template_id === tp.id
+  const library = metaFor(tp).library;
+  return state.history.find((r) => r.template_id === tp.id && (r.library || LOCAL) === library
     && (cid ? r.conversation === cid : r.customer === uid)
     && ['sent', 'queued', 'sending'].includes(r.state)
     && now - (r.sent_at ?? r.queued_at ?? 0) < RECENT_MS);
@@ -941,10 +1068,11 @@ function renderRecent(tp) {
   const mins = Math.max(0, Math.round((Date.now() - when) / 60_000));
   ui.recent.hidden = false;
   ui.recent.dataset.templateId = tp.id;
+  ui.recent.dataset.templateKey = keyFor(tp);
   ui.recentText.textContent = mins < 1
     ? t('palette_recent_now', 'Already sent to this customer just now.')
     : t('palette_recent_ago', 'Already sent to this customer $1 min ago.', mins);
-  ui.recentConfirm.hidden = state.confirmRepeat === tp.id;
+  ui.recentConfirm.hidden = state.confirmRepeat === keyFor(tp);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -959,6 +1087,7 @@ function showRefusal(tp, partIndex, e) {
   const code = e?.code ?? 'internal';
   ui.refusal.dataset.code = code;
   ui.refusal.dataset.templateId = tp.id;
+  ui.refusal.dataset.templateKey = keyFor(tp);
   const where = (tp.parts?.length ?? 0) > 1 && partIndex !== undefined ? ` (${t('palette_part_n', 'Part $1 of $2', partIndex + 1, tp.parts.length)})` : '';
   ui.refusal.replaceChildren();
   const strong = document.createElement('strong');
@@ -974,6 +1103,7 @@ function clearRefusal() {
   ui.refusal.replaceChildren();
   delete ui.refusal.dataset.code;
   delete ui.refusal.dataset.templateId;
+  delete ui.refusal.dataset.templateKey;
 }
 
 /** @param {Template} tp */
@@ -982,7 +1112,7 @@ function sendTemplate(tp) {
     showNotice(new RpcError('core_unavailable', 'the template engine is not loaded'), t('palette_cannot_send', 'Cannot send'));
     return;
   }
-  if (ui.detail.dataset.templateId !== tp.id) renderDetail();
+  if (ui.detail.dataset.templateKey !== keyFor(tp)) renderDetail();
   // The conversation is fixed here: the payload carries its cid/uid, the reserve names it.
   const conv = conversation();
   // The payloads sent are the wires of the preview just drawn: what the agent sees is what goes.
@@ -1003,7 +1133,9 @@ function sendTemplate(tp) {
     showRefusal(tp, 0, new RpcError('invalid_template', 'the template has no parts'));
     return;
   }
-  if (recentSendOf(tp) && state.confirmRepeat !== tp.id) {
+  const tpKey = keyFor(tp);
+  const { library } = metaFor(tp);
+  if (recentSendOf(tp) && state.confirmRepeat !== tpKey) {
     renderRecent(tp);
     ui.recentConfirm.focus();
     return;
@@ -1019,6 +1151,7 @@ function sendTemplate(tp) {
       key,
       batch,
       template_id: tp.id,
+      library,
       revision: tp.revision ?? 1,
       part_index: i,
       payload: p.wire,
@@ -1031,7 +1164,7 @@ function sendTemplate(tp) {
   // Counted as recent right away (the daemon's history follows).
   if (conv.conversation || conv.customer) {
     state.history.unshift({
-      template_id: tp.id, state: 'queued', queued_at: Date.now(), conversation: conv.conversation, customer: conv.customer,
+      template_id: tp.id, library, state: 'queued', queued_at: Date.now(), conversation: conv.conversation, customer: conv.customer,
     });
   }
 }
@@ -1059,6 +1192,7 @@ function addSend(key, tp, partIndex, conv = {}) {
   li.dataset.sendId = '';
   li.dataset.sendState = 'queued';
   li.dataset.templateId = tp.id;
+  li.dataset.library = metaFor(tp).library;
   li.dataset.partIndex = String(partIndex);
   if (conv.conversation) li.dataset.conversation = conv.conversation;
 
@@ -1112,7 +1246,7 @@ function updateSend(msg) {
   if (!s) {
     // A send still queued from before this panel was (re)loaded.
     if (typeof msg.template_id !== 'string' || !Number.isInteger(msg.part_index)) return;
-    const known = state.byId.get(msg.template_id);
+    const known = state.byKey.get(templateKey(typeof msg.library === 'string' ? msg.library : LOCAL, msg.template_id));
     addSend(msg.key, known ?? { id: msg.template_id, title: msg.template_id, parts: [] }, msg.part_index);
     s = state.sends.get(msg.key);
     if (!s) return;

@@ -9,6 +9,7 @@
 import { api } from './lib/browser.js';
 import { t, translate } from './lib/i18n.js';
 import { connect, h, showStatus } from './lib/page.js';
+import { LOCAL } from './lib/team.js';
 
 /**
  * The element `sel` finds (the page's markup has each one).
@@ -23,7 +24,7 @@ const FIXES = [
   ['daemon down', 'quiver doctor'],
 ];
 
-/** @typedef {{id: string, title: string, shortcut?: string, folder?: string}} Result */
+/** @typedef {{id: string, title: string, shortcut?: string, folder?: string, library?: string}} Result */
 
 /** @type {ReturnType<typeof connect>} */
 let rpc;
@@ -50,12 +51,22 @@ function onEvent(name) {
 }
 
 let seq = 0;
+/** Every library (team ones too, protocol 1.4), until a daemon without them refuses the param. */
+let everyLibrary = true;
 async function search() {
   if (!up) return;
   const mine = ++seq;
   const query = $('#q').value.trim();
   try {
-    const r = await rpc.call('templates.search', { query, limit: 20 });
+    let r;
+    try {
+      r = await rpc.call('templates.search', everyLibrary ? { query, limit: 20, library: '*' } : { query, limit: 20 });
+    } catch (err) {
+      const e = /** @type {{code?: string, message?: string}} */ (err);
+      if (!everyLibrary || e.code !== 'invalid_params' || !/library/.test(e.message ?? '')) throw err;
+      everyLibrary = false;
+      r = await rpc.call('templates.search', { query, limit: 20 });
+    }
     if (mine !== seq) return;
     results = r.results;
     active = results.length ? 0 : -1;
@@ -72,7 +83,7 @@ function render(error) {
   const list = $('#results');
   list.replaceChildren(...results.map((r, i) => h('li', {
     id: `r-${i}`, role: 'option', 'aria-selected': String(i === active), class: i === active ? 'active' : null,
-    dataset: { testid: 'quiver-popup-result', templateId: r.id }, onclick: () => openEditor(r.id),
+    dataset: { testid: 'quiver-popup-result', templateId: r.id, library: r.library ?? LOCAL }, onclick: () => openEditor(r.id, r.library),
   },
   h('span', { class: 'title' }, r.title),
   r.shortcut ? h('kbd', {}, r.shortcut) : null,
@@ -85,9 +96,13 @@ function render(error) {
   empty.textContent = error ?? t('popup_no_match');
 }
 
-/** @param {string} id */
-function openEditor(id) {
-  const url = api.runtime.getURL(`options.html#edit=${encodeURIComponent(id)}`);
+/**
+ * @param {string} id
+ * @param {string} [library]
+ */
+function openEditor(id, library) {
+  const lib = library && library !== LOCAL ? `&library=${encodeURIComponent(library)}` : '';
+  const url = api.runtime.getURL(`options.html#edit=${encodeURIComponent(id)}${lib}`);
   Promise.resolve(api.tabs.create({ url })).finally(() => window.close());
 }
 
@@ -100,7 +115,7 @@ function start() {
   $('#q').addEventListener('keydown', (/** @type {KeyboardEvent} */ e) => {
     if (e.key === 'ArrowDown' && results.length) { e.preventDefault(); active = (active + 1) % results.length; render(); }
     else if (e.key === 'ArrowUp' && results.length) { e.preventDefault(); active = (active - 1 + results.length) % results.length; render(); }
-    else if (e.key === 'Enter' && active >= 0) { e.preventDefault(); openEditor(results[active].id); }
+    else if (e.key === 'Enter' && active >= 0) { e.preventDefault(); openEditor(results[active].id, results[active].library); }
   });
   $('#open-options').addEventListener('click', () => { Promise.resolve(api.runtime.openOptionsPage()).finally(() => window.close()); });
 }

@@ -9,8 +9,10 @@ use serde_json::{Map, Value};
 /// methods, new optional fields, new events, new error codes) raise [`PROTOCOL_MINOR`] only.
 pub const PROTOCOL_VERSION: u32 = 1;
 /// Additions within [`PROTOCOL_VERSION`]: 1 = the first published set (docs/protocol.md),
-/// 2 = `hello_required`, 3 = `send.reserve` with `"begin": true` (one round trip for a free slot).
-pub const PROTOCOL_MINOR: u32 = 3;
+/// 2 = `hello_required`, 3 = `send.reserve` with `"begin": true` (one round trip for a free slot),
+/// 4 = team libraries (`library` on the template methods and `send.reserve`, `team.*`,
+/// `team.changed`, `forbidden`, `hub_unavailable`).
+pub const PROTOCOL_MINOR: u32 = 4;
 /// Every major version this build speaks.
 pub const SUPPORTED_PROTOCOLS: &[u32] = &[PROTOCOL_VERSION];
 /// The longest string `id` a request may carry, in bytes (ids are echoed in every reply and in
@@ -36,6 +38,9 @@ pub enum ErrorCode {
     StorageUnavailable,
     // ---- protocol 1.2 ----
     HelloRequired,
+    // ---- protocol 1.4 ----
+    Forbidden,
+    HubUnavailable,
 }
 
 impl ErrorCode {
@@ -54,6 +59,8 @@ impl ErrorCode {
             ErrorCode::QueueFull => "queue_full",
             ErrorCode::StorageUnavailable => "storage_unavailable",
             ErrorCode::HelloRequired => "hello_required",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::HubUnavailable => "hub_unavailable",
         }
     }
 
@@ -72,6 +79,8 @@ impl ErrorCode {
         ErrorCode::QueueFull,
         ErrorCode::StorageUnavailable,
         ErrorCode::HelloRequired,
+        ErrorCode::Forbidden,
+        ErrorCode::HubUnavailable,
     ];
 }
 
@@ -207,6 +216,9 @@ pub struct ListParams {
     pub cursor: Option<String>,
     #[serde(default)]
     pub limit: Option<u32>,
+    /// (1.4) The template's library: `local` (the default) or a team library's id.
+    #[serde(default)]
+    pub library: Option<String>,
 }
 
 /// `send.reserve` params.
@@ -228,6 +240,9 @@ pub struct ReserveParams {
     /// `go: true` (as if `send.begin` had granted it), else `go: false` with the delay.
     #[serde(default)]
     pub begin: bool,
+    /// (1.4) The template's library: `local` (the default) or a team library's id.
+    #[serde(default)]
+    pub library: Option<String>,
 }
 
 /// Params naming one send: `send.begin`, `send.cancel`.
@@ -285,6 +300,9 @@ pub struct TemplateGetParams {
     /// An older revision; the current one when absent.
     #[serde(default)]
     pub revision: Option<u32>,
+    /// (1.4) The template's library: `local` (the default) or a team library's id.
+    #[serde(default)]
+    pub library: Option<String>,
 }
 
 /// `templates.put` params: the whole template. The store assigns the revision.
@@ -296,6 +314,9 @@ pub struct TemplatePutParams {
     /// refused with `conflict` (another tab or device saved in between) instead of overwriting.
     #[serde(default)]
     pub base_revision: Option<u32>,
+    /// (1.4) The template's library: `local` (the default) or a team library's id.
+    #[serde(default)]
+    pub library: Option<String>,
 }
 
 /// `templates.delete` params.
@@ -305,6 +326,9 @@ pub struct TemplateDeleteParams {
     pub id: String,
     #[serde(default)]
     pub base_revision: Option<u32>,
+    /// (1.4) The template's library: `local` (the default) or a team library's id.
+    #[serde(default)]
+    pub library: Option<String>,
 }
 
 /// `templates.revisions` params.
@@ -316,6 +340,9 @@ pub struct TemplateRevisionsParams {
     pub cursor: Option<String>,
     #[serde(default)]
     pub limit: Option<u32>,
+    /// (1.4) The template's library: `local` (the default) or a team library's id.
+    #[serde(default)]
+    pub library: Option<String>,
 }
 
 /// `templates.search` params.
@@ -333,6 +360,9 @@ pub struct TemplateSearchParams {
     /// Only templates with this tag.
     #[serde(default)]
     pub tag: Option<String>,
+    /// (1.4) The template's library: `local` (the default) or a team library's id.
+    #[serde(default)]
+    pub library: Option<String>,
 }
 
 /// `templates.import` params: one batch of an import. A library larger than one frame is sent
@@ -347,10 +377,108 @@ pub struct TemplateImportParams {
     pub session: Option<String>,
     #[serde(default = "yes")]
     pub last: bool,
+    /// (1.4) The template's library: `local` (the default) or a team library's id.
+    #[serde(default)]
+    pub library: Option<String>,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// (1.4) `team.status` params.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamStatusParams {
+    /// Ask each hub now (reachable, certificate, token, head seq, digest) instead of reporting
+    /// what the sync engine last saw: `quiver doctor` does.
+    #[serde(default)]
+    pub probe: bool,
+}
+
+/// (1.4) `team.conflicts` params.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamConflictsParams {
+    /// Only this library's conflicts.
+    #[serde(default)]
+    pub library: Option<String>,
+}
+
+/// Which side of a conflict to keep, for the whole template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TakeWhole {
+    Head,
+    Other,
+    /// Head stays; the other side is kept as a new template (`greeting` -> `greeting-2`).
+    Both,
+}
+
+/// Which side of a conflict to keep for one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TakeSide {
+    Head,
+    Other,
+}
+
+/// What a resolution keeps: one side, both, or a side per field (fields not named keep head).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Take {
+    Whole(TakeWhole),
+    Fields(std::collections::BTreeMap<String, TakeSide>),
+}
+
+/// (1.4) `team.resolve` params.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamResolveParams {
+    pub library: String,
+    /// The template's id.
+    pub template: String,
+    /// The conflict's id; may be left out when the template has one open conflict.
+    #[serde(default)]
+    pub conflict: Option<String>,
+    /// Which side to keep; required unless `edited` is given.
+    #[serde(default)]
+    pub take: Option<Take>,
+    /// The resolution written by hand (an edited template with the same id): wins over `take`.
+    #[serde(default)]
+    pub edited: Option<crate::model::Template>,
+}
+
+/// (1.4) `team.join` params.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamJoinParams {
+    /// The invite `quiver hub invite` printed (`quiver+https://host:port/join#code.fingerprint`).
+    pub invite: String,
+    /// How the team sees this device (default: the host name).
+    #[serde(default)]
+    pub device_name: Option<String>,
+}
+
+/// (1.4) `team.leave` params.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamLeaveParams {
+    /// The hub to leave; may be left out when only one was joined.
+    #[serde(default)]
+    pub hub: Option<String>,
+    /// Leave even though edits are still waiting to be pushed (they are lost).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// (1.4) `team.sync` params.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamSyncParams {
+    /// Wait at most this long for every library to be idle (default 30000, at most 600000).
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
 }
 
 /// `settings.set` params: the settings to change; absent ones are left as they are.

@@ -9,4 +9,5 @@ mod house;
 mod hub;
 mod library;
 mod send;
+mod team;
 mod wire_cli;

@@ -44,6 +44,18 @@ pub enum ServiceError {
     QueueFull { limit: usize, per: &'static str },
     #[error("{0}")]
     Internal(String),
+    /// (1.4) The user's role in a team library does not allow it.
+    #[error("{0}")]
+    Forbidden(String),
+    /// (1.4) The hub cannot be reached, or refused (`data`: what it said).
+    #[error("{message}")]
+    Hub {
+        message: String,
+        data: Option<Value>,
+    },
+    /// Another conflict, with structured details.
+    #[error("{message}")]
+    ConflictData { message: String, data: Value },
     /// An error already in protocol terms (the parameter checks, the version negotiation).
     #[error("{}", .0.message)]
     Protocol(ErrorBody),
@@ -89,6 +101,9 @@ impl From<ServiceError> for ErrorBody {
                 Some(json!({ "current_revision": current })),
             ),
             ServiceError::Conflict(_) => (ErrorCode::Conflict, None),
+            ServiceError::ConflictData { data, .. } => (ErrorCode::Conflict, Some(data)),
+            ServiceError::Forbidden(_) => (ErrorCode::Forbidden, None),
+            ServiceError::Hub { data, .. } => (ErrorCode::HubUnavailable, data),
             ServiceError::Quota(r) => (
                 ErrorCode::QuotaExceeded,
                 Some(json!({ "errcode": r.errcode(), "refusal": r })),

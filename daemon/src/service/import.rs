@@ -93,13 +93,22 @@ impl Service {
                 .into());
             }
         }
-        let report = self.store.import(&templates, now)?;
+        let library = p.library.unwrap_or_else(|| params::LOCAL.to_string());
+        self.check_library(&library)?;
+        let report = self.store.import(&library, &templates, now)?;
         let changed = report.created + report.updated;
         if changed > 0 {
             for t in &templates {
-                self.library.upsert(t);
+                self.library.upsert(&library, t);
             }
-            self.library_changed("import", templates.iter().map(|t| t.id.clone()).collect());
+            self.library_changed_in(
+                &library,
+                "import",
+                templates.iter().map(|t| t.id.clone()).collect(),
+            );
+            if library != params::LOCAL {
+                self.kick_sync();
+            }
         }
         let version = self.store.library_version()?;
         Ok(json!({

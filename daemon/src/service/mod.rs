@@ -63,6 +63,7 @@ const CAPABILITIES: &[&str] = &[
     "meter",
     "events",
     "chunks",
+    "team",
 ];
 
 type Outcome = Result<Value, ServiceError>;
@@ -94,6 +95,7 @@ mod import;
 mod library;
 mod meter;
 mod send;
+mod team;
 #[cfg(test)]
 mod testkit;
 
@@ -103,6 +105,7 @@ use import::Staged;
 use library::Library;
 pub use meter::default_key;
 use meter::Rules;
+pub use team::{HubLive, LibLive, Probe};
 
 /// The daemon's state: the store, the meter, the rules, the search index.
 #[derive(Debug)]
@@ -117,6 +120,12 @@ pub struct Service {
     import_budget: (usize, usize),
     events: Vec<Value>,
     next_prune: u64,
+    /// Bumped when team work is waiting (an edit in a team library, a join, a leave): the
+    /// sync engine wakes on it.
+    kick: tokio::sync::watch::Sender<u64>,
+    /// What the sync engine last saw of each hub and library (`team.status`).
+    hub_live: HashMap<String, HubLive>,
+    lib_live: HashMap<String, LibLive>,
 }
 
 impl Service {
@@ -141,6 +150,9 @@ impl Service {
             import_budget: (IMPORT_SESSION_BYTES, IMPORT_TOTAL_BYTES),
             events: Vec::new(),
             next_prune: 0,
+            kick: tokio::sync::watch::channel(0).0,
+            hub_live: HashMap::new(),
+            lib_live: HashMap::new(),
         };
         svc.prune(now);
         let since = now.saturating_sub(svc.rules.lookback_ms());
@@ -271,20 +283,41 @@ impl Service {
                     },
                 }))
             }
-            Call::TemplatesList { after, limit } => self.templates_list(after, limit),
-            Call::TemplatesGet(p) => self.templates_get(&p.id, p.revision),
-            Call::TemplatesPut(p) => self.templates_put(*p, now),
-            Call::TemplatesDelete(p) => self.templates_delete(&p.id, p.base_revision, now),
-            Call::TemplatesRevisions { id, before, limit } => {
-                self.templates_revisions(&id, before, limit)
+            Call::TemplatesList {
+                library,
+                after,
+                limit,
+            } => self.templates_list(library, after, limit),
+            Call::TemplatesGet(p) => {
+                let lib = p.library.as_deref().unwrap_or(params::LOCAL);
+                self.templates_get(lib, &p.id, p.revision)
             }
+            Call::TemplatesPut(p) => self.templates_put(*p, now),
+            Call::TemplatesDelete(p) => {
+                let lib = p.library.as_deref().unwrap_or(params::LOCAL);
+                self.templates_delete(lib, &p.id, p.base_revision, now)
+            }
+            Call::TemplatesRevisions {
+                library,
+                id,
+                before,
+                limit,
+            } => self.templates_revisions(&library, &id, before, limit),
             Call::TemplatesSearch {
+                library,
                 query,
                 limit,
                 folder,
                 tag,
-            } => self.templates_search(&query, limit, folder.as_deref(), tag.as_deref(), now),
-            Call::TemplatesFacets => self.templates_facets(),
+            } => self.templates_search(
+                library.as_deref(),
+                &query,
+                limit,
+                folder.as_deref(),
+                tag.as_deref(),
+                now,
+            ),
+            Call::TemplatesFacets { library } => self.templates_facets(library.as_deref()),
             Call::TemplatesImport(p) => self.templates_import(p, now),
             Call::SendReserve(p, platform) => self.reserve(p, platform, now),
             Call::SendBegin(id) => self.begin(id, now),
@@ -300,6 +333,17 @@ impl Service {
             Call::Doctor(_) => Err(ServiceError::Internal(
                 "doctor is served by the connection, not the service".into(),
             )),
+            Call::TeamStatus(p) if !p.probe => Ok(self.team_status(None, now)),
+            Call::TeamConflicts(library) => self.team_conflicts(library.as_deref()),
+            Call::TeamResolve(p) => self.team_resolve(*p, now),
+            Call::TeamLeave(p) => self.team_leave(p, now),
+            Call::TeamStatus(_) | Call::TeamJoin(_) | Call::TeamSync(_) => {
+                Err(ServiceError::Internal(
+                    "team.join, team.sync and team.status with probe are served by the sync \
+                     engine, not the service"
+                        .into(),
+                ))
+            }
         }
     }
 
@@ -436,6 +480,17 @@ impl Shared {
                     ),
                 )
             })
+    }
+
+    /// Runs `f` on the service under the lock (the sync engine's way in); its events are
+    /// published. `None` when the service failed.
+    pub fn run<T>(&self, f: impl FnOnce(&mut Service, u64) -> T) -> Option<T> {
+        self.with(f)
+    }
+
+    /// The clock every request is served with.
+    pub fn now(&self) -> u64 {
+        self.clock.now()
     }
 
     /// Periodic work ([`Service::tick`]).

@@ -76,8 +76,21 @@ impl Service {
             .into());
         }
         let key = spec.key(&p.workspace, p.conversation.as_deref());
+        let library = p
+            .library
+            .clone()
+            .unwrap_or_else(|| params::LOCAL.to_string());
+        // the exact team revision sent, so the history resolves it on any machine
+        let rev_id = if library == params::LOCAL {
+            None
+        } else {
+            self.check_library(&library)?;
+            self.store.rev_id_of(&library, &p.template_id, p.revision)?
+        };
         let new = NewSend {
             idempotency_key: &p.idempotency_key,
+            library: &library,
+            rev_id: rev_id.as_deref(),
             template_id: &p.template_id,
             revision: p.revision,
             part_index: p.part_index,
@@ -376,8 +389,9 @@ impl Service {
         }
         if p.ok && row.part_index == Some(0) {
             if let Some(t) = &row.template_id {
-                match self.store.count_use(t, now) {
-                    Ok(()) => self.library.used(t, now),
+                let lib = row.library.as_deref().unwrap_or(params::LOCAL);
+                match self.store.count_use(lib, t, now) {
+                    Ok(()) => self.library.used(lib, t, now),
                     Err(e) => warn!("{e}"),
                 }
             }
@@ -560,7 +574,8 @@ mod tests {
         let l = ok(&mut svc, "templates.list", json!({}), t0);
         assert_eq!(
             l["usage"],
-            json!([{"id": "greeting", "usage_count": 2, "last_used_at": free + 200 + UDESK_MS}])
+            json!([{"id": "greeting", "library": "local", "usage_count": 2,
+                    "last_used_at": free + 200 + UDESK_MS}])
         );
         assert!(l["templates"][0].get("usage_count").is_none());
         // an edit is a new revision and keeps the usage

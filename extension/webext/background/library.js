@@ -7,48 +7,97 @@
  * where a panel finds no record of the generation it was told (Chromium gives extension pages
  * embedded in sites their extension's own storage partition), it asks for the templates over
  * the port.
+ *
+ * With team libraries (protocol 1.4, capability `team`) the library spans the local library
+ * and every team library (`templates.list` with `library: "*"`). Each template stays plain
+ * library JSON (what the core takes); its library and team state (lib/team.js `TeamMeta`) are
+ * kept beside it, in the same order (`meta`), and the team libraries' names and roles in
+ * `libraries` (`team.status`). Two libraries may hold the same id: usage is matched by
+ * `library/id`.
  */
 import { loadCore } from '../lib/core.js';
 import { packTemplates, storeLibrary, toBase64 } from '../lib/library-db.js';
 import { RpcError } from '../lib/rpc.js';
+import { LOCAL, LOCAL_META, metaOf, templateKey } from '../lib/team.js';
 import { log } from './log.js';
-import { request } from './native.js';
+import { mayHaveCapability, request } from './native.js';
 
 const TEMPLATE_PAGE = 500;
 /** How long after a send the ranking (usage counts) is refreshed: sends come in bursts. */
 const USAGE_REFRESH_MS = 2_000;
+/** The daemon capability of team libraries (protocol 1.4). */
+export const TEAM = 'team';
 
 /** @typedef {{id: string} & Record<string, unknown>} Template */
-/** @typedef {{id: string, usage_count: number, last_used_at: number | null}} Usage */
+/** @typedef {{id: string, library?: string, usage_count: number, last_used_at: number | null}} Usage */
+/** @typedef {import('../lib/team.js').TeamMeta} TeamMeta */
+/** @typedef {import('../lib/team.js').TeamLibrary} TeamLibrary */
 /** @typedef {import('../lib/core.js').Core} Core */
 /** @typedef {InstanceType<Core['SearchIndex']>} SearchIndex */
 /**
  * A build of the library; `index` null when the core could not build one (panels then build
- * their own), `stored` when it is in IndexedDB.
- * @typedef {{generation: number, templates: Template[], usage: Usage[], index: SearchIndex | null, bytes: Uint8Array | null, stored: boolean}} Build
+ * their own), `stored` when it is in IndexedDB. `meta[i]` is the team state of `templates[i]`.
+ * @typedef {{generation: number, templates: Template[], meta: TeamMeta[], libraries: TeamLibrary[],
+ *   usage: Usage[], index: SearchIndex | null, bytes: Uint8Array | null, stored: boolean}} Build
  */
 
 /**
- * Every template, and the usage (count, last sent) of those ever sent, for ranking.
- * @returns {Promise<{templates: Template[], usage: Usage[]}>}
+ * Every template of every library, its team state, and the usage (count, last sent) of those
+ * ever sent, for ranking. A daemon without team libraries lists its one library (and would
+ * refuse `library`).
+ * @returns {Promise<{templates: Template[], usage: Usage[], meta: TeamMeta[]}>}
  */
 export async function listAllTemplates() {
   /** @type {Template[]} */
   const templates = [];
   /** @type {Usage[]} */
   const usage = [];
+  /** @type {TeamMeta[]} */
+  const meta = [];
+  let all = mayHaveCapability(TEAM);
   let cursor = null;
   for (let page = 0; page < 10_000; page++) {
-    /** @type {{limit: number, cursor?: string}} */
+    /** @type {{limit: number, cursor?: string, library?: string}} */
     const params = { limit: TEMPLATE_PAGE };
+    if (all) params.library = '*';
     if (cursor) params.cursor = cursor;
-    const r = await request('templates.list', params);
-    templates.push(...(r?.templates ?? []));
+    let r;
+    try {
+      r = await request('templates.list', params);
+    } catch (e) {
+      // A daemon before 1.4 (its hello not answered yet) refuses the unknown param: its one library.
+      const err = /** @type {RpcError} */ (e);
+      if (!(all && page === 0 && err.code === 'invalid_params' && /library/.test(err.message))) throw e;
+      all = false;
+      page--;
+      continue;
+    }
+    const got = r?.templates ?? [];
+    const rows = Array.isArray(r?.meta) && r.meta.length === got.length ? r.meta : null;
+    templates.push(...got);
+    for (let i = 0; i < got.length; i++) meta.push(rows ? metaOf(rows[i]) : LOCAL_META);
     usage.push(...(r?.usage ?? []));
     cursor = r?.next_cursor ?? null;
-    if (!cursor) return { templates, usage };
+    if (!cursor) return { templates, usage, meta };
   }
   throw new RpcError('internal', 'templates.list never reached the last page');
+}
+
+/**
+ * The team libraries (id, name, role) when the daemon has team libraries; [] otherwise, and
+ * when `team.status` fails (the templates are still listed: they carry their library's id).
+ * @returns {Promise<TeamLibrary[]>}
+ */
+export async function listTeamLibraries() {
+  if (!mayHaveCapability(TEAM)) return [];
+  try {
+    const r = await request('team.status', {});
+    const libs = Array.isArray(r?.libraries) ? r.libraries : [];
+    return libs.map((/** @type {any} */ l) => ({ id: String(l.id), name: String(l.name ?? l.id), role: l.role ?? null, hub_id: l.hub_id ?? null }));
+  } catch (e) {
+    log.warn('team.status failed; team libraries are shown by id:', /** @type {Error} */ (e)?.message ?? e);
+    return [];
+  }
 }
 
 /**
@@ -85,16 +134,16 @@ export const libraryBuilt = () => library.ready !== null;
 
 /** @returns {Promise<Build>} */
 async function buildLibrary(/** @type {number} */ generation) {
-  const { templates, usage } = await listAllTemplates();
+  const [{ templates, usage, meta }, libraries] = await Promise.all([listAllTemplates(), listTeamLibraries()]);
   /** @type {Build} */
-  const built = { generation, templates, usage, index: null, bytes: null, stored: false };
+  const built = { generation, templates, meta, libraries, usage, index: null, bytes: null, stored: false };
   const c = await backgroundCore();
   if (c) {
     try {
       // Usage and recency ride along for the ranking (the index ignores them for matching).
-      const byId = new Map(usage.map((u) => [u.id, u]));
-      const rows = templates.map((x) => {
-        const u = byId.get(x.id);
+      const byKey = new Map(usage.map((u) => [templateKey(u.library, u.id), u]));
+      const rows = templates.map((x, i) => {
+        const u = byKey.get(templateKey(meta[i].library, x.id));
         return u ? { ...x, usage_count: u.usage_count, last_used_at: u.last_used_at } : x;
       });
       built.index = new c.SearchIndex(JSON.stringify(rows));
@@ -107,7 +156,15 @@ async function buildLibrary(/** @type {number} */ generation) {
   }
   if (built.bytes && typeof indexedDB !== 'undefined') {
     try {
-      await storeLibrary({ generation, snapshot: built.bytes, ...packTemplates(templates) });
+      // Team state only where there is some: a local library stores what it always did.
+      const team = meta.some((m) => m.library !== LOCAL);
+      await storeLibrary({
+        generation,
+        snapshot: built.bytes,
+        ...packTemplates(templates),
+        meta: team ? packTemplates(meta.map((m) => (m.library === LOCAL ? null : m))) : null,
+        libraries,
+      });
       built.stored = true;
     } catch (e) {
       log.warn('could not keep the library in IndexedDB; panels get it over the port:', /** @type {Error} */ (e)?.message ?? e);
@@ -182,13 +239,21 @@ export function usageChanged() {
 
 /**
  * What a panel gets for `templates`: when the build is in IndexedDB, only its generation (the
- * panel reads the rest there); with `full` or otherwise, the templates and the snapshot (base64).
+ * panel reads the rest there); with `full` or otherwise, the templates and the snapshot (base64),
+ * and with team libraries each template's team state (`meta`) and the libraries.
  * @param {Build} l
  * @param {boolean} full
  */
 export function libraryReply(l, full) {
   if (l.stored && !full) return { generation: l.generation, count: l.templates.length, usage: l.usage, stored: true };
-  return { templates: l.templates, usage: l.usage, generation: l.generation, index: l.bytes ? toBase64(l.bytes) : null };
+  const team = l.meta.some((m) => m.library !== LOCAL);
+  return {
+    templates: l.templates,
+    ...(team ? { meta: l.meta, libraries: l.libraries } : {}),
+    usage: l.usage,
+    generation: l.generation,
+    index: l.bytes ? toBase64(l.bytes) : null,
+  };
 }
 
 /**

@@ -44,6 +44,8 @@ const native = {
   upWaiters: [],
   /** @type {Set<string>} what the daemon announced at `hello` on this port (empty until then) */
   capabilities: new Set(),
+  /** whether `capabilities` are the answer of this daemon's `hello` (false until it comes) */
+  capabilitiesKnown: false,
 };
 
 /**
@@ -162,10 +164,17 @@ export const hasPort = () => native.port !== null;
  */
 export const hasCapability = (/** @type {string} */ name) => native.capabilities.has(name);
 
+/**
+ * Whether the daemon may speak `name`: it announced it, or its `hello` has not been answered
+ * yet (right after `daemon.up`). For additions a caller can try and fall back from.
+ */
+export const mayHaveCapability = (/** @type {string} */ name) => !native.capabilitiesKnown || native.capabilities.has(name);
+
 /** Reads `capabilities` from a `hello` reply. */
 function setCapabilities(/** @type {unknown} */ reply) {
   const caps = /** @type {{capabilities?: unknown} | null} */ (reply)?.capabilities;
   native.capabilities = new Set(Array.isArray(caps) ? caps.filter((c) => typeof c === 'string') : []);
+  native.capabilitiesKnown = true;
 }
 
 let lastStatusJson = '';
@@ -247,6 +256,7 @@ function nativeGone(port, why) {
   native.daemonUp = false;
   native.reason = why;
   native.capabilities = new Set();
+  native.capabilitiesKnown = false;
   native.chunks.clear();
   native.pending.rejectAll(new RpcError('host_disconnected', `native host disconnected: ${why}`));
   log.warn('native port closed:', why, `(retry in ${native.backoff} ms)`);
@@ -318,6 +328,7 @@ function onNativeEvent(name, data) {
     // Another daemon (restarted, perhaps upgraded or downgraded): speak the common subset until
     // its own `hello` says what it can do.
     native.capabilities = new Set();
+    native.capabilitiesKnown = false;
     refreshCapabilities();
   } else if (name === 'daemon.down') {
     native.daemonUp = false;

@@ -30,7 +30,26 @@ export const PAGE_METHODS = new Set([
   'meter.rules.get',
   'meter.rules.set',
   'doctor',
+  // Team libraries (protocol 1.4): the options page's Team tab, its conflicts view and editor.
+  'team.status',
+  'team.conflicts',
+  'team.resolve',
+  'team.join',
+  'team.leave',
+  'team.sync',
 ]);
+/**
+ * Methods that wait on the network (the daemon asks the hub) get longer than the usual 15 s:
+ * a join's one request to the hub, a sync's `wait_ms` (the page's, capped here) and a probe.
+ */
+const MAX_SYNC_WAIT_MS = 60_000;
+/** @returns {number | undefined} */
+function timeoutFor(/** @type {string} */ method, /** @type {any} */ params) {
+  if (method === 'team.join') return 60_000;
+  if (method === 'team.sync') return Math.min(Number(params?.wait_ms) || 30_000, MAX_SYNC_WAIT_MS) + 15_000;
+  if (method === 'team.status' && params?.probe === true) return 60_000;
+  return undefined;
+}
 const PAGE_FILES = ['options.html', 'popup.html'];
 /** @type {Set<chrome.runtime.Port>} */
 const pages = new Set();
@@ -74,7 +93,8 @@ function onPageMessage(port, msg) {
       fail(new RpcError('bad_request', `method ${JSON.stringify(msg?.method)} is not open to extension pages`));
       return;
     }
-    request(msg.method, msg.params ?? {}).then(reply, fail);
+    const params = msg.params ?? {};
+    request(msg.method, params, timeoutFor(msg.method, params)).then(reply, fail);
   } else {
     fail(new RpcError('bad_request', `unknown page message type ${JSON.stringify(msg?.type)}`));
   }

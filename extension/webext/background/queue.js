@@ -22,6 +22,7 @@
 import { api } from '../lib/browser.js';
 import { errorBody, RpcError } from '../lib/rpc.js';
 import { usageChanged } from './library.js';
+import { LOCAL } from '../lib/team.js';
 import { log, quietly, sleep } from './log.js';
 import { hasCapability, onDaemonEvent, onStatus, RECOVERABLE, request, requestRetrying, waitForUp } from './native.js';
 import { CS_GRACE_MS, dropPairIfIdle, hooks, pairFor, pairs, sendToPanel, waitForCs } from './pairing.js';
@@ -34,7 +35,7 @@ import { CS_GRACE_MS, dropPairIfIdle, hooks, pairFor, pairs, sendToPanel, waitFo
  * A send: what the panel asked for, where it is, and the daemon's answers so far.
  * @typedef {{
  *   idempotency_key: string, key: string, batch: string, token: string, workspace: string,
- *   platform: string, template_id: string, revision: number, part_index: number, payload: string,
+ *   platform: string, template_id: string, library?: string, revision: number, part_index: number, payload: string,
  *   post_as: 'string' | 'object', conversation: string | null, customer: string | null,
  *   send_id: number | null, stage: Stage, delay_ms: number | null, due_at: number | null,
  *   result: PostResult | null, error: ErrorBody | null, maybeReserved: boolean, waits?: number,
@@ -168,6 +169,7 @@ export async function acceptSend(pair, msg) {
     workspace: pair.workspace,
     platform: msg.platform,
     template_id: msg.template_id,
+    library: typeof msg.library === 'string' && msg.library ? msg.library : LOCAL,
     revision: msg.revision,
     part_index: msg.part_index,
     payload: msg.payload,
@@ -206,6 +208,7 @@ function emitState(/** @type {Item} */ item) {
     send_id: item.send_id,
     state,
     template_id: item.template_id,
+    library: item.library ?? LOCAL,
     part_index: item.part_index,
   };
   if (state === 'queued') {
@@ -312,6 +315,8 @@ function reserveParams(item, begin = false) {
     conversation: item.conversation ?? null,
     customer: item.customer ?? null,
     template_id: item.template_id,
+    // The library (1.4) only when it is a team library: the default, and what an older daemon knows.
+    ...(item.library && item.library !== LOCAL ? { library: item.library } : {}),
     revision: item.revision,
     part_index: item.part_index,
     payload: item.payload,
@@ -572,6 +577,7 @@ export function checkSend(m) {
   const uint = (v) => typeof v === 'number' && Number.isInteger(v) && v >= 0;
   if (!str(m.key)) return 'send: `key` must be a non-empty string';
   if (!str(m.template_id)) return 'send: `template_id` must be a non-empty string';
+  if (m.library !== undefined && m.library !== null && !str(m.library)) return 'send: `library` must be a non-empty string';
   if (!uint(m.revision)) return 'send: `revision` must be a non-negative integer';
   if (!uint(m.part_index)) return 'send: `part_index` must be a non-negative integer';
   if (!str(m.payload)) return 'send: `payload` must be a non-empty string';

@@ -8,8 +8,11 @@
 
 /**
  * `text`: the templates' JSON one after another (UTF-8); `ends`: where each ends (byte offsets);
- * `snapshot`: the search index's snapshot.
- * @typedef {{generation: number, snapshot: Uint8Array, text: Uint8Array, ends: Uint32Array}} LibraryRecord
+ * `snapshot`: the search index's snapshot. With team libraries (lib/team.js) also `meta`: each
+ * template's TeamMeta packed the same way, in the same order (an empty entry for a local one),
+ * and `libraries`: the team libraries (id, name, role).
+ * @typedef {{generation: number, snapshot: Uint8Array, text: Uint8Array, ends: Uint32Array,
+ *   meta?: {text: Uint8Array, ends: Uint32Array} | null, libraries?: import('./team.js').TeamLibrary[]}} LibraryRecord
  */
 
 const LIBRARY_DB = 'quiver-library';
@@ -63,7 +66,9 @@ export async function readStoredLibrary(generation) {
       get.onerror = () => reject(get.error);
     });
     const ok = rec && (generation === undefined || rec.generation === generation)
-      && rec.snapshot instanceof Uint8Array && rec.ends instanceof Uint32Array && rec.text instanceof Uint8Array;
+      && rec.snapshot instanceof Uint8Array && rec.ends instanceof Uint32Array && rec.text instanceof Uint8Array
+      && (!rec.meta || (rec.meta.text instanceof Uint8Array && rec.meta.ends instanceof Uint32Array
+        && rec.meta.ends.length === rec.ends.length));
     return ok ? rec : null;
   } catch {
     return null;
@@ -74,13 +79,15 @@ export async function readStoredLibrary(generation) {
 
 /**
  * The templates' JSON texts one after another, as UTF-8, and where each ends (byte offsets).
+ * An entry that is `null` is left empty (its end is the previous one's).
  * @param {unknown[]} templates
  * @returns {{text: Uint8Array, ends: Uint32Array}}
  */
 export function packTemplates(templates) {
   const ends = new Uint32Array(templates.length);
   const enc = new TextEncoder();
-  const pieces = templates.map((t) => enc.encode(JSON.stringify(t)));
+  const empty = new Uint8Array(0);
+  const pieces = templates.map((t) => (t === null ? empty : enc.encode(JSON.stringify(t))));
   const text = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
   let at = 0;
   pieces.forEach((p, i) => {
@@ -90,6 +97,20 @@ export function packTemplates(templates) {
   });
   return { text, ends };
 }
+
+/**
+ * Entry `i` of a packed list (packTemplates), parsed; null when it is empty.
+ * @param {{text: Uint8Array, ends: Uint32Array | number[]}} packed
+ * @param {number} i
+ * @returns {unknown}
+ */
+export function unpackAt(packed, i) {
+  const start = i ? packed.ends[i - 1] : 0;
+  const end = packed.ends[i];
+  if (!(end > start)) return null;
+  return JSON.parse(utf8.decode(packed.text.subarray(start, end)));
+}
+const utf8 = new TextDecoder();
 
 /** Bytes as base64: extension messaging in Chromium is JSON, so bytes cross as text. */
 export function toBase64(/** @type {Uint8Array} */ bytes) {

@@ -2,19 +2,26 @@
 /**
  * The Library tab's editor: one template's fields, variables and parts (forms built from the
  * core's part schema), its kept revisions, save and delete, and the live preview drawn from the
- * core's `preview` (what the wire carries, with the agent's clock and zone).
+ * core's `preview` (what the wire carries, with the agent's clock and zone). With team
+ * libraries: the library a new template goes to, the open template's library, who changed it
+ * last and its sync state (a viewer's edit stays a local draft: said before saving, and the
+ * hub's reason after), and the resolution of a conflict written by hand (`team.resolve` with
+ * `edited`, opened from the Team tab).
  */
 import { t } from '../lib/i18n.js';
 import { drawDisplay, renderContext } from '../lib/draw.js';
 import { h } from '../lib/page.js';
+import { LOCAL, LOCAL_META, mayPublish, metaOf } from '../lib/team.js';
 import { $, $button, $form, $input, $select, $textarea, checked, control, source } from './dom.js';
-import { call, failure, kindSchema, page } from './state.js';
+import { call, failure, hasTeamLibraries, kindSchema, libraryName, page, roleIn, shortTime, syncText } from './state.js';
 
 /** @typedef {import('./state.js').Template} Template */
 /** @typedef {import('./state.js').Part} Part */
 /** @typedef {import('./state.js').Variable} Variable */
 /** @typedef {import('./state.js').SchemaField} SchemaField */
 /** @typedef {{id: string, title: string, folder: string, tags: string[], shortcut: string, variables: Variable[], parts: Part[]}} Model */
+/** @typedef {import('./state.js').TeamMeta} TeamMeta */
+/** @typedef {{library: string, template: string, conflict: string}} Resolving */
 
 /**
  * What the library list needs of the editor's doings, set by options.js (the list imports the
@@ -24,6 +31,8 @@ import { call, failure, kindSchema, page } from './state.js';
 export const editorHooks = {
   libraryChanged: () => Promise.resolve(),
   currentChanged: () => {},
+  /** a conflict was resolved by hand here (the Team tab reloads its conflicts) */
+  resolved: () => {},
 };
 
 export const editor = {
@@ -41,8 +50,14 @@ export const editor = {
   discardKey: null,
   /** @type {number | null} an older revision shown for restoring */
   shownRevision: null,
-  /** @type {string | null} a template to open once the daemon is up */
+  /** @type {{id: string, library: string} | null} a template to open once the daemon is up */
   pendingOpen: null,
+  /** the library of the template open (or the one a new template goes to) */
+  library: LOCAL,
+  /** @type {TeamMeta} its team state as the daemon last said */
+  meta: LOCAL_META,
+  /** @type {Resolving | null} the conflict this edit resolves when saved (Team tab, "Edit by hand") */
+  resolving: null,
 };
 
 /** The editor's model; only called while a template is open. */
@@ -91,13 +106,24 @@ export function mayDiscard(/** @type {string} */ key) {
   return false;
 }
 
-/** Opens the stored template `id` (asking first when there are unsaved edits, unless `force`). */
-export async function openTemplate(/** @type {string} */ id, { force = false } = {}) {
-  if (!force && !mayDiscard(`open:${id}`)) return;
-  if (page.status.state !== 'up') { editor.pendingOpen = id; return; }
+/** `params` naming `library` when it is a team library (the daemon's default is the local one). */
+export function inLibrary(/** @type {string} */ library, /** @type {Record<string, unknown>} */ params) {
+  return library && library !== LOCAL ? { ...params, library } : params;
+}
+
+/**
+ * Opens the stored template `id` of `library` (asking first when there are unsaved edits,
+ * unless `force`).
+ * @param {string} id
+ * @param {{force?: boolean, library?: string}} [opts]
+ */
+export async function openTemplate(id, { force = false, library = LOCAL } = {}) {
+  if (!force && !mayDiscard(`open:${library}/${id}`)) return;
+  if (page.status.state !== 'up') { editor.pendingOpen = { id, library }; return; }
   try {
-    const r = await call('templates.get', { id });
-    loadEditor(r.template, false, r.current_revision ?? r.revision ?? r.template.revision);
+    const r = await call('templates.get', inLibrary(library, { id }));
+    if (!r.template) throw Object.assign(new Error(t('editor_deleted_team', id)), { code: 'not_found' });
+    loadEditor(r.template, false, r.current_revision ?? r.revision ?? r.template.revision, null, { library, meta: metaOf(r) });
   } catch (e) {
     showEditorMessage('error', t('error_code', [failure(e).code, failure(e).message]));
   }
@@ -109,8 +135,14 @@ export async function openTemplate(/** @type {string} */ id, { force = false } =
  * @param {boolean} isNew
  * @param {number | null} revision the stored template's current revision
  * @param {number | null} [shownRevision] an older revision being shown
+ * @param {{library?: string, meta?: TeamMeta, resolving?: Resolving | null}} [where] its library
+ *   (a new template: the one chosen in the library select), its team state, and the conflict a
+ *   save resolves
  */
-export function loadEditor(tpl, isNew, revision, shownRevision = null) {
+export function loadEditor(tpl, isNew, revision, shownRevision = null, where = {}) {
+  editor.library = where.library ?? (isNew ? newTemplateLibrary() : editor.library);
+  editor.meta = where.meta ?? (isNew ? { library: editor.library } : editor.meta);
+  editor.resolving = where.resolving ?? null;
   const copy = structuredClone(tpl);
   delete copy.revision;
   editor.model = { ...copy, folder: copy.folder ?? '', shortcut: copy.shortcut ?? '', tags: copy.tags ?? [], variables: copy.variables ?? [] };
@@ -131,12 +163,16 @@ export function loadEditor(tpl, isNew, revision, shownRevision = null) {
   control(form, 'folder').value = tpl.folder ?? '';
   control(form, 'shortcut').value = tpl.shortcut ?? '';
   control(form, 'tags').value = (tpl.tags ?? []).join(', ');
-  $('#editor-heading').textContent = isNew ? t('editor_new') : t('editor_edit', tpl.title || tpl.id);
-  $('#editor-delete').hidden = isNew;
+  $('#editor-heading').textContent = editor.resolving ? t('editor_resolving', tpl.id) : isNew ? t('editor_new') : t('editor_edit', tpl.title || tpl.id);
+  $('#editor-delete').hidden = isNew || Boolean(editor.resolving);
+  $('[data-testid="quiver-save"]').textContent = editor.resolving ? t('editor_save_resolution') : t('editor_save');
+  renderLibraryChoice(isNew);
+  renderTeamInfo();
   showRevision();
   hideEditorMessage();
   editor.shownRevision = shownRevision;
-  if (!shownRevision) loadRevisions();
+  if (!shownRevision && !editor.resolving) loadRevisions();
+  else if (editor.resolving) $('#revs-label').hidden = true;
   renderVars();
   renderParts();
   editorHooks.currentChanged();
@@ -153,9 +189,10 @@ async function loadRevisions() {
   try {
     // With dates, when the background lets extension pages call templates.revisions; else the
     // numbers 1..current (every revision is kept, and templates.get reads any of them).
-    const r = /** @type {{revisions: {revision: number, created_at: number}[]}} */ (await call('templates.revisions', { id: editor.id, limit: 100 }));
+    const r = /** @type {{revisions: {revision: number, created_at: number, author?: string, state?: string}[]}} */ (await call('templates.revisions', inLibrary(editor.library, { id: editor.id, limit: 100 })));
     const fmt = new Intl.DateTimeFormat(t('page_lang'), { dateStyle: 'short', timeStyle: 'short' });
-    revisions = r.revisions.map((x) => [x.revision, `${t('revision_n', String(x.revision))} · ${fmt.format(new Date(x.created_at))}`]);
+    // A team revision names its author (and a draft says so).
+    revisions = r.revisions.map((x) => [x.revision, [t('revision_n', String(x.revision)), fmt.format(new Date(x.created_at)), x.author ?? '', x.state === 'draft' ? t('sync_draft') : ''].filter(Boolean).join(' · ')]);
   } catch {
     revisions = [];
     for (let n = editor.revision ?? 0; n >= 1 && revisions.length < 100; n--) revisions.push([n, t('revision_n', String(n))]);
@@ -171,9 +208,10 @@ export async function showOldRevision(/** @type {number} */ rev) {
   if (!id) return;
   try {
     if (!mayDiscard(`rev:${rev}`)) { $select('#editor-revs').value = String(editor.shownRevision ?? editor.revision); return; }
-    if (rev === editor.revision) { await openTemplate(id, { force: true }); return; }
-    const r = await call('templates.get', { id, revision: rev });
-    loadEditor(r.template, false, editor.revision, rev);
+    if (rev === editor.revision) { await openTemplate(id, { force: true, library: editor.library }); return; }
+    const r = await call('templates.get', inLibrary(editor.library, { id, revision: rev }));
+    if (!r.template) throw Object.assign(new Error(t('editor_revision_deleted', String(rev))), { code: 'not_found' });
+    loadEditor(r.template, false, editor.revision, rev, { library: editor.library, meta: editor.meta });
     $select('#editor-revs').value = String(rev);
     showEditorMessage('warn', t('editor_old_revision', [String(rev), String(editor.revision)]), { code: 'old_revision' });
   } catch (e) {
@@ -188,14 +226,75 @@ function showRevision() {
   el.textContent = editor.revision == null ? t('revision_unsaved') : t('revision_n', String(editor.revision));
 }
 
-/** Warns when the open template was changed elsewhere (another page, the CLI, a teammate). */
+/**
+ * Warns when the open template was changed elsewhere (another page, the CLI, a teammate), and
+ * shows its team state afresh (pushed, refused, in conflict).
+ */
 export async function refreshRevision() {
+  if (!editor.id || editor.isNew) return;
   try {
-    const r = await call('templates.get', { id: editor.id });
-    if (r.current_revision !== editor.revision) {
+    const r = await call('templates.get', inLibrary(editor.library, { id: editor.id }));
+    editor.meta = metaOf(r);
+    renderTeamInfo();
+    if (r.current_revision !== editor.revision && !editor.saving) {
       showEditorMessage('warn', t('editor_changed_elsewhere', String(r.current_revision)));
     }
   } catch { /* deleted elsewhere: the save will say so */ }
+}
+
+/** The library a new template goes to: the library select's choice, else the local library. */
+function newTemplateLibrary() {
+  const sel = /** @type {HTMLSelectElement | null} */ (document.querySelector('#editor-library'));
+  const v = sel?.value;
+  return v && (v === LOCAL || mayPublish(roleIn(v))) ? v : LOCAL;
+}
+
+/**
+ * The library select: for a new template, the local library and every team library whose role
+ * publishes edits; for a stored one, its library (a template stays in its library). Hidden
+ * while no team library was joined.
+ */
+export function renderLibraryChoice(/** @type {boolean} */ isNew = editor.isNew) {
+  const label = $('#editor-library-label');
+  const sel = $select('#editor-library');
+  label.hidden = !hasTeamLibraries() && editor.library === LOCAL;
+  const choices = isNew
+    ? [LOCAL, ...[...page.team.libraries.values()].filter((l) => mayPublish(l.role)).map((l) => l.id)]
+    : [editor.library];
+  if (!choices.includes(editor.library)) choices.push(editor.library);
+  sel.replaceChildren(...choices.map((id) => h('option', { value: id }, libraryLabel(id))));
+  sel.value = editor.library;
+  sel.disabled = !isNew;
+}
+
+/** A library with the user's role in it. */
+function libraryLabel(/** @type {string} */ id) {
+  const role = roleIn(id);
+  return role ? `${libraryName(id)} (${t(`role_${role}`)})` : libraryName(id);
+}
+
+/**
+ * The open template's team facts: its library and the user's role, who changed it last and
+ * when, its sync state; a viewer is told before saving that the edit stays a local draft.
+ */
+export function renderTeamInfo() {
+  const box = $('#editor-team');
+  const lib = editor.library;
+  if (lib === LOCAL) { box.hidden = true; box.replaceChildren(); return; }
+  const role = roleIn(lib);
+  const meta = editor.meta;
+  box.hidden = false;
+  box.dataset.library = lib;
+  box.dataset.role = role ?? '';
+  box.dataset.sync = meta.sync ?? '';
+  const sync = syncText(meta);
+  box.replaceChildren(h('div', { class: 'team-facts' },
+    h('span', { class: 'library-badge', dataset: { testid: 'quiver-editor-library-name' } }, libraryLabel(lib)),
+    meta.author ? h('span', { dataset: { testid: 'quiver-editor-author' } }, ' ', meta.changed_at ? t('editor_changed_by_at', [meta.author, shortTime(meta.changed_at)]) : t('editor_changed_by', meta.author)) : null,
+    sync ? h('span', { class: `sync-badge sync-${meta.sync}`, title: sync.title, dataset: { testid: 'quiver-editor-sync', sync: meta.sync ?? '' } }, sync.label) : null,
+    meta.sync === 'draft' && meta.reason ? h('p', { class: 'message warn', dataset: { testid: 'quiver-editor-draft-reason' } }, sync?.title ?? '') : null,
+    role && !mayPublish(role) ? h('p', { class: 'message warn', dataset: { testid: 'quiver-editor-viewer' } }, t('editor_viewer_draft', libraryName(lib))) : null,
+    editor.resolving ? h('p', { class: 'message warn', dataset: { testid: 'quiver-editor-resolving' } }, t('editor_resolving_help')) : null));
 }
 
 /**
@@ -467,9 +566,15 @@ export async function saveTemplate(/** @type {SubmitEvent} */ e) {
   }
   editor.saving = true;
   try {
+    if (editor.resolving) {
+      await saveResolution(tpl, editor.resolving);
+      return;
+    }
     if (editor.isNew) {
+      editor.library = newTemplateLibrary();
+      editor.meta = { library: editor.library };
       // A new template must not silently become a revision of another one with the same id.
-      const existing = await call('templates.get', { id: tpl.id }).catch((err) => (failure(err).code === 'not_found' ? null : Promise.reject(err)));
+      const existing = await call('templates.get', inLibrary(editor.library, { id: tpl.id })).catch((err) => (failure(err).code === 'not_found' ? null : Promise.reject(err)));
       if (existing && !existing.deleted_at) {
         showEditorMessage('error', t('editor_id_taken', tpl.id), { code: 'id_taken', field: 'id' });
         control($form('#editor'), 'id').focus();
@@ -479,7 +584,8 @@ export async function saveTemplate(/** @type {SubmitEvent} */ e) {
     /** @type {{template: Template, base_revision?: number}} */
     const params = { template: tpl };
     if (!editor.isNew && editor.revision != null) params.base_revision = editor.revision;
-    const r = await call('templates.put', params);
+    const r = await call('templates.put', inLibrary(editor.library, params));
+    editor.meta = metaOf(r);
     if (editor.isNew && !r.created) {
       // The id existed already: the put made a new revision of that template. Say so.
       showEditorMessage('warn', t('editor_saved_existing', [tpl.id, String(r.revision)]));
@@ -493,6 +599,8 @@ export async function saveTemplate(/** @type {SubmitEvent} */ e) {
     /** @type {HTMLInputElement} */ (control($form('#editor'), 'id')).readOnly = true;
     $('#editor-delete').hidden = false;
     $('#editor-heading').textContent = t('editor_edit', tpl.title);
+    renderLibraryChoice(false);
+    renderTeamInfo();
     showRevision();
     loadRevisions();
     await editorHooks.libraryChanged();
@@ -504,6 +612,35 @@ export async function saveTemplate(/** @type {SubmitEvent} */ e) {
   } finally {
     editor.saving = false;
   }
+}
+
+/**
+ * Saves the form as the resolution of a kept conflict (`team.resolve` with `edited`): a revision
+ * with both versions as its parents, pushed like any edit.
+ * @param {Template} tpl
+ * @param {Resolving} res
+ */
+async function saveResolution(tpl, res) {
+  if (tpl.id !== res.template) {
+    showEditorMessage('error', t('editor_resolution_id', res.template), { code: 'invalid_params', field: 'id' });
+    return;
+  }
+  const r = await call('team.resolve', { library: res.library, template: res.template, conflict: res.conflict, edited: tpl });
+  editor.resolving = null;
+  editor.dirty = false;
+  editor.id = res.template;
+  editor.isNew = false;
+  editor.library = res.library;
+  editor.revision = r.revision;
+  $('#editor-heading').textContent = t('editor_edit', tpl.title);
+  $('[data-testid="quiver-save"]').textContent = t('editor_save');
+  $('#editor-delete').hidden = false;
+  showEditorMessage('ok', t('editor_resolved', String(r.revision)), { code: 'resolved' });
+  await refreshRevision();
+  showRevision();
+  loadRevisions();
+  await editorHooks.libraryChanged();
+  editorHooks.resolved();
 }
 
 export function disarmDelete() {
@@ -524,7 +661,7 @@ export async function deleteTemplate() {
     return;
   }
   try {
-    const r = await call('templates.delete', { id: editor.id, base_revision: editor.revision ?? undefined });
+    const r = await call('templates.delete', inLibrary(editor.library, { id: editor.id, base_revision: editor.revision ?? undefined }));
     const id = editor.id ?? '';
     editor.id = null;
     editor.model = null;

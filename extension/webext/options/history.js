@@ -1,14 +1,18 @@
 // @ts-check
-/** The History tab: the daemon's send history, filtered, a page at a time. */
+/**
+ * The History tab: the daemon's send history, filtered, a page at a time. Each row names the
+ * template's library and, for a team template, the exact team revision sent (`rev_id`).
+ */
 import { api } from '../lib/browser.js';
 import { t } from '../lib/i18n.js';
 import { h } from '../lib/page.js';
 import { $, $form, control } from './dom.js';
-import { call, failureText, platformName } from './state.js';
+import { call, failureText, libraryName, platformName } from './state.js';
 
 /**
  * @typedef {{template_id: string | null, revision: number | null, part_index: number, platform: string,
- *   workspace: string | null, customer: string | null, state: string, error: string | null, queued_at: number}} HistoryRow
+ *   workspace: string | null, customer: string | null, state: string, error: string | null, queued_at: number,
+ *   library?: string | null, rev_id?: string | null}} HistoryRow
  */
 
 export const hist = {
@@ -47,9 +51,11 @@ export async function loadHistory(/** @type {boolean} */ fresh) {
     const r = /** @type {{rows: HistoryRow[], next_cursor: string | null}} */ (await call('history.list', params));
     msg.hidden = true;
     const fmt = new Intl.DateTimeFormat(api.i18n.getUILanguage(), { dateStyle: 'short', timeStyle: 'medium' });
-    $('#history-rows').append(...r.rows.map((row) => h('tr', { dataset: { testid: 'quiver-history-row', state: row.state, templateId: row.template_id ?? '' } },
+    $('#history-rows').append(...r.rows.map((row) => h('tr', { dataset: { testid: 'quiver-history-row', state: row.state, templateId: row.template_id ?? '', library: row.library ?? '', revId: row.rev_id ?? '' } },
       h('td', {}, fmt.format(new Date(row.queued_at))),
       h('td', {}, `${row.template_id} · ${t('revision_n', String(row.revision))} · #${row.part_index + 1}`),
+      h('td', { dataset: { testid: 'quiver-history-library' } }, row.template_id ? libraryName(row.library) : '',
+        row.rev_id ? h('div', { class: 'muted rev-id', title: row.rev_id, dataset: { testid: 'quiver-history-rev' } }, t('history_team_revision', row.rev_id)) : null),
       h('td', {}, platformName(row.platform)), h('td', {}, row.workspace ?? ''), h('td', {}, row.customer ?? ''),
       h('td', {}, h('span', { class: `state state-${row.state}` }, t(`state_${row.state}`))), h('td', {}, row.error ?? ''))));
     hist.cursor = r.next_cursor;

@@ -3,6 +3,7 @@
 import { loadCore as loadWasmCore } from '../lib/core.js';
 import { t } from '../lib/i18n.js';
 import { h } from '../lib/page.js';
+import { LOCAL } from '../lib/team.js';
 import { $, $button, $textarea } from './dom.js';
 import { listAll, loadLibrary } from './library.js';
 import { call, failure, failureText, page } from './state.js';
@@ -107,11 +108,14 @@ export async function runImport() {
   }
 }
 
-/** Downloads the whole library as a library file (without the store's revision numbers). */
+/**
+ * Downloads the local library as a library file (without the store's revision numbers). Team
+ * libraries live on their hub (and may hold the same ids): they are not part of it.
+ */
 export async function runExport() {
   const out = $('#export-result');
   try {
-    const templates = (await listAll()).map((tpl) => {
+    const templates = (await listAll()).filter((e) => e.meta.library === LOCAL).map(({ tpl }) => {
       const c = { ...tpl };
       delete c.revision;
       return c;

@@ -1,0 +1,1 @@
+//! Unit tests of the team methods and the sync entry points.

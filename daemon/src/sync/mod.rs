@@ -1,0 +1,917 @@
+//! The sync engine: the daemon's side of team sync (`docs/sync.md`, "The daemon").
+//!
+//! A tokio runtime of its own (one worker thread) runs one task per joined hub, plus that hub's
+//! event stream. A hub's task runs *cycles*: refresh the library list (`/v1/me`) when needed,
+//! then for each library pull by cursor until caught up (each page applied with its cursor in
+//! one transaction), re-push what the hub lost after an epoch change, push the outbox in order
+//! in batches (each batch's results recorded, and their outbox rows deleted, in one
+//! transaction), pull again, and compare digests once idle. A cycle runs when something wakes
+//! the task: a local edit of a team library (the service's kick), a poke on the event stream,
+//! `team.sync`, or the periodic fallback (30 s). A failed cycle is retried with backoff (0.2 s
+//! doubling to 5 s; `team.sync` retries at once); edits wait in the outbox meanwhile.
+//!
+//! The engine never holds the service lock across the network: it reads and writes through
+//! [`Shared::run`], on tokio's blocking pool. `team.join`, `team.sync` and `team.status` with
+//! `probe` need the network too: the connection's thread hands them to [`Engine::serve`],
+//! outside the service lock.
+
+pub mod client;
+pub mod invite;
+pub mod sse;
+
+use crate::params::{self, Call};
+use crate::service::{Probe, ServiceError, Shared};
+use crate::store::{HubRow, LibraryRow};
+use crate::{debug, info, warn};
+use client::{HubClient, HubError};
+use quiver_shared::proto::{self, ErrorBody};
+use quiver_shared::sync::wire::{Poke, PushRequest};
+use quiver_shared::sync::{MAX_PAGE, MAX_PUSH};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// Bytes of revision bodies in one push (the hub accepts a few MiB per request).
+const PUSH_BYTES: usize = 2 * 1024 * 1024;
+/// The pull that runs even when no poke came.
+const PERIOD: Duration = Duration::from_secs(30);
+/// Backoff after a failed cycle or a lost event stream.
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A revoked token is retried this rarely (a new join is what fixes it).
+const UNAUTHORIZED_RETRY: Duration = Duration::from_secs(60);
+/// An event stream silent this long is taken for dead (the hub sends heartbeats).
+const STREAM_SILENCE: Duration = Duration::from_secs(45);
+/// A hub answering 410 more often than this in one pull is broken, not restored.
+const MAX_RESETS: u32 = 3;
+
+/// What a hub's last cycle found, for `team.sync`.
+#[derive(Debug, Clone, Default)]
+struct Report {
+    /// The `team.sync` request number the cycle started after.
+    force_seen: u64,
+    idle: bool,
+    error: Option<String>,
+}
+
+/// What the tasks share.
+#[derive(Debug)]
+struct Ctx {
+    shared: Arc<Shared>,
+    /// Bumped by `team.sync`: every hub runs a cycle now.
+    force: watch::Sender<u64>,
+    /// Each hub's last cycle.
+    reports: Mutex<HashMap<String, Report>>,
+    /// Bumped whenever a report is written.
+    reported: watch::Sender<u64>,
+}
+
+/// Why a service call failed, as a hub error (the cycle stops and is retried).
+fn svc_err(e: ServiceError) -> HubError {
+    HubError::Bad(format!("daemon: {e}"))
+}
+
+impl Ctx {
+    /// Runs `f` on the service, off the async worker.
+    async fn db<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut crate::service::Service, u64) -> T + Send + 'static,
+    ) -> Option<T> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || shared.run(f))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// [`Ctx::db`] of a fallible call, as a hub error.
+    async fn dbr<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut crate::service::Service, u64) -> Result<T, ServiceError> + Send + 'static,
+    ) -> Result<T, HubError> {
+        match self.db(f).await {
+            Some(r) => r.map_err(svc_err),
+            None => Err(HubError::Bad("the daemon's service failed".into())),
+        }
+    }
+
+    fn report(&self, hub: &str, r: Report) {
+        if let Ok(mut m) = self.reports.lock() {
+            m.insert(hub.to_string(), r);
+        }
+        self.reported.send_modify(|v| *v = v.wrapping_add(1));
+    }
+}
+
+/// The running engine.
+#[derive(Debug)]
+pub struct Engine {
+    rt: Mutex<Option<tokio::runtime::Runtime>>,
+    handle: tokio::runtime::Handle,
+    ctx: Arc<Ctx>,
+}
+
+impl Engine {
+    /// Starts the engine for the service in `shared`: a task per joined hub, and a supervisor
+    /// that starts and stops them as hubs are joined and left.
+    pub fn start(shared: Arc<Shared>) -> std::io::Result<Engine> {
+        // reqwest's rustls wants a process-wide provider for what it sets up itself: ring, as
+        // everywhere (quiver_hub::tls::provider)
+        let _ = quiver_hub::tls::provider()
+            .as_ref()
+            .clone()
+            .install_default();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(4)
+            .thread_name("quiver-sync")
+            .enable_all()
+            .build()?;
+        let ctx = Arc::new(Ctx {
+            shared,
+            force: watch::channel(0).0,
+            reports: Mutex::new(HashMap::new()),
+            reported: watch::channel(0).0,
+        });
+        rt.spawn(supervise(ctx.clone()));
+        Ok(Engine {
+            handle: rt.handle().clone(),
+            rt: Mutex::new(Some(rt)),
+            ctx,
+        })
+    }
+
+    /// Whether the connection's thread should hand `req` to [`Engine::serve`] (it needs the
+    /// network).
+    pub fn handles(req: &proto::Request) -> bool {
+        match req.method.as_str() {
+            "team.join" | "team.sync" => true,
+            "team.status" => req.params.get("probe") == Some(&Value::Bool(true)),
+            _ => false,
+        }
+    }
+
+    /// Serves `team.join`, `team.sync` or `team.status` with `probe` (a whole reply frame).
+    pub fn serve(&self, req: &proto::Request) -> Value {
+        let out = match params::parse(req) {
+            Ok(Call::TeamJoin(p)) => {
+                self.handle
+                    .block_on(join(&self.ctx, &p.invite, p.device_name.as_deref()))
+            }
+            Ok(Call::TeamSync(wait_ms)) => self.handle.block_on(sync_now(&self.ctx, wait_ms)),
+            Ok(Call::TeamStatus(_)) => Ok(self.handle.block_on(probe(&self.ctx))),
+            Ok(_) => Err(ServiceError::Internal(format!(
+                "{} is not served by the sync engine",
+                req.method
+            ))),
+            Err(e) => Err(ServiceError::from(e)),
+        };
+        match out {
+            Ok(v) => proto::reply(&req.id, v),
+            Err(e) => proto::error_reply(&req.id, &ErrorBody::from(e)),
+        }
+    }
+
+    /// Stops every task (the daemon is shutting down).
+    pub fn shutdown(&self) {
+        let rt = self.rt.lock().ok().and_then(|mut r| r.take());
+        if let Some(rt) = rt {
+            rt.shutdown_timeout(Duration::from_millis(500));
+        }
+    }
+}
+
+/// A hub error as the protocol's error.
+fn hub_failure(what: &str, e: &HubError) -> ServiceError {
+    let kind = match e {
+        HubError::Unreachable(_) => "unreachable",
+        HubError::Pin(_) => "certificate",
+        HubError::Unauthorized(_) => "unauthorized",
+        HubError::Forbidden(_) => "forbidden",
+        HubError::NotFound(_) => "not_found",
+        HubError::Reset { .. } => "reset",
+        HubError::TooLarge(_) => "too_large",
+        HubError::Http { .. } => "http",
+        HubError::Bad(_) => "bad_reply",
+    };
+    ServiceError::Hub {
+        message: format!("{what}: {e}"),
+        data: Some(json!({ "reason": kind })),
+    }
+}
+
+/// The name this device has in the team unless the user gives one.
+fn default_device_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty());
+    match (std::env::var("USER").ok().filter(|u| !u.is_empty()), host) {
+        (Some(u), Some(h)) => format!("{u}@{h}"),
+        (None, Some(h)) => h,
+        (Some(u), None) => u,
+        (None, None) => "quiver".to_string(),
+    }
+}
+
+/// `team.join`: redeems the invite at the hub and records the hub, the token and the
+/// libraries; the hub's task starts and pulls them.
+async fn join(
+    ctx: &Arc<Ctx>,
+    invite_text: &str,
+    name: Option<&str>,
+) -> Result<Value, ServiceError> {
+    let inv = invite::parse(invite_text)
+        .map_err(|e| ServiceError::from(params::invalid(format!("team.join: `invite`: {e}"))))?;
+    let url = inv.base_url.clone();
+    let device_name = name.map_or_else(default_device_name, str::to_string);
+    let client = HubClient::new(&url, inv.fingerprint.as_deref(), None)
+        .map_err(|e| hub_failure("team.join", &e))?;
+    let me = client
+        .join(&inv.code, &device_name)
+        .await
+        .map_err(|e| hub_failure(&format!("team.join at {url}"), &e))?;
+    info!(
+        "joined hub {} at {url} as {} (device {})",
+        me.hub_id, me.user_name, me.device_id
+    );
+    let fp = inv.fingerprint.clone();
+    ctx.db(move |svc, now| svc.team_joined(&url, fp.as_deref(), &device_name, &me, now))
+        .await
+        .ok_or_else(|| ServiceError::Internal("the daemon's service failed".into()))?
+}
+
+/// `team.sync`: every hub runs a cycle now; waits until all are idle or `wait_ms` passed.
+async fn sync_now(ctx: &Arc<Ctx>, wait_ms: u64) -> Result<Value, ServiceError> {
+    let start = Instant::now();
+    let deadline = start + Duration::from_millis(wait_ms);
+    let mut reported = ctx.reported.subscribe();
+    let mut request = 0;
+    ctx.force.send_modify(|v| {
+        *v += 1;
+        request = *v;
+    });
+    let idle = loop {
+        reported.borrow_and_update();
+        let hubs = ctx
+            .db(|svc, _| svc.team_hubs())
+            .await
+            .ok_or_else(|| ServiceError::Internal("the daemon's service failed".into()))??;
+        if hubs.is_empty() {
+            return Err(ServiceError::NotFound(
+                "this device has not joined a team hub (quiver team join INVITE)".into(),
+            ));
+        }
+        let done = {
+            let reports = ctx.reports.lock().map(|m| m.clone()).unwrap_or_default();
+            hubs.iter().all(|h| {
+                reports
+                    .get(&h.hub_id)
+                    .is_some_and(|r| r.force_seen >= request && r.idle)
+            })
+        };
+        if done {
+            break true;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break false;
+        }
+        let _ = tokio::time::timeout(left, reported.changed()).await;
+    };
+    let errors: Vec<Value> = ctx
+        .reports
+        .lock()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(h, r)| r.error.as_ref().map(|e| json!({"hub": h, "error": e})))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut status = ctx
+        .db(|svc, now| svc.team_status(None, now))
+        .await
+        .unwrap_or(Value::Null);
+    status["idle"] = json!(idle);
+    status["waited_ms"] = json!(start.elapsed().as_millis() as u64);
+    status["errors"] = json!(errors);
+    Ok(status)
+}
+
+/// `team.status` with `probe`: asks every hub now.
+async fn probe(ctx: &Arc<Ctx>) -> Value {
+    let hubs = ctx
+        .db(|svc, _| svc.team_hubs())
+        .await
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let mut probes: HashMap<String, Probe> = HashMap::new();
+    for hub in hubs {
+        let mut p = Probe::default();
+        let plain = hub.url.starts_with("http://");
+        match HubClient::new(
+            &hub.url,
+            hub.fingerprint.as_deref(),
+            Some(hub.token.clone()),
+        ) {
+            Err(e) => p.error = Some(e.to_string()),
+            Ok(client) => match client.me().await {
+                Ok(me) => {
+                    p.reachable = true;
+                    p.certificate = Some(if plain { "plain" } else { "ok" });
+                    p.token = Some(true);
+                    for l in &me.libraries {
+                        p.head_seqs.insert(l.id.clone(), l.head_seq);
+                        match client.digest(&l.id).await {
+                            Ok(d) => {
+                                p.digests.insert(l.id.clone(), d);
+                            }
+                            Err(e) => p.error = Some(format!("digest of {}: {e}", l.name)),
+                        }
+                    }
+                }
+                Err(e) => {
+                    match &e {
+                        HubError::Unreachable(_) => {}
+                        HubError::Pin(_) => {
+                            p.reachable = true;
+                            p.certificate = Some("mismatch");
+                        }
+                        HubError::Unauthorized(_) => {
+                            p.reachable = true;
+                            p.certificate = Some(if plain { "plain" } else { "ok" });
+                            p.token = Some(false);
+                        }
+                        _ => {
+                            p.reachable = true;
+                            p.certificate = Some(if plain { "plain" } else { "ok" });
+                        }
+                    }
+                    p.error = Some(e.to_string());
+                }
+            },
+        }
+        probes.insert(hub.hub_id.clone(), p);
+    }
+    ctx.db(move |svc, now| svc.team_status(Some(&probes), now))
+        .await
+        .unwrap_or(Value::Null)
+}
+
+/// Starts a task for every joined hub and stops the tasks of hubs left.
+async fn supervise(ctx: Arc<Ctx>) {
+    let Some(mut kick) = ctx.db(|svc, _| svc.kick_receiver()).await else {
+        return;
+    };
+    let mut tasks: HashMap<String, (String, watch::Sender<bool>)> = HashMap::new();
+    loop {
+        kick.borrow_and_update();
+        let hubs: Vec<HubRow> = ctx
+            .db(|svc, _| svc.team_hubs())
+            .await
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        // a hub joined again gets a new token: its task starts afresh
+        let want: HashMap<String, String> = hubs
+            .iter()
+            .map(|h| (h.hub_id.clone(), format!("{}\n{}", h.url, h.token)))
+            .collect();
+        tasks.retain(|id, (who, stop)| {
+            let keep = want.get(id) == Some(who);
+            if !keep {
+                let _ = stop.send(true);
+            }
+            keep
+        });
+        for (id, who) in want {
+            if tasks.contains_key(&id) {
+                continue;
+            }
+            let (stop_tx, stop_rx) = watch::channel(false);
+            tokio::spawn(hub_task(ctx.clone(), id.clone(), kick.clone(), stop_rx));
+            tasks.insert(id, (who, stop_tx));
+        }
+        if kick.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A wake-up of a hub's task from its event stream.
+#[derive(Debug)]
+enum Wake {
+    /// The stream (re)connected: anything may have been missed.
+    Connected,
+    Poke(Poke),
+}
+
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    d + Duration::from_millis(u64::from(nanos % 100))
+}
+
+/// One hub: cycles until the hub is left.
+async fn hub_task(
+    ctx: Arc<Ctx>,
+    hub_id: String,
+    mut kick: watch::Receiver<u64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (wake_tx, mut wake_rx) = mpsc::unbounded_channel::<Wake>();
+    tokio::spawn(events_task(
+        ctx.clone(),
+        hub_id.clone(),
+        wake_tx,
+        stop.clone(),
+    ));
+    let mut force = ctx.force.subscribe();
+    let mut backoff = BACKOFF_MIN;
+    let mut refresh_me = true;
+    let mut client: Option<(String, HubClient)> = None;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let force_seen = *force.borrow_and_update();
+        kick.borrow_and_update();
+        let id = hub_id.clone();
+        let hub = match ctx.db(move |svc, _| svc.team_hub(&id)).await {
+            Some(Ok(Some(h))) => h,
+            _ => return,
+        };
+        let key = format!("{}\n{:?}\n{}", hub.url, hub.fingerprint, hub.token);
+        if client.as_ref().map(|(k, _)| k) != Some(&key) {
+            match HubClient::new(
+                &hub.url,
+                hub.fingerprint.as_deref(),
+                Some(hub.token.clone()),
+            ) {
+                Ok(c) => client = Some((key, c)),
+                Err(e) => {
+                    warn!("hub {}: {e}", hub.hub_id);
+                    set_hub(&ctx, &hub.hub_id, "offline", Some(e.to_string()), false).await;
+                    ctx.report(
+                        &hub.hub_id,
+                        Report {
+                            force_seen,
+                            idle: false,
+                            error: Some(e.to_string()),
+                        },
+                    );
+                    wait(&mut stop, &mut force, UNAUTHORIZED_RETRY).await;
+                    continue;
+                }
+            }
+        }
+        let Some((_, c)) = client.as_ref() else {
+            continue;
+        };
+        match cycle(&ctx, c, &hub, refresh_me).await {
+            Ok(idle) => {
+                refresh_me = false;
+                backoff = BACKOFF_MIN;
+                set_hub(&ctx, &hub.hub_id, "online", None, true).await;
+                ctx.report(
+                    &hub.hub_id,
+                    Report {
+                        force_seen,
+                        idle,
+                        error: None,
+                    },
+                );
+            }
+            Err(e) => {
+                let state = if matches!(e, HubError::Unauthorized(_)) {
+                    "unauthorized"
+                } else {
+                    "offline"
+                };
+                debug!("hub {}: sync failed: {e}", hub.hub_id);
+                set_hub(&ctx, &hub.hub_id, state, Some(e.to_string()), false).await;
+                ctx.report(
+                    &hub.hub_id,
+                    Report {
+                        force_seen,
+                        idle: false,
+                        error: Some(e.to_string()),
+                    },
+                );
+                refresh_me = true;
+                let pause = if state == "unauthorized" {
+                    UNAUTHORIZED_RETRY
+                } else {
+                    jitter(backoff)
+                };
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                wait(&mut stop, &mut force, pause).await;
+                continue;
+            }
+        }
+        // idle until something happens
+        tokio::select! {
+            r = kick.changed() => if r.is_err() { return },
+            r = force.changed() => if r.is_err() { return },
+            _ = stop.changed() => return,
+            w = wake_rx.recv() => {
+                let mut wakes = vec![];
+                if let Some(w) = w { wakes.push(w) }
+                while let Ok(w) = wake_rx.try_recv() { wakes.push(w) }
+                for w in wakes {
+                    match w {
+                        Wake::Connected => refresh_me = true,
+                        Wake::Poke(p) => {
+                            let lib = p.library.clone();
+                            let known = ctx
+                                .db(move |svc, _| svc.team_library_row(&lib))
+                                .await
+                                .and_then(Result::ok)
+                                .flatten()
+                                .filter(|l| l.removed_at.is_none());
+                            match known {
+                                None => refresh_me = true,
+                                Some(l) => {
+                                    let (lib, seq) = (p.library.clone(), p.head_seq);
+                                    if seq > l.last_seq {
+                                        ctx.db(move |svc, _| svc.team_head_seq(&lib, seq)).await;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep(PERIOD) => refresh_me = true,
+        }
+    }
+}
+
+/// Sleeps `d`, or less when the hub is left or `team.sync` asks.
+async fn wait(stop: &mut watch::Receiver<bool>, force: &mut watch::Receiver<u64>, d: Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = stop.changed() => {}
+        _ = force.changed() => {}
+    }
+}
+
+async fn set_hub(ctx: &Ctx, hub: &str, state: &'static str, error: Option<String>, ok: bool) {
+    let hub = hub.to_string();
+    ctx.db(move |svc, now| {
+        svc.team_hub_live(&hub, |l| {
+            l.state = state;
+            if ok {
+                l.last_ok_at = Some(now);
+                l.last_error = None;
+            } else {
+                l.last_error = error;
+            }
+        })
+    })
+    .await;
+}
+
+/// One cycle over every library of the hub. `Ok(idle)`: nothing left to push or pull.
+async fn cycle(
+    ctx: &Arc<Ctx>,
+    client: &HubClient,
+    hub: &HubRow,
+    refresh_me: bool,
+) -> Result<bool, HubError> {
+    if refresh_me {
+        refresh(ctx, client, hub).await?;
+    }
+    let id = hub.hub_id.clone();
+    let libs: Vec<LibraryRow> = ctx.dbr(move |svc, _| svc.team_libraries_of(&id)).await?;
+    let mut idle = true;
+    let mut refreshed = false;
+    for lib in libs {
+        match sync_library(ctx, client, &lib.id).await {
+            Ok(done) => {
+                idle &= done;
+                note_lib_error(ctx, &lib.id, None).await;
+            }
+            Err(e @ (HubError::Forbidden(_) | HubError::NotFound(_))) => {
+                // no longer a member? the library list says (and purges it)
+                note_lib_error(ctx, &lib.id, Some(e.to_string())).await;
+                if !refreshed {
+                    refresh(ctx, client, hub).await?;
+                    refreshed = true;
+                }
+                let l = lib.id.clone();
+                let still = ctx
+                    .dbr(move |svc, _| svc.team_library_row(&l))
+                    .await?
+                    .is_some_and(|l| l.removed_at.is_none());
+                if still {
+                    warn!("library {}: {e}", lib.id);
+                    idle = false;
+                }
+            }
+            Err(e) => {
+                note_lib_error(ctx, &lib.id, Some(e.to_string())).await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(idle)
+}
+
+async fn note_lib_error(ctx: &Ctx, lib: &str, error: Option<String>) {
+    let lib = lib.to_string();
+    ctx.db(move |svc, _| svc.team_lib_live(&lib, |l| l.last_error = error))
+        .await;
+}
+
+/// `/v1/me`: the library list (new ones added, removed ones purged).
+async fn refresh(ctx: &Ctx, client: &HubClient, hub: &HubRow) -> Result<(), HubError> {
+    let me = client.me().await?;
+    let id = hub.hub_id.clone();
+    ctx.dbr(move |svc, now| svc.team_me(&id, &me.libraries, now))
+        .await
+}
+
+/// Pull, re-push after a reset, push, pull again; then the digest. `Ok(idle)`.
+async fn sync_library(ctx: &Arc<Ctx>, client: &HubClient, lib: &str) -> Result<bool, HubError> {
+    for _round in 0..8 {
+        if !pull(ctx, client, lib).await? {
+            return Ok(true); // purged
+        }
+        let l = lib.to_string();
+        let row = ctx.dbr(move |svc, _| svc.team_library_row(&l)).await?;
+        let Some(row) = row.filter(|r| r.removed_at.is_none()) else {
+            return Ok(true);
+        };
+        if row.resetting {
+            let l = lib.to_string();
+            ctx.dbr(move |svc, now| svc.team_requeue(&l, now)).await?;
+        }
+        match push(ctx, client, lib).await? {
+            Pushed::Nothing => return digest_check(ctx, client, lib).await,
+            Pushed::Some | Pushed::Reset => continue,
+        }
+    }
+    Ok(false)
+}
+
+/// Pulls `lib` until caught up. `Ok(false)`: the library was purged.
+async fn pull(ctx: &Ctx, client: &HubClient, lib: &str) -> Result<bool, HubError> {
+    let mut resets = 0;
+    loop {
+        let l = lib.to_string();
+        let row = ctx.dbr(move |svc, _| svc.team_library_row(&l)).await?;
+        let Some(row) = row.filter(|r| r.removed_at.is_none()) else {
+            return Ok(false);
+        };
+        let epoch = row.epoch.clone().unwrap_or_default();
+        match client.changes(lib, &epoch, row.last_seq, MAX_PAGE).await {
+            Ok(page) if page.epoch != epoch && !epoch.is_empty() => {
+                resets += 1;
+                reset(ctx, client, lib, Some(page.epoch.clone()), resets).await?;
+            }
+            Ok(page) => {
+                let more = page.more;
+                let l = lib.to_string();
+                let applied = ctx
+                    .dbr(move |svc, now| svc.team_apply(&l, &page, now))
+                    .await?;
+                if applied.purged {
+                    return Ok(false);
+                }
+                if !more {
+                    let l = lib.to_string();
+                    ctx.db(move |svc, _| svc.team_lib_live(&l, |x| x.caught_up = true))
+                        .await;
+                    return Ok(true);
+                }
+            }
+            Err(HubError::Reset { epoch }) => {
+                resets += 1;
+                reset(ctx, client, lib, epoch, resets).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The library's log changed: its cursor starts again in the new epoch.
+async fn reset(
+    ctx: &Ctx,
+    client: &HubClient,
+    lib: &str,
+    epoch: Option<String>,
+    resets: u32,
+) -> Result<(), HubError> {
+    if resets > MAX_RESETS {
+        return Err(HubError::Bad(format!(
+            "the hub reset library {lib} {resets} times in one pull"
+        )));
+    }
+    let epoch = match epoch {
+        Some(e) => e,
+        None => client
+            .me()
+            .await?
+            .libraries
+            .into_iter()
+            .find(|l| l.id == lib)
+            .map(|l| l.epoch)
+            .ok_or_else(|| HubError::NotFound(format!("library {lib}")))?,
+    };
+    let l = lib.to_string();
+    ctx.dbr(move |svc, _| svc.team_reset(&l, &epoch)).await
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Pushed {
+    Nothing,
+    Some,
+    /// The hub's epoch changed: pull again from the start.
+    Reset,
+}
+
+/// Pushes the outbox of `lib` in order, in batches.
+async fn push(ctx: &Ctx, client: &HubClient, lib: &str) -> Result<Pushed, HubError> {
+    let mut max = MAX_PUSH;
+    let mut pushed = false;
+    loop {
+        let l = lib.to_string();
+        let batch = ctx
+            .dbr(move |svc, _| svc.team_outbox(&l, max, PUSH_BYTES))
+            .await?;
+        if batch.is_empty() {
+            return Ok(if pushed {
+                Pushed::Some
+            } else {
+                Pushed::Nothing
+            });
+        }
+        let l = lib.to_string();
+        let row = ctx.dbr(move |svc, _| svc.team_library_row(&l)).await?;
+        let Some(row) = row else {
+            return Ok(Pushed::Nothing);
+        };
+        let ids: Vec<String> = batch.iter().map(|r| r.rev_id.clone()).collect();
+        let req = PushRequest {
+            epoch: row.epoch.clone().unwrap_or_default(),
+            revisions: batch,
+        };
+        match client.push(lib, &req).await {
+            Ok(reply) => {
+                let l = lib.to_string();
+                let head = reply.head_seq;
+                let results = reply.results;
+                let recorded = ctx
+                    .dbr(move |svc, _| {
+                        let n = svc.team_pushed(&l, &results)?;
+                        svc.team_head_seq(&l, head);
+                        Ok(n)
+                    })
+                    .await?;
+                if recorded == 0 {
+                    return Err(HubError::Bad(format!(
+                        "the hub answered a push of {} revisions with none of their results",
+                        ids.len()
+                    )));
+                }
+                pushed = true;
+            }
+            Err(HubError::Reset { epoch }) => {
+                reset(ctx, client, lib, epoch, 1).await?;
+                return Ok(Pushed::Reset);
+            }
+            Err(HubError::TooLarge(_)) if max > 1 => max = (max / 2).max(1),
+            Err(e) => {
+                let msg = e.to_string();
+                ctx.db(move |svc, _| svc.team_push_failed(&ids, &msg)).await;
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Once a library is idle: compares its digest with the hub's (when the log moved since the
+/// last comparison). `Ok(idle)`.
+async fn digest_check(ctx: &Ctx, client: &HubClient, lib: &str) -> Result<bool, HubError> {
+    let l = lib.to_string();
+    let (row, seen, outbox) = ctx
+        .dbr(move |svc, _| {
+            Ok((
+                svc.team_library_row(&l)?,
+                svc.team_lib_seen(&l),
+                svc.team_outbox_len(&l)?,
+            ))
+        })
+        .await?;
+    let Some(row) = row else { return Ok(true) };
+    let idle = outbox == 0 && !row.resetting && seen.caught_up;
+    if !idle || seen.digest_seq == Some(row.last_seq) {
+        return Ok(idle);
+    }
+    let hub = client.digest(lib).await?;
+    let l = lib.to_string();
+    ctx.dbr(move |svc, _| {
+        let (local, _, _) = svc.team_digest(&l)?;
+        let cursor = svc.team_library_row(&l)?.map_or(0, |r| r.last_seq);
+        svc.team_lib_live(&l, |x| {
+            x.digest_local = Some(local.clone());
+            x.digest_hub = Some(hub.digest.clone());
+            x.digest_seq = Some(hub.head_seq);
+        });
+        if hub.head_seq == cursor && hub.digest != local {
+            warn!(
+                "library {l}: local digest {local} differs from the hub's {} at seq {cursor}",
+                hub.digest
+            );
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(idle)
+}
+
+/// The hub's event stream: pokes wake the hub's task; reconnects with backoff.
+async fn events_task(
+    ctx: Arc<Ctx>,
+    hub_id: String,
+    wake: mpsc::UnboundedSender<Wake>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let id = hub_id.clone();
+        let hub = match ctx.db(move |svc, _| svc.team_hub(&id)).await {
+            Some(Ok(Some(h))) => h,
+            _ => return,
+        };
+        let mut connected_at: Option<Instant> = None;
+        let connected = async {
+            let client = HubClient::new(
+                &hub.url,
+                hub.fingerprint.as_deref(),
+                Some(hub.token.clone()),
+            )?;
+            let mut resp = client.events().await?;
+            set_events(&ctx, &hub_id, true).await;
+            connected_at = Some(Instant::now());
+            let _ = wake.send(Wake::Connected);
+            let mut parser = sse::SseParser::default();
+            loop {
+                match tokio::time::timeout(STREAM_SILENCE, resp.chunk()).await {
+                    Ok(Ok(Some(bytes))) => {
+                        for (event, data) in parser.push(&bytes) {
+                            if event == "poke" {
+                                match serde_json::from_str::<Poke>(&data) {
+                                    Ok(p) => {
+                                        let _ = wake.send(Wake::Poke(p));
+                                    }
+                                    Err(e) => debug!("hub {hub_id}: unreadable poke {data:?}: {e}"),
+                                }
+                            }
+                        }
+                    }
+                    Ok(Ok(None)) => return Ok::<(), HubError>(()),
+                    Ok(Err(e)) => return Err(HubError::Unreachable(e.to_string())),
+                    Err(_) => {
+                        return Err(HubError::Unreachable(format!(
+                            "no event for {} s",
+                            STREAM_SILENCE.as_secs()
+                        )))
+                    }
+                }
+            }
+        };
+        let result = tokio::select! {
+            r = connected => Some(r),
+            _ = stop.changed() => None,
+        };
+        set_events(&ctx, &hub_id, false).await;
+        if connected_at.is_some_and(|t| t.elapsed() > Duration::from_secs(10)) {
+            backoff = BACKOFF_MIN;
+        }
+        match result {
+            None => return,
+            Some(Ok(())) => {}
+            Some(Err(e)) => debug!("hub {hub_id}: event stream: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(jitter(backoff)) => {}
+            _ = stop.changed() => return,
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+async fn set_events(ctx: &Ctx, hub: &str, on: bool) {
+    let hub = hub.to_string();
+    ctx.db(move |svc, _| svc.team_hub_live(&hub, |l| l.events = on))
+        .await;
+}

@@ -1,0 +1,430 @@
+//! Team sync end to end: real `quiver` daemons (each with its own data and socket directory)
+//! on a real `quiver hub serve`, on SQLite and on PostgreSQL (each test twice: `<name>::sqlite`
+//! and `<name>::postgresql`, a fresh database per test; see `tests/hub.rs` for how PostgreSQL
+//! is found). Daemons reach the hub through a fault proxy (`tests/team.rs`) that partitions them.
+
+use quiver_tests::hub::{Backend, Hub};
+use quiver_tests::team::*;
+use serde_json::{json, Value};
+
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            use quiver_tests::hub::{backend_ready, Backend};
+            #[test]
+            fn sqlite() {
+                super::$name(Backend::Sqlite)
+            }
+            #[test]
+            fn postgresql() {
+                if backend_ready(Backend::Pg, stringify!($name)) {
+                    super::$name(Backend::Pg)
+                }
+            }
+        }
+    };
+}
+
+/// A hub and its owner's daemon `a` (joined through a proxy), and the first library's id.
+fn hub_and_owner(b: Backend) -> (Hub, Member, String) {
+    let h = Hub::start(b);
+    let mut a = Member::new("a");
+    let j = a.join(&h.owner_invite, h.port, true);
+    let lib = j["libraries"][0]["id"].as_str().unwrap().to_string();
+    (h, a, lib)
+}
+
+/// Another member of `lib`'s library (named `team`) with `role`, joined through a proxy.
+fn member(h: &Hub, name: &str, role: &str) -> Member {
+    let mut m = Member::new(name);
+    m.join(&h.invite(role, &["team"], Some(name)), h.port, true);
+    m
+}
+
+fn title(m: &mut Member, lib: &str, id: &str) -> Value {
+    m.get(lib, id)["result"]["template"]["title"].clone()
+}
+
+both!(three_daemons_converge_and_a_conflict_is_resolved);
+fn three_daemons_converge_and_a_conflict_is_resolved(backend: Backend) {
+    let (h, mut a, lib) = hub_and_owner(backend);
+    let mut b = member(&h, "bob", "editor");
+    let mut c = member(&h, "carol", "editor");
+    let checker = Checker::new(&h, &[&lib]);
+    a.put(&lib, "greeting", "Hello", "Hello there", &["a"]);
+    a.put(&lib, "refund", "Refund", "We refund", &[]);
+    a.put(&lib, "wait", "Wait", "One moment", &[]);
+    for m in [&mut a, &mut b, &mut c] {
+        m.sync();
+    }
+    assert_eq!(title(&mut c, &lib, "greeting"), "Hello");
+    let g = b.get(&lib, "greeting")["result"].clone();
+    assert_eq!(
+        (g["sync"].as_str(), g["author"].as_str()),
+        (Some("synced"), Some("owner"))
+    );
+
+    // b and c cut off; the same field changed two ways (a, b), another field (c), another
+    // template (c), and both edit `wait` two ways too
+    b.partition(true);
+    c.partition(true);
+    a.put(&lib, "greeting", "Hello from A", "Hello there", &["a"]);
+    a.put(&lib, "wait", "Wait A", "One moment", &[]);
+    let mine = b.put(&lib, "greeting", "Hello from B", "Hello there", &["a"]);
+    assert_eq!(mine["sync"], "pending", "{mine}");
+    b.put(&lib, "wait", "Wait B", "One moment", &[]);
+    c.put(&lib, "greeting", "Hello", "Hello there", &["a", "c"]);
+    c.put(&lib, "refund", "Refund", "We refund at once", &[]);
+    let st = b.try_sync(300);
+    assert_eq!(st["result"]["idle"], false, "{st}");
+    assert!(b.lib_status(&lib)["outbox"].as_u64().unwrap() >= 2);
+    a.sync();
+    b.partition(false);
+    c.partition(false);
+    for _ in 0..2 {
+        for m in [&mut b, &mut c, &mut a] {
+            m.sync();
+        }
+    }
+    check_converged(&h, &checker, &lib, &mut [&mut a, &mut b, &mut c]);
+
+    // head is the version that reached the hub first, merged with c's tags; b's title is a kept
+    // conflict, the same on every daemon
+    for m in [&mut a, &mut b, &mut c] {
+        let g = m.get(&lib, "greeting")["result"].clone();
+        assert_eq!(g["template"]["title"], "Hello from A", "{}: {g}", m.name);
+        assert_eq!(g["template"]["tags"], json!(["a", "c"]), "{}: {g}", m.name);
+        assert_eq!(g["sync"], "conflict", "{}: {g}", m.name);
+        assert_eq!(
+            m.get(&lib, "refund")["result"]["template"]["parts"][0]["text"],
+            "We refund at once"
+        );
+        let cs = m.conflicts(&lib);
+        assert_eq!(cs.len(), 2, "{}: {cs:?}", m.name);
+        let gc = cs.iter().find(|x| x["template"] == "greeting").unwrap();
+        assert_eq!(gc["fields"], json!(["title"]), "{gc}");
+        assert_eq!(gc["head"]["template"]["title"], "Hello from A");
+        assert_eq!(gc["other"]["template"]["title"], "Hello from B");
+        assert_eq!(gc["other"]["author"], "bob");
+        assert_eq!(gc["base"]["template"]["title"], "Hello");
+        assert_eq!(m.lib_status(&lib)["conflicts"], 2);
+    }
+
+    // an unknown template has nothing to resolve; b resolves greeting by taking its own title
+    let r = c.call(
+        "team.resolve",
+        json!({"library": lib, "template": "nope", "take": "head"}),
+    );
+    assert_eq!(r["error"]["code"], "not_found", "{r}");
+    let r = b.ok(
+        "team.resolve",
+        json!({"library": lib, "template": "greeting", "take": {"title": "other"}}),
+    );
+    assert!(r["rev_id"].is_string(), "{r}");
+    let pending = b.conflicts(&lib);
+    let gc = pending
+        .iter()
+        .find(|x| x["template"] == "greeting")
+        .unwrap();
+    assert_eq!(gc["resolving"], r["rev_id"], "{gc}");
+    // and `wait` by keeping both: a's version stays, b's becomes wait-2
+    let r = c.ok(
+        "team.resolve",
+        json!({"library": lib, "template": "wait", "take": "both"}),
+    );
+    assert_eq!(r["fork"]["id"], "wait-2", "{r}");
+    for _ in 0..2 {
+        for m in [&mut b, &mut c, &mut a] {
+            m.sync();
+        }
+    }
+    check_converged(&h, &checker, &lib, &mut [&mut a, &mut b, &mut c]);
+    for m in [&mut a, &mut b, &mut c] {
+        assert!(m.conflicts(&lib).is_empty(), "{}", m.name);
+        let g = m.get(&lib, "greeting")["result"].clone();
+        assert_eq!(g["template"]["title"], "Hello from B", "{}: {g}", m.name);
+        assert_eq!(g["template"]["tags"], json!(["a", "c"]));
+        assert_eq!(g["sync"], "synced");
+        assert_eq!(title(m, &lib, "wait"), "Wait A");
+        assert_eq!(title(m, &lib, "wait-2"), "Wait B");
+        assert_eq!(m.lib_status(&lib)["digest_match"], true);
+    }
+    // searching every library finds the team's templates beside the personal ones
+    let hits = a.ok("templates.search", json!({"query": "wait", "library": "*"}));
+    let found: Vec<(String, String)> = hits["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["library"].as_str().unwrap().into(),
+                r["id"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    for want in [
+        (lib.clone(), "wait".to_string()),
+        (lib.clone(), "wait-2".into()),
+    ] {
+        assert!(found.contains(&want), "{want:?} not in {hits}");
+    }
+    assert!(found.iter().any(|(l, _)| l == "local"), "{hits}");
+    // the default library is the personal one
+    let hits = a.ok("templates.search", json!({"query": "wait"}));
+    assert!(
+        hits["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["library"] == "local"),
+        "{hits}"
+    );
+}
+
+both!(a_viewers_edit_is_denied_and_kept_as_a_draft);
+fn a_viewers_edit_is_denied_and_kept_as_a_draft(backend: Backend) {
+    let (h, mut a, lib) = hub_and_owner(backend);
+    let mut v = member(&h, "vera", "viewer");
+    let checker = Checker::new(&h, &[&lib]);
+    a.put(&lib, "greeting", "Hello", "Hi", &[]);
+    a.sync();
+    v.sync();
+    let before = h.counts();
+    let d = v.put(&lib, "greeting", "Mine", "Hi", &[]);
+    assert_eq!(d["sync"], "pending", "{d}");
+    v.put(&lib, "new-one", "New", "x", &[]);
+    v.sync();
+    // nothing was written at the hub
+    assert_eq!(h.counts(), before);
+    let st = v.lib_status(&lib);
+    assert_eq!(
+        (st["drafts"].as_u64(), st["outbox"].as_u64()),
+        (Some(2), Some(0)),
+        "{st}"
+    );
+    // the draft is what the viewer sees, with its state and the hub's reason
+    let g = v.get(&lib, "greeting")["result"].clone();
+    assert_eq!(
+        (g["template"]["title"].as_str(), g["sync"].as_str()),
+        (Some("Mine"), Some("draft")),
+        "{g}"
+    );
+    let revs = v.ok(
+        "templates.revisions",
+        json!({"library": lib, "id": "greeting"}),
+    );
+    let newest = &revs["revisions"][0];
+    assert_eq!(newest["state"], "draft", "{revs}");
+    assert!(
+        newest["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{revs}"
+    );
+    // the others never see it
+    a.sync();
+    assert_eq!(title(&mut a, &lib, "greeting"), "Hello");
+    assert_eq!(a.get(&lib, "new-one")["error"]["code"], "not_found");
+    check_converged(&h, &checker, &lib, &mut [&mut a, &mut v]);
+    // a newer version from the team shows again; the drafts are kept
+    a.put(&lib, "greeting", "Hello again", "Hi", &[]);
+    a.sync();
+    v.sync();
+    assert_eq!(title(&mut v, &lib, "greeting"), "Hello again");
+    assert_eq!(v.lib_status(&lib)["drafts"], 2);
+    check_converged(&h, &checker, &lib, &mut [&mut a, &mut v]);
+    // a viewer cannot resolve
+    let r = v.call(
+        "team.resolve",
+        json!({"library": lib, "template": "greeting", "take": "head"}),
+    );
+    assert_eq!(r["error"]["code"], "forbidden", "{r}");
+}
+
+both!(a_removed_member_is_purged_and_keeps_its_history);
+fn a_removed_member_is_purged_and_keeps_its_history(backend: Backend) {
+    let (h, mut a, lib) = hub_and_owner(backend);
+    let mut e = member(&h, "erin", "editor");
+    a.put(&lib, "greeting", "Hello", "Hi", &[]);
+    a.sync();
+    e.sync();
+    let g = e.get(&lib, "greeting")["result"].clone();
+    // a send of the team template records the exact revision it used
+    let r = e.ok(
+        "send.reserve",
+        json!({"idempotency_key": "k1", "platform": "udesk", "workspace": "w",
+               "library": lib, "template_id": "greeting", "revision": g["revision"],
+               "part_index": 0, "payload": "{\"text\":\"Hi\"}"}),
+    );
+    let send_id = r["send_id"].clone();
+    let rows = e.ok("history.list", json!({}))["rows"].clone();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["send_id"] == send_id)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&row["library"], &row["rev_id"]),
+        (&json!(lib), &g["head_rev"]),
+        "{row}"
+    );
+
+    h.cli_ok(&["member", "remove", "team", "erin"]);
+    e.sync();
+    let st = e.status();
+    assert!(st["libraries"].as_array().unwrap().is_empty(), "{st}");
+    assert_eq!(e.get(&lib, "greeting")["error"]["code"], "not_found");
+    let left: i64 =
+        e.sb.db()
+            .query_row(
+                "SELECT (SELECT count(*) FROM templates WHERE library = ?1) + \
+             (SELECT count(*) FROM template_revisions WHERE library = ?1)",
+                [&lib],
+                |r| r.get(0),
+            )
+            .unwrap();
+    assert_eq!(left, 0, "the library's templates were not purged");
+    // the send history stays, with the revision it used
+    let rows = e.ok("history.list", json!({}))["rows"].clone();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["send_id"] == send_id)
+        .unwrap()
+        .clone();
+    assert_eq!(row["rev_id"], g["head_rev"], "{row}");
+    // the personal library is untouched
+    assert!(e.get("local", "greeting")["result"]["template"].is_object());
+}
+
+both!(edits_queue_while_the_hub_is_away_and_converge_after);
+fn edits_queue_while_the_hub_is_away_and_converge_after(backend: Backend) {
+    let (mut h, mut a, lib) = hub_and_owner(backend);
+    let mut b = member(&h, "bob", "editor");
+    let checker = Checker::new(&h, &[&lib]);
+    a.put(&lib, "greeting", "Hello", "Hi", &[]);
+    a.sync();
+    b.sync();
+    h.kill();
+    for i in 0..3 {
+        a.put(&lib, &format!("a{i}"), "A", &format!("a {i}"), &[]);
+    }
+    b.put(&lib, "greeting", "Hello B", "Hi", &[]);
+    let r = a.try_sync(500);
+    assert_eq!(r["result"]["idle"], false, "{r}");
+    let st = a.lib_status(&lib);
+    assert_eq!(st["outbox"], 3, "{st}");
+    assert_eq!(st["state"], "offline", "{st}");
+    let hub = &a.status()["hubs"][0];
+    assert!(hub["last_error"].is_string(), "{hub}");
+    h.serve();
+    for _ in 0..2 {
+        a.sync();
+        b.sync();
+    }
+    check_converged(&h, &checker, &lib, &mut [&mut a, &mut b]);
+    assert_eq!(title(&mut a, &lib, "greeting"), "Hello B");
+    // the hub killed while a large push is in flight: nothing lost, nothing twice
+    let many: Vec<Value> = (0..300)
+        .map(|i| {
+            json!({"id": format!("bulk-{i}"), "title": format!("Bulk {i}"),
+                        "parts": [{"type": "text", "text": format!("text {i}")}]})
+        })
+        .collect();
+    a.ok(
+        "templates.import",
+        json!({"library": lib, "templates": many}),
+    );
+    h.kill();
+    h.serve();
+    for _ in 0..2 {
+        a.sync();
+        b.sync();
+    }
+    check_converged(&h, &checker, &lib, &mut [&mut a, &mut b]);
+    assert_eq!(b.lib_status(&lib)["templates"], 304);
+}
+
+both!(a_daemon_killed_mid_push_or_mid_pull_loses_nothing);
+fn a_daemon_killed_mid_push_or_mid_pull_loses_nothing(backend: Backend) {
+    let (h, mut a, lib) = hub_and_owner(backend);
+    let mut b = member(&h, "bob", "editor");
+    let checker = Checker::new(&h, &[&lib]);
+    // killed while pushing: the edits and their outbox rows were written in one transaction
+    for round in 0..3u64 {
+        let many: Vec<Value> = (0..200)
+            .map(|i| {
+                json!({"id": format!("r{round}-{i}"), "title": format!("T {round} {i}"),
+                            "parts": [{"type": "text", "text": "x"}]})
+            })
+            .collect();
+        a.ok(
+            "templates.import",
+            json!({"library": lib, "templates": many}),
+        );
+        std::thread::sleep(std::time::Duration::from_millis(round * 15));
+        a.kill9();
+        a.start();
+    }
+    a.sync();
+    // killed while pulling: each page is applied with its cursor in one transaction
+    for round in 0..3u64 {
+        b.kill9();
+        b.start();
+        std::thread::sleep(std::time::Duration::from_millis(round * 20));
+    }
+    b.kill9();
+    b.start();
+    b.sync();
+    a.sync();
+    check_converged(&h, &checker, &lib, &mut [&mut a, &mut b]);
+    assert_eq!(b.lib_status(&lib)["templates"], 600);
+    assert_eq!(a.outbox(), 0);
+}
+
+both!(a_hub_restored_from_a_backup_gets_back_what_it_lost);
+fn a_hub_restored_from_a_backup_gets_back_what_it_lost(backend: Backend) {
+    let (mut h, mut a, lib) = hub_and_owner(backend);
+    let mut b = member(&h, "bob", "editor");
+    a.put(&lib, "greeting", "Hello", "Hi", &[]);
+    a.sync();
+    b.sync();
+    h.stop();
+    let bk = backup(&h);
+    h.serve();
+    // edits the backup does not have
+    a.put(&lib, "greeting", "Hello 2", "Hi", &[]);
+    a.put(&lib, "later", "Later", "x", &[]);
+    b.put(&lib, "from-b", "B", "y", &[]);
+    for _ in 0..2 {
+        a.sync();
+        b.sync();
+    }
+    let lost: Vec<String> = a
+        .revisions(&lib)
+        .into_iter()
+        .chain(b.revisions(&lib))
+        .filter(|(_, (_, own))| *own)
+        .map(|(r, _)| r)
+        .collect();
+    h.stop();
+    restore(&h, &bk);
+    h.cli_ok(&["restored"]);
+    h.serve();
+    let checker = Checker::new(&h, &[&lib]);
+    for _ in 0..2 {
+        a.sync();
+        b.sync();
+    }
+    check_converged(&h, &checker, &lib, &mut [&mut a, &mut b]);
+    let at_hub = checker.revisions(&lib);
+    for r in &lost {
+        assert!(at_hub.contains(r), "revision {r} was not pushed again");
+    }
+    for m in [&mut a, &mut b] {
+        assert_eq!(title(m, &lib, "greeting"), "Hello 2");
+        assert_eq!(title(m, &lib, "later"), "Later");
+        assert_eq!(title(m, &lib, "from-b"), "B");
+    }
+}
