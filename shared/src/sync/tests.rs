@@ -421,6 +421,7 @@ fn merge_laws_hold_on_20000_seeded_triples() {
         merged > 2_000 && merged < 18_000,
         "{merged} of 20000 merged"
     );
+}
 
 #[test]
 fn invites_parse_and_print_back() {

@@ -1,0 +1,127 @@
+//! Team sync benchmarks (issue 10), against real processes: `quiver hub serve` and `quiver`
+//! daemons, as the integration tests run them (`tests/hub.rs`, `tests/team.rs`).
+//!
+//! `QUIVER_BIN=target/release/quiver cargo bench -p quiver-tests --bench sync`
+//! (PostgreSQL rows need `QUIVER_TEST_PG_URL`, as the tests do; `cargo xtask test` prints how
+//! it starts one.) `QUIVER_BENCH_N` sets the number of edits timed (default 300).
+//!
+//! - edit visible: daemon A saves a template (`templates.put` in a team library); the time until
+//!   daemon B's `templates.get` returns it, B polling every 0.5 ms (so up to 0.5 ms late). The
+//!   floor of the same run: A's own `templates.put` round trip (the local durable commit) plus
+//!   B's `templates.get` round trip: what the edit would cost if the hub and the network were free.
+//! - catch-up: B is partitioned (its proxy drops the link), A makes 1,000 edits, then the link
+//!   heals; time until B has the last one.
+//! Push throughput into one library is `benches/hub_push.rs`.
+
+use std::time::{Duration, Instant};
+
+use quiver_tests::hub::{backend_ready, Backend, Hub};
+use quiver_tests::team::Member;
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+fn title_of(m: &mut Member, lib: &str, id: &str) -> Option<String> {
+    let r = m.get(lib, id);
+    r["result"]["template"]["title"]
+        .as_str()
+        .map(str::to_string)
+}
+
+fn wait_title(m: &mut Member, lib: &str, id: &str, want: &str, limit: Duration) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        if title_of(m, lib, id).as_deref() == Some(want) {
+            return t0.elapsed();
+        }
+        assert!(t0.elapsed() < limit, "{want} never reached {}", m.name);
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+/// A hub, its owner's daemon `a` and an editor's daemon `b` (through a proxy), the library id.
+fn team(b: Backend) -> (Hub, Member, Member, String) {
+    let h = Hub::start(b);
+    let mut a = Member::new("bench-a");
+    let j = a.join(&h.owner_invite, h.port, false);
+    let lib = j["libraries"][0]["id"].as_str().unwrap().to_string();
+    let mut m = Member::new("bench-b");
+    m.join(
+        &h.invite("editor", &["team"], Some("bench-b")),
+        h.port,
+        true,
+    );
+    (h, a, m, lib)
+}
+
+fn visible(backend: Backend, n: usize) {
+    let (_h, mut a, mut b, lib) = team(backend);
+    a.put(&lib, "greeting", "warm", "Hello", &[]);
+    wait_title(&mut b, &lib, "greeting", "warm", Duration::from_secs(30));
+    let (mut seen, mut floor) = (vec![], vec![]);
+    for i in 0..n {
+        let title = format!("edit {i}");
+        let t0 = Instant::now();
+        a.put(&lib, "greeting", &title, "Hello", &[]);
+        let put = t0.elapsed();
+        let t1 = Instant::now();
+        let _ = b.get(&lib, "greeting");
+        let get = t1.elapsed();
+        seen.push(
+            put + get + wait_title(&mut b, &lib, "greeting", &title, Duration::from_secs(30)),
+        );
+        floor.push(put + get);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    println!(
+        "{:<11} edit visible in another daemon: p50 {}, p99 {}, max {} (n={n}); floor (A's put + B's get) p50 {}, p99 {}",
+        format!("{backend:?}"),
+        ms(pct(&mut seen, 0.5)),
+        ms(pct(&mut seen, 0.99)),
+        ms(pct(&mut seen, 1.0)),
+        ms(pct(&mut floor, 0.5)),
+        ms(pct(&mut floor, 0.99)),
+    );
+
+    // Catch-up after being offline.
+    b.partition(true);
+    for i in 0..1000 {
+        a.put(
+            &lib,
+            &format!("offline-{}", i % 100),
+            &format!("o{i}"),
+            "text",
+            &[],
+        );
+    }
+    a.sync();
+    let t0 = Instant::now();
+    b.partition(false);
+    let _ = b.try_sync(0);
+    let waited = wait_title(&mut b, &lib, "offline-99", "o999", Duration::from_secs(60));
+    println!(
+        "{:<11} 1,000 edits (100 templates) caught up after reconnecting: {} (from the heal; {} counted by B's wait)",
+        format!("{backend:?}"),
+        ms(t0.elapsed()),
+        ms(waited)
+    );
+}
+
+fn main() {
+    let n: usize = std::env::var("QUIVER_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    for b in [Backend::Sqlite, Backend::Pg] {
+        if b == Backend::Pg && !backend_ready(b, "bench") {
+            continue;
+        }
+        visible(b, n);
+    }
+}
