@@ -1896,26 +1896,7 @@ impl Store {
     pub fn reset_library(&mut self, library: &str, epoch: &str) -> Result<()> {
         let at = self.at();
         let tx = self.tx("reset")?;
-        tx.execute(
-            "UPDATE libraries SET epoch = ?2, last_seq = 0, head_seq = 0, resetting = 1 \
-             WHERE id = ?1",
-            params![library, epoch],
-        )
-        .and_then(|_| {
-            tx.execute(
-                "UPDATE template_revisions SET hub_seq = NULL WHERE library = ?1",
-                [library],
-            )
-        })
-        .and_then(|_| {
-            tx.execute(
-                "UPDATE templates SET hub_rev = NULL, hub_deleted = 0, conflicted = 0 \
-                 WHERE library = ?1",
-                [library],
-            )
-        })
-        .and_then(|_| tx.execute("DELETE FROM sync_conflicts WHERE library = ?1", [library]))
-        .ctx(|| format!("{at}: resetting library {library}"))?;
+        reset_in(&tx, library, epoch).ctx(|| format!("{at}: resetting library {library}"))?;
         tx.commit().ctx(|| format!("{at}: committing reset"))?;
         Ok(())
     }
@@ -2389,6 +2370,14 @@ fn upsert_library(
             Ok(Upsert::Added)
         }
         Some((name, role, review, None, _)) => {
+            let epoch: Option<String> =
+                tx.query_row("SELECT epoch FROM libraries WHERE id = ?1", [&l.id], |r| {
+                    r.get(0)
+                })?;
+            if epoch.as_deref() != Some(l.epoch.as_str()) {
+                // the hub's log is another one (restored, re-created): read it again
+                reset_in(tx, &l.id, &l.epoch)?;
+            }
             tx.execute(
                 "UPDATE libraries SET name = ?2, hub_id = ?3, role = ?4, \
                  head_seq = MAX(head_seq, ?5), review_required = ?6 WHERE id = ?1",
@@ -2407,6 +2396,26 @@ fn upsert_library(
             Ok(if same { Upsert::Same } else { Upsert::Changed })
         }
     }
+}
+
+/// Starts `library` again in `epoch` (see [`Store::reset_library`]).
+fn reset_in(tx: &rusqlite::Transaction<'_>, library: &str, epoch: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE libraries SET epoch = ?2, last_seq = 0, head_seq = 0, resetting = 1 \
+         WHERE id = ?1",
+        params![library, epoch],
+    )?;
+    tx.execute(
+        "UPDATE template_revisions SET hub_seq = NULL WHERE library = ?1",
+        [library],
+    )?;
+    tx.execute(
+        "UPDATE templates SET hub_rev = NULL, hub_deleted = 0, conflicted = 0 \
+         WHERE library = ?1",
+        [library],
+    )?;
+    tx.execute("DELETE FROM sync_conflicts WHERE library = ?1", [library])?;
+    Ok(())
 }
 
 /// Removes a team library's templates, revisions, conflicts and outbox (its send history
