@@ -318,6 +318,11 @@ fn edits_queue_while_the_hub_is_away_and_converge_after(backend: Backend) {
     assert_eq!(st["state"], "offline", "{st}");
     let hub = &a.status()["hubs"][0];
     assert!(hub["last_error"].is_string(), "{hub}");
+    // quiver doctor says which link is broken
+    let d = a.sb.run(&["doctor", "--json"]);
+    let report: Value = serde_json::from_str(&d.stdout).unwrap();
+    let team = report["team"].as_array().unwrap();
+    assert!(team.iter().any(|c| c["name"] == "hub" && c["ok"] == false), "{report}");
     h.serve();
     for _ in 0..2 {
         a.sync();
@@ -325,6 +330,12 @@ fn edits_queue_while_the_hub_is_away_and_converge_after(backend: Backend) {
     }
     check_converged(&h, &checker, &lib, &mut [&mut a, &mut b]);
     assert_eq!(title(&mut a, &lib, "greeting"), "Hello B");
+    let d = a.sb.run(&["doctor", "--json"]);
+    let report: Value = serde_json::from_str(&d.stdout).unwrap();
+    let team = report["team"].as_array().unwrap();
+    let names: Vec<&str> = team.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["hub", "pin", "token", "lag", "outbox", "digest"], "{report}");
+    assert!(team.iter().all(|c| c["ok"] == true), "{report}");
     // the hub killed while a large push is in flight: nothing lost, nothing twice
     let many: Vec<Value> = (0..300)
         .map(|i| {
