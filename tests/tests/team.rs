@@ -127,18 +127,39 @@ fn three_daemons_converge_and_a_conflict_is_resolved(backend: Backend) {
         .find(|x| x["template"] == "greeting")
         .unwrap();
     assert_eq!(gc["resolving"], r["rev_id"], "{gc}");
-    // and `wait` by keeping both: a's version stays, b's becomes wait-2
-    let r = c.ok(
-        "team.resolve",
-        json!({"library": lib, "template": "wait", "take": "both"}),
+    // and `wait` from the command line by keeping both: a's version stays, b's becomes wait-2
+    let o = c.sb.run(&["team", "conflicts"]);
+    assert!(
+        o.stdout.contains("team/wait") && o.stdout.contains("Wait B"),
+        "{}",
+        o.stdout
     );
-    assert_eq!(r["fork"]["id"], "wait-2", "{r}");
+    let o =
+        c.sb.run(&["team", "resolve", "team/wait", "--take", "both"]);
+    assert!(o.status.success(), "{}", o.stderr);
+    assert!(o.stdout.contains("kept as wait-2"), "{}", o.stdout);
     for _ in 0..2 {
         for m in [&mut b, &mut c, &mut a] {
             m.sync();
         }
     }
     check_converged(&h, &checker, &lib, &mut [&mut a, &mut b, &mut c]);
+    let o = a.sb.run(&["team", "sync"]);
+    assert!(o.status.success(), "{}", o.stderr);
+    let o = a.sb.run(&["team", "status"]);
+    let line = o
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("team "))
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        line.contains("owner") && line.contains("match") && line.contains("online"),
+        "{}",
+        o.stdout
+    );
+    let st: Value = serde_json::from_str(&a.sb.run(&["team", "status", "--json"]).stdout).unwrap();
+    assert_eq!(st["libraries"][0]["outbox"], 0, "{st}");
     for m in [&mut a, &mut b, &mut c] {
         assert!(m.conflicts(&lib).is_empty(), "{}", m.name);
         let g = m.get(&lib, "greeting")["result"].clone();
@@ -322,7 +343,10 @@ fn edits_queue_while_the_hub_is_away_and_converge_after(backend: Backend) {
     let d = a.sb.run(&["doctor", "--json"]);
     let report: Value = serde_json::from_str(&d.stdout).unwrap();
     let team = report["team"].as_array().unwrap();
-    assert!(team.iter().any(|c| c["name"] == "hub" && c["ok"] == false), "{report}");
+    assert!(
+        team.iter().any(|c| c["name"] == "hub" && c["ok"] == false),
+        "{report}"
+    );
     h.serve();
     for _ in 0..2 {
         a.sync();
@@ -334,7 +358,11 @@ fn edits_queue_while_the_hub_is_away_and_converge_after(backend: Backend) {
     let report: Value = serde_json::from_str(&d.stdout).unwrap();
     let team = report["team"].as_array().unwrap();
     let names: Vec<&str> = team.iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["hub", "pin", "token", "lag", "outbox", "digest"], "{report}");
+    assert_eq!(
+        names,
+        ["hub", "pin", "token", "lag", "outbox", "digest"],
+        "{report}"
+    );
     assert!(team.iter().all(|c| c["ok"] == true), "{report}");
     // the hub killed while a large push is in flight: nothing lost, nothing twice
     let many: Vec<Value> = (0..300)
