@@ -262,7 +262,7 @@ impl Member {
 
     /// The status of one library.
     pub fn lib_status(&mut self, lib: &str) -> Value {
-        let st = self.status();
+        let st = self.ok("team.status", json!({ "library": lib }));
         st["libraries"]
             .as_array()
             .unwrap()

@@ -426,7 +426,13 @@ pub fn parse(req: &Request) -> Result<Call, ErrorBody> {
                     .map_err(|e| invalid(format!("doctor: `browser`: {e}")))?,
             )
         }
-        "team.status" => Call::TeamStatus(proto::params(req)?),
+        "team.status" => {
+            let p: TeamStatusParams = proto::params(req)?;
+            if let Some(l) = &p.library {
+                check_field(m, "library", l, true)?;
+            }
+            Call::TeamStatus(p)
+        }
         "team.conflicts" => {
             let p: TeamConflictsParams = proto::params(req)?;
             Call::TeamConflicts(match p.library {
