@@ -251,7 +251,7 @@ test(`[${browser}] team: an edit in A's options page reaches B's palette; a conf
     await openInEditor(optB, LIB, ID);
     await setValue(optB, part0, 'Hello from B!');
     await click(optB, '[data-testid="quiver-save"]');
-    await until(optB, 'B\'s second edit saved', () => document.querySelector('[data-testid="quiver-editor-team"]')?.dataset.sync === 'pending');
+    await until(optB, 'B\'s second edit saved', () => document.querySelector('[data-testid="quiver-editor-team"]')?.dataset.sync === 'pending', undefined, 45_000);
     await hub.start();
     await syncUntilIdle(a);
     await syncUntilIdle(b);
