@@ -49,6 +49,40 @@ export function installDevHooks({ call, target, maxShown, state }) {
         idx.free();
         return { buildMs, fitMs, times };
       },
+      /**
+       * The palette's own work per keystroke: the search box's `input` handler (search, rows,
+       * badges, preview lines) and the layout it causes, for every prefix of each query. With
+       * `team`, every row is drawn as in a library with team templates (a library badge each,
+       * a sync badge where the state is not synced), whatever the library shown.
+       * @param {string[]} queries
+       */
+      renderTimes(queries, team = false, rounds = 3) {
+        const s = /** @type {{team?: boolean}} */ (state);
+        const before = s.team;
+        if (team) s.team = true;
+        const box = /** @type {HTMLInputElement} */ (document.querySelector('[data-testid="quiver-search"]'));
+        const list = /** @type {HTMLElement} */ (document.querySelector('[data-testid="quiver-templates"]'));
+        /** @type {number[]} */
+        const times = [];
+        try {
+          for (let r = 0; r < rounds; r++) {
+            for (const q of queries) {
+              for (let k = 1; k <= q.length; k++) {
+                const a = performance.now();
+                box.value = q.slice(0, k);
+                box.dispatchEvent(new Event('input', { bubbles: true }));
+                void list.offsetHeight; // the layout of the new rows
+                times.push(performance.now() - a);
+              }
+            }
+          }
+        } finally {
+          s.team = before;
+          box.value = '';
+          box.dispatchEvent(new Event('input', { bubbles: true }));
+        }
+        return times;
+      },
       hello: () => call('hello'),
     },
   });

@@ -19,6 +19,11 @@
 //    origin to the index being usable (`state.indexReadyAt`), with the core loaded and the
 //    templates received; and the search per keystroke on that loaded index.
 //
+// 5. keystroke -> rows drawn in that loaded panel: the search box's input handler (search, the
+//    rows with their preview lines and badges) and the layout it causes, per prefix as in (2);
+//    once as the library is (local), once with every row drawn as a team library's (library
+//    and sync badges: `__quiverBench.renderTimes(queries, true)`).
+//
 // No assertions: numbers only (see the report in the PR / docs).
 import {
   config, withWorkspace, assistantFrame, clickLauncher, pollFrame, waitForReceived, sel, sleep,
@@ -178,6 +183,11 @@ async function bench(browser) {
       return times;
     }, QUERIES);
 
+    // 5. Keystroke -> rows drawn, in the loaded panel (local rows, then drawn as team rows).
+    const hasRender = await loaded.evaluate(() => typeof globalThis.__quiverBench.renderTimes === 'function');
+    const rendered = hasRender ? await loaded.evaluate((Q) => globalThis.__quiverBench.renderTimes(Q, false), QUERIES) : null;
+    const renderedTeam = hasRender ? await loaded.evaluate((Q) => globalThis.__quiverBench.renderTimes(Q, true), QUERIES) : null;
+
     console.log(`\n== ${browser} (${version})`);
     console.log(`shortcut -> palette visible (next frame):   ${fmt(stats(visible))}`);
     if (focused.length) console.log(`shortcut -> search focused in the panel:    ${fmt(stats(focused))}`);
@@ -193,6 +203,8 @@ async function bench(browser) {
     console.log(`palette load -> index ready, ${LIBRARY} templates (${loads.map((l) => l.from).join(',')}): ${fmt(stats(loads.map((l) => l.readyAt)))}`);
     for (const l of loads) console.log(`  core ready ${l.core?.toFixed(0)}, templates asked ${l.asked?.toFixed(0)}, received ${l.received?.toFixed(0)}, read ${l.read?.toFixed(0)}, decoded ${l.decoded?.toFixed(0)}, ready ${l.readyAt.toFixed(0)}`);
     console.log(`search per keystroke on the loaded index, ${LIBRARY} templates: ${fmt(stats(loadedTimes))}`);
+    if (rendered) console.log(`keystroke -> rows drawn, ${LIBRARY} templates:          ${fmt(stats(rendered))}`);
+    if (renderedTeam) console.log(`keystroke -> rows drawn as team rows:            ${fmt(stats(renderedTeam))}`);
   });
 }
 
