@@ -301,6 +301,8 @@ fn run(loc: &Locations) -> Result<ExitCode, DaemonError> {
         // SQLite) go
         conns.shutdown_all();
         engine.shutdown();
+        // the engine's tasks hold the service too: let it go with them
+        drop(engine);
         if let Ok(mut g) = stop_ticker.0.lock() {
             *g = true;
             stop_ticker.1.notify_all();

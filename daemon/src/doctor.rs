@@ -79,6 +79,10 @@ pub struct Report {
     pub ok: bool,
     pub browsers: Vec<BrowserReport>,
     pub daemon: Vec<Check>,
+    /// Team sync, when this device joined a hub: per hub reachable, certificate, token; per
+    /// library lag, outbox age, digest.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub team: Vec<Check>,
 }
 
 /// What to check.
@@ -118,11 +122,20 @@ pub fn run(opts: &Options) -> Report {
         .map(|b| check_browser(b, opts.user_data_dir.as_deref(), os, home.as_deref()))
         .collect();
     let daemon = check_daemon();
-    let ok = !browsers.is_empty() && browsers.iter().all(|b| b.ok) && daemon.iter().all(|c| c.ok);
+    let team = if daemon.iter().all(|c| c.ok) {
+        check_team()
+    } else {
+        Vec::new()
+    };
+    let ok = !browsers.is_empty()
+        && browsers.iter().all(|b| b.ok)
+        && daemon.iter().all(|c| c.ok)
+        && team.iter().all(|c| c.ok);
     Report {
         ok,
         browsers,
         daemon,
+        team,
     }
 }
 
@@ -662,12 +675,198 @@ pub fn render(r: &Report) -> String {
     for c in &r.daemon {
         check(&mut out, c);
     }
+    if !r.team.is_empty() {
+        out.push_str("\nteam\n");
+        for c in &r.team {
+            check(&mut out, c);
+        }
+    }
+    out
+}
+
+/// An outbox row older than this is worth a warning (the hub has been away that long).
+pub const OUTBOX_AGE_WARN_MS: u64 = 10 * 60_000;
+
+/// The team checks: asks the daemon to probe its hubs now (`team.status` with `probe`).
+fn check_team() -> Vec<Check> {
+    let Ok(loc) = Locations::resolve(&Env::from_process()) else {
+        return Vec::new();
+    };
+    let Ok(mut c) = Client::connect(&loc, false) else {
+        return Vec::new();
+    };
+    match c.call("team.status", json!({ "probe": true })) {
+        Ok(st) => team_checks(&st),
+        Err(e) => vec![broken(
+            "team",
+            format!("the daemon could not report team sync: {e}"),
+            "see the daemon's log",
+            None,
+        )],
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        v => v.to_string(),
+    }
+}
+
+/// The team checks of a probed `team.status` (none when no hub was joined).
+pub fn team_checks(st: &Value) -> Vec<Check> {
+    let mut out = Vec::new();
+    let hubs = st["hubs"].as_array().cloned().unwrap_or_default();
+    for h in &hubs {
+        let url = text(&h["url"]);
+        let p = &h["probe"];
+        let err = text(&p["error"]);
+        if p["reachable"] == true {
+            out.push(ok("hub", format!("{url} answers")));
+        } else {
+            out.push(broken(
+                "hub",
+                format!("{url} cannot be reached: {err}"),
+                "start the hub (quiver hub serve), or check the network and the hub's address",
+                None,
+            ));
+            continue;
+        }
+        match p["certificate"].as_str() {
+            Some("ok") => out.push(ok("pin", "the hub presents the pinned certificate")),
+            Some("plain") => out.push(ok("pin", "plain HTTP on this machine (no certificate)")),
+            _ => out.push(broken(
+                "pin",
+                format!("{url}: {err}"),
+                "the hub's certificate changed: if that was planned, join again with a new \
+                 invite (quiver team leave, quiver team join INVITE)",
+                None,
+            )),
+        }
+        match p["token"].as_bool() {
+            Some(true) => out.push(ok(
+                "token",
+                format!(
+                    "accepted (user {}, device {})",
+                    text(&h["user_name"]),
+                    text(&h["device_name"])
+                ),
+            )),
+            Some(false) => out.push(broken(
+                "token",
+                format!("{url} refuses this device's token: {err}"),
+                "the device was revoked or the hub re-created: ask for an invite and run \
+                 quiver team leave --force, then quiver team join INVITE",
+                None,
+            )),
+            None => out.push(broken(
+                "token",
+                format!("not checked: {err}"),
+                "see the hub's log",
+                None,
+            )),
+        }
+    }
+    for l in st["libraries"].as_array().cloned().unwrap_or_default() {
+        let name = text(&l["name"]);
+        let lag = l["lag"].as_i64().unwrap_or(0);
+        if lag == 0 {
+            out.push(ok(
+                "lag",
+                format!("{name}: at the hub's sequence {}", text(&l["head_seq"])),
+            ));
+        } else {
+            out.push(broken(
+                "lag",
+                format!(
+                    "{name}: {lag} changes behind (cursor {}, hub {})",
+                    text(&l["cursor"]),
+                    text(&l["head_seq"])
+                ),
+                "quiver team sync",
+                None,
+            ));
+        }
+        let outbox = l["outbox"].as_u64().unwrap_or(0);
+        match l["oldest_outbox_ms"].as_u64() {
+            Some(age) if age >= OUTBOX_AGE_WARN_MS => out.push(broken(
+                "outbox",
+                format!(
+                    "{name}: {outbox} edits waiting, the oldest for {} min",
+                    age / 60_000
+                ),
+                "the hub has not taken them: quiver team status shows why; quiver team sync \
+                 retries now",
+                None,
+            )),
+            _ => out.push(ok("outbox", format!("{name}: {outbox} edits waiting"))),
+        }
+        match l["digest_match"].as_bool() {
+            Some(true) => out.push(ok(
+                "digest",
+                format!("{name}: the same heads and conflicts as the hub"),
+            )),
+            Some(false) => out.push(broken(
+                "digest",
+                format!(
+                    "{name}: the local digest {} differs from the hub's {} at sequence {}",
+                    text(&l["digest"]),
+                    text(&l["hub_digest"]),
+                    text(&l["digest_seq"])
+                ),
+                "a bug: report it with the daemon's log; quiver team leave and join again \
+                 re-reads the library",
+                None,
+            )),
+            None => out.push(broken(
+                "digest",
+                format!("{name}: not comparable yet (this device is behind the hub)"),
+                "quiver team sync, then quiver doctor again",
+                None,
+            )),
+        }
+    }
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn team_checks_name_what_is_wrong() {
+        let st = json!({
+            "hubs": [
+                {"url": "https://h:1", "user_name": "li", "device_name": "pc",
+                 "probe": {"reachable": true, "certificate": "ok", "token": true}},
+                {"url": "https://g:1", "probe": {"reachable": true, "certificate": "mismatch",
+                 "token": null, "error": "the hub's certificate is not the one the invite names"}},
+                {"url": "https://x:1", "probe": {"reachable": false, "error": "refused"}},
+            ],
+            "libraries": [
+                {"name": "team", "lag": 0, "head_seq": 5, "cursor": 5, "outbox": 0,
+                 "oldest_outbox_ms": null, "digest_match": true},
+                {"name": "sales", "lag": 3, "head_seq": 8, "cursor": 5, "outbox": 2,
+                 "oldest_outbox_ms": OUTBOX_AGE_WARN_MS + 1, "digest_match": null},
+            ],
+        });
+        let c = team_checks(&st);
+        let broken: Vec<(&str, &str)> = c
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| (c.name, c.detail.as_str()))
+            .collect();
+        assert_eq!(
+            broken.iter().map(|b| b.0).collect::<Vec<_>>(),
+            vec!["pin", "token", "hub", "lag", "outbox", "digest"],
+            "{broken:?}"
+        );
+        assert!(broken[2].1.contains("https://x:1") && broken[2].1.contains("refused"));
+        assert!(broken[3].1.contains("3 changes behind"));
+        assert_eq!(c.iter().filter(|c| c.ok).count(), 7);
+        assert!(team_checks(&json!({"hubs": [], "libraries": []})).is_empty());
+    }
 
     #[test]
     fn every_browser_error_is_explained() {

@@ -426,7 +426,13 @@ pub fn parse(req: &Request) -> Result<Call, ErrorBody> {
                     .map_err(|e| invalid(format!("doctor: `browser`: {e}")))?,
             )
         }
-        "team.status" => Call::TeamStatus(proto::params(req)?),
+        "team.status" => {
+            let p: TeamStatusParams = proto::params(req)?;
+            if let Some(l) = &p.library {
+                check_field(m, "library", l, true)?;
+            }
+            Call::TeamStatus(p)
+        }
         "team.conflicts" => {
             let p: TeamConflictsParams = proto::params(req)?;
             Call::TeamConflicts(match p.library {
@@ -627,7 +633,7 @@ pub fn decode_cursor_all(c: &str) -> Option<(String, String)> {
 }
 
 fn unhex(hex: &str) -> Option<String> {
-    if hex.is_empty() || hex.len() % 2 != 0 || hex.len() > 2 * MAX_FIELD {
+    if hex.is_empty() || !hex.len().is_multiple_of(2) || hex.len() > 2 * MAX_FIELD {
         return None;
     }
     let bytes = (0..hex.len())

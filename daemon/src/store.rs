@@ -1898,26 +1898,7 @@ impl Store {
     pub fn reset_library(&mut self, library: &str, epoch: &str) -> Result<()> {
         let at = self.at();
         let tx = self.tx("reset")?;
-        tx.execute(
-            "UPDATE libraries SET epoch = ?2, last_seq = 0, head_seq = 0, resetting = 1 \
-             WHERE id = ?1",
-            params![library, epoch],
-        )
-        .and_then(|_| {
-            tx.execute(
-                "UPDATE template_revisions SET hub_seq = NULL WHERE library = ?1",
-                [library],
-            )
-        })
-        .and_then(|_| {
-            tx.execute(
-                "UPDATE templates SET hub_rev = NULL, hub_deleted = 0, conflicted = 0 \
-                 WHERE library = ?1",
-                [library],
-            )
-        })
-        .and_then(|_| tx.execute("DELETE FROM sync_conflicts WHERE library = ?1", [library]))
-        .ctx(|| format!("{at}: resetting library {library}"))?;
+        reset_in(&tx, library, epoch).ctx(|| format!("{at}: resetting library {library}"))?;
         tx.commit().ctx(|| format!("{at}: committing reset"))?;
         Ok(())
     }
@@ -2344,7 +2325,8 @@ fn upsert_library(
     l: &LibraryInfo,
     now: u64,
 ) -> rusqlite::Result<Upsert> {
-    let cur: Option<(String, Option<String>, bool, Option<i64>, String)> = tx
+    type Cur = (String, Option<String>, bool, Option<i64>, String);
+    let cur: Option<Cur> = tx
         .query_row(
             "SELECT name, role, review_required, removed_at, kind FROM libraries WHERE id = ?1",
             [&l.id],
@@ -2392,6 +2374,14 @@ fn upsert_library(
             Ok(Upsert::Added)
         }
         Some((name, role, review, None, _)) => {
+            let epoch: Option<String> =
+                tx.query_row("SELECT epoch FROM libraries WHERE id = ?1", [&l.id], |r| {
+                    r.get(0)
+                })?;
+            if epoch.as_deref() != Some(l.epoch.as_str()) {
+                // the hub's log is another one (restored, re-created): read it again
+                reset_in(tx, &l.id, &l.epoch)?;
+            }
             tx.execute(
                 "UPDATE libraries SET name = ?2, hub_id = ?3, role = ?4, \
                  head_seq = MAX(head_seq, ?5), review_required = ?6 WHERE id = ?1",
@@ -2410,6 +2400,26 @@ fn upsert_library(
             Ok(if same { Upsert::Same } else { Upsert::Changed })
         }
     }
+}
+
+/// Starts `library` again in `epoch` (see [`Store::reset_library`]).
+fn reset_in(tx: &rusqlite::Transaction<'_>, library: &str, epoch: &str) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE libraries SET epoch = ?2, last_seq = 0, head_seq = 0, resetting = 1 \
+         WHERE id = ?1",
+        params![library, epoch],
+    )?;
+    tx.execute(
+        "UPDATE template_revisions SET hub_seq = NULL WHERE library = ?1",
+        [library],
+    )?;
+    tx.execute(
+        "UPDATE templates SET hub_rev = NULL, hub_deleted = 0, conflicted = 0 \
+         WHERE library = ?1",
+        [library],
+    )?;
+    tx.execute("DELETE FROM sync_conflicts WHERE library = ?1", [library])?;
+    Ok(())
 }
 
 /// Removes a team library's templates, revisions, conflicts and outbox (its send history
@@ -2626,7 +2636,8 @@ fn apply_state(
     if shown.as_deref() == Some(st.head_rev.as_str()) && deleted_at.is_some() == st.deleted {
         return Ok(());
     }
-    let head: Option<(i64, Option<String>, Option<String>, Option<i64>)> = tx
+    type Head = (i64, Option<String>, Option<String>, Option<i64>);
+    let head: Option<Head> = tx
         .query_row(
             "SELECT revision, body_json, op, format FROM template_revisions \
              WHERE rev_id = ?1 AND library = ?2",
@@ -3511,6 +3522,119 @@ pub(crate) mod tests {
         assert_eq!(st.schema_version().unwrap() as usize, MIGRATIONS.len());
         let d = st.done_since(0).unwrap();
         assert_eq!((d[0].done_at, d[0].meter_key.clone()), (3, None));
+    }
+
+    #[test]
+    fn schema_2_templates_move_to_the_local_library_with_their_revisions() {
+        let s = Scratch::new("migrate3");
+        {
+            let c = Connection::open(s.db()).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.execute_batch(MIGRATIONS[1]).unwrap();
+            c.pragma_update(None, "user_version", 2).unwrap();
+            c.execute_batch(
+                "INSERT INTO meta (key, value) VALUES ('seeded', '1');
+                 INSERT INTO templates (id, title, revision, body_json, usage_count, updated_at,
+                    deleted_at, last_used_at)
+                 VALUES ('a', 'A', 2, '{\"id\":\"a\",\"title\":\"A\",\"revision\":2,\"parts\":[{\"type\":\"text\",\"text\":\"two\"}]}', 7, 5, NULL, 9),
+                        ('gone', 'G', 1, '{\"id\":\"gone\",\"title\":\"G\",\"revision\":1,\"parts\":[{\"type\":\"text\",\"text\":\"x\"}]}', 0, 5, 6, NULL);
+                 INSERT INTO template_revisions (template_id, revision, body_json, created_at)
+                 VALUES ('a', 1, '{\"id\":\"a\"}', 1), ('a', 2, '{\"id\":\"a\"}', 2),
+                        ('gone', 1, '{\"id\":\"gone\"}', 3);
+                 INSERT INTO history (idempotency_key, template_id, revision, platform, workspace,
+                    payload, payload_sha256, state) VALUES ('k', 'a', 2, 'udesk', 'w', 'p', 'x', 'sent');",
+            )
+            .unwrap();
+        }
+        let mut st = Store::open(&s.db(), 0).unwrap();
+        assert_eq!(st.schema_version().unwrap(), 3);
+        let a = st.template(LOCAL, "a").unwrap().unwrap();
+        assert_eq!((a.revision, a.usage_count, a.last_used_at), (2, 7, Some(9)));
+        assert_eq!(
+            st.template(LOCAL, "gone").unwrap().unwrap().deleted_at,
+            Some(6)
+        );
+        assert_eq!(st.revisions(LOCAL, "a", None, 10).unwrap().len(), 2);
+        let h = st.history(10).unwrap();
+        assert_eq!(
+            (h[0].library.as_deref(), h[0].rev_id.as_deref()),
+            (Some(LOCAL), None)
+        );
+        // the personal library is there, and still works as before
+        assert_eq!(st.library(LOCAL).unwrap().unwrap().kind, "local");
+        let t: Template = serde_json::from_value(serde_json::json!(
+            {"id": "a", "title": "A", "parts": [{"type": "text", "text": "three"}]}
+        ))
+        .unwrap();
+        assert_eq!(
+            st.put_template(LOCAL, &t, Some(2), 10).unwrap(),
+            PutOutcome::Updated(3)
+        );
+        assert_eq!(st.outbox_len(LOCAL).unwrap(), 0);
+        st.integrity_check().unwrap();
+        let fk: i64 = st
+            .conn
+            .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(fk, 0);
+    }
+
+    #[test]
+    fn a_team_edit_is_template_revision_and_outbox_row_or_nothing() {
+        let s = Scratch::new("outbox-tx");
+        let mut st = Store::open(&s.db(), 0).unwrap();
+        let hub = HubRow {
+            hub_id: "h".into(),
+            url: "http://127.0.0.1:1".into(),
+            fingerprint: None,
+            user_id: "u".into(),
+            user_name: "li".into(),
+            device_id: "d".into(),
+            device_name: "pc".into(),
+            token: "t".into(),
+            joined_at: 1,
+        };
+        let lib = LibraryInfo {
+            id: "L".into(),
+            name: "team".into(),
+            role: quiver_shared::sync::Role::Editor,
+            epoch: "e".into(),
+            head_seq: 0,
+            review_required: false,
+        };
+        assert_eq!(st.join_hub(&hub, &[lib], 1).unwrap(), vec!["L".to_string()]);
+        st.put_template("L", &tpl("a", "A", "1"), None, 2).unwrap();
+        let count = |st: &Store| -> (i64, i64, i64) {
+            st.conn
+                .query_row(
+                    "SELECT (SELECT count(*) FROM templates WHERE library = 'L'), \
+                     (SELECT count(*) FROM template_revisions WHERE library = 'L'), \
+                     (SELECT count(*) FROM sync_outbox)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .unwrap()
+        };
+        assert_eq!(count(&st), (1, 1, 1));
+        // the outbox row cannot be written: neither are the template and its revision
+        st.conn
+            .execute_batch(
+                "CREATE TRIGGER no_outbox BEFORE INSERT ON sync_outbox \
+                 BEGIN SELECT RAISE(ABORT, 'disk says no'); END;",
+            )
+            .unwrap();
+        assert!(st.put_template("L", &tpl("a", "A", "2"), None, 3).is_err());
+        assert!(st.put_template("L", &tpl("b", "B", "1"), None, 3).is_err());
+        assert!(st.delete_template("L", "a", None, 3).is_err());
+        assert_eq!(count(&st), (1, 1, 1));
+        let a = st.template("L", "a").unwrap().unwrap();
+        assert!(a.body_json.contains("\"1\"") && a.deleted_at.is_none());
+        // the local library never has an outbox
+        st.put_template(LOCAL, &tpl("b", "B", "1"), None, 4)
+            .unwrap();
+        assert_eq!(count(&st).2, 1);
     }
 
     #[test]

@@ -707,12 +707,16 @@ async fn write_pending<T: Tx>(
     lib: &str,
     template: &str,
     pending: Vec<Pending>,
+    known: Option<TemplateState>,
     now: i64,
 ) -> Result<()> {
     if pending.is_empty() {
         return Ok(());
     }
-    let ts = template_state(tx, lib, template).await?;
+    let ts = match known {
+        Some(ts) => ts,
+        None => template_state(tx, lib, template).await?,
+    };
     for p in pending {
         let data = json!({"state": p.state, "template": ts});
         insert_change(
@@ -747,7 +751,10 @@ fn result(rev_id: &str, status: PushStatus) -> PushResult {
 }
 
 /// Lands one revision in the library (the conflict rules of `docs/sync.md`). `seq` is the
-/// library's last used sequence number and advances by the changes written.
+/// library's last used sequence number and advances by the changes written. A new revision is
+/// stored with its result (what a re-push returns). Every statement here runs under the
+/// library's lock, so the common case (an edit on top of the head, no conflict around) takes
+/// six statements and reads nothing it already knows.
 async fn land<T: Tx>(
     tx: &mut T,
     lib: &str,
@@ -762,7 +769,7 @@ async fn land<T: Tx>(
     let mut res = result(&rev.rev_id, PushStatus::Applied);
     let head = one(
         tx,
-        "SELECT head_rev, deleted FROM heads WHERE library_id = $1 AND template_id = $2",
+        "SELECT head_rev, deleted, conflicted FROM heads WHERE library_id = $1 AND template_id = $2",
         p![lib, tpl],
     )
     .await?;
@@ -770,21 +777,30 @@ async fn land<T: Tx>(
     *seq += 1;
     let my_seq = *seq;
     res.seq = Some(my_seq);
+    // Whether the template has (or may have) open conflicts after this revision.
+    let mut conflicts_changed = false;
+    let was_conflicted = match &head {
+        Some(h) => h.b(2)?,
+        None => false,
+    };
+    let new_head: String;
+    let new_deleted: bool;
     match head {
         None => {
-            put_revision(tx, lib, inc, my_seq, RevState::Head, None).await?;
-            set_head(tx, lib, tpl, &rev.rev_id, deleted).await?;
             res.head_rev = Some(rev.rev_id.clone());
+            put_revision(tx, lib, inc, my_seq, RevState::Head, Some(&res)).await?;
+            set_head(tx, lib, tpl, &rev.rev_id, deleted).await?;
             pending.push(Pending {
                 seq: my_seq,
                 rev_id: rev.rev_id.clone(),
                 state: RevState::Head,
                 private_to: None,
             });
+            (new_head, new_deleted) = (rev.rev_id.clone(), deleted);
         }
         Some(h) if rev.parents.first() == Some(&h.s(0)?) => {
             let head_rev = h.s(0)?;
-            if let Some(other) = rev.parents.get(1) {
+            if let (Some(other), true) = (rev.parents.get(1), was_conflicted) {
                 // A resolution: closes the open conflict whose other side is `other`.
                 let n = tx
                     .exec(
@@ -795,21 +811,24 @@ async fn land<T: Tx>(
                     .await?;
                 if n > 0 {
                     set_state(tx, other, RevState::Resolved).await?;
+                    conflicts_changed = true;
                 }
             }
             set_state(tx, &head_rev, RevState::Superseded).await?;
-            put_revision(tx, lib, inc, my_seq, RevState::Head, None).await?;
-            set_head(tx, lib, tpl, &rev.rev_id, deleted).await?;
             res.head_rev = Some(rev.rev_id.clone());
+            put_revision(tx, lib, inc, my_seq, RevState::Head, Some(&res)).await?;
+            set_head(tx, lib, tpl, &rev.rev_id, deleted).await?;
             pending.push(Pending {
                 seq: my_seq,
                 rev_id: rev.rev_id.clone(),
                 state: RevState::Head,
                 private_to: None,
             });
+            (new_head, new_deleted) = (rev.rev_id.clone(), deleted);
         }
         Some(h) => {
             let head_rev = h.s(0)?;
+            let head_deleted = h.b(1)?;
             let head_st = stored(tx, &head_rev)
                 .await?
                 .ok_or_else(|| HubError::internal(format!("head {head_rev} has no revision")))?;
@@ -834,19 +853,19 @@ async fn land<T: Tx>(
             };
             match outcome {
                 Integration::Same | Integration::BothDeleted => {
-                    put_revision(tx, lib, inc, my_seq, RevState::Superseded, None).await?;
                     res.status = PushStatus::Merged;
                     res.merge_rev = Some(head_rev.clone());
                     res.head_rev = Some(head_rev.clone());
+                    put_revision(tx, lib, inc, my_seq, RevState::Superseded, Some(&res)).await?;
                     pending.push(Pending {
                         seq: my_seq,
                         rev_id: rev.rev_id.clone(),
                         state: RevState::Superseded,
                         private_to: None,
                     });
+                    (new_head, new_deleted) = (head_rev, head_deleted);
                 }
                 Integration::Merged(t) => {
-                    put_revision(tx, lib, inc, my_seq, RevState::Superseded, None).await?;
                     *seq += 1;
                     let merge = Revision {
                         rev_id: ids::uuid7(),
@@ -857,6 +876,10 @@ async fn land<T: Tx>(
                         body: Some(canonical(&t)),
                         client_at_ms: now,
                     };
+                    res.status = PushStatus::Merged;
+                    res.merge_rev = Some(merge.rev_id.clone());
+                    res.head_rev = Some(merge.rev_id.clone());
+                    put_revision(tx, lib, inc, my_seq, RevState::Superseded, Some(&res)).await?;
                     let m = Incoming {
                         rev: &merge,
                         author_user: inc.author_user,
@@ -867,9 +890,6 @@ async fn land<T: Tx>(
                     put_revision(tx, lib, &m, *seq, RevState::Head, None).await?;
                     set_state(tx, &head_rev, RevState::Superseded).await?;
                     set_head(tx, lib, tpl, &merge.rev_id, false).await?;
-                    res.status = PushStatus::Merged;
-                    res.merge_rev = Some(merge.rev_id.clone());
-                    res.head_rev = Some(merge.rev_id.clone());
                     pending.push(Pending {
                         seq: my_seq,
                         rev_id: rev.rev_id.clone(),
@@ -882,13 +902,14 @@ async fn land<T: Tx>(
                         state: RevState::Head,
                         private_to: None,
                     });
+                    (new_head, new_deleted) = (merge.rev_id, false);
                 }
                 Integration::Conflict {
                     fields,
                     pushed_wins,
                 } => {
                     let id = ids::uuid4();
-                    let (new_head, other) = if pushed_wins {
+                    let (winner, other) = if pushed_wins {
                         (rev.rev_id.clone(), head_rev.clone())
                     } else {
                         (head_rev.clone(), rev.rev_id.clone())
@@ -898,7 +919,11 @@ async fn land<T: Tx>(
                     } else {
                         RevState::Conflict
                     };
-                    put_revision(tx, lib, inc, my_seq, state, None).await?;
+                    res.status = PushStatus::Conflict;
+                    res.conflict = Some(id.clone());
+                    res.fields = fields.clone();
+                    res.head_rev = Some(winner.clone());
+                    put_revision(tx, lib, inc, my_seq, state, Some(&res)).await?;
                     if pushed_wins {
                         set_state(tx, &head_rev, RevState::Conflict).await?;
                         set_head(tx, lib, tpl, &rev.rev_id, false).await?;
@@ -910,7 +935,7 @@ async fn land<T: Tx>(
                             &id,
                             lib,
                             tpl,
-                            &new_head,
+                            &winner,
                             &other,
                             rev.parents.first().cloned(),
                             serde_json::to_string(&fields)?,
@@ -918,22 +943,30 @@ async fn land<T: Tx>(
                         ],
                     )
                     .await?;
-                    res.status = PushStatus::Conflict;
-                    res.conflict = Some(id);
-                    res.fields = fields;
-                    res.head_rev = Some(new_head);
+                    conflicts_changed = true;
                     pending.push(Pending {
                         seq: my_seq,
                         rev_id: rev.rev_id.clone(),
                         state,
                         private_to: None,
                     });
+                    new_deleted = if pushed_wins { false } else { head_deleted };
+                    new_head = winner;
                 }
             }
         }
     }
-    refresh_conflicted(tx, lib, tpl).await?;
-    write_pending(tx, lib, tpl, pending, now).await?;
+    if conflicts_changed {
+        refresh_conflicted(tx, lib, tpl).await?;
+    }
+    // Nothing open before and nothing opened: the template's state is known without reading.
+    let known = (!was_conflicted && !conflicts_changed).then(|| TemplateState {
+        template: tpl.clone(),
+        head_rev: new_head,
+        deleted: new_deleted,
+        conflicts: vec![],
+    });
+    write_pending(tx, lib, tpl, pending, known, now).await?;
     Ok(res)
 }
 
@@ -1020,18 +1053,13 @@ pub async fn push<T: Tx>(
                     state: RevState::Proposed,
                     private_to: Some(a.user_id.clone()),
                 }],
+                None,
                 now,
             )
             .await?;
             r
         } else {
-            let r = land(tx, &lib.id, &inc, &a.user_id, &mut seq, now).await?;
-            tx.exec(
-                "UPDATE revisions SET result = $2 WHERE rev_id = $1",
-                p![&rev.rev_id, serde_json::to_string(&r)?],
-            )
-            .await?;
-            r
+            land(tx, &lib.id, &inc, &a.user_id, &mut seq, now).await?
         };
         results.push(r);
     }
@@ -1396,6 +1424,7 @@ pub async fn review<T: Tx>(
                 state: RevState::Rejected,
                 private_to: Some(s.author_user.clone()),
             }],
+            None,
             now,
         )
         .await?;

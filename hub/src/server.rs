@@ -1,6 +1,7 @@
 //! `quiver hub serve`: the HTTP API of `docs/sync.md` on axum, over TLS (rustls, ring) or, on a
 //! loopback address only, plain HTTP. Requests are limited to 4 MiB and 30 s (an SSE stream's
-//! body is not: it lives until the client leaves, the token is revoked or the hub stops).
+//! body is not: it lives until the client leaves, the token is revoked or the hub stops);
+//! replies are gzipped for clients that accept it (not the event stream).
 //! SIGTERM or SIGINT stops the hub gracefully: streams end, requests in flight finish.
 
 use std::collections::{HashMap, VecDeque};
@@ -545,13 +546,16 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/admin/devices/{id}", delete(revoke_device))
         .route("/v1/admin/status", get(status))
         .fallback(not_found)
-        .layer(axum::middleware::map_response(json_413))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
+        // outside the limit and the timeout: their plain-text replies become the API's JSON
+        .layer(axum::middleware::map_response(json_413))
+        // gzip when the client asks (Accept-Encoding); never for the event stream
+        .layer(tower_http::compression::CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(app)
 }
@@ -745,5 +749,6 @@ pub async fn serve(dir: &Path, listen: Option<String>) -> std::result::Result<()
         }
         None => axum_server::bind(addr).handle(handle).serve(service).await,
     };
+    tracing::info!("stopped");
     served.map_err(|e| format!("cannot serve on {addr}: {e}"))
 }

@@ -394,6 +394,9 @@ pub struct TeamStatusParams {
     /// what the sync engine last saw: `quiver doctor` does.
     #[serde(default)]
     pub probe: bool,
+    /// Only this library (its id).
+    #[serde(default)]
+    pub library: Option<String>,
 }
 
 /// (1.4) `team.conflicts` params.

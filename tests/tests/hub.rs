@@ -204,9 +204,52 @@ fn push_and_pull_round_trip(b: Backend) {
         (400, Some("bad_request")),
         "{e}"
     );
-    // an unknown library
+    // an unknown library, an unknown endpoint
     let (s, _) = owner.changes("nope", &epoch, 0);
     assert_eq!(s, 404);
+    let (s, e) = owner.get("/v1/nothing");
+    assert_eq!((s, e["error"]["code"].as_str()), (404, Some("not_found")));
+    // too large: over 500 revisions, over 4 MiB
+    let many: Vec<Value> = (0..501)
+        .map(|i| put(&rev_id(), &format!("m{i}"), &[], "x", "x"))
+        .collect();
+    let (s, e) = owner.push(&lib, &epoch, &many);
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (413, Some("too_large")),
+        "{e}"
+    );
+    // a body announced over 4 MiB is answered before it is sent
+    use std::io::{Read, Write};
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", h.port)).unwrap();
+    write!(
+        sock,
+        "POST /v1/libraries/{lib}/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        owner.token,
+        5 << 20
+    )
+    .unwrap();
+    let mut reply = String::new();
+    let _ = sock.read_to_string(&mut reply);
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(reply.contains("\"too_large\""), "{reply}");
+    // a page is gzipped for a client that accepts it
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", h.port)).unwrap();
+    write!(
+        sock,
+        "GET /v1/libraries/{lib}/changes?epoch={epoch}&after=0 HTTP/1.1\r\nHost: x\r\n\
+         Authorization: Bearer {}\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n",
+        owner.token
+    )
+    .unwrap();
+    let mut reply = vec![];
+    let _ = sock.read_to_end(&mut reply);
+    let head =
+        String::from_utf8_lossy(&reply[..reply.windows(4).position(|w| w == b"\r\n\r\n").unwrap()])
+            .to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-encoding: gzip"), "{head}");
 }
 
 both!(the_same_field_edited_twice_keeps_a_conflict);
@@ -700,6 +743,23 @@ fn two_hubs_over_one_postgresql_poke_each_other() {
     let r = on_second.push_one(&lib, &epoch, &put(&rev_id(), "h", &[], "Hi", "x"));
     ev1.wait_poke(&lib, r["seq"].as_i64().unwrap());
     assert_eq!(owner.digest(&lib), on_second.digest(&lib));
+    // the LISTEN connections die: each hub reconnects and pokes all its streams, so a change
+    // whose notification was lost still reaches the other hub's stream
+    let killed = pg_query_i64(
+        &h.database,
+        "SELECT count(pg_terminate_backend(pid))::bigint FROM pg_stat_activity \
+         WHERE query = 'LISTEN quiver_changes' AND datname = current_database()",
+    );
+    assert_eq!(killed, [2]);
+    let r = owner.push_one(&lib, &epoch, &put(&rev_id(), "i", &[], "Hi", "x"));
+    ev2.wait_poke(&lib, r["seq"].as_i64().unwrap());
+    // (only the second hub's own listener feeds its streams: it did reconnect)
+    assert_eq!(
+        h.log(second)
+            .matches("listening for changes on postgresql")
+            .count(),
+        2
+    );
     // a second SQLite process over the same file is refused
     let mut s = Hub::start(Backend::Sqlite);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -813,4 +873,78 @@ fn a_restored_hub_gives_new_epochs(b: Backend) {
     let again = owner.push_one(&lib, &new, &put(&r1, "g", &[], "Hi", "x"));
     assert_eq!(again["duplicate"], true);
     assert!(!owner.pull_all(&lib, &new, 0).is_empty());
+}
+
+both!(the_admin_commands_act_on_a_running_hub);
+fn the_admin_commands_act_on_a_running_hub(b: Backend) {
+    let h = Hub::start(b);
+    let (owner, editor, _viewer, lib, epoch) = team(&h);
+    let ev = editor.events();
+    let (_, me) = editor.get("/v1/me");
+    ev.wait_poke(&lib, me["libraries"][0]["head_seq"].as_i64().unwrap());
+    // a role changed from the command line reaches the member's stream and /v1/me
+    let out = h.cli_ok(&["member", "set", "team", "editor", "maintainer"]);
+    let seq: i64 = out
+        .rsplit_once("seq ")
+        .unwrap()
+        .1
+        .trim_end_matches(')')
+        .parse()
+        .unwrap();
+    ev.wait_poke(&lib, seq);
+    let (_, me) = editor.get("/v1/me");
+    assert_eq!(me["libraries"][0]["role"], "maintainer");
+    // libraries: create, list, rename; the rename is a library change in the log
+    h.cli_ok(&["library", "create", "other", "--review"]);
+    let list: Value = serde_json::from_str(&h.cli_ok(&["library", "list", "--json"])).unwrap();
+    let names: Vec<(&str, bool)> = list["libraries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap(),
+                l["review_required"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(names, [("other", true), ("team", false)]);
+    h.cli_ok(&["library", "set", "team", "--name", "support"]);
+    let last = owner.pull_all(&lib, &epoch, 0).pop().unwrap();
+    assert_eq!(
+        (last["kind"].as_str(), last["library"]["name"].as_str()),
+        (Some("library"), Some("support"))
+    );
+    // status and devices
+    let st: Value = serde_json::from_str(&h.cli_ok(&["status", "--json"])).unwrap();
+    assert_eq!(
+        st["backend"],
+        if b == Backend::Sqlite {
+            "sqlite"
+        } else {
+            "postgresql"
+        }
+    );
+    assert_eq!(
+        (st["users"].as_u64(), st["devices"].as_u64()),
+        (Some(3), Some(3))
+    );
+    let devices: Value = serde_json::from_str(&h.cli_ok(&["device", "list", "--json"])).unwrap();
+    assert_eq!(devices["devices"].as_array().unwrap().len(), 3);
+    // over the admin API: an owner invites, an editor cannot create libraries
+    let (s, r) = owner.post(
+        "/v1/admin/invites",
+        &json!({"role": "viewer", "libraries": ["support"]}),
+    );
+    assert_eq!(s, 200, "{r}");
+    let v = h.join(r["invite"].as_str().unwrap(), "new-pc");
+    assert_eq!(v.me["libraries"][0]["role"], "viewer");
+    let (s, _) = v.post("/v1/admin/libraries", &json!({"name": "mine"}));
+    assert_eq!(s, 403);
+    let (s, r) = owner.post("/v1/admin/libraries", &json!({"name": "mine"}));
+    assert_eq!((s, r["role"].as_str()), (200, Some("owner")), "{r}");
+    // a bad command line: exit 1 and the reason
+    let o = h.cli(&["member", "set", "nope", "editor", "viewer"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no library"));
 }

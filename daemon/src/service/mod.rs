@@ -333,7 +333,9 @@ impl Service {
             Call::Doctor(_) => Err(ServiceError::Internal(
                 "doctor is served by the connection, not the service".into(),
             )),
-            Call::TeamStatus(p) if !p.probe => Ok(self.team_status(None, now)),
+            Call::TeamStatus(p) if !p.probe => {
+                Ok(self.team_status(None, p.library.as_deref(), now))
+            }
             Call::TeamConflicts(library) => self.team_conflicts(library.as_deref()),
             Call::TeamResolve(p) => self.team_resolve(*p, now),
             Call::TeamLeave(p) => self.team_leave(p, now),

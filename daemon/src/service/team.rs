@@ -148,7 +148,12 @@ impl Service {
 
     /// `team.status`: every hub and team library, with what the engine last saw or, with a
     /// probe, what the hubs answered just now.
-    pub fn team_status(&mut self, probes: Option<&HashMap<String, Probe>>, now: u64) -> Value {
+    pub fn team_status(
+        &mut self,
+        probes: Option<&HashMap<String, Probe>>,
+        only: Option<&str>,
+        now: u64,
+    ) -> Value {
         let hubs = self.store.hubs().unwrap_or_default();
         let libs = self.store.libraries().unwrap_or_default();
         let mut hub_out = vec![];
@@ -185,6 +190,7 @@ impl Service {
         for l in libs
             .iter()
             .filter(|l| l.kind == "team" && l.removed_at.is_none())
+            .filter(|l| only.is_none_or(|o| o == l.id))
         {
             let hub = l.hub_id.clone().unwrap_or_default();
             let counts = self.store.library_counts(&l.id).unwrap_or_default();
@@ -637,6 +643,17 @@ impl Service {
             warn!("library {library}: {n} revisions the hub lost are pushed again");
         }
         Ok(n)
+    }
+
+    /// Whether `l` has anything to do: edits to push, a head seq beyond its cursor (as a poke
+    /// or `/v1/me` told it), a reset under way, or no pull or digest comparison yet at its
+    /// cursor since the daemon started.
+    pub fn team_needs_sync(&self, l: &LibraryRow) -> Result<bool, ServiceError> {
+        let live = self.lib_live.get(&l.id);
+        Ok(l.head_seq > l.last_seq
+            || l.resetting
+            || live.is_none_or(|x| !x.caught_up || x.digest_seq != Some(l.last_seq))
+            || self.store.outbox_len(&l.id)? > 0)
     }
 
     /// The local digest of `library`.

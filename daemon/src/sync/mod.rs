@@ -5,7 +5,9 @@
 //! then for each library pull by cursor until caught up (each page applied with its cursor in
 //! one transaction), re-push what the hub lost after an epoch change, push the outbox in order
 //! in batches (each batch's results recorded, and their outbox rows deleted, in one
-//! transaction), pull again, and compare digests once idle. A cycle runs when something wakes
+//! transaction), pull again, and compare digests once idle; a library with nothing to push,
+//! whose head seq (from a poke or `/v1/me`) is its cursor and whose digest was compared at
+//! that seq, is left alone. A cycle runs when something wakes
 //! the task: a local edit of a team library (the service's kick), a poke on the event stream,
 //! `team.sync`, or the periodic fallback (30 s). A failed cycle is retried with backoff (0.2 s
 //! doubling to 5 s; `team.sync` retries at once); edits wait in the outbox meanwhile.
@@ -292,7 +294,7 @@ async fn sync_now(ctx: &Arc<Ctx>, wait_ms: u64) -> Result<Value, ServiceError> {
         })
         .unwrap_or_default();
     let mut status = ctx
-        .db(|svc, now| svc.team_status(None, now))
+        .db(|svc, now| svc.team_status(None, None, now))
         .await
         .unwrap_or(Value::Null);
     status["idle"] = json!(idle);
@@ -356,7 +358,7 @@ async fn probe(ctx: &Arc<Ctx>) -> Value {
         }
         probes.insert(hub.hub_id.clone(), p);
     }
-    ctx.db(move |svc, now| svc.team_status(Some(&probes), now))
+    ctx.db(move |svc, now| svc.team_status(Some(&probes), None, now))
         .await
         .unwrap_or(Value::Null)
 }
@@ -434,11 +436,18 @@ async fn hub_task(
     let mut backoff = BACKOFF_MIN;
     let mut refresh_me = true;
     let mut client: Option<(String, HubClient)> = None;
+    let mut last_force = *force.borrow();
     loop {
         if *stop.borrow() {
             return;
         }
         let force_seen = *force.borrow_and_update();
+        if force_seen != last_force {
+            // `team.sync` reads the library list too (a library just shared may not have
+            // poked yet)
+            refresh_me = true;
+            last_force = force_seen;
+        }
         kick.borrow_and_update();
         let id = hub_id.clone();
         let hub = match ctx.db(move |svc, _| svc.team_hub(&id)).await {
@@ -587,7 +596,18 @@ async fn cycle(
         refresh(ctx, client, hub).await?;
     }
     let id = hub.hub_id.clone();
-    let libs: Vec<LibraryRow> = ctx.dbr(move |svc, _| svc.team_libraries_of(&id)).await?;
+    let libs: Vec<LibraryRow> = ctx
+        .dbr(move |svc, _| {
+            let all = svc.team_libraries_of(&id)?;
+            let mut out = vec![];
+            for l in all {
+                if svc.team_needs_sync(&l)? {
+                    out.push(l);
+                }
+            }
+            Ok(out)
+        })
+        .await?;
     let mut idle = true;
     let mut refreshed = false;
     for lib in libs {
