@@ -284,7 +284,7 @@ fn methods_before_hello_are_refused() {
     let r = c.call("templates.list", json!({}));
     assert_eq!(r["error"]["code"], "hello_required", "{r}");
     let h = c.ok("hello", json!({"protocol": 1}));
-    assert_eq!(h["minor"], 3, "{h}");
+    assert_eq!(h["minor"], 4, "{h}");
     assert!(c.ok("templates.list", json!({}))["templates"].is_array());
     // the command line says hello by itself
     let out = sb.run(&["templates", "list"]);
