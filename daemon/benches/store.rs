@@ -38,6 +38,8 @@ fn inserts(sync: Synchronous, n: usize, dir: &std::path::Path) -> (f64, common::
             customer: Some("cust"),
             payload,
             meter_key: r#"["udesk","ws"]"#,
+            library: quiver_daemon::store::LOCAL,
+            rev_id: None,
         };
         let t = Instant::now();
         st.reserve(&s, i as u64).expect("insert");

@@ -633,7 +633,7 @@ pub fn decode_cursor_all(c: &str) -> Option<(String, String)> {
 }
 
 fn unhex(hex: &str) -> Option<String> {
-    if hex.is_empty() || hex.len() % 2 != 0 || hex.len() > 2 * MAX_FIELD {
+    if hex.is_empty() || !hex.len().is_multiple_of(2) || hex.len() > 2 * MAX_FIELD {
         return None;
     }
     let bytes = (0..hex.len())

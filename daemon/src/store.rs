@@ -2325,7 +2325,8 @@ fn upsert_library(
     l: &LibraryInfo,
     now: u64,
 ) -> rusqlite::Result<Upsert> {
-    let cur: Option<(String, Option<String>, bool, Option<i64>, String)> = tx
+    type Cur = (String, Option<String>, bool, Option<i64>, String);
+    let cur: Option<Cur> = tx
         .query_row(
             "SELECT name, role, review_required, removed_at, kind FROM libraries WHERE id = ?1",
             [&l.id],
@@ -2635,7 +2636,8 @@ fn apply_state(
     if shown.as_deref() == Some(st.head_rev.as_str()) && deleted_at.is_some() == st.deleted {
         return Ok(());
     }
-    let head: Option<(i64, Option<String>, Option<String>, Option<i64>)> = tx
+    type Head = (i64, Option<String>, Option<String>, Option<i64>);
+    let head: Option<Head> = tx
         .query_row(
             "SELECT revision, body_json, op, format FROM template_revisions \
              WHERE rev_id = ?1 AND library = ?2",

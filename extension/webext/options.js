@@ -91,6 +91,8 @@ function onStatus(/** @type {Status} */ status) {
 let reloadTimer;
 /** @type {ReturnType<typeof setTimeout> | undefined} */
 let teamTimer;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let connectionTimer;
 function onEvent(/** @type {string} */ name, /** @type {any} */ data) {
   if (name === 'library.changed' || name === 'events.lost') {
     clearTimeout(reloadTimer);
@@ -106,8 +108,9 @@ function onEvent(/** @type {string} */ name, /** @type {any} */ data) {
     clearTimeout(teamTimer);
     teamTimer = setTimeout(onTeamChanged, 150);
   } else if (name === 'team.changed' && !$('#panel-team').hidden) {
-    clearTimeout(teamTimer);
-    teamTimer = setTimeout(() => loadTeamStatus().then(renderTeamStatus, () => {}), 150);
+    // A connection change: the status only (never in place of a full reload already due).
+    clearTimeout(connectionTimer);
+    connectionTimer = setTimeout(() => loadTeamStatus().then(renderTeamStatus, () => {}), 150);
   }
 }
 

@@ -678,6 +678,10 @@ function renderList({ keepSelection = true } = {}) {
   ui.list.replaceChildren(frag);
   const keep = activeKey === undefined ? -1 : state.shown.findIndex((x) => keyFor(x) === activeKey);
   setActive(keep >= 0 ? keep : state.shown.length ? 0 : -1, false);
+  // The same template still selected after a reload: its team state may have changed (pushed,
+  // refused, in conflict).
+  const shownTp = state.shown[state.active];
+  if (shownTp && !ui.detail.hidden) renderTeam(shownTp);
   renderEmpty();
 }
 

@@ -154,6 +154,8 @@ export function loadEditor(tpl, isNew, revision, shownRevision = null, where = {
   disarmDelete();
   const form = $form('#editor');
   form.hidden = false;
+  // How many times a template was loaded into the form (tools wait for the next one).
+  form.dataset.loads = String(Number(form.dataset.loads ?? 0) + 1);
   $('#editor-empty').hidden = true;
   $('#preview').hidden = false;
   const id = /** @type {HTMLInputElement} */ (control(form, 'id'));

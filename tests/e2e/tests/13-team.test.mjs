@@ -51,12 +51,15 @@ async function click(page, selector) {
 /** Opens template `id` of `library` in the options page's editor and waits for it. */
 async function openInEditor(page, library, id) {
   await click(page, `[data-testid="quiver-tab-library"]`);
+  // The template may be open already: wait for this click's load, not the last one.
+  const loads = await page.$eval('[data-testid="quiver-editor"]', (f) => Number(f.dataset.loads ?? 0));
   await click(page, `[data-testid="quiver-lib-item"][data-template-id="${id}"][data-library="${library}"]`);
-  await until(page, `${id} open in the editor`, ([id, library]) => {
+  await until(page, `${id} open in the editor`, ([id, library, loads]) => {
+    const form = document.querySelector('[data-testid="quiver-editor"]');
     const f = document.querySelector('[data-testid="quiver-field-id"]');
     const team = document.querySelector('[data-testid="quiver-editor-team"]');
-    return f?.value === id && team?.dataset.library === library;
-  }, [id, library]);
+    return Number(form?.dataset.loads ?? 0) > loads && f?.value === id && team?.dataset.library === library;
+  }, [id, library, loads]);
 }
 
 /** The palette row of `id` in `library`: its title, sync state and badges. */
