@@ -270,6 +270,8 @@ fn methods_before_hello_are_refused() {
         ("history.list", json!({})),
         ("send.reserve", json!({})),
         ("doctor", json!({})),
+        ("team.sync", json!({})),
+        ("team.status", json!({"probe": true})),
     ] {
         let r = c.call(method, params);
         assert_eq!(r["error"]["code"], "hello_required", "{method}: {r}");
@@ -284,7 +286,7 @@ fn methods_before_hello_are_refused() {
     let r = c.call("templates.list", json!({}));
     assert_eq!(r["error"]["code"], "hello_required", "{r}");
     let h = c.ok("hello", json!({"protocol": 1}));
-    assert_eq!(h["minor"], 3, "{h}");
+    assert_eq!(h["minor"], quiver_shared::proto::PROTOCOL_MINOR, "{h}");
     assert!(c.ok("templates.list", json!({}))["templates"].is_array());
     // the command line says hello by itself
     let out = sb.run(&["templates", "list"]);
