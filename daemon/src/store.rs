@@ -2633,6 +2633,24 @@ fn apply_state(
     if shown.as_deref() == Some(st.head_rev.as_str()) && deleted_at.is_some() == st.deleted {
         return Ok(());
     }
+    // This device's own proposal (waiting for review) or draft (refused) stays shown while the
+    // hub's head is still the version it was made from; a new head, an approval (the proposal
+    // becomes head) or a rejection shows the hub's head again.
+    if let Some(rev) = &shown {
+        let mine: Option<(bool, Option<String>, Option<String>)> = tx
+            .query_row(
+                "SELECT own, state, json_extract(parents_json, '$[0]') FROM template_revisions \
+                 WHERE rev_id = ?1",
+                [rev],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        if let Some((true, Some(state), Some(parent))) = mine {
+            if (state == "proposed" || state == "draft") && parent == st.head_rev {
+                return Ok(());
+            }
+        }
+    }
     type Head = (i64, Option<String>, Option<String>, Option<i64>);
     let head: Option<Head> = tx
         .query_row(
