@@ -709,6 +709,8 @@ impl Store {
         let conn = Connection::open(path).ctx(|| format!("cannot open {}", at()))?;
         conn.busy_timeout(Duration::from_secs(5))
             .ctx(|| format!("{}: setting busy_timeout", at()))?;
+        // every statement a pulled page runs stays prepared
+        conn.set_prepared_statement_cache_capacity(64);
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
             .ctx(|| format!("{}: setting journal_mode=WAL", at()))?;
@@ -1818,15 +1820,16 @@ impl Store {
                 Change::Revision {
                     revision, template, ..
                 } => {
-                    apply_revision(&tx, library, seq, revision, device_id, now, &mut applied).ctx(
-                        || {
+                    let fresh =
+                        apply_revision(&tx, library, seq, revision, device_id, now, &mut applied)
+                            .ctx(|| {
                             format!(
                                 "{at}: applying revision {} (seq {seq})",
                                 revision.revision.rev_id
                             )
-                        },
-                    )?;
-                    apply_state(&tx, library, template, now, &mut applied)
+                        })?;
+                    let fresh = fresh.map(|t| (revision.revision.rev_id.as_str(), t));
+                    apply_state(&tx, library, template, fresh, now, &mut applied)
                         .ctx(|| format!("{at}: applying {} (seq {seq})", template.template))?;
                 }
                 Change::Member {
@@ -2460,7 +2463,7 @@ fn ensure_template_row(
     body: Option<&Template>,
     now: u64,
 ) -> rusqlite::Result<()> {
-    let exists: bool = tx.query_row(
+    let exists: bool = tx.row(
         "SELECT EXISTS (SELECT 1 FROM templates WHERE library = ?1 AND id = ?2)",
         [library, id],
         |r| r.get(0),
@@ -2472,7 +2475,7 @@ fn ensure_template_row(
         Some(t) => serde_json::to_string(t).map_err(json_err)?,
         None => serde_json::json!({"id": id, "title": id, "parts": []}).to_string(),
     };
-    tx.execute(
+    tx.exec(
         "INSERT INTO templates (library, id, title, revision, body_json, updated_at, deleted_at) \
          VALUES (?1, ?2, ?3, 0, ?4, ?5, ?5)",
         params![
@@ -2495,10 +2498,10 @@ fn apply_revision(
     device_id: &str,
     now: u64,
     applied: &mut Applied,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<Option<Template>> {
     let r = &rec.revision;
     let state = rev_state(rec.state);
-    let n = tx.execute(
+    let n = tx.exec(
         "UPDATE template_revisions SET state = ?2, hub_seq = ?3, at_ms = ?4, author_user = ?5, \
          author_name = ?6, author_device = ?7 WHERE rev_id = ?1 AND library = ?8",
         params![
@@ -2514,16 +2517,19 @@ fn apply_revision(
     )?;
     applied.revisions += 1;
     if n > 0 {
-        return Ok(());
+        return Ok(None);
     }
     let known = r.template_body().ok().flatten();
     ensure_template_row(tx, library, &r.template, known.as_ref(), now)?;
     let revision = next_revision(tx, library, &r.template)?;
+    let mut fresh = None;
     let body_json = match (&r.op, known) {
         (Op::Delete, _) => None,
         (Op::Put, Some(mut t)) => {
             t.revision = revision;
-            Some(serde_json::to_string(&t).map_err(json_err)?)
+            let b = serde_json::to_string(&t).map_err(json_err)?;
+            fresh = Some(t);
+            Some(b)
         }
         // a newer format (or a body this build cannot read): kept verbatim
         (Op::Put, None) => r.body.as_ref().map(|b| b.to_string()),
@@ -2551,7 +2557,7 @@ fn apply_revision(
         now,
         Some(&meta),
     )?;
-    Ok(())
+    Ok(fresh)
 }
 
 /// Applies a template's state after a change: the hub's head, deleted flag and open conflicts;
@@ -2561,12 +2567,26 @@ fn apply_state(
     tx: &rusqlite::Transaction<'_>,
     library: &str,
     st: &TemplateState,
+    fresh: Option<(&str, Template)>,
     now: u64,
     applied: &mut Applied,
 ) -> rusqlite::Result<()> {
     let id = st.template.as_str();
-    ensure_template_row(tx, library, id, None, now)?;
-    tx.execute(
+    let row: Option<(Option<String>, Option<i64>, bool)> = tx
+        .row(
+            "SELECT head_rev, deleted_at, conflicted FROM templates WHERE library = ?1 AND id = ?2",
+            [library, id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let (shown, deleted_at, was_conflicted) = match row {
+        Some(r) => r,
+        None => {
+            ensure_template_row(tx, library, id, None, now)?;
+            (None, Some(to_i64(now)), false)
+        }
+    };
+    tx.exec(
         "UPDATE templates SET hub_rev = ?3, hub_deleted = ?4, conflicted = ?5 \
          WHERE library = ?1 AND id = ?2",
         params![
@@ -2577,6 +2597,90 @@ fn apply_state(
             !st.conflicts.is_empty()
         ],
     )?;
+    if was_conflicted || !st.conflicts.is_empty() {
+        mirror_conflicts(tx, library, st, applied)?;
+    }
+    let pending: bool = tx.row(
+        "SELECT EXISTS (SELECT 1 FROM sync_outbox o JOIN template_revisions r \
+         ON r.rev_id = o.rev_id WHERE o.library = ?1 AND r.template_id = ?2)",
+        [library, id],
+        |r| r.get(0),
+    )?;
+    if pending {
+        return Ok(());
+    }
+    if shown.as_deref() == Some(st.head_rev.as_str()) && deleted_at.is_some() == st.deleted {
+        return Ok(());
+    }
+    // This device's own proposal (waiting for review) or draft (refused) stays shown while the
+    // hub's head is still the version it was made from; a new head, an approval (the proposal
+    // becomes head) or a rejection shows the hub's head again.
+    if let Some(rev) = &shown {
+        let mine: Option<(bool, Option<String>, Option<String>)> = tx
+            .row(
+                "SELECT own, state, json_extract(parents_json, '$[0]') FROM template_revisions \
+                 WHERE rev_id = ?1",
+                [rev],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        if let Some((true, Some(state), Some(parent))) = mine {
+            if (state == "proposed" || state == "draft") && parent == st.head_rev {
+                return Ok(());
+            }
+        }
+    }
+    // the head just written by this page needs no reading back
+    if let Some((rev, t)) = fresh.filter(|(rev, _)| *rev == st.head_rev) {
+        if !st.deleted {
+            show_template(tx, library, &t, Some(rev), now)?;
+            applied.shown.push(id.to_string());
+            return Ok(());
+        }
+    }
+    type Head = (i64, Option<String>, Option<String>, Option<i64>);
+    let head: Option<Head> = tx
+        .row(
+            "SELECT revision, body_json, op, format FROM template_revisions \
+             WHERE rev_id = ?1 AND library = ?2",
+            [&st.head_rev, library],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let Some((n, body, op, format)) = head else {
+        return Ok(()); // a head this device never got: the next page brings it
+    };
+    if st.deleted || op.as_deref() == Some("delete") {
+        tx.exec(
+            "UPDATE templates SET head_rev = ?3, deleted_at = COALESCE(deleted_at, ?4), \
+             updated_at = ?4 WHERE library = ?1 AND id = ?2",
+            params![library, id, st.head_rev, to_i64(now)],
+        )?;
+        if deleted_at.is_none() {
+            applied.shown.push(id.to_string());
+        }
+        return Ok(());
+    }
+    let readable = format.is_none_or(|f| f <= i64::from(FORMAT));
+    let t = body
+        .filter(|_| readable)
+        .and_then(|b| serde_json::from_str::<Template>(&b).ok());
+    if let Some(mut t) = t {
+        t.revision = u32::try_from(n).unwrap_or(0);
+        show_template(tx, library, &t, Some(&st.head_rev), now)?;
+        applied.shown.push(id.to_string());
+    }
+    Ok(())
+}
+
+/// Mirrors the hub's open conflicts of a template.
+fn mirror_conflicts(
+    tx: &rusqlite::Transaction<'_>,
+    library: &str,
+    st: &TemplateState,
+    applied: &mut Applied,
+) -> rusqlite::Result<()> {
+    let id = st.template.as_str();
     let old: Vec<String> = {
         let mut stmt = tx.prepare_cached(
             "SELECT id FROM sync_conflicts WHERE library = ?1 AND template = ?2 ORDER BY id",
@@ -2595,12 +2699,12 @@ fn apply_state(
     {
         applied.conflicts_changed = true;
     }
-    tx.execute(
+    tx.exec(
         "DELETE FROM sync_conflicts WHERE library = ?1 AND template = ?2",
         [library, id],
     )?;
     for c in new {
-        tx.execute(
+        tx.exec(
             "INSERT INTO sync_conflicts (library, id, template, head_rev, other_rev, base_rev, \
              fields_json, opened_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
              ON CONFLICT (library, id) DO UPDATE SET template = excluded.template, \
@@ -2618,55 +2722,6 @@ fn apply_state(
                 c.opened_seq
             ],
         )?;
-    }
-    let pending: bool = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sync_outbox o JOIN template_revisions r \
-         ON r.rev_id = o.rev_id WHERE o.library = ?1 AND r.template_id = ?2)",
-        [library, id],
-        |r| r.get(0),
-    )?;
-    if pending {
-        return Ok(());
-    }
-    let (shown, deleted_at): (Option<String>, Option<i64>) = tx.query_row(
-        "SELECT head_rev, deleted_at FROM templates WHERE library = ?1 AND id = ?2",
-        [library, id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    if shown.as_deref() == Some(st.head_rev.as_str()) && deleted_at.is_some() == st.deleted {
-        return Ok(());
-    }
-    type Head = (i64, Option<String>, Option<String>, Option<i64>);
-    let head: Option<Head> = tx
-        .query_row(
-            "SELECT revision, body_json, op, format FROM template_revisions \
-             WHERE rev_id = ?1 AND library = ?2",
-            [&st.head_rev, library],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()?;
-    let Some((n, body, op, format)) = head else {
-        return Ok(()); // a head this device never got: the next page brings it
-    };
-    if st.deleted || op.as_deref() == Some("delete") {
-        tx.execute(
-            "UPDATE templates SET head_rev = ?3, deleted_at = COALESCE(deleted_at, ?4), \
-             updated_at = ?4 WHERE library = ?1 AND id = ?2",
-            params![library, id, st.head_rev, to_i64(now)],
-        )?;
-        if deleted_at.is_none() {
-            applied.shown.push(id.to_string());
-        }
-        return Ok(());
-    }
-    let readable = format.is_none_or(|f| f <= i64::from(FORMAT));
-    let t = body
-        .filter(|_| readable)
-        .and_then(|b| serde_json::from_str::<Template>(&b).ok());
-    if let Some(mut t) = t {
-        t.revision = u32::try_from(n).unwrap_or(0);
-        show_template(tx, library, &t, Some(&st.head_rev), now)?;
-        applied.shown.push(id.to_string());
     }
     Ok(())
 }
@@ -2702,6 +2757,33 @@ fn json_err(e: serde_json::Error) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(Box::new(e))
 }
 
+/// `execute` and `query_row` through the connection's statement cache: a pulled page runs the
+/// same dozen statements for each of up to a thousand changes.
+trait Cached {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, p: P) -> rusqlite::Result<usize>;
+    fn row<T, P: rusqlite::Params, F: FnOnce(&Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        p: P,
+        f: F,
+    ) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, p: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(p)
+    }
+
+    fn row<T, P: rusqlite::Params, F: FnOnce(&Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        p: P,
+        f: F,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(p, f)
+    }
+}
+
 fn other_err(msg: String) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(msg.into())
 }
@@ -2718,7 +2800,7 @@ fn show_template(
 ) -> rusqlite::Result<String> {
     let body = serde_json::to_string(t).map_err(json_err)?;
     let tags = serde_json::to_string(&t.tags).map_err(json_err)?;
-    tx.execute(
+    tx.exec(
         "INSERT INTO templates (library, id, title, folder, tags_json, shortcut, revision, \
          body_json, usage_count, updated_at, head_rev) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10) \
@@ -2772,14 +2854,14 @@ fn add_revision(
     meta: Option<&RevMeta<'_>>,
 ) -> rusqlite::Result<i64> {
     match meta {
-        None => tx.execute(
+        None => tx.exec(
             "INSERT INTO template_revisions (library, template_id, revision, body_json, \
              created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![library, id, revision, body_json, to_i64(now)],
         )?,
         Some(m) => {
             let parents = serde_json::to_string(m.parents).map_err(json_err)?;
-            tx.execute(
+            tx.exec(
                 "INSERT INTO template_revisions (library, template_id, revision, body_json, \
                  created_at, rev_id, parents_json, op, format, state, author_user, author_name, \
                  author_device, own, hub_seq, at_ms, client_at) VALUES (?1, ?2, ?3, ?4, ?5, \
@@ -2818,7 +2900,7 @@ fn op_str(op: Op) -> &'static str {
 
 /// The next revision number of template `id` of `library`.
 fn next_revision(tx: &rusqlite::Transaction<'_>, library: &str, id: &str) -> rusqlite::Result<u32> {
-    let n: i64 = tx.query_row(
+    let n: i64 = tx.row(
         "SELECT COALESCE(MAX(revision), 0) + 1 FROM template_revisions \
          WHERE library = ?1 AND template_id = ?2",
         [library, id],

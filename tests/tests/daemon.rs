@@ -270,6 +270,8 @@ fn methods_before_hello_are_refused() {
         ("history.list", json!({})),
         ("send.reserve", json!({})),
         ("doctor", json!({})),
+        ("team.sync", json!({})),
+        ("team.status", json!({"probe": true})),
     ] {
         let r = c.call(method, params);
         assert_eq!(r["error"]["code"], "hello_required", "{method}: {r}");

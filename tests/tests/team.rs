@@ -653,3 +653,37 @@ fn seeded_random_runs_converge_with_nothing_lost_postgresql() {
         random_runs(Backend::Pg, 30);
     }
 }
+
+both!(an_editors_edit_in_a_reviewed_library_waits_as_a_proposal);
+fn an_editors_edit_in_a_reviewed_library_waits_as_a_proposal(backend: Backend) {
+    let (h, mut a, lib) = hub_and_owner(backend);
+    let mut e = member(&h, "erin", "editor");
+    let checker = Checker::new(&h, &[&lib]);
+    a.put(&lib, "greeting", "Hello", "Hi", &[]);
+    a.sync();
+    h.cli_ok(&["library", "set", "team", "--review", "true"]);
+    e.sync();
+    assert_eq!(e.lib_status(&lib)["review_required"], true);
+    e.put(&lib, "greeting", "Hello, reviewed", "Hi", &[]);
+    e.sync();
+    let g = e.get(&lib, "greeting")["result"].clone();
+    assert_eq!(g["sync"], "proposed", "{g}");
+    a.sync();
+    assert_eq!(title(&mut a, &lib, "greeting"), "Hello");
+    check_converged(&h, &checker, &lib, &mut [&mut a, &mut e]);
+    // a maintainer approves it: it becomes everyone's head
+    let rev = g["head_rev"].as_str().unwrap();
+    let (s, r) = checker.client.post(
+        &format!("/v1/libraries/{lib}/proposals/{rev}/approve"),
+        &json!({}),
+    );
+    assert_eq!(s, 200, "{r}");
+    e.sync();
+    a.sync();
+    for m in [&mut a, &mut e] {
+        let g = m.get(&lib, "greeting")["result"].clone();
+        assert_eq!(g["template"]["title"], "Hello, reviewed", "{}: {g}", m.name);
+        assert_eq!(g["sync"], "synced", "{}: {g}", m.name);
+    }
+    check_converged(&h, &checker, &lib, &mut [&mut a, &mut e]);
+}

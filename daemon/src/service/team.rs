@@ -32,6 +32,8 @@ pub struct LibLive {
     pub digest_hub: Option<String>,
     pub digest_seq: Option<i64>,
     pub last_error: Option<String>,
+    /// When a pulled page last changed something (ms).
+    pub changed_at: Option<u64>,
 }
 
 /// What `team.status` with `probe` found by asking a hub now.

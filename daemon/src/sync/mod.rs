@@ -46,6 +46,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const UNAUTHORIZED_RETRY: Duration = Duration::from_secs(60);
 /// An event stream silent this long is taken for dead (the hub sends heartbeats).
 const STREAM_SILENCE: Duration = Duration::from_secs(45);
+/// The digest comparison waits until a library has been quiet this long (each one reads every
+/// head, here and at the hub): a burst of edits is compared once, after it.
+const DIGEST_QUIET: Duration = Duration::from_secs(2);
 /// A hub answering 410 more often than this in one pull is broken, not restored.
 const MAX_RESETS: u32 = 3;
 
@@ -442,7 +445,8 @@ async fn hub_task(
             return;
         }
         let force_seen = *force.borrow_and_update();
-        if force_seen != last_force {
+        let forced = force_seen != last_force;
+        if forced {
             // `team.sync` reads the library list too (a library just shared may not have
             // poked yet)
             refresh_me = true;
@@ -481,8 +485,15 @@ async fn hub_task(
         let Some((_, c)) = client.as_ref() else {
             continue;
         };
-        match cycle(&ctx, c, &hub, refresh_me).await {
-            Ok(idle) => {
+        let mut pause = PERIOD;
+        let began = Instant::now();
+        let result = cycle(&ctx, c, &hub, refresh_me, forced).await;
+        debug!("hub {}: cycle in {:?}", hub.hub_id, began.elapsed());
+        match result {
+            Ok((idle, digest_waits)) => {
+                if digest_waits {
+                    pause = DIGEST_QUIET;
+                }
                 refresh_me = false;
                 backoff = BACKOFF_MIN;
                 set_hub(&ctx, &hub.hub_id, "online", None, true).await;
@@ -555,7 +566,7 @@ async fn hub_task(
                     }
                 }
             }
-            _ = tokio::time::sleep(PERIOD) => refresh_me = true,
+            _ = tokio::time::sleep(pause) => refresh_me = pause == PERIOD,
         }
     }
 }
@@ -585,13 +596,15 @@ async fn set_hub(ctx: &Ctx, hub: &str, state: &'static str, error: Option<String
     .await;
 }
 
-/// One cycle over every library of the hub. `Ok(idle)`: nothing left to push or pull.
+/// One cycle over every library of the hub. `Ok((idle, digest_waits))`: nothing left to push
+/// or pull; a digest comparison waits for a library to be quiet.
 async fn cycle(
     ctx: &Arc<Ctx>,
     client: &HubClient,
     hub: &HubRow,
     refresh_me: bool,
-) -> Result<bool, HubError> {
+    forced: bool,
+) -> Result<(bool, bool), HubError> {
     if refresh_me {
         refresh(ctx, client, hub).await?;
     }
@@ -609,11 +622,13 @@ async fn cycle(
         })
         .await?;
     let mut idle = true;
+    let mut digest_waits = false;
     let mut refreshed = false;
     for lib in libs {
-        match sync_library(ctx, client, &lib.id).await {
-            Ok(done) => {
+        match sync_library(ctx, client, &lib.id, forced).await {
+            Ok((done, waits)) => {
                 idle &= done;
+                digest_waits |= waits;
                 note_lib_error(ctx, &lib.id, None).await;
             }
             Err(e @ (HubError::Forbidden(_) | HubError::NotFound(_))) => {
@@ -639,7 +654,7 @@ async fn cycle(
             }
         }
     }
-    Ok(idle)
+    Ok((idle, digest_waits))
 }
 
 async fn note_lib_error(ctx: &Ctx, lib: &str, error: Option<String>) {
@@ -656,27 +671,33 @@ async fn refresh(ctx: &Ctx, client: &HubClient, hub: &HubRow) -> Result<(), HubE
         .await
 }
 
-/// Pull, re-push after a reset, push, pull again; then the digest. `Ok(idle)`.
-async fn sync_library(ctx: &Arc<Ctx>, client: &HubClient, lib: &str) -> Result<bool, HubError> {
+/// Pull, re-push after a reset, push, pull again; then the digest. `Ok((idle, digest
+/// waits))`.
+async fn sync_library(
+    ctx: &Arc<Ctx>,
+    client: &HubClient,
+    lib: &str,
+    forced: bool,
+) -> Result<(bool, bool), HubError> {
     for _round in 0..8 {
         if !pull(ctx, client, lib).await? {
-            return Ok(true); // purged
+            return Ok((true, false)); // purged
         }
         let l = lib.to_string();
         let row = ctx.dbr(move |svc, _| svc.team_library_row(&l)).await?;
         let Some(row) = row.filter(|r| r.removed_at.is_none()) else {
-            return Ok(true);
+            return Ok((true, false));
         };
         if row.resetting {
             let l = lib.to_string();
             ctx.dbr(move |svc, now| svc.team_requeue(&l, now)).await?;
         }
         match push(ctx, client, lib).await? {
-            Pushed::Nothing => return digest_check(ctx, client, lib).await,
+            Pushed::Nothing => return digest_check(ctx, client, lib, forced).await,
             Pushed::Some | Pushed::Reset => continue,
         }
     }
-    Ok(false)
+    Ok((false, false))
 }
 
 /// Pulls `lib` until caught up. `Ok(false)`: the library was purged.
@@ -689,13 +710,21 @@ async fn pull(ctx: &Ctx, client: &HubClient, lib: &str) -> Result<bool, HubError
             return Ok(false);
         };
         let epoch = row.epoch.clone().unwrap_or_default();
-        match client.changes(lib, &epoch, row.last_seq, MAX_PAGE).await {
+        let t = Instant::now();
+        let got = client.changes(lib, &epoch, row.last_seq, MAX_PAGE).await;
+        debug!(
+            "library {lib}: page after {} in {:?}",
+            row.last_seq,
+            t.elapsed()
+        );
+        match got {
             Ok(page) if page.epoch != epoch && !epoch.is_empty() => {
                 resets += 1;
                 reset(ctx, client, lib, Some(page.epoch.clone()), resets).await?;
             }
             Ok(page) => {
                 let more = page.more;
+                let changed = !page.changes.is_empty();
                 let l = lib.to_string();
                 let applied = ctx
                     .dbr(move |svc, now| svc.team_apply(&l, &page, now))
@@ -703,10 +732,19 @@ async fn pull(ctx: &Ctx, client: &HubClient, lib: &str) -> Result<bool, HubError
                 if applied.purged {
                     return Ok(false);
                 }
-                if !more {
+                if changed || !more {
                     let l = lib.to_string();
-                    ctx.db(move |svc, _| svc.team_lib_live(&l, |x| x.caught_up = true))
-                        .await;
+                    ctx.db(move |svc, now| {
+                        svc.team_lib_live(&l, |x| {
+                            if changed {
+                                x.changed_at = Some(now);
+                            }
+                            x.caught_up |= !more;
+                        })
+                    })
+                    .await;
+                }
+                if !more {
                     return Ok(true);
                 }
             }
@@ -816,22 +854,37 @@ async fn push(ctx: &Ctx, client: &HubClient, lib: &str) -> Result<Pushed, HubErr
 }
 
 /// Once a library is idle: compares its digest with the hub's (when the log moved since the
-/// last comparison). `Ok(idle)`.
-async fn digest_check(ctx: &Ctx, client: &HubClient, lib: &str) -> Result<bool, HubError> {
+/// last comparison, and it has been quiet for [`DIGEST_QUIET`] unless `forced`).
+/// `Ok((idle, digest waits))`.
+async fn digest_check(
+    ctx: &Ctx,
+    client: &HubClient,
+    lib: &str,
+    forced: bool,
+) -> Result<(bool, bool), HubError> {
     let l = lib.to_string();
-    let (row, seen, outbox) = ctx
-        .dbr(move |svc, _| {
+    let (row, seen, outbox, now) = ctx
+        .dbr(move |svc, now| {
             Ok((
                 svc.team_library_row(&l)?,
                 svc.team_lib_seen(&l),
                 svc.team_outbox_len(&l)?,
+                now,
             ))
         })
         .await?;
-    let Some(row) = row else { return Ok(true) };
+    let Some(row) = row else {
+        return Ok((true, false));
+    };
     let idle = outbox == 0 && !row.resetting && seen.caught_up;
     if !idle || seen.digest_seq == Some(row.last_seq) {
-        return Ok(idle);
+        return Ok((idle, false));
+    }
+    let quiet = seen
+        .changed_at
+        .is_none_or(|t| now.saturating_sub(t) >= DIGEST_QUIET.as_millis() as u64);
+    if !forced && !quiet {
+        return Ok((idle, true));
     }
     let hub = client.digest(lib).await?;
     let l = lib.to_string();
@@ -852,7 +905,7 @@ async fn digest_check(ctx: &Ctx, client: &HubClient, lib: &str) -> Result<bool, 
         Ok(())
     })
     .await?;
-    Ok(idle)
+    Ok((idle, false))
 }
 
 /// The hub's event stream: pokes wake the hub's task; reconnects with backoff.
