@@ -785,48 +785,12 @@ async fn land<T: Tx>(
     };
     let new_head: String;
     let new_deleted: bool;
+    let fast_forward = match &head {
+        None => true,
+        Some(h) => rev.parents.first() == Some(&h.s(0)?),
+    };
     match head {
-        None => {
-            res.head_rev = Some(rev.rev_id.clone());
-            put_revision(tx, lib, inc, my_seq, RevState::Head, Some(&res)).await?;
-            set_head(tx, lib, tpl, &rev.rev_id, deleted).await?;
-            pending.push(Pending {
-                seq: my_seq,
-                rev_id: rev.rev_id.clone(),
-                state: RevState::Head,
-                private_to: None,
-            });
-            (new_head, new_deleted) = (rev.rev_id.clone(), deleted);
-        }
-        Some(h) if rev.parents.first() == Some(&h.s(0)?) => {
-            let head_rev = h.s(0)?;
-            if let (Some(other), true) = (rev.parents.get(1), was_conflicted) {
-                // A resolution: closes the open conflict whose other side is `other`.
-                let n = tx
-                    .exec(
-                        "UPDATE conflicts SET resolved_seq = $4, resolved_by = $5 WHERE library_id = $1 \
-                         AND template_id = $2 AND other_rev = $3 AND resolved_seq IS NULL",
-                        p![lib, tpl, other, my_seq, resolver],
-                    )
-                    .await?;
-                if n > 0 {
-                    set_state(tx, other, RevState::Resolved).await?;
-                    conflicts_changed = true;
-                }
-            }
-            set_state(tx, &head_rev, RevState::Superseded).await?;
-            res.head_rev = Some(rev.rev_id.clone());
-            put_revision(tx, lib, inc, my_seq, RevState::Head, Some(&res)).await?;
-            set_head(tx, lib, tpl, &rev.rev_id, deleted).await?;
-            pending.push(Pending {
-                seq: my_seq,
-                rev_id: rev.rev_id.clone(),
-                state: RevState::Head,
-                private_to: None,
-            });
-            (new_head, new_deleted) = (rev.rev_id.clone(), deleted);
-        }
-        Some(h) => {
+        Some(h) if !fast_forward => {
             let head_rev = h.s(0)?;
             let head_deleted = h.b(1)?;
             let head_st = stored(tx, &head_rev)
@@ -954,6 +918,37 @@ async fn land<T: Tx>(
                     new_head = winner;
                 }
             }
+        }
+        head => {
+            // On top of the head (or the first revision of the template): it becomes head.
+            if let Some(h) = head {
+                let head_rev = h.s(0)?;
+                if let (Some(other), true) = (rev.parents.get(1), was_conflicted) {
+                    // A resolution: closes the open conflict whose other side is `other`.
+                    let n = tx
+                        .exec(
+                            "UPDATE conflicts SET resolved_seq = $4, resolved_by = $5 WHERE library_id = $1 \
+                             AND template_id = $2 AND other_rev = $3 AND resolved_seq IS NULL",
+                            p![lib, tpl, other, my_seq, resolver],
+                        )
+                        .await?;
+                    if n > 0 {
+                        set_state(tx, other, RevState::Resolved).await?;
+                        conflicts_changed = true;
+                    }
+                }
+                set_state(tx, &head_rev, RevState::Superseded).await?;
+            }
+            res.head_rev = Some(rev.rev_id.clone());
+            put_revision(tx, lib, inc, my_seq, RevState::Head, Some(&res)).await?;
+            set_head(tx, lib, tpl, &rev.rev_id, deleted).await?;
+            pending.push(Pending {
+                seq: my_seq,
+                rev_id: rev.rev_id.clone(),
+                state: RevState::Head,
+                private_to: None,
+            });
+            (new_head, new_deleted) = (rev.rev_id.clone(), deleted);
         }
     }
     if conflicts_changed {
