@@ -321,6 +321,21 @@ impl<T> Context<T> for rusqlite::Result<T> {
     }
 }
 
+/// Every row of `sql`, each read by `map`; an error names `what` at `at` (the database).
+fn all_rows<T, P: rusqlite::Params>(
+    conn: &Connection,
+    at: &str,
+    what: &str,
+    sql: &str,
+    params: P,
+    map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let ctx = || format!("{at}: {what}");
+    let mut stmt = conn.prepare_cached(sql).ctx(ctx)?;
+    let rows = stmt.query_map(params, map).ctx(ctx)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().ctx(ctx)
+}
+
 /// How a commit reaches the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Synchronous {
@@ -1469,17 +1484,14 @@ impl Store {
 
     /// Every hub joined.
     pub fn hubs(&self) -> Result<Vec<HubRow>> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
-                "SELECT {HUB_COLUMNS} FROM team_hubs ORDER BY joined_at"
-            ))
-            .ctx(|| format!("{}: reading hubs", self.at()))?;
-        let rows = stmt
-            .query_map([], hub_row)
-            .ctx(|| format!("{}: reading hubs", self.at()))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .ctx(|| format!("{}: reading hubs", self.at()))
+        all_rows(
+            &self.conn,
+            &self.at(),
+            "reading hubs",
+            &format!("SELECT {HUB_COLUMNS} FROM team_hubs ORDER BY joined_at"),
+            [],
+            hub_row,
+        )
     }
 
     pub fn hub(&self, hub_id: &str) -> Result<Option<HubRow>> {
@@ -1495,17 +1507,14 @@ impl Store {
 
     /// Every library, `local` first, then team libraries by name (left ones too).
     pub fn libraries(&self) -> Result<Vec<LibraryRow>> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
-                "SELECT {LIBRARY_COLUMNS} FROM libraries ORDER BY kind = 'team', name, id"
-            ))
-            .ctx(|| format!("{}: reading libraries", self.at()))?;
-        let rows = stmt
-            .query_map([], library_row)
-            .ctx(|| format!("{}: reading libraries", self.at()))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .ctx(|| format!("{}: reading libraries", self.at()))
+        all_rows(
+            &self.conn,
+            &self.at(),
+            "reading libraries",
+            &format!("SELECT {LIBRARY_COLUMNS} FROM libraries ORDER BY kind = 'team', name, id"),
+            [],
+            library_row,
+        )
     }
 
     pub fn library(&self, id: &str) -> Result<Option<LibraryRow>> {
@@ -1585,20 +1594,14 @@ impl Store {
                 Upsert::Same => {}
             }
         }
-        let active: Vec<String> = {
-            let mut stmt = tx
-                .prepare(
-                    "SELECT id FROM libraries WHERE hub_id = ?1 AND kind = 'team' \
-                     AND removed_at IS NULL",
-                )
-                .ctx(|| format!("{at}: reading libraries"))?;
-            let ids = stmt
-                .query_map([hub_id], |r| r.get::<_, String>(0))
-                .ctx(|| format!("{at}: reading libraries"))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .ctx(|| format!("{at}: reading libraries"))?;
-            ids
-        };
+        let active: Vec<String> = all_rows(
+            &tx,
+            &at,
+            "reading libraries",
+            "SELECT id FROM libraries WHERE hub_id = ?1 AND kind = 'team' AND removed_at IS NULL",
+            [hub_id],
+            |r| r.get(0),
+        )?;
         for id in active {
             if !libs.iter().any(|l| l.id == id) {
                 purge_in(&tx, &id, now).ctx(|| format!("{at}: purging library {id}"))?;
@@ -1618,17 +1621,14 @@ impl Store {
     pub fn leave_hub(&mut self, hub_id: &str, now: u64) -> Result<Vec<String>> {
         let at = self.at();
         let tx = self.tx("leave")?;
-        let ids: Vec<String> = {
-            let mut stmt = tx
-                .prepare("SELECT id FROM libraries WHERE hub_id = ?1 AND removed_at IS NULL")
-                .ctx(|| format!("{at}: reading libraries"))?;
-            let ids = stmt
-                .query_map([hub_id], |r| r.get::<_, String>(0))
-                .ctx(|| format!("{at}: reading libraries"))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .ctx(|| format!("{at}: reading libraries"))?;
-            ids
-        };
+        let ids: Vec<String> = all_rows(
+            &tx,
+            &at,
+            "reading libraries",
+            "SELECT id FROM libraries WHERE hub_id = ?1 AND removed_at IS NULL",
+            [hub_id],
+            |r| r.get(0),
+        )?;
         for id in &ids {
             purge_in(&tx, id, now).ctx(|| format!("{at}: purging library {id}"))?;
         }
@@ -2025,21 +2025,15 @@ impl Store {
     /// The open conflicts of `library` (of every library when `None`), oldest first.
     pub fn conflicts(&self, library: Option<&str>) -> Result<Vec<ConflictRow>> {
         let at = self.at();
-        let keys: Vec<(String, String)> = {
-            let mut stmt = self
-                .conn
-                .prepare(
-                    "SELECT library, id FROM sync_conflicts WHERE (?1 IS NULL OR library = ?1) \
-                     ORDER BY library, opened_seq, id",
-                )
-                .ctx(|| format!("{at}: reading conflicts"))?;
-            let rows = stmt
-                .query_map([library], |r| Ok((r.get(0)?, r.get(1)?)))
-                .ctx(|| format!("{at}: reading conflicts"))?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .ctx(|| format!("{at}: reading conflicts"))?;
-            rows
-        };
+        let keys: Vec<(String, String)> = all_rows(
+            &self.conn,
+            &at,
+            "reading conflicts",
+            "SELECT library, id FROM sync_conflicts WHERE (?1 IS NULL OR library = ?1) \
+             ORDER BY library, opened_seq, id",
+            [library],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         let mut out = vec![];
         for (l, id) in keys {
             if let Some(c) = self.conflict(&l, &id)? {
