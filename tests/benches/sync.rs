@@ -11,7 +11,10 @@
 //!   B's `templates.get` round trip: what the edit would cost if the hub and the network were free.
 //! - catch-up: B is partitioned (its proxy drops the link), A makes 1,000 edits, then the link
 //!   heals; time until B has the last one.
+//!
 //! Push throughput into one library is `benches/hub_push.rs`.
+
+#![allow(clippy::print_stdout)] // a benchmark's report is its output
 
 use std::time::{Duration, Instant};
 
