@@ -62,6 +62,9 @@ pub const METHODS: &[&str] = &[
     "team.join",
     "team.leave",
     "team.sync",
+    "mcs.status",
+    "mcs.set",
+    "mcs.notice",
 ];
 
 /// The personal library's id, the default of every `library` param.
@@ -129,6 +132,44 @@ pub enum Call {
     TeamLeave(TeamLeaveParams),
     /// Wait at most this many ms.
     TeamSync(u64),
+    /// `mcs.*`: the 多客服 page's settings and notes, served by the daemon's `mcs` controller
+    /// (it starts and stops the page's HTTP server), not under the service lock.
+    McsStatus,
+    McsSet(McsSetParams),
+    McsNotice(String),
+}
+
+/// The lowest port `mcs.set` accepts (below it, binding needs privileges).
+pub const MCS_MIN_PORT: u16 = 1024;
+/// The longest text `mcs.notice` accepts, in bytes.
+pub const MCS_MAX_NOTICE: usize = 1000;
+
+/// `mcs.set` params: what to change (absent: unchanged).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McsSetParams {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+/// `mcs.notice` params.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct McsNoticeParams {
+    text: String,
+}
+
+/// Whether `key` may be the 多客服 page's key: 16 to 128 characters from `A-Z a-z 0-9 - _`
+/// (it travels in a URL unescaped).
+pub fn mcs_key_ok(key: &str) -> bool {
+    (16..=128).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// `templates.facets` params.
@@ -416,6 +457,37 @@ pub fn parse(req: &Request) -> Result<Call, ErrorBody> {
         "meter.rules.reset" => {
             let p: RuleResetParams = proto::params(req)?;
             Call::MeterRulesReset(platform(m, &p.platform)?)
+        }
+        "mcs.status" => {
+            no_params(req)?;
+            Call::McsStatus
+        }
+        "mcs.set" => {
+            let p: McsSetParams = proto::params(req)?;
+            if let Some(port) = p.port {
+                if port < MCS_MIN_PORT {
+                    return Err(invalid(format!(
+                        "mcs.set: `port` {port} is below {MCS_MIN_PORT} (choose 1024 to 65535)"
+                    )));
+                }
+            }
+            if let Some(k) = &p.key {
+                if !mcs_key_ok(k) {
+                    return Err(invalid(
+                        "mcs.set: `key` must be 16 to 128 characters from A-Z, a-z, 0-9, - and _",
+                    ));
+                }
+            }
+            Call::McsSet(p)
+        }
+        "mcs.notice" => {
+            let p: McsNoticeParams = proto::params(req)?;
+            if p.text.len() > MCS_MAX_NOTICE {
+                return Err(invalid(format!(
+                    "mcs.notice: `text` is longer than {MCS_MAX_NOTICE} bytes"
+                )));
+            }
+            Call::McsNotice(p.text)
         }
         "doctor" => {
             let p: DoctorParams = proto::params(req)?;
