@@ -64,6 +64,7 @@ const CAPABILITIES: &[&str] = &[
     "events",
     "chunks",
     "team",
+    "mcs",
 ];
 
 type Outcome = Result<Value, ServiceError>;
