@@ -720,3 +720,43 @@ fn a_team_sync_waiting_for_the_hub_does_not_hold_up_other_requests() {
     // and the connection goes on in order afterwards
     assert!(c.call("settings.get", json!({})).get("result").is_some());
 }
+
+/// `team.leave` purges the libraries and revokes the device's token at the hub: a copy of the
+/// token left behind opens nothing. With the hub away the leave still happens, and says the
+/// token was not revoked.
+#[test]
+fn leaving_revokes_the_devices_token_at_the_hub() {
+    let (h, mut a, _lib) = hub_and_owner(Backend::Sqlite);
+    let mut b = member(&h, "bob", "editor");
+    let mut c = member(&h, "carol", "editor");
+    a.sync();
+    b.sync();
+    c.sync();
+    let token = |m: &Member| -> String {
+        m.sb.db()
+            .query_row("SELECT token FROM team_hubs", [], |r| r.get(0))
+            .unwrap()
+    };
+    let (tb, tc) = (token(&b), token(&c));
+    let me = |t: &str| {
+        quiver_tests::hub::Client::new(&h.base_url(), json!({ "token": t }))
+            .get("/v1/me")
+            .0
+    };
+    assert_eq!(me(&tb), 200);
+    let r = b.ok("team.leave", json!({}));
+    assert_eq!(r["revoked"], true, "{r}");
+    assert_eq!(
+        me(&tb),
+        401,
+        "bob's token still opens the hub after team.leave"
+    );
+    assert_eq!(b.status()["hubs"], json!([]));
+    // the hub away: the leave goes on, unrevoked, and says why
+    c.partition(true);
+    let r = c.ok("team.leave", json!({}));
+    assert_eq!(r["revoked"], false, "{r}");
+    assert!(r["revoke_error"].is_string(), "{r}");
+    assert_eq!(c.status()["hubs"], json!([]));
+    assert_eq!(me(&tc), 200);
+}
