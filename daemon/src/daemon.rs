@@ -34,6 +34,8 @@ const MAX_CONNECTIONS: usize = 64;
 
 /// How long a new connection has to complete `hello` before it is closed.
 const HELLO_WAIT: Duration = Duration::from_secs(10);
+/// Network requests (team hub) one connection may have in flight beside its other requests.
+const MAX_APART: u64 = 16;
 
 /// Why the daemon cannot start or serve (each message is for the user).
 #[derive(Debug, thiserror::Error)]
@@ -672,8 +674,9 @@ impl EventHub {
     }
 }
 
-/// Serves one connection: each frame in, one frame out, in order. Once the connection has said
-/// `hello`, events are written to it too, between replies.
+/// Serves one connection: each frame in, one frame out, in order, except the requests that wait
+/// on the network, whose replies come when ready. Once the connection has said `hello`, events
+/// are written to it too, between replies.
 fn serve_conn(
     stream: StdUnixStream,
     shared: &Shared,
@@ -683,6 +686,8 @@ fn serve_conn(
     side: &Side,
 ) -> std::io::Result<()> {
     let writer = Arc::new(std::sync::Mutex::new(stream.try_clone()?));
+    // requests of this connection being served on threads of their own (network work)
+    let apart = Arc::new(AtomicU64::new(0));
     let mut rd = stream;
     let mut subscribed = false;
     let mut dec = FrameDecoder::new(Endian::Little, MAX_INBOUND_FRAME);
@@ -717,9 +722,49 @@ fn serve_conn(
                         false,
                     ),
                     Ok(req) if req.method == "doctor" => (doctor_reply(&req), false),
-                    // team work that needs the network: outside the service lock
+                    // Work that waits on the network (the team hub) runs outside the service
+                    // lock and beside this connection's other requests: a `team.sync` waiting
+                    // for an unreachable hub must not hold up a send. Its reply comes when it is
+                    // ready (replies are matched by id). Past MAX_APART at once, inline.
                     Ok(req) if crate::sync::Engine::handles(&req) => {
-                        (side.engine.serve(&req), false)
+                        if apart.load(Ordering::Acquire) < MAX_APART {
+                            apart.fetch_add(1, Ordering::AcqRel);
+                            let id = req.id.clone();
+                            let (engine, writer, done) =
+                                (side.engine.clone(), writer.clone(), apart.clone());
+                            let spawned = std::thread::Builder::new()
+                                .name(format!("quiver-net-{conn}"))
+                                .spawn(move || {
+                                    let frame = encode_reply(&engine.serve(&req));
+                                    // a closed connection: nobody is left to tell
+                                    if let Ok(mut w) = writer.lock() {
+                                        let _ = w.write_all(&frame);
+                                    }
+                                    done.fetch_sub(1, Ordering::AcqRel);
+                                });
+                            match spawned {
+                                Ok(_) => {
+                                    registry.activity(conn, false, false);
+                                    continue;
+                                }
+                                Err(e) => {
+                                    apart.fetch_sub(1, Ordering::AcqRel);
+                                    warn!("connection {conn}: cannot start a network thread: {e}");
+                                    (
+                                        proto::error_reply(
+                                            &id,
+                                            &ErrorBody::new(
+                                                ErrorCode::Internal,
+                                                format!("cannot start a thread: {e}"),
+                                            ),
+                                        ),
+                                        false,
+                                    )
+                                }
+                            }
+                        } else {
+                            (side.engine.serve(&req), false)
+                        }
                     }
                     // the 多客服 page's settings: they start and stop its server
                     Ok(req) if crate::mcs::Mcs::handles(&req) => (side.mcs.serve(&req), false),

@@ -395,6 +395,15 @@ pub fn run(cmd: TeamCmd) -> ExitCode {
                         s(&r["hub_id"]),
                         r["libraries"].as_array().map_or(0, Vec::len)
                     ));
+                    if r["revoked"] == json!(true) {
+                        out("the hub revoked this device's token");
+                    } else if r["revoked"] == json!(false) {
+                        out(&format!(
+                            "warning: the hub did not revoke this device's token ({}); an \
+                             administrator can: quiver hub device revoke",
+                            s(&r["revoke_error"])
+                        ));
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => failed(e),

@@ -687,3 +687,76 @@ fn an_editors_edit_in_a_reviewed_library_waits_as_a_proposal(backend: Backend) {
     }
     check_converged(&h, &checker, &lib, &mut [&mut a, &mut e]);
 }
+
+/// A `team.sync` that waits for an unreachable hub is served beside the connection's other
+/// requests: the extension's one connection keeps sending while it waits.
+#[test]
+fn a_team_sync_waiting_for_the_hub_does_not_hold_up_other_requests() {
+    let (_h, a, _lib) = hub_and_owner(Backend::Sqlite);
+    a.partition(true);
+    let mut c = a.sb.connect();
+    c.set_wait(std::time::Duration::from_secs(30));
+    let ask = |c: &mut quiver_tests::DaemonClient, id: u64, method: &str, params: Value| {
+        c.send_body(
+            json!({"id": id, "method": method, "params": params})
+                .to_string()
+                .as_bytes(),
+        )
+    };
+    ask(&mut c, 101, "team.sync", json!({"wait_ms": 3000}));
+    ask(&mut c, 102, "settings.get", json!({}));
+    ask(&mut c, 103, "templates.list", json!({"limit": 1}));
+    let first = c.recv();
+    let second = c.recv();
+    let third = c.recv();
+    assert_eq!(
+        first["id"], 102,
+        "the waiting team.sync held up settings.get: {first}"
+    );
+    assert!(first.get("result").is_some(), "{first}");
+    assert_eq!(second["id"], 103, "{second}");
+    assert_eq!(third["id"], 101, "{third}");
+    assert_eq!(third["result"]["idle"], false, "{third}");
+    // and the connection goes on in order afterwards
+    assert!(c.call("settings.get", json!({})).get("result").is_some());
+}
+
+/// `team.leave` purges the libraries and revokes the device's token at the hub: a copy of the
+/// token left behind opens nothing. With the hub away the leave still happens, and says the
+/// token was not revoked.
+#[test]
+fn leaving_revokes_the_devices_token_at_the_hub() {
+    let (h, mut a, _lib) = hub_and_owner(Backend::Sqlite);
+    let mut b = member(&h, "bob", "editor");
+    let mut c = member(&h, "carol", "editor");
+    a.sync();
+    b.sync();
+    c.sync();
+    let token = |m: &Member| -> String {
+        m.sb.db()
+            .query_row("SELECT token FROM team_hubs", [], |r| r.get(0))
+            .unwrap()
+    };
+    let (tb, tc) = (token(&b), token(&c));
+    let me = |t: &str| {
+        quiver_tests::hub::Client::new(&h.base_url(), json!({ "token": t }))
+            .get("/v1/me")
+            .0
+    };
+    assert_eq!(me(&tb), 200);
+    let r = b.ok("team.leave", json!({}));
+    assert_eq!(r["revoked"], true, "{r}");
+    assert_eq!(
+        me(&tb),
+        401,
+        "bob's token still opens the hub after team.leave"
+    );
+    assert_eq!(b.status()["hubs"], json!([]));
+    // the hub away: the leave goes on, unrevoked, and says why
+    c.partition(true);
+    let r = c.ok("team.leave", json!({}));
+    assert_eq!(r["revoked"], false, "{r}");
+    assert!(r["revoke_error"].is_string(), "{r}");
+    assert_eq!(c.status()["hubs"], json!([]));
+    assert_eq!(me(&tc), 200);
+}

@@ -223,6 +223,23 @@ impl HubClient {
         .await
     }
 
+    /// `POST /v1/admin/devices/{id}/revoke` of this device's own id: its token stops working
+    /// (a member may revoke their own devices).
+    pub async fn revoke_device(&self, device_id: &str) -> Result<(), HubError> {
+        let url = self.url(&format!("/v1/admin/devices/{device_id}/revoke"));
+        let resp = self
+            .auth(self.http.post(url))
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(transport)?;
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        Err(error_of(status, &bytes))
+    }
+
     /// `GET /v1/events`: the event stream (pokes), as a response to read chunk by chunk.
     pub async fn events(&self) -> Result<reqwest::Response, HubError> {
         let resp = self
