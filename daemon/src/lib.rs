@@ -8,10 +8,10 @@
 //! module touching rusqlite), `install` (host manifests for every browser), `params` (every
 //! request checked into a typed call, no IO), `service` (the protocol methods by area:
 //! `library`, `import`, `send`, `meter`, `history`, `team`; the search index), `sync` (the team
-//! sync engine: the hub client, pinned TLS, invites, the event stream), `mcs` (the 多客服 plugin
-//! page's loopback HTTP server, off by default), `spawn` (starting the
+//! sync engine: the hub client, pinned TLS, invites, the event stream), `spawn` (starting the
 //! daemon and waiting until it serves, for every starter), `client` (the CLI's connection to
-//! the daemon), `doctor` (follows the chain browser -> manifest -> host -> daemon), `daemon`
+//! the daemon), `mcs` (the 多客服 plugin page's loopback HTTP server, off by default),
+//! `doctor` (follows the chain browser -> manifest -> host -> daemon), `daemon`
 //! (socket server, single instance, signals, events), `host` (browser <-> daemon relay), `args`
 //! (command options and output), `wire_cli` (`render`, `session-from`, `unionid`), `cli`
 //! (argument dispatch and the user commands), `winpipe` (the Windows transport design,

@@ -2,7 +2,6 @@
 //! a notice for the agent. Every command talks to the daemon (started when needed), which keeps
 //! the settings and starts or stops the page's server at once.
 
-use crate::args::out;
 use crate::client::{CallError, Client};
 use crate::paths::{Env, Locations};
 use clap::Subcommand;
@@ -36,6 +35,11 @@ pub enum McsCmd {
     },
     /// Show TEXT on the page and highlight its tab in the client (window.external.Notice)
     Notice { text: String },
+}
+
+/// The command's result, on stdout (URLs and keys are read by scripts).
+fn out(s: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{s}");
 }
 
 fn say(s: &str) {

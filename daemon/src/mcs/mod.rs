@@ -10,6 +10,7 @@
 //!   sends it was given) lives here too, so it survives a restart of the server.
 //! - `http`: the axum server: its guards (Host allow-list, key, custom header, Origin and
 //!   Sec-Fetch-Site, no CORS, security headers, body cap, rate limit) and routes.
+//! - `cli`: `quiver mcs ...`, through those methods.
 //! - `page`: what the routes do, through the service's own methods (`templates.search`,
 //!   `templates.get`, `send.*`, `history.list`) and the shared crate's `wechat_dkf` encoder and
 //!   `wechat::dkf` readers. Nothing here touches SQL.
