@@ -425,3 +425,70 @@ impl Mcs {
         Ok(self.status(&inner, &s))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn randoms_are_nine_digits_and_keys_128_bits_of_hex() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let r = fresh_random().unwrap();
+            assert_eq!(r.len(), 9, "{r}");
+            assert!(
+                r.bytes().all(|b| b.is_ascii_digit()) && !r.starts_with('0'),
+                "{r}"
+            );
+            seen.insert(r);
+        }
+        assert!(seen.len() > 190, "randoms repeat: {}", seen.len());
+        let k = new_key().unwrap();
+        assert_eq!(k.len(), 32);
+        assert!(k
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(params::mcs_key_ok(&k));
+        assert_ne!(k, new_key().unwrap());
+        assert_eq!(url(47321, &k), format!("http://127.0.0.1:47321/mcs/?k={k}"));
+    }
+
+    #[test]
+    fn settings_default_to_off_on_47321() {
+        let s = Settings::default();
+        assert!(!s.enabled);
+        assert_eq!(s.port, DEFAULT_PORT);
+        assert_eq!(DEFAULT_PORT, 47321);
+        let text = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<Settings>(&text).unwrap(), s);
+    }
+
+    #[test]
+    fn the_page_remembers_its_latest_sends_only() {
+        let mut p = PageState::default();
+        let memo = |r: &str| {
+            Arc::new(Mutex::new(SendMemo {
+                random: r.into(),
+                put: String::new(),
+                library: "local".into(),
+                template_id: "t".into(),
+                revision: 1,
+                part: 0,
+                kind: "text".into(),
+                fallback_used: false,
+                customer: None,
+                attempts: 1,
+            }))
+        };
+        for id in 0..(MAX_MEMOS as i64 + 10) {
+            p.remember(id, memo(&id.to_string()));
+        }
+        assert_eq!(p.sends.len(), MAX_MEMOS);
+        assert!(p.memo(5).is_none(), "the oldest are forgotten");
+        let last = MAX_MEMOS as i64 + 9;
+        assert_eq!(
+            p.memo(last).unwrap().lock().unwrap().random,
+            last.to_string()
+        );
+    }
+}
