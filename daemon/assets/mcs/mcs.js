@@ -350,6 +350,11 @@ var QuiverMcs = (function () {
     search(true);
     return false;
   });
+  if (typeof JSON === 'undefined' || !window.XMLHttpRequest) {
+    /* IE7 document mode (the official demo forced it): no JSON, no native XMLHttpRequest */
+    status('this client shows the page in an old document mode (no JSON or XMLHttpRequest): Quiver needs IE8 or later');
+    return { notify: function () {} };
+  }
   if (!key) status('no key in the page URL: open the URL `quiver mcs url` prints');
   search(true);
   poll();
