@@ -671,13 +671,38 @@ fn an_editors_edit_in_a_reviewed_library_waits_as_a_proposal(backend: Backend) {
     a.sync();
     assert_eq!(title(&mut a, &lib, "greeting"), "Hello");
     check_converged(&h, &checker, &lib, &mut [&mut a, &mut e]);
-    // a maintainer approves it: it becomes everyone's head
-    let rev = g["head_rev"].as_str().unwrap();
-    let (s, r) = checker.client.post(
-        &format!("/v1/libraries/{lib}/proposals/{rev}/approve"),
-        &json!({}),
+    // the owner's daemon lists it; the editor may not review it
+    let rev = g["head_rev"].as_str().unwrap().to_string();
+    let listed = a.ok("team.proposals", json!({ "library": lib }));
+    let revs: Vec<&str> = listed["proposals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["revision"]["rev_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(revs, [rev.as_str()], "{listed}");
+    let cli = a.sb.run(&["team", "proposals", "team"]);
+    assert!(
+        cli.status.success() && cli.stdout.contains(&rev),
+        "{}",
+        cli.stdout
     );
-    assert_eq!(s, 200, "{r}");
+    let denied = e.call(
+        "team.review",
+        json!({ "library": lib, "rev_id": rev, "approve": true }),
+    );
+    assert_eq!(denied["error"]["code"], "forbidden", "{denied}");
+    // a maintainer approves it: it becomes everyone's head
+    let r = a.ok(
+        "team.review",
+        json!({ "library": lib, "rev_id": rev, "approve": true }),
+    );
+    assert_eq!(r["result"]["status"], "applied", "{r}");
+    let again = a.call(
+        "team.review",
+        json!({ "library": lib, "rev_id": rev, "approve": false }),
+    );
+    assert_eq!(again["error"]["code"], "conflict", "{again}");
     e.sync();
     a.sync();
     for m in [&mut a, &mut e] {
@@ -686,6 +711,39 @@ fn an_editors_edit_in_a_reviewed_library_waits_as_a_proposal(backend: Backend) {
         assert_eq!(g["sync"], "synced", "{}: {g}", m.name);
     }
     check_converged(&h, &checker, &lib, &mut [&mut a, &mut e]);
+    // a rejected proposal: its author's device shows the team's version again and keeps the
+    // rejected revision in the template's history
+    e.put(&lib, "greeting", "Hello, rejected", "Hi", &[]);
+    e.sync();
+    let rev = e.get(&lib, "greeting")["result"]["head_rev"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cli = a.sb.run(&["team", "reject", "team", &rev]);
+    assert!(cli.status.success(), "{}{}", cli.stdout, cli.stderr);
+    assert!(cli.stdout.contains("rejected"), "{}", cli.stdout);
+    e.sync();
+    a.sync();
+    assert_eq!(title(&mut a, &lib, "greeting"), "Hello, reviewed");
+    let g = e.get(&lib, "greeting")["result"].clone();
+    assert_eq!(g["template"]["title"], "Hello, reviewed", "{g}");
+    assert_eq!(g["sync"], "synced", "{g}");
+    let revs = e.ok(
+        "templates.revisions",
+        json!({ "library": lib, "id": "greeting" }),
+    );
+    let rejected = revs["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rev_id"] == json!(rev))
+        .cloned()
+        .unwrap_or_else(|| panic!("{revs}"));
+    assert_eq!(rejected["state"], "rejected", "{rejected}");
+    assert_eq!(
+        a.ok("team.proposals", json!({ "library": lib }))["proposals"],
+        json!([])
+    );
 }
 
 /// A `team.sync` that waits for an unreachable hub is served beside the connection's other
