@@ -784,12 +784,56 @@ fn a_team_sync_waiting_for_the_hub_does_not_hold_up_other_requests() {
 /// token was not revoked.
 #[test]
 fn leaving_revokes_the_devices_token_at_the_hub() {
-    let (h, mut a, _lib) = hub_and_owner(Backend::Sqlite);
+    let (h, mut a, lib) = hub_and_owner(Backend::Sqlite);
     let mut b = member(&h, "bob", "editor");
     let mut c = member(&h, "carol", "editor");
+    a.put(&lib, "greeting", "Hello team", "Hi", &["t"]);
     a.sync();
     b.sync();
     c.sync();
+    // the command line reaches team libraries by name (`quiver templates ... --library`)
+    let o =
+        b.sb.run(&["templates", "list", "--library", "team", "--format", "json"]);
+    assert!(o.status.success(), "{}", o.stderr);
+    let list: Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(list[0]["title"], "Hello team", "{list}");
+    let o = b.sb.run(&["templates", "list", "--library", "*"]);
+    assert!(
+        o.stdout
+            .lines()
+            .any(|l| l.starts_with("team") && l.contains("Hello team")),
+        "{}",
+        o.stdout
+    );
+    let o =
+        b.sb.run(&["templates", "search", "hello", "--library", "team"]);
+    assert!(o.stdout.contains("greeting"), "{}{}", o.stdout, o.stderr);
+    let o = b.sb.run(&["templates", "list", "--library", "nosuch"]);
+    assert!(
+        !o.status.success() && o.stderr.contains("nosuch"),
+        "{}",
+        o.stderr
+    );
+    let file = b.sb.root.join("team.json");
+    let o = b.sb.run(&[
+        "templates",
+        "export",
+        file.to_str().unwrap(),
+        "--library",
+        "team",
+    ]);
+    assert!(o.status.success(), "{}", o.stderr);
+    let o = b.sb.run(&[
+        "templates",
+        "import",
+        file.to_str().unwrap(),
+        "--library",
+        "local",
+    ]);
+    assert!(o.status.success(), "{}", o.stderr);
+    let o = b.sb.run(&["templates", "list", "--format", "json"]);
+    let local: Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(local[0]["title"], "Hello team", "{local}");
     let token = |m: &Member| -> String {
         m.sb.db()
             .query_row("SELECT token FROM team_hubs", [], |r| r.get(0))
