@@ -11,7 +11,8 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Additions within [`PROTOCOL_VERSION`]: 1 = the first published set (docs/protocol.md),
 /// 2 = `hello_required`, 3 = `send.reserve` with `"begin": true` (one round trip for a free slot),
 /// 4 = team libraries (`library` on the template methods and `send.reserve`, `team.*`,
-/// `team.changed`, `forbidden`, `hub_unavailable`), 5 = the 多客服 page's `mcs.*`.
+/// `team.changed`, `forbidden`, `hub_unavailable`), 5 = review (`team.proposals`,
+/// `team.review`) and the 多客服 page's `mcs.*`.
 pub const PROTOCOL_MINOR: u32 = 5;
 /// Every major version this build speaks.
 pub const SUPPORTED_PROTOCOLS: &[u32] = &[PROTOCOL_VERSION];
@@ -473,6 +474,24 @@ pub struct TeamLeaveParams {
     /// Leave even though edits are still waiting to be pushed (they are lost).
     #[serde(default)]
     pub force: bool,
+}
+
+/// (1.5) `team.proposals` params: the edits waiting for review in a team library.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamProposalsParams {
+    pub library: String,
+}
+
+/// (1.5) `team.review` params: approve or reject one proposal (maintainers and owners).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamReviewParams {
+    pub library: String,
+    /// The proposal's revision id (`rev_id` of `team.proposals`).
+    pub rev_id: String,
+    /// `true` lands the proposal as if it had been pushed now; `false` rejects it.
+    pub approve: bool,
 }
 
 /// (1.4) `team.sync` params.

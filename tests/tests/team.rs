@@ -671,13 +671,38 @@ fn an_editors_edit_in_a_reviewed_library_waits_as_a_proposal(backend: Backend) {
     a.sync();
     assert_eq!(title(&mut a, &lib, "greeting"), "Hello");
     check_converged(&h, &checker, &lib, &mut [&mut a, &mut e]);
-    // a maintainer approves it: it becomes everyone's head
-    let rev = g["head_rev"].as_str().unwrap();
-    let (s, r) = checker.client.post(
-        &format!("/v1/libraries/{lib}/proposals/{rev}/approve"),
-        &json!({}),
+    // the owner's daemon lists it; the editor may not review it
+    let rev = g["head_rev"].as_str().unwrap().to_string();
+    let listed = a.ok("team.proposals", json!({ "library": lib }));
+    let revs: Vec<&str> = listed["proposals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["revision"]["rev_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(revs, [rev.as_str()], "{listed}");
+    let cli = a.sb.run(&["team", "proposals", "team"]);
+    assert!(
+        cli.status.success() && cli.stdout.contains(&rev),
+        "{}",
+        cli.stdout
     );
-    assert_eq!(s, 200, "{r}");
+    let denied = e.call(
+        "team.review",
+        json!({ "library": lib, "rev_id": rev, "approve": true }),
+    );
+    assert_eq!(denied["error"]["code"], "forbidden", "{denied}");
+    // a maintainer approves it: it becomes everyone's head
+    let r = a.ok(
+        "team.review",
+        json!({ "library": lib, "rev_id": rev, "approve": true }),
+    );
+    assert_eq!(r["result"]["status"], "applied", "{r}");
+    let again = a.call(
+        "team.review",
+        json!({ "library": lib, "rev_id": rev, "approve": false }),
+    );
+    assert_eq!(again["error"]["code"], "conflict", "{again}");
     e.sync();
     a.sync();
     for m in [&mut a, &mut e] {
@@ -686,6 +711,39 @@ fn an_editors_edit_in_a_reviewed_library_waits_as_a_proposal(backend: Backend) {
         assert_eq!(g["sync"], "synced", "{}: {g}", m.name);
     }
     check_converged(&h, &checker, &lib, &mut [&mut a, &mut e]);
+    // a rejected proposal: its author's device shows the team's version again and keeps the
+    // rejected revision in the template's history
+    e.put(&lib, "greeting", "Hello, rejected", "Hi", &[]);
+    e.sync();
+    let rev = e.get(&lib, "greeting")["result"]["head_rev"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cli = a.sb.run(&["team", "reject", "team", &rev]);
+    assert!(cli.status.success(), "{}{}", cli.stdout, cli.stderr);
+    assert!(cli.stdout.contains("rejected"), "{}", cli.stdout);
+    e.sync();
+    a.sync();
+    assert_eq!(title(&mut a, &lib, "greeting"), "Hello, reviewed");
+    let g = e.get(&lib, "greeting")["result"].clone();
+    assert_eq!(g["template"]["title"], "Hello, reviewed", "{g}");
+    assert_eq!(g["sync"], "synced", "{g}");
+    let revs = e.ok(
+        "templates.revisions",
+        json!({ "library": lib, "id": "greeting" }),
+    );
+    let rejected = revs["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rev_id"] == json!(rev))
+        .cloned()
+        .unwrap_or_else(|| panic!("{revs}"));
+    assert_eq!(rejected["state"], "rejected", "{rejected}");
+    assert_eq!(
+        a.ok("team.proposals", json!({ "library": lib }))["proposals"],
+        json!([])
+    );
 }
 
 /// A `team.sync` that waits for an unreachable hub is served beside the connection's other
@@ -726,12 +784,56 @@ fn a_team_sync_waiting_for_the_hub_does_not_hold_up_other_requests() {
 /// token was not revoked.
 #[test]
 fn leaving_revokes_the_devices_token_at_the_hub() {
-    let (h, mut a, _lib) = hub_and_owner(Backend::Sqlite);
+    let (h, mut a, lib) = hub_and_owner(Backend::Sqlite);
     let mut b = member(&h, "bob", "editor");
     let mut c = member(&h, "carol", "editor");
+    a.put(&lib, "greeting", "Hello team", "Hi", &["t"]);
     a.sync();
     b.sync();
     c.sync();
+    // the command line reaches team libraries by name (`quiver templates ... --library`)
+    let o =
+        b.sb.run(&["templates", "list", "--library", "team", "--format", "json"]);
+    assert!(o.status.success(), "{}", o.stderr);
+    let list: Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(list[0]["title"], "Hello team", "{list}");
+    let o = b.sb.run(&["templates", "list", "--library", "*"]);
+    assert!(
+        o.stdout
+            .lines()
+            .any(|l| l.starts_with("team") && l.contains("Hello team")),
+        "{}",
+        o.stdout
+    );
+    let o =
+        b.sb.run(&["templates", "search", "hello", "--library", "team"]);
+    assert!(o.stdout.contains("greeting"), "{}{}", o.stdout, o.stderr);
+    let o = b.sb.run(&["templates", "list", "--library", "nosuch"]);
+    assert!(
+        !o.status.success() && o.stderr.contains("nosuch"),
+        "{}",
+        o.stderr
+    );
+    let file = b.sb.root.join("team.json");
+    let o = b.sb.run(&[
+        "templates",
+        "export",
+        file.to_str().unwrap(),
+        "--library",
+        "team",
+    ]);
+    assert!(o.status.success(), "{}", o.stderr);
+    let o = b.sb.run(&[
+        "templates",
+        "import",
+        file.to_str().unwrap(),
+        "--library",
+        "local",
+    ]);
+    assert!(o.status.success(), "{}", o.stderr);
+    let o = b.sb.run(&["templates", "list", "--format", "json"]);
+    let local: Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(local[0]["title"], "Hello team", "{local}");
     let token = |m: &Member| -> String {
         m.sb.db()
             .query_row("SELECT token FROM team_hubs", [], |r| r.get(0))

@@ -343,13 +343,15 @@ impl Service {
             Call::McsStatus | Call::McsSet(_) | Call::McsNotice(_) => Err(ServiceError::Internal(
                 "mcs.* is served by the 多客服 page's controller, not the service".into(),
             )),
-            Call::TeamStatus(_) | Call::TeamJoin(_) | Call::TeamSync(_) => {
-                Err(ServiceError::Internal(
-                    "team.join, team.sync and team.status with probe are served by the sync \
+            Call::TeamStatus(_)
+            | Call::TeamJoin(_)
+            | Call::TeamSync(_)
+            | Call::TeamProposals(_)
+            | Call::TeamReview(_) => Err(ServiceError::Internal(
+                "team.join, team.sync and team.status with probe are served by the sync \
                      engine, not the service"
-                        .into(),
-                ))
-            }
+                    .into(),
+            )),
         }
     }
 

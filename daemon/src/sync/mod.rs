@@ -152,7 +152,7 @@ impl Engine {
     /// network).
     pub fn handles(req: &proto::Request) -> bool {
         match req.method.as_str() {
-            "team.join" | "team.sync" | "team.leave" => true,
+            "team.join" | "team.sync" | "team.leave" | "team.proposals" | "team.review" => true,
             "team.status" => req.params.get("probe") == Some(&Value::Bool(true)),
             _ => false,
         }
@@ -168,6 +168,8 @@ impl Engine {
             }
             Ok(Call::TeamSync(wait_ms)) => self.handle.block_on(sync_now(&self.ctx, wait_ms)),
             Ok(Call::TeamLeave(p)) => self.handle.block_on(leave(&self.ctx, p)),
+            Ok(Call::TeamProposals(p)) => self.handle.block_on(proposals(&self.ctx, p.library)),
+            Ok(Call::TeamReview(p)) => self.handle.block_on(review(&self.ctx, p)),
             Ok(Call::TeamStatus(_)) => Ok(self.handle.block_on(probe(&self.ctx))),
             Ok(_) => Err(ServiceError::Internal(format!(
                 "{} is not served by the sync engine",
@@ -309,6 +311,72 @@ async fn sync_now(ctx: &Arc<Ctx>, wait_ms: u64) -> Result<Value, ServiceError> {
 }
 
 /// `team.status` with `probe`: asks every hub now.
+/// The hub of a team library, and a client for it.
+async fn library_hub(ctx: &Arc<Ctx>, library: &str) -> Result<HubClient, ServiceError> {
+    let lib = library.to_string();
+    let row = ctx
+        .db(move |svc, _| svc.team_library_row(&lib))
+        .await
+        .ok_or_else(|| ServiceError::Internal("the daemon's service failed".into()))??;
+    let hub_id = row
+        .filter(|r| r.removed_at.is_none())
+        .and_then(|r| r.hub_id)
+        .ok_or_else(|| {
+            ServiceError::NotFound(format!("no team library {library:?} on this device"))
+        })?;
+    let hub = ctx
+        .db(move |svc, _| svc.team_hub(&hub_id))
+        .await
+        .ok_or_else(|| ServiceError::Internal("the daemon's service failed".into()))??
+        .ok_or_else(|| {
+            ServiceError::NotFound(format!("the hub of library {library:?} was left"))
+        })?;
+    HubClient::new(&hub.url, hub.fingerprint.as_deref(), Some(hub.token))
+        .map_err(|e| hub_failure("team", &e))
+}
+
+/// A hub's refusal as the protocol's error: its 403 is `forbidden`, its 409 `conflict`.
+fn review_failure(what: &str, e: &HubError) -> ServiceError {
+    match e {
+        HubError::Forbidden(m) => ServiceError::Forbidden(format!("{what}: {m}")),
+        HubError::NotFound(m) => ServiceError::NotFound(format!("{what}: {m}")),
+        HubError::Http { status: 409, .. } => ServiceError::Conflict(format!("{what}: {e}")),
+        other => hub_failure(what, other),
+    }
+}
+
+/// `team.proposals`: the hub's list of the library's proposals waiting for review (a
+/// maintainer sees every one, an editor their own).
+async fn proposals(ctx: &Arc<Ctx>, library: String) -> Result<Value, ServiceError> {
+    let client = library_hub(ctx, &library).await?;
+    let r = client
+        .proposals(&library)
+        .await
+        .map_err(|e| review_failure("team.proposals", &e))?;
+    Ok(json!({ "library": library, "proposals": r.revisions }))
+}
+
+/// `team.review`: approves or rejects a proposal at the hub, then syncs so that the outcome
+/// (the template landed, or the author's draft) reaches this device.
+async fn review(
+    ctx: &Arc<Ctx>,
+    p: quiver_shared::proto::TeamReviewParams,
+) -> Result<Value, ServiceError> {
+    let client = library_hub(ctx, &p.library).await?;
+    let r = client
+        .review(&p.library, &p.rev_id, p.approve)
+        .await
+        .map_err(|e| review_failure("team.review", &e))?;
+    ctx.force.send_modify(|v| *v += 1);
+    Ok(json!({
+        "library": p.library,
+        "rev_id": p.rev_id,
+        "state": r.state,
+        "result": r.result,
+        "head_seq": r.head_seq,
+    }))
+}
+
 /// How long `team.leave` waits for the hub to revoke the device's token.
 const REVOKE_WAIT: Duration = Duration::from_secs(5);
 

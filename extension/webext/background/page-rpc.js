@@ -37,6 +37,8 @@ export const PAGE_METHODS = new Set([
   'team.join',
   'team.leave',
   'team.sync',
+  'team.proposals',
+  'team.review',
 ]);
 /**
  * Methods that wait on the network (the daemon asks the hub) get longer than the usual 15 s:
@@ -48,6 +50,7 @@ function timeoutFor(/** @type {string} */ method, /** @type {any} */ params) {
   if (method === 'team.join') return 60_000;
   if (method === 'team.sync') return Math.min(Number(params?.wait_ms) || 30_000, MAX_SYNC_WAIT_MS) + 15_000;
   if (method === 'team.status' && params?.probe === true) return 60_000;
+  if (method === 'team.proposals' || method === 'team.review') return 45_000;
   return undefined;
 }
 const PAGE_FILES = ['options.html', 'popup.html'];
