@@ -609,6 +609,15 @@ fn sends_are_rendered_recorded_and_retried_with_the_same_random() {
     assert_eq!(r.json()["customer"]["openid"], "oOTHER");
     assert_eq!(p.ok("GET", "state", Value::Null)["history"], json!([]));
     assert_eq!(p.status()["customer"]["openid"], "oOTHER");
+    // a retry never puts oUSER's message into oOTHER's chat
+    let r = p.api(
+        "POST",
+        "render",
+        &json!({"retry_of": first}).to_string(),
+        &[],
+    );
+    assert_eq!(r.status, 409, "{r:?}");
+    assert_eq!(r.json()["error"]["code"], "customer_changed");
     // a refusal names its code: a variable without a value
     let r = p.api(
         "POST",

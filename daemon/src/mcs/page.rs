@@ -283,6 +283,22 @@ pub fn render(app: &App, v: Value) -> Result<Value, ApiError> {
         }
         None => Arc::new(Mutex::new(fresh(app, &b)?)),
     };
+    if b.retry_of.is_some() {
+        // PutMsg fills the chat the client shows now: never another customer's message
+        let now_showing = customer(app).map(|c| c.openid);
+        let was = lock(&memo).customer.clone();
+        if was != now_showing {
+            return Err(ApiError::new(
+                409,
+                "customer_changed",
+                format!(
+                    "that send was for {}, the client now shows {}: put it again from the search",
+                    was.as_deref().unwrap_or("no customer"),
+                    now_showing.as_deref().unwrap_or("no customer")
+                ),
+            ));
+        }
+    }
     let (key, params) = {
         let mut m = lock(&memo);
         m.attempts += 1;
