@@ -10,7 +10,8 @@
 //! `library`, `import`, `send`, `meter`, `history`, `team`; the search index), `sync` (the team
 //! sync engine: the hub client, pinned TLS, invites, the event stream), `spawn` (starting the
 //! daemon and waiting until it serves, for every starter), `client` (the CLI's connection to
-//! the daemon), `doctor` (follows the chain browser -> manifest -> host -> daemon), `daemon`
+//! the daemon), `mcs` (the 多客服 plugin page's loopback HTTP server, off by default),
+//! `doctor` (follows the chain browser -> manifest -> host -> daemon), `daemon`
 //! (socket server, single instance, signals, events), `host` (browser <-> daemon relay), `args`
 //! (command options and output), `wire_cli` (`render`, `session-from`, `unionid`), `cli`
 //! (argument dispatch and the user commands), `winpipe` (the Windows transport design,
@@ -26,6 +27,7 @@ pub mod doctor;
 pub mod host;
 pub mod install;
 pub mod log;
+pub mod mcs;
 /// The logging macros (`crate::info!`, ...): `tracing`'s, set up by [`log::init`].
 pub use tracing::{debug, error, info, warn};
 pub mod params;
