@@ -219,9 +219,12 @@ fn main() {
         if b == Backend::Pg && !backend_ready(b, "bench") {
             continue;
         }
-        visible(b, n);
-        if b == Backend::Pg {
-            two_hubs(n);
+        // QUIVER_BENCH_N=0 runs only the initial sync.
+        if n > 0 {
+            visible(b, n);
+            if b == Backend::Pg {
+                two_hubs(n);
+            }
         }
         if initial > 0 {
             initial_sync(b, initial);
