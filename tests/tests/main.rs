@@ -11,3 +11,4 @@ mod library;
 mod send;
 mod team;
 mod wire_cli;
+mod wx_gateway;
