@@ -846,3 +846,186 @@ fn wx_cli_refuses_bad_settings() {
     }
     assert_eq!(gw.hub.cli_ok(&["wx", "list"]), "");
 }
+
+both!(agents_take_assign_read_and_type);
+fn agents_take_assign_read_and_type(b: Backend) {
+    let gw = Gw::start(b, 10_000);
+    let (lib, _) = gw.owner.library();
+    let ann = gw
+        .hub
+        .join(&gw.hub.invite("viewer", &[&lib], Some("ann")), "ann-pc");
+    let bob = gw
+        .hub
+        .join(&gw.hub.invite("viewer", &[&lib], Some("bob")), "bob-pc");
+    let appid = gw.app("desk", "plain", "json", &["--agents", "owner,ann"]);
+    gw.text(&appid, "o-d", "hello");
+    let id = gw.conversation("o-d")["id"].as_str().unwrap().to_string();
+    // bob answers for no app: sees nothing, may not touch it
+    let (s, v) = bob.get("/v1/wx/conversations?scope=all");
+    assert_eq!(
+        (s, v["conversations"].as_array().unwrap().len()),
+        (200, 0),
+        "{v}"
+    );
+    let (s, _) = bob.get(&format!("/v1/wx/conversations/{id}"));
+    assert_eq!(s, 404);
+    let (s, _) = bob.post(&format!("/v1/wx/conversations/{id}/take"), &json!({}));
+    assert_eq!(s, 404);
+    let (_, apps) = bob.get("/v1/wx/apps");
+    assert_eq!(apps["apps"], json!([]));
+    // ann takes it; the owner cannot without force
+    let (s, c) = ann.post(&format!("/v1/wx/conversations/{id}/take"), &json!({}));
+    assert_eq!((s, c["assignee"].as_str()), (200, Some("ann")), "{c}");
+    let (s, v) = ann.get("/v1/wx/conversations?scope=mine");
+    assert_eq!((s, v["conversations"].as_array().unwrap().len()), (200, 1));
+    let (_, v) = gw.owner.get("/v1/wx/conversations?scope=open");
+    assert_eq!(v["conversations"].as_array().unwrap().len(), 0, "{v}");
+    let (s, e) = gw.owner.post(
+        &format!("/v1/wx/conversations/{id}/take"),
+        &json!({"force": false}),
+    );
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{e}"
+    );
+    let (s, e) = gw.send(&id, "x1", &[text_body("o-d", "mine?")]);
+    assert_eq!(s, 409, "only the assignee answers: {e}");
+    let (s, c) = gw.owner.post(
+        &format!("/v1/wx/conversations/{id}/take"),
+        &json!({"force": true}),
+    );
+    assert_eq!((s, c["assignee"].as_str()), (200, Some("owner")), "{c}");
+    // hand over to bob: not an agent of the app
+    let (s, e) = gw.owner.post(
+        &format!("/v1/wx/conversations/{id}/assign"),
+        &json!({"to": "bob"}),
+    );
+    assert_eq!(s, 400, "{e}");
+    let (s, c) = gw.owner.post(
+        &format!("/v1/wx/conversations/{id}/assign"),
+        &json!({"to": "ann"}),
+    );
+    assert_eq!((s, c["assignee"].as_str()), (200, Some("ann")), "{c}");
+    let (s, c) = ann.post(
+        &format!("/v1/wx/conversations/{id}/assign"),
+        &json!({"to": null}),
+    );
+    assert_eq!((s, c["assignee"].clone()), (200, Value::Null), "{c}");
+    // read
+    assert_eq!(c["unread"], 1);
+    let last = c["last_inbound_id"].as_i64().unwrap();
+    let (s, c) = ann.post(
+        &format!("/v1/wx/conversations/{id}/read"),
+        &json!({"up_to": last}),
+    );
+    assert_eq!((s, c["unread"].as_i64()), (200, Some(0)), "{c}");
+    // typing: within 30 s of the message, not twice in 15 s
+    let (s, t) = ann.post(
+        &format!("/v1/wx/conversations/{id}/typing"),
+        &json!({"on": true}),
+    );
+    assert_eq!(
+        (s, t["sent"].as_bool(), t["errcode"].as_i64()),
+        (200, Some(true), Some(0)),
+        "{t}"
+    );
+    let (_, t) = ann.post(
+        &format!("/v1/wx/conversations/{id}/typing"),
+        &json!({"on": true}),
+    );
+    assert_eq!(t["sent"], false, "{t}");
+    let (_, t) = ann.post(
+        &format!("/v1/wx/conversations/{id}/typing"),
+        &json!({"on": false}),
+    );
+    assert_eq!(t["sent"], true, "{t}");
+    assert_eq!(gw.stat("typing_calls"), 2);
+    // bad requests name the problem
+    let (s, e) = ann.post(
+        &format!("/v1/wx/conversations/{id}/read"),
+        &json!({"upto": 1}),
+    );
+    assert_eq!(s, 400, "{e}");
+    let (s, e) = gw.owner.get("/v1/wx/conversations?scope=mine&x=1");
+    assert_eq!(s, 400, "{e}");
+    let (s, e) = gw.owner.get("/v1/wx/conversations?scope=some");
+    assert_eq!(s, 400, "{e}");
+    let (s, _) = gw.owner.get("/v1/wx/conversations/nosuch");
+    assert_eq!(s, 404);
+    let (s, e) = gw.send(&id, "", &[text_body("o-d", "x")]);
+    assert_eq!(s, 400, "{e}");
+    let (s, e) = gw.send(
+        &id,
+        "k",
+        &[json!({"touser": "o-d", "msgtype": "news", "news": {}})],
+    );
+    assert_eq!(s, 400, "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("msgtype"),
+        "{e}"
+    );
+}
+
+both!(no_agent_online_transfers);
+fn no_agent_online_transfers(b: Backend) {
+    let gw = Gw::start(b, 10_000);
+    let appid = gw.app("night", "plain", "xml", &["--transfer", "no_agent"]);
+    let t = gw.push(&appid, "o-n", "text", json!({"content": "anyone?"}));
+    assert_eq!(t["verdict"], "transfer", "nobody has a stream open: {t}");
+    let events = wx_events(&gw.owner);
+    // the stream marks the device present when it opens; then a message stays with the agents
+    let started = Instant::now();
+    loop {
+        let t = gw.push(&appid, "o-m", "text", json!({"content": "hello?"}));
+        if t["verdict"] == "ok" {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "{t}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(events);
+}
+
+#[test]
+fn pushes_on_the_wx_listener() {
+    let fake = FakeWx::start();
+    let mut hub = Hub::init(Backend::Sqlite, false, &[]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg_path = hub.path().join("hub.json");
+    let mut cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    cfg["wx_listen"] = json!(format!("127.0.0.1:{port}"));
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    hub.serve();
+    let gw = Gw {
+        owner: hub.owner(),
+        hub,
+        fake,
+    };
+    let appid = gw.app("edge", "safe", "xml", &[]);
+    let url = format!("http://127.0.0.1:{port}/wx/mp/edge");
+    gw.fake.add_app(
+        json!({"appid": appid, "secret": SECRET, "token": TOKEN, "aes_key": AES,
+        "mode": "safe", "format": "xml", "push_url": url}),
+    );
+    let started = Instant::now();
+    while raw_get(&format!("http://127.0.0.1:{port}/wx/health")).map(|r| r.0) != Ok(200) {
+        assert!(started.elapsed() < WAIT);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    gw.text(&appid, "o-e", "through the proxy");
+    assert_eq!(
+        gw.conversation("o-e")["last"]["preview"],
+        "through the proxy"
+    );
+    // only WeChat's side is there
+    let (s, _) = raw_get(&format!("http://127.0.0.1:{port}/v1/health")).unwrap();
+    assert_eq!(s, 404);
+    let (s, _) = raw_get(&format!("http://127.0.0.1:{port}/v1/wx/apps")).unwrap();
+    assert_eq!(s, 404);
+}

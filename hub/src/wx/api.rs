@@ -325,8 +325,8 @@ async fn send(
     if b.parts.is_empty() || b.parts.len() > 10 {
         return Err(HubError::bad_request("parts: 1 to 10"));
     }
-    let i2 = id.clone();
-    let conv = run!(&wx.db, read, |tx| ops::conversation_row(tx, &i2))?;
+    let (i2, u) = (id.clone(), a.user_id.clone());
+    let conv = run!(&wx.db, read, |tx| ops::visible(tx, &u, &i2))?;
     let parts = b
         .parts
         .iter()

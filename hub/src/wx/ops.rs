@@ -335,13 +335,13 @@ async fn is_agent<T: Tx>(tx: &mut T, user_id: &str, app: &str) -> Result<bool> {
 /// Whether an agent of the app has been seen (an event stream open) since `since`.
 async fn agent_online<T: Tx>(tx: &mut T, app: &App, since: i64) -> Result<bool> {
     let sql = if app.agents_all {
-        "SELECT 1 FROM devices d JOIN users u ON u.id = d.user_id \
-         WHERE d.revoked_at IS NULL AND u.disabled_at IS NULL AND d.last_seen_at >= $2 \
+        "SELECT 1 FROM wx_presence p JOIN devices d ON d.id = p.device_id JOIN users u ON u.id = d.user_id \
+         WHERE d.revoked_at IS NULL AND u.disabled_at IS NULL AND p.at_ms >= $2 \
          AND CAST($1 AS TEXT) = CAST($1 AS TEXT) LIMIT 1"
     } else {
-        "SELECT 1 FROM devices d JOIN users u ON u.id = d.user_id \
+        "SELECT 1 FROM wx_presence p JOIN devices d ON d.id = p.device_id JOIN users u ON u.id = d.user_id \
          JOIN wx_app_agents g ON g.user_id = u.id AND g.app = $1 \
-         WHERE d.revoked_at IS NULL AND u.disabled_at IS NULL AND d.last_seen_at >= $2 LIMIT 1"
+         WHERE d.revoked_at IS NULL AND u.disabled_at IS NULL AND p.at_ms >= $2 LIMIT 1"
     };
     Ok(one(tx, sql, p![&app.name, since]).await?.is_some())
 }
@@ -349,7 +349,8 @@ async fn agent_online<T: Tx>(tx: &mut T, app: &App, since: i64) -> Result<bool> 
 /// An open event stream says its device is here (for the `no_agent` transfer policy).
 pub async fn touch_device<T: Tx>(tx: &mut T, device: &str, now: i64) -> Result<()> {
     tx.exec(
-        "UPDATE devices SET last_seen_at = $2 WHERE id = $1",
+        "INSERT INTO wx_presence (device_id, at_ms) VALUES ($1, $2) \
+         ON CONFLICT (device_id) DO UPDATE SET at_ms = $2",
         p![device, now],
     )
     .await?;
@@ -633,7 +634,7 @@ pub async fn conversation_row<T: Tx>(tx: &mut T, id: &str) -> Result<ConvRow> {
 }
 
 /// The conversation, if the user answers for its app (else `not_found`: not shown to exist).
-async fn visible<T: Tx>(tx: &mut T, user_id: &str, id: &str) -> Result<ConvRow> {
+pub async fn visible<T: Tx>(tx: &mut T, user_id: &str, id: &str) -> Result<ConvRow> {
     let c = conversation_row(tx, id).await?;
     if !is_agent(tx, user_id, &c.app).await? {
         return Err(HubError::not_found(format!("no conversation {id:?}")));
