@@ -1,7 +1,9 @@
 //! The embedded store: one SQLite file (WAL, `synchronous=FULL`), one writer thread that runs
 //! every writing transaction with `BEGIN IMMEDIATE` (a deferred transaction that reads and then
 //! writes can fail with `SQLITE_BUSY` without the busy handler ever running), and reader
-//! connections for reads. Notes are published after the commit. One `quiver hub serve` per file
+//! connections for reads. The writes that queue up while one commits are run together in one
+//! transaction, each in a savepoint of its own (group commit: one fsync for all of them; a
+//! write that fails is rolled back alone). Notes are published after the commit. One `quiver hub serve` per file
 //! (`serve` holds a lock file); `quiver hub` admin commands may write the file meanwhile
 //! (`busy_timeout`), and the server notices their changes (`crate::server`'s watcher).
 
@@ -115,7 +117,142 @@ pub fn placeholders(sql: &str) -> String {
     sql.replace('$', "?")
 }
 
-type Job = Box<dyn FnOnce(&mut Option<Connection>) + Send>;
+/// What a write does once its batch's `COMMIT` is known: the commit's outcome in, the
+/// operation's result (and its notes) out to whoever waits for it.
+type Finish = Box<dyn FnOnce(Result<()>) + Send>;
+
+/// One write operation for the writer thread. The writer runs the writes that queued up
+/// together in one transaction (group commit: one `COMMIT`, one fsync, for all of them), each
+/// inside a savepoint of its own, so a write that fails is undone alone.
+trait WriteJob: Send {
+    /// Runs in the open transaction on `c`. Returns the connection (`None`: it went with a
+    /// future that waited, and the transaction with it) and what to do after the commit.
+    fn run(self: Box<Self>, c: Connection) -> (Option<Connection>, Finish);
+    /// The transaction could not be begun.
+    fn fail(self: Box<Self>, e: HubError);
+}
+
+type Job = Box<dyn WriteJob>;
+
+/// At most this many writes share one transaction.
+const MAX_BATCH: usize = 64;
+
+struct Op<F, R> {
+    f: F,
+    done: tokio::sync::oneshot::Sender<Result<R>>,
+    bus: Bus,
+}
+
+fn nothing(_: Result<()>) {}
+
+impl<F, Fut, R> WriteJob for Op<F, R>
+where
+    F: FnOnce(SqliteTx) -> Fut + Send + 'static,
+    Fut: Future<Output = (SqliteTx, Result<R>)> + Send + 'static,
+    R: Send + 'static,
+{
+    fn run(self: Box<Self>, c: Connection) -> (Option<Connection>, Finish) {
+        let Op { f, done, bus } = *self;
+        if let Err(e) = c.execute_batch("SAVEPOINT op") {
+            let _ = done.send(Err(e.into()));
+            return (Some(c), Box::new(nothing));
+        }
+        let tx = SqliteTx {
+            conn: c,
+            notes: vec![],
+        };
+        let Some((tx, r)) = f(tx).now_or_never() else {
+            // The connection went with the future, and the batch's transaction with it.
+            let _ = done.send(Err(HubError::internal(
+                "a SQLite operation waited on something",
+            )));
+            return (None, Box::new(nothing));
+        };
+        let SqliteTx { conn: c, notes } = tx;
+        let r = r.and_then(|v| {
+            c.execute_batch("RELEASE op")
+                .map(|()| v)
+                .map_err(Into::into)
+        });
+        match r {
+            Ok(v) => (
+                Some(c),
+                Box::new(move |committed: Result<()>| match committed {
+                    Ok(()) => {
+                        for n in notes {
+                            bus.publish(n);
+                        }
+                        let _ = done.send(Ok(v));
+                    }
+                    Err(e) => {
+                        let _ = done.send(Err(e));
+                    }
+                }),
+            ),
+            Err(e) => {
+                let _ = c.execute_batch("ROLLBACK TO op; RELEASE op");
+                let _ = done.send(Err(e));
+                (Some(c), Box::new(nothing))
+            }
+        }
+    }
+
+    fn fail(self: Box<Self>, e: HubError) {
+        let _ = self.done.send(Err(e));
+    }
+}
+
+/// Runs `jobs` in as few transactions as possible (one, unless a job loses the connection).
+fn run_batch(conn: &mut Option<Connection>, path: &Path, jobs: Vec<Job>) {
+    let mut finishes: Vec<Finish> = vec![];
+    let mut open: Option<Connection> = None;
+    for job in jobs {
+        let c = match open.take() {
+            Some(c) => c,
+            None => {
+                let c = match conn.take() {
+                    Some(c) => c,
+                    None => match connect(path) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            job.fail(e);
+                            continue;
+                        }
+                    },
+                };
+                if let Err(e) = c.execute_batch("BEGIN IMMEDIATE") {
+                    *conn = Some(c);
+                    job.fail(e.into());
+                    continue;
+                }
+                c
+            }
+        };
+        let (c, finish) = job.run(c);
+        finishes.push(finish);
+        match c {
+            Some(c) => open = Some(c),
+            None => {
+                // The transaction is gone: nothing of the writes before it was committed.
+                for f in finishes.drain(..) {
+                    f(Err(HubError::internal(
+                        "an operation of the same transaction waited on something; nothing was written",
+                    )));
+                }
+            }
+        }
+    }
+    if let Some(c) = open {
+        let committed = c.execute_batch("COMMIT").map_err(HubError::from);
+        if committed.is_err() {
+            let _ = c.execute_batch("ROLLBACK");
+        }
+        *conn = Some(c);
+        for f in finishes {
+            f(committed.clone());
+        }
+    }
+}
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
@@ -183,12 +320,20 @@ impl SqliteStore {
         let mut c = connect(path)?;
         migrate(&mut c)?;
         let (tx, rx) = mpsc::channel::<Job>();
+        let writer_path = path.to_path_buf();
         std::thread::Builder::new()
             .name("hub-sqlite-writer".into())
             .spawn(move || {
                 let mut conn = Some(c);
-                while let Ok(job) = rx.recv() {
-                    job(&mut conn);
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(j) => batch.push(j),
+                            Err(_) => break,
+                        }
+                    }
+                    run_batch(&mut conn, &writer_path, batch);
                 }
             })
             .map_err(|e| HubError::internal(format!("cannot start the writer thread: {e}")))?;
@@ -266,17 +411,11 @@ impl HubStore for SqliteStore {
         R: Send + 'static,
     {
         let (done, rx) = tokio::sync::oneshot::channel();
-        let path = self.path.clone();
-        let bus = self.bus.clone();
-        let sent = self
-            .writer
-            .send(Box::new(move |conn: &mut Option<Connection>| {
-                let (r, notes) = run_tx(conn, &path, "BEGIN IMMEDIATE", f);
-                for n in notes {
-                    bus.publish(n);
-                }
-                let _ = done.send(r);
-            }));
+        let sent = self.writer.send(Box::new(Op {
+            f,
+            done,
+            bus: self.bus.clone(),
+        }));
         async move {
             if sent.is_err() {
                 return Err(HubError::unavailable("the SQLite writer has stopped"));
