@@ -708,6 +708,10 @@ fn serve_conn(
                     Ok(req) if req.method == "doctor" => (doctor_reply(&req), false),
                     // team work that needs the network: outside the service lock
                     Ok(req) if crate::sync::Engine::handles(&req) => (engine.serve(&req), false),
+                    // WeChat conversations (the hub's agent API): outside the service lock
+                    Ok(req) if req.method.starts_with("wx.") => {
+                        (crate::wx::serve(engine, &req), false)
+                    }
                     Ok(req) => {
                         let reply = shared.call(&req);
                         let ok = req.method == "hello" && reply.get("result").is_some();

@@ -8,7 +8,9 @@
 //! module touching rusqlite), `install` (host manifests for every browser), `params` (every
 //! request checked into a typed call, no IO), `service` (the protocol methods by area:
 //! `library`, `import`, `send`, `meter`, `history`, `team`; the search index), `sync` (the team
-//! sync engine: the hub client, pinned TLS, invites, the event stream), `spawn` (starting the
+//! sync engine: the hub client, pinned TLS, invites, the event stream), `wx` (WeChat
+//! conversations: the hub's agent API, replies rendered here, the `wx.*` methods), `conv_cli`
+//! (`quiver conversations`), `spawn` (starting the
 //! daemon and waiting until it serves, for every starter), `client` (the CLI's connection to
 //! the daemon), `doctor` (follows the chain browser -> manifest -> host -> daemon), `daemon`
 //! (socket server, single instance, signals, events), `host` (browser <-> daemon relay), `args`
@@ -39,3 +41,5 @@ pub mod team_cli;
 #[cfg(windows)]
 pub mod winpipe;
 pub mod wire_cli;
+pub mod wx;
+pub mod conv_cli;

@@ -62,6 +62,17 @@ pub const METHODS: &[&str] = &[
     "team.join",
     "team.leave",
     "team.sync",
+    "wx.conversations",
+    "wx.conversation",
+    "wx.messages",
+    "wx.take",
+    "wx.assign",
+    "wx.read",
+    "wx.typing",
+    "wx.transfer",
+    "wx.preview",
+    "wx.reply",
+    "wx.blob",
 ];
 
 /// The personal library's id, the default of every `library` param.
@@ -129,6 +140,248 @@ pub enum Call {
     TeamLeave(TeamLeaveParams),
     /// Wait at most this many ms.
     TeamSync(u64),
+    /// (1.5) A WeChat conversation method: served by `crate::wx`, outside the service lock.
+    Wx(WxCall),
+}
+
+/// (1.5) A checked `wx.*` request (docs/protocol.md, "WeChat conversations").
+#[derive(Debug, Clone, PartialEq)]
+pub enum WxCall {
+    Conversations { scope: String },
+    Conversation { id: String },
+    Messages { id: String, after: u64, limit: usize },
+    Take { id: String, force: bool },
+    Assign { id: String, to: Option<String> },
+    Read { id: String, up_to: u64 },
+    Typing { id: String, on: bool },
+    Transfer { id: String },
+    Preview(WxTemplateParams),
+    Reply(WxTemplateParams),
+    Blob { sha256: String },
+}
+
+/// The template part of `wx.preview` and `wx.reply`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct WxTemplateParams {
+    pub id: String,
+    pub template: String,
+    pub library: String,
+    pub values: std::collections::BTreeMap<String, String>,
+    /// `wx.reply` only.
+    pub idempotency_key: String,
+    /// `wx.reply` only: the last customer message the agent saw (default: the conversation's).
+    pub seen_inbound_id: Option<u64>,
+}
+
+/// The params of every `wx.*` method (each takes its own subset; the others are refused).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WxParams {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    after: Option<u64>,
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    force: Option<bool>,
+    #[serde(default, deserialize_with = "some_or_null")]
+    to: Option<Option<String>>,
+    #[serde(default)]
+    up_to: Option<u64>,
+    #[serde(default)]
+    on: Option<bool>,
+    #[serde(default)]
+    template: Option<String>,
+    #[serde(default)]
+    library: Option<String>,
+    #[serde(default)]
+    values: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+    #[serde(default)]
+    seen_inbound_id: Option<u64>,
+    #[serde(default)]
+    sha256: Option<String>,
+}
+
+/// `Some(None)` for an explicit `null` (so `to: null` differs from no `to`).
+fn some_or_null<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Ok(Some(serde::Deserialize::deserialize(d)?))
+}
+
+/// At most this many values in `wx.preview` and `wx.reply`.
+pub const MAX_WX_VALUES: usize = 200;
+
+/// A conversation id as the hub makes them (a UUID): letters, digits, `-`, `_`, `.`; it goes
+/// into the hub's URL paths.
+fn wx_id(m: &str, v: Option<String>) -> Result<String, ErrorBody> {
+    let id = v.ok_or_else(|| invalid(format!("{m}: `id` (the conversation) is required")))?;
+    if id.is_empty()
+        || id.len() > 128
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        || id.starts_with('.')
+    {
+        return Err(invalid(format!(
+            "{m}: `id` {:?} is not a conversation id (letters, digits, -, _ and ., at most 128)",
+            truncate(&id, 100)
+        )));
+    }
+    Ok(id)
+}
+
+/// Parses a `wx.*` request: each method takes the fields it names, no others.
+fn parse_wx(m: &str, req: &Request) -> Result<WxCall, ErrorBody> {
+    let allowed: &[&str] = match m {
+        "wx.conversations" => &["scope"],
+        "wx.conversation" | "wx.transfer" => &["id"],
+        "wx.messages" => &["id", "after", "limit"],
+        "wx.take" => &["id", "force"],
+        "wx.assign" => &["id", "to"],
+        "wx.read" => &["id", "up_to"],
+        "wx.typing" => &["id", "on"],
+        "wx.preview" => &["id", "template", "library", "values"],
+        "wx.reply" => &[
+            "id",
+            "template",
+            "library",
+            "values",
+            "idempotency_key",
+            "seen_inbound_id",
+        ],
+        "wx.blob" => &["sha256"],
+        _ => &[],
+    };
+    if let Some(k) = req.params.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(invalid(format!(
+            "{m}: unknown field `{}` (it takes {})",
+            truncate(k, 100),
+            allowed.join(", ")
+        )));
+    }
+    let p: WxParams = proto::params(req)?;
+    let need = |v: Option<bool>, f: &str| {
+        v.ok_or_else(|| invalid(format!("{m}: `{f}` (true or false) is required")))
+    };
+    Ok(match m {
+        "wx.conversations" => {
+            let scope = p.scope.unwrap_or_else(|| "all".into());
+            if !matches!(scope.as_str(), "mine" | "open" | "all") {
+                return Err(invalid(format!(
+                    "{m}: `scope` is mine, open or all, not {:?}",
+                    truncate(&scope, 100)
+                )));
+            }
+            WxCall::Conversations { scope }
+        }
+        "wx.conversation" => WxCall::Conversation { id: wx_id(m, p.id)? },
+        "wx.transfer" => WxCall::Transfer { id: wx_id(m, p.id)? },
+        "wx.messages" => WxCall::Messages {
+            id: wx_id(m, p.id)?,
+            after: p.after.unwrap_or(0),
+            limit: page_limit(m, p.limit)?,
+        },
+        "wx.take" => WxCall::Take {
+            id: wx_id(m, p.id)?,
+            force: p.force.unwrap_or(false),
+        },
+        "wx.assign" => {
+            let id = wx_id(m, p.id)?;
+            let to = p.to.ok_or_else(|| {
+                invalid(format!(
+                    "{m}: `to` is required: a user name, or null to release the conversation"
+                ))
+            })?;
+            if let Some(u) = &to {
+                check_field(m, "to", u, true)?;
+            }
+            WxCall::Assign { id, to }
+        }
+        "wx.read" => WxCall::Read {
+            id: wx_id(m, p.id)?,
+            up_to: p
+                .up_to
+                .ok_or_else(|| invalid(format!("{m}: `up_to` (a message id) is required")))?,
+        },
+        "wx.typing" => WxCall::Typing {
+            id: wx_id(m, p.id)?,
+            on: need(p.on, "on")?,
+        },
+        "wx.preview" | "wx.reply" => {
+            let id = wx_id(m, p.id)?;
+            let template = p
+                .template
+                .ok_or_else(|| invalid(format!("{m}: `template` (its id) is required")))?;
+            check_field(m, "template", &template, true)?;
+            let library = one_library(m, p.library)?;
+            let values = p.values.unwrap_or_default();
+            if values.len() > MAX_WX_VALUES {
+                return Err(invalid(format!(
+                    "{m}: `values` has {} entries, more than {MAX_WX_VALUES}",
+                    values.len()
+                )));
+            }
+            for (k, v) in &values {
+                check_field(m, "values", k, true)?;
+                if v.len() > MAX_PAYLOAD {
+                    return Err(invalid(format!(
+                        "{m}: `values.{}` is longer than {MAX_PAYLOAD} bytes",
+                        truncate(k, 100)
+                    )));
+                }
+            }
+            let mut t = WxTemplateParams {
+                id,
+                template,
+                library,
+                values,
+                idempotency_key: String::new(),
+                seen_inbound_id: p.seen_inbound_id,
+            };
+            if m == "wx.reply" {
+                let key = p.idempotency_key.ok_or_else(|| {
+                    invalid(format!(
+                        "{m}: `idempotency_key` is required (the same key again never sends twice)"
+                    ))
+                })?;
+                check_field(m, "idempotency_key", &key, true)?;
+                if key.len() > 200 {
+                    return Err(invalid(format!(
+                        "{m}: `idempotency_key` is longer than 200 bytes"
+                    )));
+                }
+                t.idempotency_key = key;
+                WxCall::Reply(t)
+            } else {
+                WxCall::Preview(t)
+            }
+        }
+        "wx.blob" => {
+            let sha = p
+                .sha256
+                .ok_or_else(|| invalid(format!("{m}: `sha256` is required")))?;
+            let hex = sha.strip_prefix("sha256:").unwrap_or(&sha).to_ascii_lowercase();
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid(format!(
+                    "{m}: `sha256` must be 64 hex digits (or sha256:HEX), not {:?}",
+                    truncate(&sha, 100)
+                )));
+            }
+            WxCall::Blob { sha256: hex }
+        }
+        other => {
+            return Err(ErrorBody::new(
+                ErrorCode::UnknownMethod,
+                format!("unknown method {:?}", truncate(other, 100)),
+            ))
+        }
+    })
 }
 
 /// `templates.facets` params.
@@ -517,6 +770,7 @@ pub fn parse(req: &Request) -> Result<Call, ErrorBody> {
             }
             Call::TeamSync(w)
         }
+        m if m.starts_with("wx.") && METHODS.contains(&m) => Call::Wx(parse_wx(m, req)?),
         other => {
             return Err(ErrorBody::new(
                 ErrorCode::UnknownMethod,

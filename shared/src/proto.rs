@@ -12,7 +12,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// 2 = `hello_required`, 3 = `send.reserve` with `"begin": true` (one round trip for a free slot),
 /// 4 = team libraries (`library` on the template methods and `send.reserve`, `team.*`,
 /// `team.changed`, `forbidden`, `hub_unavailable`).
-pub const PROTOCOL_MINOR: u32 = 4;
+pub const PROTOCOL_MINOR: u32 = 5;
 /// Every major version this build speaks.
 pub const SUPPORTED_PROTOCOLS: &[u32] = &[PROTOCOL_VERSION];
 /// The longest string `id` a request may carry, in bytes (ids are echoed in every reply and in

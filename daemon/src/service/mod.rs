@@ -64,6 +64,7 @@ const CAPABILITIES: &[&str] = &[
     "events",
     "chunks",
     "team",
+    "wx",
 ];
 
 type Outcome = Result<Value, ServiceError>;
@@ -96,6 +97,7 @@ mod library;
 mod meter;
 mod send;
 mod team;
+pub mod wx;
 #[cfg(test)]
 mod testkit;
 
@@ -346,6 +348,9 @@ impl Service {
                         .into(),
                 ))
             }
+            Call::Wx(_) => Err(ServiceError::Internal(
+                "wx.* methods are served by the WeChat client (crate::wx), not the service".into(),
+            )),
         }
     }
 
