@@ -8,7 +8,9 @@
 //!   checking that every byte on its stdout belongs to a well-formed frame.
 //! - [`DaemonClient`]: a direct connection to the daemon socket.
 //! - [`hub`]: `quiver hub serve` processes on SQLite or PostgreSQL and an HTTP client for them.
+//! - [`fakewx`]: the fake WeChat (`quiver-fakewx`) as a process, and its control API.
 
+pub mod fakewx;
 pub mod hub;
 pub mod team;
 
