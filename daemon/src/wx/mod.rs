@@ -209,9 +209,16 @@ fn refusal(row: &HubRow, path: &str, status: u16, body: &[u8]) -> ServiceError {
     match (status, code) {
         (409, "quota") => {
             let refusal = extra.clone().unwrap_or(Value::Null);
+            // the errcode from the details, else from the hub's words ("... (45047)")
             let errcode = refusal["errcode"]
                 .as_u64()
-                .or_else(|| refusal["refusal"]["errcode"].as_u64());
+                .or_else(|| refusal["refusal"]["errcode"].as_u64())
+                .or_else(|| {
+                    message
+                        .split(|c: char| !c.is_ascii_digit())
+                        .find(|w| w.len() == 5 && w.starts_with("450"))
+                        .and_then(|w| w.parse().ok())
+                });
             let refusal = if refusal["refusal"].is_null() {
                 refusal
             } else {
