@@ -53,6 +53,12 @@ pub enum HubCmd {
         #[command(subcommand)]
         command: DeviceCmd,
     },
+    /// WeChat mini programs the hub serves (docs/wechat.md)
+    #[command(arg_required_else_help = true)]
+    Wx {
+        #[command(subcommand)]
+        command: crate::wx::cli::WxCmd,
+    },
 }
 
 const INIT_ABOUT: &str = "\
@@ -101,6 +107,10 @@ pub struct ServeArgs {
     /// directory)
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
+    /// Also serve WeChat's pushes (/wx/mp/*, /wx/health only) in plain HTTP here, for a TLS
+    /// proxy in front (hub.json `wx_listen`)
+    #[arg(long, value_name = "ADDR")]
+    pub wx_listen: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -273,7 +283,7 @@ async fn dispatch(cmd: HubCmd) -> Result<(), String> {
         HubCmd::Init(a) => init(a).await,
         HubCmd::Serve(a) => {
             init_logging();
-            crate::server::serve(&a.dir, a.listen).await
+            crate::server::serve(&a.dir, a.listen, a.wx_listen).await
         }
         HubCmd::Invite(a) => {
             let (cfg, db) = open(&a.dir).await?;
@@ -322,6 +332,7 @@ async fn dispatch(cmd: HubCmd) -> Result<(), String> {
         HubCmd::Library { command } => library(command, now).await,
         HubCmd::Member { command } => member(command, now).await,
         HubCmd::Device { command } => device(command, now).await,
+        HubCmd::Wx { command } => crate::wx::cli::run(command).await,
     }
 }
 
@@ -581,6 +592,8 @@ async fn init(a: InitArgs) -> Result<(), String> {
         public_url,
         tls,
         heartbeat_secs: 15,
+        wx_listen: None,
+        wx_api_timeout_ms: None,
     };
     let db = Db::open(&cfg.database(dir)?, Bus::new())
         .await

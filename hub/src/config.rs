@@ -25,6 +25,14 @@ pub struct HubConfig {
     /// Seconds between the SSE heartbeats (also how often a stream re-checks its token).
     #[serde(default = "default_heartbeat")]
     pub heartbeat_secs: u64,
+    /// A second, plain-HTTP listener serving only WeChat's pushes (`/wx/mp/*`, `/wx/health`),
+    /// for a TLS proxy in front (`serve --wx-listen` overrides it). docs/wechat.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wx_listen: Option<String>,
+    /// How long a call to WeChat's API may take before its outcome is unknown (ms; default
+    /// 10000; uploads and downloads get three times as long).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wx_api_timeout_ms: Option<u64>,
 }
 
 fn default_heartbeat() -> u64 {

@@ -59,7 +59,7 @@ impl HubError {
             "unauthorized" => StatusCode::UNAUTHORIZED,
             "forbidden" => StatusCode::FORBIDDEN,
             "not_found" => StatusCode::NOT_FOUND,
-            "conflict" => StatusCode::CONFLICT,
+            "conflict" | "quota" => StatusCode::CONFLICT,
             "reset" => StatusCode::GONE,
             "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
             "unavailable" => StatusCode::SERVICE_UNAVAILABLE,

@@ -6,8 +6,9 @@
 //! `config` (`hub.json`), `tls` (the self-signed certificate, the server config, the pinned
 //! client config daemons reuse), `pokes` (notes: change notifications inside one process),
 //! `store` (the [`store::HubStore`] trait and its SQLite and PostgreSQL stores, migrations,
-//! the LISTEN relay), `ops` (every operation, written once over `store::Tx`), `server` (axum:
-//! routes, auth, SSE, serve), `cli` (`quiver hub ...`).
+//! the LISTEN relay), `ops` (every operation, written once over `store::Tx`), `wx` (the WeChat
+//! mini-program gateway: its operations over `store::Tx`, WeChat's API, pushes, the agent API;
+//! docs/wechat.md), `server` (axum: routes, auth, SSE, serve), `cli` (`quiver hub ...`).
 
 pub mod config;
 pub mod error;
@@ -19,3 +20,4 @@ pub mod cli;
 pub mod ops;
 pub mod server;
 pub mod tls;
+pub mod wx;

@@ -19,6 +19,15 @@ pub enum Note {
     },
     /// A device token was revoked: its streams close.
     Revoked { device: String },
+    /// A WeChat conversation changed (`crate::wx`): streams of the app's agents get a `wx` event.
+    /// `kind`: `message` (a customer's message arrived), `changed` (assignment, read, transfer),
+    /// `send` (an outgoing message's state).
+    Wx {
+        app: String,
+        conversation: String,
+        kind: String,
+        message_id: Option<i64>,
+    },
     /// Something changed that this process did not see (a listener reconnect, another process
     /// wrote the SQLite file): every stream re-checks its token and libraries and pokes them all.
     Recheck,
@@ -39,6 +48,15 @@ impl Note {
             } => format!("{library}:{head_seq}:{user}"),
             Note::Revoked { device } => format!("revoke:{device}"),
             Note::Recheck => "recheck".into(),
+            Note::Wx {
+                app,
+                conversation,
+                kind,
+                message_id,
+            } => format!(
+                "wx:{app}:{conversation}:{kind}:{}",
+                message_id.map(|i| i.to_string()).unwrap_or_default()
+            ),
         }
     }
 
@@ -48,6 +66,23 @@ impl Note {
         }
         if let Some(d) = s.strip_prefix("revoke:") {
             return Some(Note::Revoked { device: d.into() });
+        }
+        if let Some(w) = s.strip_prefix("wx:") {
+            let mut it = w.split(':');
+            let (app, conversation, kind, id) = (it.next()?, it.next()?, it.next()?, it.next()?);
+            if it.next().is_some() {
+                return None;
+            }
+            return Some(Note::Wx {
+                app: app.into(),
+                conversation: conversation.into(),
+                kind: kind.into(),
+                message_id: if id.is_empty() {
+                    None
+                } else {
+                    Some(id.parse().ok()?)
+                },
+            });
         }
         let mut it = s.split(':');
         let library = it.next()?.to_string();
@@ -111,6 +146,18 @@ mod tests {
             },
             Note::Revoked { device: l.clone() },
             Note::Recheck,
+            Note::Wx {
+                app: "shop".into(),
+                conversation: l.clone(),
+                kind: "message".into(),
+                message_id: Some(12),
+            },
+            Note::Wx {
+                app: "shop".into(),
+                conversation: l.clone(),
+                kind: "changed".into(),
+                message_id: None,
+            },
         ] {
             assert_eq!(Note::parse(&n.payload()), Some(n));
         }

@@ -46,6 +46,8 @@ pub struct App {
     pub bus: Bus,
     pub heartbeat: Duration,
     pub stop: watch::Receiver<bool>,
+    /// The WeChat gateway (`crate::wx`).
+    pub wx: Arc<crate::wx::Wx>,
 }
 
 type St = State<Arc<App>>;
@@ -384,6 +386,8 @@ struct Stream {
     user: String,
     rx: broadcast::Receiver<Note>,
     libs: HashMap<String, i64>,
+    /// The WeChat apps the user answers for (their `wx` events).
+    wx_apps: std::collections::HashSet<String>,
     queue: VecDeque<Event>,
     tick: tokio::time::Interval,
     stop: watch::Receiver<bool>,
@@ -398,6 +402,15 @@ fn poke(library: &str, head_seq: i64) -> Event {
     Event::default().event("poke").data(data)
 }
 
+/// A `wx` event: `{"conversation","kind","message_id"?}`.
+fn wx_event(conversation: &str, kind: &str, message_id: Option<i64>) -> Event {
+    let mut v = serde_json::json!({"conversation": conversation, "kind": kind});
+    if let Some(id) = message_id {
+        v["message_id"] = id.into();
+    }
+    Event::default().event("wx").data(v.to_string())
+}
+
 impl Stream {
     /// Re-reads the device's libraries; false when its token is no longer valid.
     async fn refresh(&mut self) -> bool {
@@ -405,6 +418,19 @@ impl Stream {
         match run!(&self.app.db, read, |tx| ops::stream_libraries(tx, &device)) {
             Ok(Some(libs)) => {
                 self.libs = libs.into_iter().collect();
+                let (user, device, now) = (self.user.clone(), self.device.clone(), now_ms());
+                match run!(&self.app.db, read, |tx| crate::wx::ops::agent_apps(tx, &user)) {
+                    Ok(apps) => {
+                        self.wx_apps = apps.into_iter().map(|a| a.name).collect();
+                        // an agent with an open stream is present (the `no_agent` transfer policy)
+                        if !self.wx_apps.is_empty() {
+                            let _ = run!(&self.app.db, write, |tx| crate::wx::ops::touch_device(
+                                tx, &device, now
+                            ));
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "stream refresh (wx)"),
+                }
                 true
             }
             Ok(None) => false,
@@ -462,6 +488,11 @@ impl Stream {
                             return None;
                         }
                     }
+                    Ok(Note::Wx { app, conversation, kind, message_id }) => {
+                        if self.wx_apps.contains(&app) {
+                            return Some(wx_event(&conversation, &kind, message_id));
+                        }
+                    }
                     Ok(Note::Recheck) | Err(broadcast::error::RecvError::Lagged(_)) => {
                         if !self.refresh().await {
                             return None;
@@ -476,8 +507,9 @@ impl Stream {
 }
 
 /// `GET /v1/events`: `poke` events (data: `Poke`) for the libraries the device's user is a
-/// member of, one for each at the start, then one each time a library's log grows; a
-/// `: heartbeat` comment every `heartbeat_secs`. Ends when the token is revoked.
+/// member of, one for each at the start, then one each time a library's log grows; `wx` events
+/// for the WeChat apps the user answers for (docs/wechat.md); a `: heartbeat` comment every
+/// `heartbeat_secs`. Ends when the token is revoked.
 async fn events(State(app): St, Auth(a): Auth) -> Result<Response> {
     let rx = app.bus.subscribe();
     let period = app.heartbeat;
@@ -487,6 +519,7 @@ async fn events(State(app): St, Auth(a): Auth) -> Result<Response> {
         user: a.user_id.clone(),
         rx,
         libs: HashMap::new(),
+        wx_apps: Default::default(),
         queue: VecDeque::new(),
         tick: tokio::time::interval_at(tokio::time::Instant::now() + period, period),
         stop: app.stop.clone(),
@@ -511,6 +544,7 @@ async fn events(State(app): St, Auth(a): Auth) -> Result<Response> {
 /// The API's routes.
 pub fn router(app: Arc<App>) -> Router {
     use axum::routing::{delete, patch, put};
+    let wx = crate::wx::api::routes(app.wx.clone());
     use tower_http::limit::RequestBodyLimitLayer;
     use tower_http::timeout::TimeoutLayer;
     use tower_http::trace::TraceLayer;
@@ -545,6 +579,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/admin/devices/{id}/revoke", post(revoke_device))
         .route("/v1/admin/devices/{id}", delete(revoke_device))
         .route("/v1/admin/status", get(status))
+        .merge(wx)
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
@@ -673,7 +708,11 @@ async fn shutdown_signal() {
 }
 
 /// Runs the hub of `dir` until SIGTERM or SIGINT.
-pub async fn serve(dir: &Path, listen: Option<String>) -> std::result::Result<(), String> {
+pub async fn serve(
+    dir: &Path,
+    listen: Option<String>,
+    wx_listen: Option<String>,
+) -> std::result::Result<(), String> {
     let cfg = HubConfig::load(dir)?;
     let listen = listen.unwrap_or_else(|| cfg.listen.clone());
     let addr: SocketAddr = listen
@@ -704,6 +743,43 @@ pub async fn serve(dir: &Path, listen: Option<String>) -> std::result::Result<()
         _ => {}
     }
     let (base_url, fingerprint) = invite_parts(dir, &cfg)?;
+    let wx = crate::wx::Wx::new(
+        db.clone(),
+        Duration::from_millis(cfg.wx_api_timeout_ms.unwrap_or(10_000).max(1)),
+    );
+    tokio::spawn(wx.clone().sweeper(stop_rx.clone()));
+    let wx_listen = wx_listen.or_else(|| cfg.wx_listen.clone());
+    let wx_server = match wx_listen {
+        Some(a) => {
+            let addr: SocketAddr = a
+                .parse()
+                .map_err(|e| format!("--wx-listen address {a:?}: {e}"))?;
+            let routes = crate::wx::api::push_routes()
+                .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+                .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    REQUEST_TIMEOUT,
+                ))
+                .with_state(wx.clone());
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot serve WeChat pushes on {addr}: {e}"))?;
+            let bound = listener.local_addr().map_err(|e| e.to_string())?;
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("quiver hub: WeChat pushes on http://{bound}/wx/mp/NAME\n").as_bytes(),
+            );
+            let mut stop = stop_rx.clone();
+            Some(tokio::spawn(async move {
+                let _ = axum::serve(listener, routes)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.changed().await;
+                    })
+                    .await;
+            }))
+        }
+        None => None,
+    };
     let app = Arc::new(App {
         db,
         hub_id: cfg.hub_id.clone(),
@@ -712,6 +788,7 @@ pub async fn serve(dir: &Path, listen: Option<String>) -> std::result::Result<()
         bus,
         heartbeat: Duration::from_secs(cfg.heartbeat_secs.max(1)),
         stop: stop_rx,
+        wx,
     });
     let routes = router(app);
     let handle = axum_server::Handle::new();
@@ -749,6 +826,9 @@ pub async fn serve(dir: &Path, listen: Option<String>) -> std::result::Result<()
         }
         None => axum_server::bind(addr).handle(handle).serve(service).await,
     };
+    if let Some(w) = wx_server {
+        w.abort();
+    }
     tracing::info!("stopped");
     served.map_err(|e| format!("cannot serve on {addr}: {e}"))
 }

@@ -25,6 +25,8 @@ pub enum V {
     B(bool),
     OT(Option<String>),
     OI(Option<i64>),
+    /// Bytes (SQLite BLOB, PostgreSQL BYTEA).
+    Bytes(Vec<u8>),
 }
 
 impl From<i64> for V {
@@ -81,6 +83,7 @@ pub enum Val {
     Int(i64),
     Text(String),
     Bool(bool),
+    Bytes(Vec<u8>),
 }
 
 /// One result row.
@@ -119,6 +122,13 @@ impl Row {
         match self.at(i)? {
             Val::Null => Ok(None),
             _ => self.s(i).map(Some),
+        }
+    }
+    /// Bytes (a BLOB / BYTEA column).
+    pub fn bytes(&self, i: usize) -> Result<Vec<u8>> {
+        match self.at(i)? {
+            Val::Bytes(v) => Ok(v.clone()),
+            v => Err(col_err(i, "bytes", v)),
         }
     }
     /// A boolean (SQLite stores 0 and 1).

@@ -19,7 +19,8 @@ use crate::pokes::{Bus, Note, CHANNEL};
 
 /// The schema, in order; all of them run in one transaction under an advisory lock, so hubs
 /// starting together over one database migrate it once.
-pub const MIGRATIONS: &[Migration] = &[(
+pub const MIGRATIONS: &[Migration] = &[
+    (
     1,
     "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,7 +68,48 @@ CREATE TABLE conflicts (
     fields TEXT NOT NULL, opened_seq BIGINT NOT NULL, resolved_seq BIGINT, resolved_by TEXT);
 CREATE INDEX conflicts_open ON conflicts (library_id, template_id) WHERE resolved_seq IS NULL;
 ",
-)];
+    ),
+    // The WeChat mini-program gateway (`crate::wx`, docs/wechat.md).
+    (
+        2,
+        "
+CREATE TABLE wx_apps (
+    name TEXT PRIMARY KEY, appid TEXT NOT NULL UNIQUE, secret TEXT NOT NULL, token TEXT NOT NULL,
+    aes_key TEXT, mode TEXT NOT NULL CHECK (mode IN ('plain', 'compat', 'safe')),
+    format TEXT NOT NULL CHECK (format IN ('xml', 'json')), api_base TEXT NOT NULL,
+    transfer TEXT NOT NULL, agents_all BOOLEAN NOT NULL, original_id TEXT, created_at BIGINT NOT NULL);
+CREATE TABLE wx_app_agents (
+    app TEXT NOT NULL, user_id TEXT NOT NULL REFERENCES users(id), PRIMARY KEY (app, user_id));
+CREATE TABLE wx_tokens (
+    app TEXT PRIMARY KEY, access_token TEXT NOT NULL, expires_at_ms BIGINT NOT NULL,
+    fetched_at_ms BIGINT NOT NULL, generation BIGINT NOT NULL, invalid BOOLEAN NOT NULL);
+CREATE TABLE wx_token_force_log (app TEXT NOT NULL, at_ms BIGINT NOT NULL);
+CREATE TABLE wx_conversations (
+    id TEXT PRIMARY KEY, app TEXT NOT NULL, openid TEXT NOT NULL, session_from TEXT,
+    assignee TEXT, transfer_pending BOOLEAN NOT NULL DEFAULT FALSE, transferred_until_ms BIGINT,
+    read_up_to BIGINT NOT NULL DEFAULT 0, last_message_id BIGINT, last_inbound_id BIGINT NOT NULL DEFAULT 0,
+    last_inbound_ms BIGINT, last_outbound_ms BIGINT, learned_errcode BIGINT, learned_at_ms BIGINT,
+    lease_owner TEXT, lease_until_ms BIGINT, typing_at_ms BIGINT, created_at BIGINT NOT NULL,
+    UNIQUE (app, openid));
+CREATE TABLE wx_messages (
+    id BIGSERIAL PRIMARY KEY, conversation TEXT NOT NULL, app TEXT NOT NULL,
+    dir TEXT NOT NULL CHECK (dir IN ('in', 'out')), at_ms BIGINT NOT NULL, kind TEXT NOT NULL,
+    body_text TEXT, media_id TEXT, blob_sha256 TEXT, card TEXT, body TEXT, state TEXT,
+    errcode BIGINT, error TEXT, by_user TEXT, idempotency_key TEXT, part BIGINT, from_user TEXT,
+    dedupe_key TEXT, quota_action TEXT, quota_at_ms BIGINT, transfer BOOL, sent_at_ms BIGINT,
+    UNIQUE (app, from_user, dedupe_key));
+CREATE INDEX wx_messages_conversation ON wx_messages (conversation, id);
+CREATE UNIQUE INDEX wx_messages_key ON wx_messages (conversation, idempotency_key, part);
+CREATE INDEX wx_messages_pending ON wx_messages (state) WHERE state IN ('queued', 'sending');
+CREATE TABLE wx_blobs (
+    sha256 TEXT PRIMARY KEY, mime TEXT NOT NULL, size BIGINT NOT NULL, bytes BYTEA NOT NULL,
+    created_at BIGINT NOT NULL);
+CREATE TABLE wx_media (
+    app TEXT NOT NULL, sha256 TEXT NOT NULL, media_id TEXT NOT NULL, created_at_ms BIGINT NOT NULL,
+    expires_at_ms BIGINT NOT NULL, PRIMARY KEY (app, sha256));
+",
+    ),
+];
 
 /// The advisory lock key the migrations hold (any constant: "quiver" in ASCII).
 const MIGRATION_LOCK: i64 = 0x71_75_69_76_65_72;
@@ -229,6 +271,55 @@ impl PgStore {
     }
 }
 
+/// A session-level advisory lock on a pooled connection of its own (held across awaits that are
+/// not database work, like a call to WeChat). Dropped without [`AdvisoryLock::unlock`], it closes
+/// its connection, which releases the lock.
+pub struct AdvisoryLock {
+    client: Option<Object>,
+    key: i64,
+}
+
+impl std::fmt::Debug for AdvisoryLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdvisoryLock")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdvisoryLock {
+    pub async fn unlock(mut self) {
+        if let Some(c) = self.client.take() {
+            if c.execute("SELECT pg_advisory_unlock($1)", &[&self.key])
+                .await
+                .is_err()
+            {
+                drop(Object::take(c));
+            }
+        }
+    }
+}
+
+impl Drop for AdvisoryLock {
+    fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            drop(Object::take(c));
+        }
+    }
+}
+
+impl PgStore {
+    /// Waits for the advisory lock `key` (every hub process over this database shares it).
+    pub async fn advisory_lock(&self, key: i64) -> Result<AdvisoryLock> {
+        let c = self.client().await?;
+        c.execute("SELECT pg_advisory_lock($1)", &[&key]).await?;
+        Ok(AdvisoryLock {
+            client: Some(c),
+            key,
+        })
+    }
+}
+
 impl HubStore for PgStore {
     type Tx = PgTx;
 
@@ -258,6 +349,7 @@ fn pg_param(v: &V) -> &(dyn ToSql + Sync) {
         V::B(b) => b,
         V::OT(o) => o,
         V::OI(o) => o,
+        V::Bytes(b) => b,
     }
 }
 
@@ -273,6 +365,8 @@ fn pg_row(r: &tokio_postgres::Row) -> Result<Row> {
             r.try_get::<_, Option<bool>>(i)?.map(Val::Bool)
         } else if *t == Type::TEXT || *t == Type::VARCHAR || *t == Type::NAME {
             r.try_get::<_, Option<String>>(i)?.map(Val::Text)
+        } else if *t == Type::BYTEA {
+            r.try_get::<_, Option<Vec<u8>>>(i)?.map(Val::Bytes)
         } else {
             return Err(HubError::internal(format!(
                 "column {}: unexpected type {t}",

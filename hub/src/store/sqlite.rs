@@ -18,7 +18,8 @@ use crate::error::{HubError, Result};
 use crate::pokes::{Bus, Note};
 
 /// The schema, in order. A migration runs in one transaction with the row that records it.
-pub const MIGRATIONS: &[Migration] = &[(
+pub const MIGRATIONS: &[Migration] = &[
+    (
     1,
     "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -65,7 +66,48 @@ CREATE TABLE conflicts (
     fields TEXT NOT NULL, opened_seq INTEGER NOT NULL, resolved_seq INTEGER, resolved_by TEXT);
 CREATE INDEX conflicts_open ON conflicts (library_id, template_id) WHERE resolved_seq IS NULL;
 ",
-)];
+    ),
+    // The WeChat mini-program gateway (`crate::wx`, docs/wechat.md).
+    (
+        2,
+        "
+CREATE TABLE wx_apps (
+    name TEXT PRIMARY KEY, appid TEXT NOT NULL UNIQUE, secret TEXT NOT NULL, token TEXT NOT NULL,
+    aes_key TEXT, mode TEXT NOT NULL CHECK (mode IN ('plain', 'compat', 'safe')),
+    format TEXT NOT NULL CHECK (format IN ('xml', 'json')), api_base TEXT NOT NULL,
+    transfer TEXT NOT NULL, agents_all INTEGER NOT NULL, original_id TEXT, created_at INTEGER NOT NULL);
+CREATE TABLE wx_app_agents (
+    app TEXT NOT NULL, user_id TEXT NOT NULL REFERENCES users(id), PRIMARY KEY (app, user_id));
+CREATE TABLE wx_tokens (
+    app TEXT PRIMARY KEY, access_token TEXT NOT NULL, expires_at_ms INTEGER NOT NULL,
+    fetched_at_ms INTEGER NOT NULL, generation INTEGER NOT NULL, invalid INTEGER NOT NULL);
+CREATE TABLE wx_token_force_log (app TEXT NOT NULL, at_ms INTEGER NOT NULL);
+CREATE TABLE wx_conversations (
+    id TEXT PRIMARY KEY, app TEXT NOT NULL, openid TEXT NOT NULL, session_from TEXT,
+    assignee TEXT, transfer_pending INTEGER NOT NULL DEFAULT 0, transferred_until_ms INTEGER,
+    read_up_to INTEGER NOT NULL DEFAULT 0, last_message_id INTEGER, last_inbound_id INTEGER NOT NULL DEFAULT 0,
+    last_inbound_ms INTEGER, last_outbound_ms INTEGER, learned_errcode INTEGER, learned_at_ms INTEGER,
+    lease_owner TEXT, lease_until_ms INTEGER, typing_at_ms INTEGER, created_at INTEGER NOT NULL,
+    UNIQUE (app, openid));
+CREATE TABLE wx_messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, conversation TEXT NOT NULL, app TEXT NOT NULL,
+    dir TEXT NOT NULL CHECK (dir IN ('in', 'out')), at_ms INTEGER NOT NULL, kind TEXT NOT NULL,
+    body_text TEXT, media_id TEXT, blob_sha256 TEXT, card TEXT, body TEXT, state TEXT,
+    errcode INTEGER, error TEXT, by_user TEXT, idempotency_key TEXT, part INTEGER, from_user TEXT,
+    dedupe_key TEXT, quota_action TEXT, quota_at_ms INTEGER, transfer BOOL, sent_at_ms INTEGER,
+    UNIQUE (app, from_user, dedupe_key));
+CREATE INDEX wx_messages_conversation ON wx_messages (conversation, id);
+CREATE UNIQUE INDEX wx_messages_key ON wx_messages (conversation, idempotency_key, part);
+CREATE INDEX wx_messages_pending ON wx_messages (state) WHERE state IN ('queued', 'sending');
+CREATE TABLE wx_blobs (
+    sha256 TEXT PRIMARY KEY, mime TEXT NOT NULL, size INTEGER NOT NULL, bytes BLOB NOT NULL,
+    created_at INTEGER NOT NULL);
+CREATE TABLE wx_media (
+    app TEXT NOT NULL, sha256 TEXT NOT NULL, media_id TEXT NOT NULL, created_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL, PRIMARY KEY (app, sha256));
+",
+    ),
+];
 
 /// `$1` -> `?1`: the shared SQL is written with PostgreSQL's placeholders.
 pub fn placeholders(sql: &str) -> String {
@@ -280,6 +322,7 @@ fn to_value(v: &V) -> Value {
         V::OT(Some(s)) => Value::Text(s.clone()),
         V::OI(Some(i)) => Value::Integer(*i),
         V::OT(None) | V::OI(None) => Value::Null,
+        V::Bytes(b) => Value::Blob(b.clone()),
     }
 }
 
@@ -296,6 +339,7 @@ impl SqliteTx {
                     ValueRef::Null => Val::Null,
                     ValueRef::Integer(v) => Val::Int(v),
                     ValueRef::Text(t) => Val::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => Val::Bytes(b.to_vec()),
                     other => {
                         return Err(HubError::internal(format!(
                             "column {i}: unexpected {:?}",

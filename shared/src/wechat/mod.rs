@@ -7,6 +7,9 @@
 //! - [`reply`]: the passive `transfer_customer_service` reply, plain and encrypted (§4.5, §4.4).
 //! - [`api`]: the customer-service HTTP API: typing bodies, `errcode` classification (§4.8, §4.11).
 //! - [`quota`]: the 45015/45047 send window rules as functions of time (§4.7).
+//! - [`token`], [`outcome`], [`media`]: a gateway's pure deciders (research §4.6, §4.7, §4.9):
+//!   when to use or refresh an access token, what to do after each API call, how long a cached
+//!   upload lives and what an image's bytes are.
 //!
 //! The template adapters that use these live in `adapters::wechat_dkf` and `adapters::wechat_mp`.
 //! Like the rest of the crate this module does no IO, reads no clock and draws no random numbers:
@@ -19,11 +22,17 @@ pub mod crypto;
 pub mod dkf;
 pub mod literal;
 #[cfg(feature = "server")]
+pub mod media;
+#[cfg(feature = "server")]
+pub mod outcome;
+#[cfg(feature = "server")]
 pub mod push;
 #[cfg(feature = "server")]
 pub mod quota;
 #[cfg(feature = "server")]
 pub mod reply;
+#[cfg(feature = "server")]
+pub mod token;
 #[cfg(feature = "server")]
 mod xml;
 

@@ -63,12 +63,14 @@ impl Push {
         self.msg_type != "event"
     }
 
-    /// The key WeChat's retries repeat: `msgid:<MsgId>` for messages,
-    /// `from:<FromUserName>:<CreateTime>` for events and anything else without a `MsgId`
-    /// (platform-spec §4.2).
+    /// The key WeChat's retries repeat, always with the sender: `msgid:<FromUserName>:<MsgId>`
+    /// for messages, `from:<FromUserName>:<CreateTime>` for events and anything else without a
+    /// `MsgId` (platform-spec §4.2). `MsgId` alone is not unique across users (WxJava#333: of 15
+    /// users writing at once, 5–6 got no answer), so the sender is part of the key for messages
+    /// too (research §2.4).
     pub fn dedupe_key(&self) -> String {
         match &self.msg_id {
-            Some(id) => format!("msgid:{id}"),
+            Some(id) => format!("msgid:{}:{id}", self.from_user_name),
             None => format!("from:{}:{}", self.from_user_name, self.create_time),
         }
     }
@@ -242,7 +244,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.msg_id.as_deref(), Some("18446744073709551615"));
-        assert_eq!(p.dedupe_key(), "msgid:18446744073709551615");
+        assert_eq!(p.dedupe_key(), "msgid:o:18446744073709551615");
+    }
+
+    #[test]
+    fn dedupe_key_includes_the_sender() {
+        let read = |from: &str, msg_id: &str| {
+            let msg_id = if msg_id.is_empty() {
+                String::new()
+            } else {
+                format!(r#","MsgId":{msg_id}"#)
+            };
+            parse_push(
+                &format!(
+                    r#"{{"ToUserName":"gh_a","FromUserName":"{from}","CreateTime":7,"MsgType":"text","Content":"x"{msg_id}}}"#
+                ),
+                Format::Json,
+            )
+            .unwrap()
+        };
+        // the same MsgId from two users: two keys
+        assert_ne!(read("oA", "5").dedupe_key(), read("oB", "5").dedupe_key());
+        // a retry: the same key
+        assert_eq!(read("oA", "5").dedupe_key(), read("oA", "5").dedupe_key());
+        // no MsgId: sender and time
+        assert_eq!(read("oA", "").dedupe_key(), "from:oA:7");
     }
 
     #[test]
