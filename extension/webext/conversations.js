@@ -39,8 +39,6 @@ const $ = (sel) => document.querySelector(sel);
 
 /** Typing is said again at most this often while the agent writes (WeChat shows it ~20 s). */
 const TYPING_EVERY_MS = 15_000;
-/** The thread reloads at most this often when events come in a burst. */
-const RELOAD_MS = 30;
 
 /** @type {ReturnType<typeof connect>} */
 let rpc;
@@ -182,12 +180,25 @@ function drawHead() {
 }
 
 let loading = Promise.resolve();
-/** @type {ReturnType<typeof setTimeout> | undefined} */
-let reloadTimer;
-/** Reloads the thread soon (events come in bursts). @param {boolean} whole */
+/** A reload asked for and not started yet: whether it is a whole one (`null`: none). */
+/** @type {boolean | null} */
+let queued = null;
+/**
+ * Reloads the open thread, then the list (the thread first: the daemon serves one request of
+ * the connection at a time). Events of a burst that arrive before the reload starts share it.
+ * @param {boolean} whole
+ */
 function reloadSoon(whole) {
-  clearTimeout(reloadTimer);
-  reloadTimer = setTimeout(() => { loadThread(whole); }, RELOAD_MS);
+  if (queued !== null) {
+    queued ||= whole;
+    return;
+  }
+  queued = whole;
+  queueMicrotask(() => {
+    const w = Boolean(queued);
+    queued = null;
+    loadThread(w).then(() => loadList());
+  });
 }
 
 /**
@@ -455,11 +466,11 @@ async function onStatus(status) {
 /** @param {string} name @param {any} data */
 function onEvent(name, data) {
   if (name === 'wx.changed') {
-    loadList();
-    if (data?.conversation === current) reloadSoon(data?.kind !== 'message');
+    if (current && data?.conversation === current) reloadSoon(data?.kind !== 'message');
+    else loadList();
   } else if (name === 'events.lost') {
-    loadList();
     if (current) reloadSoon(true);
+    else loadList();
   } else if (name === 'library.changed') {
     search();
   }

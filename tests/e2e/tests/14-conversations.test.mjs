@@ -178,8 +178,8 @@ test(`[${browser}] conversations: a customer's message appears on the page; a te
         /** @type {any} */ (window).__seen = {};
         new MutationObserver(() => {
           for (const m of document.querySelectorAll('[data-testid="quiver-conv-msg"][data-dir="in"]')) {
-            const text = m.textContent ?? '';
-            const k = /bench-(\d+)/.exec(text)?.[1];
+            const text = m.querySelector('.bubble-text')?.textContent ?? '';
+            const k = /^bench-(\d+)$/.exec(text)?.[1];
             if (k && !(k in window.__seen)) window.__seen[k] = Date.now();
           }
         }).observe(document.body, { subtree: true, childList: true });
@@ -187,8 +187,12 @@ test(`[${browser}] conversations: a customer's message appears on the page; a te
       const lat = [];
       for (let i = 0; i < n; i++) {
         const t0 = Date.now();
-        await fake.post('/__fake/push', { appid: APPID, from: CUSTOMER, kind: 'text', content: `bench-${i}` });
-        const seen = await until(page, `bench-${i} visible`, (k) => window.__seen[k], String(i), 30_000);
+        const r = await fake.post('/__fake/push', { appid: APPID, from: CUSTOMER, kind: 'text', content: `bench-${i}` });
+        assert.equal(r.verdict, 'ok', JSON.stringify(r));
+        const seen = await until(page, `bench-${i} visible`, (k) => window.__seen[k], String(i), 30_000).catch(async (err) => {
+          const thread = await page.$eval('[data-testid="quiver-conv-thread"]', (e) => e.textContent);
+          throw new Error(`${err.message}; the thread: ${thread}`);
+        });
         lat.push(seen - t0);
       }
       lat.sort((a, b) => a - b);
