@@ -67,7 +67,11 @@ pub enum ConvCmd {
     Assign {
         id: String,
         /// The agent's user name at the hub
-        #[arg(value_name = "USER", required_unless_present = "release", conflicts_with = "release")]
+        #[arg(
+            value_name = "USER",
+            required_unless_present = "release",
+            conflicts_with = "release"
+        )]
         user: Option<String>,
         /// Assign it to nobody (back to the open list)
         #[arg(long)]
@@ -199,7 +203,9 @@ fn table(head: &[&str], rows: &[Vec<String>]) -> String {
         }
         l.trim_end().to_string()
     };
-    let mut out = vec![line(&head.iter().map(|h| h.to_string()).collect::<Vec<_>>())];
+    let mut out = vec![line(
+        &head.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+    )];
     for r in rows {
         out.push(line(r));
     }
@@ -208,7 +214,10 @@ fn table(head: &[&str], rows: &[Vec<String>]) -> String {
 
 /// The list as a table.
 pub fn render_list(list: &Value, now: u64) -> String {
-    let convs = list["conversations"].as_array().cloned().unwrap_or_default();
+    let convs = list["conversations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if convs.is_empty() {
         return "no conversations".into();
     }
@@ -227,7 +236,11 @@ pub fn render_list(list: &Value, now: u64) -> String {
                 if last.is_null() {
                     "-".into()
                 } else {
-                    format!("{}: {}", s(&last["dir"]), one_line(&s(&last["preview"]), 40))
+                    format!(
+                        "{}: {}",
+                        s(&last["dir"]),
+                        one_line(&s(&last["preview"]), 40)
+                    )
                 },
             ]
         })
@@ -376,9 +389,12 @@ pub fn run(cmd: ConvCmd) -> ExitCode {
                 Err((code, e)) => return failed(&code, e),
             };
             let msgs = r["messages"].as_array().cloned().unwrap_or_default();
-            let bad = msgs
-                .iter()
-                .any(|m| matches!(m["state"].as_str(), Some("failed" | "unknown" | "cancelled")));
+            let bad = msgs.iter().any(|m| {
+                matches!(
+                    m["state"].as_str(),
+                    Some("failed" | "unknown" | "cancelled")
+                )
+            });
             if json {
                 out(&pretty(&r));
             } else {
@@ -445,9 +461,15 @@ mod tests {
     fn quota_window_and_times_read_plainly() {
         let now = 1_000_000_000;
         let q = json!({"left": 4, "window_ends_ms": now + 47 * 3_600_000 + 5, "refusal": null});
-        assert_eq!((quota_left(&q), window(&q, now)), ("4 left".into(), "47h".into()));
+        assert_eq!(
+            (quota_left(&q), window(&q, now)),
+            ("4 left".into(), "47h".into())
+        );
         let q = json!({"left": 0, "window_ends_ms": now - 1, "refusal": {"errcode": 45015}});
-        assert_eq!((quota_left(&q), window(&q, now)), ("closed (45015)".into(), "closed".into()));
+        assert_eq!(
+            (quota_left(&q), window(&q, now)),
+            ("closed (45015)".into(), "closed".into())
+        );
         assert_eq!(window(&json!({"window_ends_ms": now + 61_000}), now), "2m");
         assert_eq!(quota_left(&json!({"left": null})), "-");
         assert_eq!(when(&json!(0)), "1970-01-01 00:00:00");
@@ -462,7 +484,13 @@ mod tests {
         let t = render_list(&l, 0);
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].starts_with("ID  APP   CUSTOMER"), "{t}");
-        assert!(lines[1].contains("c1  shop  o1") && lines[1].ends_with("in: hello there"), "{t}");
-        assert_eq!(render_list(&json!({"conversations": []}), 0), "no conversations");
+        assert!(
+            lines[1].contains("c1  shop  o1") && lines[1].ends_with("in: hello there"),
+            "{t}"
+        );
+        assert_eq!(
+            render_list(&json!({"conversations": []}), 0),
+            "no conversations"
+        );
     }
 }

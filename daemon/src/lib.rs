@@ -30,6 +30,7 @@ pub mod install;
 pub mod log;
 /// The logging macros (`crate::info!`, ...): `tracing`'s, set up by [`log::init`].
 pub use tracing::{debug, error, info, warn};
+pub mod conv_cli;
 pub mod params;
 pub mod paths;
 pub mod service;
@@ -42,4 +43,3 @@ pub mod team_cli;
 pub mod winpipe;
 pub mod wire_cli;
 pub mod wx;
-pub mod conv_cli;

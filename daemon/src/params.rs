@@ -147,17 +147,41 @@ pub enum Call {
 /// (1.5) A checked `wx.*` request (docs/protocol.md, "WeChat conversations").
 #[derive(Debug, Clone, PartialEq)]
 pub enum WxCall {
-    Conversations { scope: String },
-    Conversation { id: String },
-    Messages { id: String, after: u64, limit: usize },
-    Take { id: String, force: bool },
-    Assign { id: String, to: Option<String> },
-    Read { id: String, up_to: u64 },
-    Typing { id: String, on: bool },
-    Transfer { id: String },
+    Conversations {
+        scope: String,
+    },
+    Conversation {
+        id: String,
+    },
+    Messages {
+        id: String,
+        after: u64,
+        limit: usize,
+    },
+    Take {
+        id: String,
+        force: bool,
+    },
+    Assign {
+        id: String,
+        to: Option<String>,
+    },
+    Read {
+        id: String,
+        up_to: u64,
+    },
+    Typing {
+        id: String,
+        on: bool,
+    },
+    Transfer {
+        id: String,
+    },
     Preview(WxTemplateParams),
     Reply(WxTemplateParams),
-    Blob { sha256: String },
+    Blob {
+        sha256: String,
+    },
 }
 
 /// The template part of `wx.preview` and `wx.reply`.
@@ -280,8 +304,12 @@ fn parse_wx(m: &str, req: &Request) -> Result<WxCall, ErrorBody> {
             }
             WxCall::Conversations { scope }
         }
-        "wx.conversation" => WxCall::Conversation { id: wx_id(m, p.id)? },
-        "wx.transfer" => WxCall::Transfer { id: wx_id(m, p.id)? },
+        "wx.conversation" => WxCall::Conversation {
+            id: wx_id(m, p.id)?,
+        },
+        "wx.transfer" => WxCall::Transfer {
+            id: wx_id(m, p.id)?,
+        },
         "wx.messages" => WxCall::Messages {
             id: wx_id(m, p.id)?,
             after: p.after.unwrap_or(0),
@@ -366,7 +394,10 @@ fn parse_wx(m: &str, req: &Request) -> Result<WxCall, ErrorBody> {
             let sha = p
                 .sha256
                 .ok_or_else(|| invalid(format!("{m}: `sha256` is required")))?;
-            let hex = sha.strip_prefix("sha256:").unwrap_or(&sha).to_ascii_lowercase();
+            let hex = sha
+                .strip_prefix("sha256:")
+                .unwrap_or(&sha)
+                .to_ascii_lowercase();
             if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(invalid(format!(
                     "{m}: `sha256` must be 64 hex digits (or sha256:HEX), not {:?}",

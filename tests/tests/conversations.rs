@@ -36,16 +36,19 @@ const CUSTOMER: &str = "oCustomer-Ann-0001";
 
 /// A tiny PNG (1x1), the template's picture.
 const PNG: &[u8] = &[
-    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44,
-    0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f,
-    0x15, 0xc4, 0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8,
-    0xcf, 0xc0, 0xf0, 0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00,
-    0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0,
+    0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
+    0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
 ];
 
 fn sha256_bytes(b: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+    sha2::Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
 }
 
 /// Serves `PNG` to every request on a loopback port (the template's image URL).
@@ -133,7 +136,10 @@ fn until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 
 fn the_conversation(m: &mut Member) -> Value {
     let list = m.ok("wx.conversations", json!({"scope": "all"}));
-    let convs = list["conversations"].as_array().cloned().unwrap_or_default();
+    let convs = list["conversations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(convs.len(), 1, "{list}");
     convs[0].clone()
 }
@@ -146,7 +152,10 @@ fn a_customer_message_reaches_the_agent_and_a_template_reply_reaches_wechat(b: B
     let mut events = alice.sb.connect();
     let hello = alice.ok("hello", json!({"protocol": 1}));
     assert!(
-        hello["capabilities"].as_array().unwrap().contains(&json!("wx")),
+        hello["capabilities"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("wx")),
         "{hello}"
     );
     let pic = picture_server();
@@ -168,7 +177,11 @@ fn a_customer_message_reaches_the_agent_and_a_template_reply_reaches_wechat(b: B
     let id = conv["id"].as_str().unwrap().to_string();
     assert_eq!(e["data"]["conversation"], id.as_str(), "{e}");
     assert_eq!(
-        (conv["openid"].as_str(), conv["app"].as_str(), conv["unread"].as_u64()),
+        (
+            conv["openid"].as_str(),
+            conv["app"].as_str(),
+            conv["unread"].as_u64()
+        ),
         (Some(CUSTOMER), Some("shop"), Some(1)),
         "{conv}"
     );
@@ -196,10 +209,16 @@ fn a_customer_message_reaches_the_agent_and_a_template_reply_reaches_wechat(b: B
         "{pv}"
     );
     let blob = alice.ok("wx.blob", json!({"sha256": png_sha}));
-    assert_eq!((blob["mime"].as_str(), blob["size"].as_u64()), (Some("image/png"), Some(PNG.len() as u64)));
+    assert_eq!(
+        (blob["mime"].as_str(), blob["size"].as_u64()),
+        (Some("image/png"), Some(PNG.len() as u64))
+    );
 
     // a reply with a variable missing is refused before anything is sent
-    let r = alice.call("wx.reply", json!({"id": id, "template": "thanks", "idempotency_key": "k0"}));
+    let r = alice.call(
+        "wx.reply",
+        json!({"id": id, "template": "thanks", "idempotency_key": "k0"}),
+    );
     assert_eq!(r["error"]["code"], "invalid_params", "{r}");
     assert!(fake.calls("/cgi-bin/message/custom/send").is_empty());
 
@@ -232,9 +251,15 @@ fn a_customer_message_reaches_the_agent_and_a_template_reply_reaches_wechat(b: B
         json!({"touser": CUSTOMER, "msgtype": "text",
                "text": {"content": "Hello Ann, order 42 is on its way"}})
     );
-    assert_eq!((bodies[1]["touser"].as_str(), bodies[1]["msgtype"].as_str()), (Some(CUSTOMER), Some("image")));
+    assert_eq!(
+        (bodies[1]["touser"].as_str(), bodies[1]["msgtype"].as_str()),
+        (Some(CUSTOMER), Some("image"))
+    );
     let media_id = bodies[1]["image"]["media_id"].as_str().unwrap().to_string();
-    assert!(!media_id.starts_with("sha256:"), "the hub sent our hash to WeChat: {media_id}");
+    assert!(
+        !media_id.starts_with("sha256:"),
+        "the hub sent our hash to WeChat: {media_id}"
+    );
     let uploads = fake.calls("/cgi-bin/media/upload");
     assert_eq!(uploads.len(), 1, "{uploads:?}");
 
@@ -243,7 +268,12 @@ fn a_customer_message_reaches_the_agent_and_a_template_reply_reaches_wechat(b: B
         "wx.reply",
         json!({"id": id, "template": "thanks", "values": values, "idempotency_key": "k1"}),
     );
-    let again_ids: Vec<Value> = again["messages"].as_array().unwrap().iter().map(|m| m["id"].clone()).collect();
+    let again_ids: Vec<Value> = again["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].clone())
+        .collect();
     assert_eq!(again_ids, ids);
     assert_eq!(fake.sent_bodies().len(), 2);
 
@@ -255,7 +285,11 @@ fn a_customer_message_reaches_the_agent_and_a_template_reply_reaches_wechat(b: B
     });
     let text_row = hist.iter().find(|r| r["part_index"] == 0).unwrap();
     assert_eq!(
-        (text_row["workspace"].as_str(), text_row["conversation"].as_str(), text_row["customer"].as_str()),
+        (
+            text_row["workspace"].as_str(),
+            text_row["conversation"].as_str(),
+            text_row["customer"].as_str()
+        ),
         (Some("shop"), Some(id.as_str()), Some(CUSTOMER))
     );
     assert_eq!(
@@ -265,7 +299,10 @@ fn a_customer_message_reaches_the_agent_and_a_template_reply_reaches_wechat(b: B
     // quota: 5 after the message, 2 sent
     let conv = alice.ok("wx.conversation", json!({"id": id}));
     assert_eq!(conv["quota"]["left"], 3, "{conv}");
-    assert_eq!(conv["assignee"], me, "the reply took the conversation: {conv}");
+    assert_eq!(
+        conv["assignee"], me,
+        "the reply took the conversation: {conv}"
+    );
 }
 
 both!(agents_take_and_hand_over_and_the_cli_lists_shows_and_replies);
@@ -284,19 +321,31 @@ fn agents_take_and_hand_over_and_the_cli_lists_shows_and_replies(b: Backend) {
     // bob takes it; alice cannot without force, then does; alice hands it back; releases it
     let t = bob.ok("wx.take", json!({"id": id}));
     assert_eq!(t["assignee"], "bob", "{t}");
-    assert_eq!(bob.ok("wx.conversations", json!({"scope": "mine"}))["conversations"][0]["id"], id.as_str());
+    assert_eq!(
+        bob.ok("wx.conversations", json!({"scope": "mine"}))["conversations"][0]["id"],
+        id.as_str()
+    );
     let r = alice.call("wx.take", json!({"id": id}));
     assert_eq!(r["error"]["code"], "conflict", "{r}");
     alice.ok("wx.take", json!({"id": id, "force": true}));
-    assert_eq!(alice.ok("wx.conversation", json!({"id": id}))["assignee"], me);
+    assert_eq!(
+        alice.ok("wx.conversation", json!({"id": id}))["assignee"],
+        me
+    );
     alice.ok("wx.assign", json!({"id": id, "to": "bob"}));
-    assert_eq!(bob.ok("wx.conversation", json!({"id": id}))["assignee"], "bob");
+    assert_eq!(
+        bob.ok("wx.conversation", json!({"id": id}))["assignee"],
+        "bob"
+    );
     // bad input is named, not sent to the hub
     let r = bob.call("wx.assign", json!({"id": id}));
     assert_eq!(r["error"]["code"], "invalid_params", "{r}");
     let r = bob.call("wx.take", json!({"id": "../v1/me"}));
     assert_eq!(r["error"]["code"], "invalid_params", "{r}");
-    let r = bob.call("wx.conversation", json!({"id": "00000000-0000-0000-0000-000000000000"}));
+    let r = bob.call(
+        "wx.conversation",
+        json!({"id": "00000000-0000-0000-0000-000000000000"}),
+    );
     assert_eq!(r["error"]["code"], "not_found", "{r}");
 
     // the command line (bob's daemon)
@@ -311,9 +360,20 @@ fn agents_take_and_hand_over_and_the_cli_lists_shows_and_replies(b: Backend) {
     let o = bob.sb.run(&["conversations", "list"]);
     let lines: Vec<&str> = o.stdout.lines().collect();
     assert!(lines[0].starts_with("ID"), "{}", o.stdout);
-    assert!(lines[1].contains(&id) && lines[1].contains("bob") && lines[1].contains("5 left"), "{}", o.stdout);
+    assert!(
+        lines[1].contains(&id) && lines[1].contains("bob") && lines[1].contains("5 left"),
+        "{}",
+        o.stdout
+    );
     let o = bob.sb.run(&[
-        "conversations", "reply", &id, "wait", "--var", "customer.name=Ann", "--key", "cli-1",
+        "conversations",
+        "reply",
+        &id,
+        "wait",
+        "--var",
+        "customer.name=Ann",
+        "--key",
+        "cli-1",
     ]);
     assert!(o.status.success(), "{} {}", o.stdout, o.stderr);
     assert!(o.stdout.starts_with("part 0 text: "), "{}", o.stdout);
@@ -336,7 +396,10 @@ fn agents_take_and_hand_over_and_the_cli_lists_shows_and_replies(b: Backend) {
     assert!(o.stderr.contains("(not_found)"), "{}", o.stderr);
     let o = bob.sb.run(&["conversations", "assign", &id, "--release"]);
     assert!(o.status.success(), "{}", o.stderr);
-    assert_eq!(bob.ok("wx.conversation", json!({"id": id}))["assignee"], Value::Null);
+    assert_eq!(
+        bob.ok("wx.conversation", json!({"id": id}))["assignee"],
+        Value::Null
+    );
 }
 
 #[test]
@@ -345,7 +408,10 @@ fn without_a_hub_the_wx_methods_say_so() {
     let r = m.call("wx.conversations", json!({}));
     assert_eq!(r["error"]["code"], "not_found", "{r}");
     assert!(
-        r["error"]["message"].as_str().unwrap().contains("quiver team join"),
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("quiver team join"),
         "{r}"
     );
     let r = m.call("wx.conversations", json!({"scope": "everything"}));

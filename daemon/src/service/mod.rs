@@ -97,9 +97,9 @@ mod library;
 mod meter;
 mod send;
 mod team;
-pub mod wx;
 #[cfg(test)]
 mod testkit;
+pub mod wx;
 
 pub use error::ServiceError;
 use history::Settings;

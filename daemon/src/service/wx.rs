@@ -3,7 +3,7 @@
 //! `wx.changed` event (docs/protocol.md, "WeChat conversations"). The network work itself is
 //! done by `crate::wx` outside the service lock.
 
-use super::{ServiceError, Service};
+use super::{Service, ServiceError};
 use crate::params;
 use crate::store::{HubRow, NewSend, SendState};
 use crate::warn;
@@ -144,13 +144,9 @@ impl Service {
             (_, Some(e)) => Some(format!("{hub_state}: {e}")),
             (_, None) => Some(hub_state.to_string()),
         };
-        let moved = self.store.transition(
-            row.send_id,
-            from,
-            to,
-            why.as_deref(),
-            now,
-        )?;
+        let moved = self
+            .store
+            .transition(row.send_id, from, to, why.as_deref(), now)?;
         if moved && to == SendState::Sent && row.part_index == Some(0) {
             if let Some(t) = &row.template_id {
                 let lib = row.library.as_deref().unwrap_or(params::LOCAL);

@@ -160,13 +160,19 @@ mod tests {
     #[test]
     fn inbound_messages_and_notes() {
         let m = json!({"dir": "in", "kind": "text", "text": "你好"});
-        assert_eq!(kind(&of_message(&m)), json!({"kind": "text", "text": "你好"}));
+        assert_eq!(
+            kind(&of_message(&m)),
+            json!({"kind": "text", "text": "你好"})
+        );
         let m = json!({"dir": "in", "kind": "image", "image": {"blob": null, "media_id": "W"}});
         assert_eq!(kind(&of_message(&m))["media_id"], "W");
         let m = json!({"dir": "in", "kind": "miniprogrampage",
             "card": {"title": "Order", "pagepath": "pages/o?id=1", "thumb_blob": "ef"}});
         let d = kind(&of_message(&m));
-        assert_eq!((d["title"].as_str(), d["media_id"].as_str()), (Some("Order"), Some("sha256:ef")));
+        assert_eq!(
+            (d["title"].as_str(), d["media_id"].as_str()),
+            (Some("Order"), Some("sha256:ef"))
+        );
         assert!(of_message(&json!({"dir": "in", "kind": "enter"})).is_none());
         assert!(of_message(&json!({"dir": "in", "kind": "event"})).is_none());
         assert!(of_message(&json!({"dir": "out", "body": "not json"})).is_none());

@@ -76,7 +76,9 @@ pub fn data_url(url: &str) -> Result<Vec<u8>, String> {
         let mut i = 0;
         while i < b.len() {
             if b[i] == b'%' {
-                let h = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+                let h = b
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
                 match h.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                     Some(v) => {
                         out.push(v);
@@ -123,10 +125,7 @@ pub async fn fetch(url: &str) -> Result<Image, String> {
         if !resp.status().is_success() {
             return Err(format!("{url}: answered {}", resp.status()));
         }
-        if resp
-            .content_length()
-            .is_some_and(|n| n > MAX_IMAGE as u64)
-        {
+        if resp.content_length().is_some_and(|n| n > MAX_IMAGE as u64) {
             return Err(format!("{url}: the image is larger than {MAX_IMAGE} bytes"));
         }
         let mut out = vec![];
@@ -234,7 +233,10 @@ mod tests {
 
     #[test]
     fn data_urls_decode() {
-        assert_eq!(data_url("data:image/gif;base64,R0lGODlh").unwrap(), b"GIF89a");
+        assert_eq!(
+            data_url("data:image/gif;base64,R0lGODlh").unwrap(),
+            b"GIF89a"
+        );
         assert_eq!(data_url("data:text/plain,GIF89a%21").unwrap(), b"GIF89a!");
         assert!(data_url("data:x;base64,***").is_err());
         assert!(data_url("data:nocomma").is_err());

@@ -57,8 +57,12 @@ async fn run(shared: &Arc<Shared>, call: WxCall) -> Result<Value, ServiceError> 
     let hub = Hub::of(shared)?;
     match call {
         WxCall::Conversations { scope } => {
-            hub.call(Method::GET, &format!("/v1/wx/conversations?scope={scope}"), None)
-                .await
+            hub.call(
+                Method::GET,
+                &format!("/v1/wx/conversations?scope={scope}"),
+                None,
+            )
+            .await
         }
         WxCall::Conversation { id } => conversation(&hub, &id).await,
         WxCall::Messages { id, after, limit } => {
@@ -76,20 +80,32 @@ async fn run(shared: &Arc<Shared>, call: WxCall) -> Result<Value, ServiceError> 
             Ok(r)
         }
         WxCall::Take { id, force } => {
-            hub.post(&format!("/v1/wx/conversations/{id}/take"), json!({ "force": force }))
-                .await
+            hub.post(
+                &format!("/v1/wx/conversations/{id}/take"),
+                json!({ "force": force }),
+            )
+            .await
         }
         WxCall::Assign { id, to } => {
-            hub.post(&format!("/v1/wx/conversations/{id}/assign"), json!({ "to": to }))
-                .await
+            hub.post(
+                &format!("/v1/wx/conversations/{id}/assign"),
+                json!({ "to": to }),
+            )
+            .await
         }
         WxCall::Read { id, up_to } => {
-            hub.post(&format!("/v1/wx/conversations/{id}/read"), json!({ "up_to": up_to }))
-                .await
+            hub.post(
+                &format!("/v1/wx/conversations/{id}/read"),
+                json!({ "up_to": up_to }),
+            )
+            .await
         }
         WxCall::Typing { id, on } => {
-            hub.post(&format!("/v1/wx/conversations/{id}/typing"), json!({ "on": on }))
-                .await
+            hub.post(
+                &format!("/v1/wx/conversations/{id}/typing"),
+                json!({ "on": on }),
+            )
+            .await
         }
         WxCall::Transfer { id } => {
             hub.post(&format!("/v1/wx/conversations/{id}/transfer"), json!({}))
@@ -205,7 +221,7 @@ fn refusal(row: &HubRow, path: &str, status: u16, body: &[u8]) -> ServiceError {
     let mut extra = err.as_object().cloned().unwrap_or_default();
     extra.remove("code");
     extra.remove("message");
-    let extra = (!extra.is_empty()).then(|| Value::Object(extra));
+    let extra = (!extra.is_empty()).then_some(Value::Object(extra));
     match (status, code) {
         (409, "quota") => {
             let refusal = extra.clone().unwrap_or(Value::Null);
@@ -260,8 +276,7 @@ fn decorate(shared: &Shared, msgs: Vec<Value>) -> Vec<Value> {
         .into_iter()
         .map(|mut m| {
             let d = display::of_message(&m);
-            if let (Some(key), Some(state)) = (m["idempotency_key"].as_str(), m["state"].as_str())
-            {
+            if let (Some(key), Some(state)) = (m["idempotency_key"].as_str(), m["state"].as_str()) {
                 let part = m["part"].as_u64().unwrap_or(0);
                 done.push((
                     format!("wx:{key}:{part}"),
