@@ -303,6 +303,53 @@ fn a_customer_message_reaches_the_agent_and_a_template_reply_reaches_wechat(b: B
         conv["assignee"], me,
         "the reply took the conversation: {conv}"
     );
+
+    // the quota: three more messages go, the next is refused by the hub before WeChat
+    alice.ok(
+        "templates.put",
+        json!({"template": {"id": "one", "title": "One", "parts": [{"type": "text", "text": "One moment"}]}}),
+    );
+    for k in ["q1", "q2", "q3"] {
+        alice.ok(
+            "wx.reply",
+            json!({"id": id, "template": "one", "idempotency_key": k}),
+        );
+    }
+    let r = alice.call(
+        "wx.reply",
+        json!({"id": id, "template": "one", "idempotency_key": "q4"}),
+    );
+    assert_eq!(r["error"]["code"], "quota_exceeded", "{r}");
+    assert_eq!(r["error"]["data"]["errcode"], 45047, "{r}");
+    let refused = alice.ok(
+        "history.list",
+        json!({"platform": "wechat-mp", "state": "failed"}),
+    );
+    assert_eq!(refused["rows"].as_array().unwrap().len(), 1, "{refused}");
+    until("the three sent", || (fake.sent_bodies().len() == 5).then_some(()));
+    assert_eq!(
+        alice.ok("wx.conversation", json!({"id": id}))["quota"]["left"],
+        0
+    );
+
+    // the customer sends a picture: the hub keeps it, the thread names it by its hash, and
+    // the daemon serves its bytes
+    let pushed = fake.push(json!({"appid": APPID, "from": CUSTOMER, "kind": "image",
+        "image": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5ErkJggg=="}));
+    assert_eq!(pushed["verdict"], "ok", "{pushed}");
+    let shown = until("the customer's picture kept", || {
+        let msgs = alice.ok("wx.messages", json!({"id": id}))["messages"].clone();
+        let last = msgs.as_array().unwrap().last().cloned()?;
+        let media = last["display"]["media_id"].as_str()?.to_string();
+        (last["dir"] == "in" && media.starts_with("sha256:")).then_some(media)
+    });
+    assert_eq!(
+        shown,
+        format!("sha256:{png_sha}"),
+        "the same picture, the same hash"
+    );
+    let blob = alice.ok("wx.blob", json!({"sha256": shown}));
+    assert_eq!(blob["sha256"], png_sha.as_str());
 }
 
 both!(agents_take_and_hand_over_and_the_cli_lists_shows_and_replies);
