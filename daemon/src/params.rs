@@ -289,6 +289,22 @@ fn parse_wx(m: &str, req: &Request) -> Result<WxCall, ErrorBody> {
             allowed.join(", ")
         )));
     }
+    match req.params.get("values") {
+        None | Some(serde_json::Value::Object(_)) | Some(serde_json::Value::Null) => {}
+        Some(_) => {
+            return Err(invalid(format!(
+                "{m}: `values` must be an object of variable names to strings"
+            )))
+        }
+    }
+    if let Some(serde_json::Value::Object(vals)) = req.params.get("values") {
+        if let Some((k, _)) = vals.iter().find(|(_, v)| !v.is_string()) {
+            return Err(invalid(format!(
+                "{m}: `values.{}` must be a string",
+                truncate(k, 100)
+            )));
+        }
+    }
     let p: WxParams = proto::params(req)?;
     let need = |v: Option<bool>, f: &str| {
         v.ok_or_else(|| invalid(format!("{m}: `{f}` (true or false) is required")))
@@ -954,6 +970,97 @@ mod tests {
         let e = parse(&req(method, params)).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidParams, "{e:?}");
         e.message
+    }
+
+    #[test]
+    fn wx_params_are_checked_and_named() {
+        let ok = |m: &str, p: Value| match parse(&req(m, p)) {
+            Ok(Call::Wx(c)) => c,
+            other => panic!("{m}: {other:?}"),
+        };
+        assert_eq!(
+            ok("wx.conversations", json!({})),
+            WxCall::Conversations {
+                scope: "all".into()
+            }
+        );
+        assert!(err("wx.conversations", json!({"scope": "others"})).contains("mine, open or all"));
+        assert_eq!(
+            ok("wx.messages", json!({"id": "c-1", "after": 7})),
+            WxCall::Messages {
+                id: "c-1".into(),
+                after: 7,
+                limit: 100
+            }
+        );
+        // ids go into the hub's paths: only id characters
+        for bad in ["", "../v1/me", "a/b", "a?x=1", ".hidden", "x y"] {
+            assert!(
+                err("wx.take", json!({"id": bad})).contains("not a conversation id"),
+                "{bad}"
+            );
+        }
+        assert!(err("wx.take", json!({})).contains("`id`"));
+        // a field another wx method takes is refused by name
+        assert!(err("wx.read", json!({"id": "c", "up_to": 1, "on": true}))
+            .contains("unknown field `on`"));
+        assert!(err("wx.read", json!({"id": "c"})).contains("`up_to`"));
+        assert!(err("wx.typing", json!({"id": "c"})).contains("`on`"));
+        // assign: a user, or an explicit null; nothing is an error
+        assert_eq!(
+            ok("wx.assign", json!({"id": "c", "to": null})),
+            WxCall::Assign {
+                id: "c".into(),
+                to: None
+            }
+        );
+        assert_eq!(
+            ok("wx.assign", json!({"id": "c", "to": "bob"})),
+            WxCall::Assign {
+                id: "c".into(),
+                to: Some("bob".into())
+            }
+        );
+        assert!(err("wx.assign", json!({"id": "c"})).contains("null to release"));
+        // replies need a key; previews take none
+        assert!(err("wx.reply", json!({"id": "c", "template": "t"})).contains("idempotency_key"));
+        assert!(err(
+            "wx.preview",
+            json!({"id": "c", "template": "t", "idempotency_key": "k"})
+        )
+        .contains("unknown field `idempotency_key`"));
+        match ok(
+            "wx.reply",
+            json!({"id": "c", "template": "t", "idempotency_key": "k", "values": {"a.b": "1"}}),
+        ) {
+            WxCall::Reply(p) => {
+                assert_eq!(
+                    (p.library.as_str(), p.idempotency_key.as_str()),
+                    ("local", "k")
+                );
+                assert_eq!(p.values.get("a.b").map(String::as_str), Some("1"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(err(
+            "wx.reply",
+            json!({"id": "c", "template": "t", "idempotency_key": "k".repeat(201)})
+        )
+        .contains("longer than 200"));
+        assert!(err(
+            "wx.preview",
+            json!({"id": "c", "template": "t", "values": {"n": 1}})
+        )
+        .contains("values"));
+        // blobs: 64 hex digits, with or without the sha256: prefix
+        let h = "AB".repeat(32);
+        assert_eq!(
+            ok("wx.blob", json!({"sha256": format!("sha256:{h}")})),
+            WxCall::Blob {
+                sha256: h.to_ascii_lowercase()
+            }
+        );
+        assert!(err("wx.blob", json!({"sha256": "../x"})).contains("64 hex digits"));
     }
 
     #[test]
