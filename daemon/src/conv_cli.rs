@@ -50,7 +50,11 @@ pub enum ConvCmd {
         /// The idempotency key: the same key again never sends twice (default: a new one)
         #[arg(long, value_name = "KEY")]
         key: Option<String>,
-        /// The wx.reply result as JSON
+        /// Wait at most this many seconds for every part's outcome (0: print what the hub
+        /// answered at once)
+        #[arg(long, value_name = "SECS", default_value_t = 30)]
+        wait: u64,
+        /// The wx.reply result (with the parts' last known states) as JSON
         #[arg(long)]
         json: bool,
     },
@@ -315,6 +319,14 @@ pub fn render_thread(conv: &Value, msgs: &[Value], now: u64) -> String {
     out.join("\n")
 }
 
+/// A part's state the hub will not change any more.
+fn final_state(m: &Value) -> bool {
+    matches!(
+        m["state"].as_str(),
+        Some("sent" | "failed" | "unknown" | "cancelled") | None
+    )
+}
+
 fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
@@ -369,6 +381,7 @@ pub fn run(cmd: ConvCmd) -> ExitCode {
             library,
             vars,
             key,
+            wait,
             json,
         } => {
             let key = key.unwrap_or_else(fresh_key);
@@ -384,17 +397,32 @@ pub fn run(cmd: ConvCmd) -> ExitCode {
             if let Some(l) = library {
                 p["library"] = json!(l);
             }
-            let r = match call(&mut c, "wx.reply", p) {
+            let mut r = match call(&mut c, "wx.reply", p) {
                 Ok(r) => r,
                 Err((code, e)) => return failed(&code, e),
             };
-            let msgs = r["messages"].as_array().cloned().unwrap_or_default();
-            let bad = msgs.iter().any(|m| {
-                matches!(
-                    m["state"].as_str(),
-                    Some("failed" | "unknown" | "cancelled")
-                )
-            });
+            let mut msgs = r["messages"].as_array().cloned().unwrap_or_default();
+            // the hub sends in the background: wait for each part's outcome
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+            while msgs.iter().any(|m| !final_state(m)) && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                let first = msgs.iter().filter_map(|m| m["id"].as_u64()).min().unwrap_or(1);
+                let got = match call(
+                    &mut c,
+                    "wx.messages",
+                    json!({ "id": id, "after": first - 1, "limit": 500 }),
+                ) {
+                    Ok(v) => v["messages"].as_array().cloned().unwrap_or_default(),
+                    Err((code, e)) => return failed(&code, e),
+                };
+                for m in msgs.iter_mut() {
+                    if let Some(now) = got.iter().find(|g| g["id"] == m["id"]) {
+                        *m = now.clone();
+                    }
+                }
+            }
+            r["messages"] = Value::Array(msgs.clone());
+            let bad = msgs.iter().any(|m| m["state"] != "sent");
             if json {
                 out(&pretty(&r));
             } else {

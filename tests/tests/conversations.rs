@@ -423,7 +423,7 @@ fn agents_take_and_hand_over_and_the_cli_lists_shows_and_replies(b: Backend) {
         "cli-1",
     ]);
     assert!(o.status.success(), "{} {}", o.stdout, o.stderr);
-    assert!(o.stdout.starts_with("part 0 text: "), "{}", o.stdout);
+    assert!(o.stdout.starts_with("part 0 text: sent (message "), "{}", o.stdout);
     assert!(o.stdout.contains("key cli-1"), "{}", o.stdout);
     until("the CLI's reply at WeChat", || {
         (fake.sent_bodies()
