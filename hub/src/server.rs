@@ -419,7 +419,9 @@ impl Stream {
             Ok(Some(libs)) => {
                 self.libs = libs.into_iter().collect();
                 let (user, device, now) = (self.user.clone(), self.device.clone(), now_ms());
-                match run!(&self.app.db, read, |tx| crate::wx::ops::agent_apps(tx, &user)) {
+                match run!(&self.app.db, read, |tx| crate::wx::ops::agent_apps(
+                    tx, &user
+                )) {
                     Ok(apps) => {
                         self.wx_apps = apps.into_iter().map(|a| a.name).collect();
                         // an agent with an open stream is present (the `no_agent` transfer policy)

@@ -12,3 +12,4 @@ mod library;
 mod send;
 mod team;
 mod wire_cli;
+mod wx_gateway;

@@ -76,6 +76,7 @@ CREATE TABLE wx_apps (
     aes_key TEXT, mode TEXT NOT NULL CHECK (mode IN ('plain', 'compat', 'safe')),
     format TEXT NOT NULL CHECK (format IN ('xml', 'json')), api_base TEXT NOT NULL,
     transfer TEXT NOT NULL, agents_all INTEGER NOT NULL, original_id TEXT, created_at INTEGER NOT NULL);
+CREATE TABLE wx_presence (device_id TEXT PRIMARY KEY REFERENCES devices(id), at_ms INTEGER NOT NULL);
 CREATE TABLE wx_app_agents (
     app TEXT NOT NULL, user_id TEXT NOT NULL REFERENCES users(id), PRIMARY KEY (app, user_id));
 CREATE TABLE wx_tokens (

@@ -36,7 +36,9 @@ impl FromRequestParts<Arc<Wx>> for Agent {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| HubError::unauthorized("no device token (Authorization: Bearer TOKEN)"))?;
+            .ok_or_else(|| {
+                HubError::unauthorized("no device token (Authorization: Bearer TOKEN)")
+            })?;
         let sha = ids::sha256_hex(token.trim().as_bytes());
         match run!(&wx.db, read, |tx| crate::ops::authenticate(tx, &sha))? {
             Some(a) => Ok(Agent(a)),
@@ -81,7 +83,11 @@ async fn conversations(
     ))?))
 }
 
-async fn conversation(State(wx): St, Agent(a): Agent, Path(id): Path<String>) -> Result<Json<Value>> {
+async fn conversation(
+    State(wx): St,
+    Agent(a): Agent,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
     let now = now_ms();
     Ok(Json(run!(&wx.db, read, |tx| ops::get_conversation(
         tx, &a, &id, now
@@ -185,7 +191,9 @@ async fn typing(
     let b = body(b)?;
     let now = now_ms();
     let on = b.on;
-    let allowed = run!(&wx.db, write, |tx| ops::typing_allowed(tx, &a, &id, on, now))?;
+    let allowed = run!(&wx.db, write, |tx| ops::typing_allowed(
+        tx, &a, &id, on, now
+    ))?;
     let (sent, errcode) = match allowed {
         Some((app, openid)) => (true, wx.typing(&app, &openid, on).await),
         None => (false, None),
@@ -242,7 +250,9 @@ fn part(i: usize, text: &str, openid: &str) -> Result<Part> {
     let blob_of = |id: &str| -> Result<Option<String>> {
         match id.strip_prefix("sha256:") {
             Some(h) if super::is_sha256(h) => Ok(Some(h.to_string())),
-            Some(_) => Err(bad("a sha256: media id needs 64 lowercase hex digits".into())),
+            Some(_) => Err(bad(
+                "a sha256: media id needs 64 lowercase hex digits".into()
+            )),
             None => Ok(None),
         }
     };
@@ -308,13 +318,15 @@ async fn send(
     let b = body(b)?;
     let key = b.idempotency_key.trim().to_string();
     if key.is_empty() || key.len() > 200 {
-        return Err(HubError::bad_request("idempotency_key: 1 to 200 characters"));
+        return Err(HubError::bad_request(
+            "idempotency_key: 1 to 200 characters",
+        ));
     }
     if b.parts.is_empty() || b.parts.len() > 10 {
         return Err(HubError::bad_request("parts: 1 to 10"));
     }
-    let i2 = id.clone();
-    let conv = run!(&wx.db, read, |tx| ops::conversation_row(tx, &i2))?;
+    let (i2, u) = (id.clone(), a.user_id.clone());
+    let conv = run!(&wx.db, read, |tx| ops::visible(tx, &u, &i2))?;
     let parts = b
         .parts
         .iter()
@@ -339,7 +351,9 @@ async fn send(
     }
     let now = now_ms();
     let (i2, k2) = (id.clone(), key.clone());
-    let rows = run!(&wx.db, write, |tx| ops::reserve(tx, &a, &i2, &k2, &parts, now))?;
+    let rows = run!(&wx.db, write, |tx| ops::reserve(
+        tx, &a, &i2, &k2, &parts, now
+    ))?;
     wx.kick(&id);
     Ok(Json(json!({ "messages": rows })))
 }
@@ -353,10 +367,14 @@ async fn put_blob(
 ) -> Result<Json<Value>> {
     let u = a.user_id.clone();
     if !run!(&wx.db, read, |tx| ops::is_any_agent(tx, &u))? {
-        return Err(HubError::forbidden("only agents of a WeChat app store images"));
+        return Err(HubError::forbidden(
+            "only agents of a WeChat app store images",
+        ));
     }
     if !super::is_sha256(&sha) {
-        return Err(HubError::bad_request("the name is the SHA-256 in 64 lowercase hex digits"));
+        return Err(HubError::bad_request(
+            "the name is the SHA-256 in 64 lowercase hex digits",
+        ));
     }
     if bytes.len() > media::MAX_IMAGE_BYTES {
         return Err(HubError::new(
@@ -387,14 +405,24 @@ async fn put_blob(
     let size = bytes.len();
     let (s, now) = (sha.clone(), now_ms());
     let v = bytes.to_vec();
-    run!(&wx.db, write, |tx| ops::blob_put(tx, &s, sniffed.mime(), v, now))?;
-    Ok(Json(json!({"sha256": sha, "size": size, "mime": sniffed.mime()})))
+    run!(&wx.db, write, |tx| ops::blob_put(
+        tx,
+        &s,
+        sniffed.mime(),
+        v,
+        now
+    ))?;
+    Ok(Json(
+        json!({"sha256": sha, "size": size, "mime": sniffed.mime()}),
+    ))
 }
 
 async fn get_blob(State(wx): St, Agent(a): Agent, Path(sha): Path<String>) -> Result<Response> {
     let u = a.user_id.clone();
     if !run!(&wx.db, read, |tx| ops::is_any_agent(tx, &u))? {
-        return Err(HubError::forbidden("only agents of a WeChat app read images"));
+        return Err(HubError::forbidden(
+            "only agents of a WeChat app read images",
+        ));
     }
     let s = sha.clone();
     let (mime, bytes) = run!(&wx.db, read, |tx| ops::blob_get(tx, &s))?
@@ -403,7 +431,10 @@ async fn get_blob(State(wx): St, Agent(a): Agent, Path(sha): Path<String>) -> Re
         StatusCode::OK,
         [
             (header::CONTENT_TYPE, mime),
-            (header::CACHE_CONTROL, "private, max-age=31536000, immutable".into()),
+            (
+                header::CACHE_CONTROL,
+                "private, max-age=31536000, immutable".into(),
+            ),
         ],
         bytes,
     )

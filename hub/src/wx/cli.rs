@@ -16,7 +16,7 @@ use crate::store::Db;
 #[derive(Debug, Subcommand)]
 pub enum WxCmd {
     /// Add a mini program; prints the push URL and the Token to paste into WeChat's admin
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// Every mini program (no secrets)
     List {
         #[arg(long, value_name = "DIR")]
@@ -157,12 +157,11 @@ fn check_name(n: &str) -> Result<(), String> {
 
 fn secret(a: &AddArgs) -> Result<String, String> {
     let s = match (&a.secret_file, &a.secret_env) {
-        (Some(f), _) => std::fs::read_to_string(f)
-            .map_err(|e| format!("--secret-file {}: {e}", f.display()))?,
-        (None, Some(v)) => std::env::var(v).map_err(|_| format!("--secret-env {v}: not set"))?,
-        (None, None) => {
-            return Err("the AppSecret: --secret-file FILE or --secret-env VAR".into())
+        (Some(f), _) => {
+            std::fs::read_to_string(f).map_err(|e| format!("--secret-file {}: {e}", f.display()))?
         }
+        (None, Some(v)) => std::env::var(v).map_err(|_| format!("--secret-env {v}: not set"))?,
+        (None, None) => return Err("the AppSecret: --secret-file FILE or --secret-env VAR".into()),
     };
     let s = s.trim().to_string();
     if s.is_empty() {
@@ -173,7 +172,8 @@ fn secret(a: &AddArgs) -> Result<String, String> {
 
 fn app_from(a: &AddArgs) -> Result<(App, Vec<String>), String> {
     check_name(&a.name)?;
-    let mode = Mode::parse(&a.mode).ok_or_else(|| format!("--mode {:?}: plain, compat or safe", a.mode))?;
+    let mode = Mode::parse(&a.mode)
+        .ok_or_else(|| format!("--mode {:?}: plain, compat or safe", a.mode))?;
     let format = match a.format.as_str() {
         "xml" => Format::Xml,
         "json" => Format::Json,
@@ -295,7 +295,10 @@ pub async fn run(cmd: WxCmd) -> Result<(), String> {
                 all.push(app_json(a, ag, &push_url(&cfg, &a.name)));
             }
             if json {
-                out(&serde_json::to_string_pretty(&serde_json::json!({"apps": all})).unwrap_or_default());
+                out(
+                    &serde_json::to_string_pretty(&serde_json::json!({"apps": all}))
+                        .unwrap_or_default(),
+                );
             } else {
                 for a in &all {
                     out(&format!(
@@ -322,8 +325,10 @@ pub async fn run(cmd: WxCmd) -> Result<(), String> {
             let tok = run!(&db, read, |tx| ops::token_row(tx, &n)).map_err(e)?;
             let mut v = app_json(&app, ag, &push_url(&cfg, &name));
             v["token"] = match tok {
-                Some(t) => serde_json::json!({"generation": t.generation, "fetched_at_ms": t.cached.fetched_at_ms,
-                    "expires_at_ms": t.cached.expires_at_ms, "invalid": t.cached.invalid}),
+                Some(t) => {
+                    serde_json::json!({"generation": t.generation, "fetched_at_ms": t.cached.fetched_at_ms,
+                    "expires_at_ms": t.cached.expires_at_ms, "invalid": t.cached.invalid})
+                }
                 None => serde_json::Value::Null,
             };
             if json {
@@ -364,7 +369,10 @@ pub async fn run(cmd: WxCmd) -> Result<(), String> {
             ))
             .map_err(e)?;
             if all {
-                out(&format!("{name}: every user answers (listed: {})", users.join(", ")));
+                out(&format!(
+                    "{name}: every user answers (listed: {})",
+                    users.join(", ")
+                ));
             } else {
                 out(&format!("{name}: {}", users.join(", ")));
             }

@@ -51,10 +51,10 @@ fn tls() -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-    .with_safe_default_protocol_versions()
-    .expect("ring supports the default TLS versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth()
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
 }
 
 fn classify(e: &reqwest::Error) -> Outcome {
@@ -69,7 +69,10 @@ fn classify(e: &reqwest::Error) -> Outcome {
 fn answer(json: Value) -> Reply {
     let errcode = json
         .get("errcode")
-        .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+        .and_then(|v| {
+            v.as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        })
         .unwrap_or(0);
     Reply {
         outcome: Outcome::Answer { errcode },
@@ -157,7 +160,14 @@ impl Client {
     }
 
     /// `POST /cgi-bin/media/upload?type=image`, multipart field `media`.
-    pub async fn upload(&self, base: &str, token: &str, bytes: Vec<u8>, mime: &str, ext: &str) -> Reply {
+    pub async fn upload(
+        &self,
+        base: &str,
+        token: &str,
+        bytes: Vec<u8>,
+        mime: &str,
+        ext: &str,
+    ) -> Reply {
         let part = match reqwest::multipart::Part::bytes(bytes)
             .file_name(format!("image.{ext}"))
             .mime_str(mime)

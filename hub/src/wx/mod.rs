@@ -35,11 +35,14 @@ use client::{Client, Reply};
 use ops::App;
 
 /// How long a sender holds a conversation's lease without renewing it.
-pub const LEASE_MS: i64 = 60_000;
+pub const LEASE_MS: i64 = 15_000;
 /// How often the sweeper looks for queued parts without a sender and for dead senders' parts.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(2);
 /// The largest inbound image kept.
 pub const MAX_INBOUND: usize = 5 << 20;
+
+/// One upload at a time per (app, sha256).
+type Flight = Arc<tokio::sync::Mutex<()>>;
 
 /// The gateway's runtime in one hub process.
 #[derive(Debug)]
@@ -49,7 +52,7 @@ pub struct Wx {
     /// This process (the lease owner's name).
     pub owner: String,
     tokens: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Cached>>>>>,
-    uploads: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    uploads: Mutex<HashMap<(String, String), Flight>>,
     /// Conversations whose sender runs in this process; `true`: kicked again while running.
     senders: Mutex<HashMap<String, bool>>,
 }
@@ -85,7 +88,9 @@ impl Wx {
 
     async fn cross_lock(&self, kind: &str, name: &str) -> Result<CrossLock> {
         match &self.db {
-            Db::Pg(s) => Ok(CrossLock(Some(s.advisory_lock(lock_key(kind, name)).await?))),
+            Db::Pg(s) => Ok(CrossLock(Some(
+                s.advisory_lock(lock_key(kind, name)).await?,
+            ))),
             Db::Sqlite(_) => Ok(CrossLock(None)),
         }
     }
@@ -102,7 +107,11 @@ impl Wx {
     /// (40001/40014/42001): it is dropped if it is still the cached one (here and in the
     /// database), and another is fetched unless someone did already. Single flight: one fetch
     /// per app in this process (the slot's mutex) and across processes (an advisory lock).
-    pub async fn token(&self, app: &App, rejected: Option<&str>) -> std::result::Result<String, String> {
+    pub async fn token(
+        &self,
+        app: &App,
+        rejected: Option<&str>,
+    ) -> std::result::Result<String, String> {
         let slot = self.slot(&app.name);
         let mut mem = slot.lock().await;
         let now = now_ms();
@@ -141,7 +150,11 @@ impl Wx {
             *mem = cached.clone();
             return Ok(cached.map(|c| c.token).unwrap_or_default());
         }
-        let cause = if rejected { Cause::Rejected } else { Cause::Expiry };
+        let cause = if rejected {
+            Cause::Rejected
+        } else {
+            Cause::Expiry
+        };
         if tok::may_fetch(cached.as_ref().map(|c| c.fetched_at_ms), cause, now).is_err() {
             if decision == Decision::RefreshAhead {
                 return Ok(cached.map(|c| c.token).unwrap_or_default());
@@ -158,7 +171,8 @@ impl Wx {
         match fetched(&reply, now) {
             Some(c) => {
                 let (name, c2) = (app.name.clone(), c.clone());
-                run!(&self.db, write, |tx| ops::put_token(tx, &name, &c2)).map_err(|e| e.message)?;
+                run!(&self.db, write, |tx| ops::put_token(tx, &name, &c2))
+                    .map_err(|e| e.message)?;
                 tracing::info!(app = %app.name, expires_at_ms = c.expires_at_ms, "fetched an access token");
                 let t = c.token.clone();
                 *mem = Some(c);
@@ -186,7 +200,8 @@ impl Wx {
         let r = async {
             let now = now_ms();
             let name = app.name.clone();
-            let log = run!(&self.db, read, |tx| ops::force_log(tx, &name)).map_err(|e| e.message)?;
+            let log =
+                run!(&self.db, read, |tx| ops::force_log(tx, &name)).map_err(|e| e.message)?;
             tok::may_force(&log, tok::ForceBudget::DEFAULT, now).map_err(|e| e.to_string())?;
             let name = app.name.clone();
             run!(&self.db, write, |tx| ops::log_force(tx, &name, now)).map_err(|e| e.message)?;
@@ -211,7 +226,12 @@ impl Wx {
 
     /// The media id of blob `sha` for the app: cached while fresh, else uploaded (once per
     /// (app, sha256) at a time, across processes too). `stale`: WeChat refused this id (40007).
-    pub async fn media_id(&self, app: &App, sha: &str, stale: Option<&str>) -> std::result::Result<String, String> {
+    pub async fn media_id(
+        &self,
+        app: &App,
+        sha: &str,
+        stale: Option<&str>,
+    ) -> std::result::Result<String, String> {
         let slot = {
             let mut m = self.uploads.lock().unwrap_or_else(|e| e.into_inner());
             m.entry((app.name.clone(), sha.to_string()))
@@ -228,15 +248,22 @@ impl Wx {
         r
     }
 
-    async fn media_locked(&self, app: &App, sha: &str, stale: Option<&str>) -> std::result::Result<String, String> {
+    async fn media_locked(
+        &self,
+        app: &App,
+        sha: &str,
+        stale: Option<&str>,
+    ) -> std::result::Result<String, String> {
         let now = now_ms();
         let (name, s) = (app.name.clone(), sha.to_string());
         if let Some(bad) = stale {
             let b = bad.to_string();
-            run!(&self.db, write, |tx| ops::media_drop(tx, &name, &s, &b)).map_err(|e| e.message)?;
+            run!(&self.db, write, |tx| ops::media_drop(tx, &name, &s, &b))
+                .map_err(|e| e.message)?;
         }
         let (name, s) = (app.name.clone(), sha.to_string());
-        let cached = run!(&self.db, read, |tx| ops::media_get(tx, &name, &s)).map_err(|e| e.message)?;
+        let cached =
+            run!(&self.db, read, |tx| ops::media_get(tx, &name, &s)).map_err(|e| e.message)?;
         let validity = cached
             .as_ref()
             .map(|(_, exp)| media::validity(*exp, now))
@@ -247,7 +274,9 @@ impl Wx {
         let s = sha.to_string();
         let blob = run!(&self.db, read, |tx| ops::blob_get(tx, &s))
             .map_err(|e| e.message)?
-            .ok_or_else(|| format!("no blob sha256:{sha} on the hub (PUT /v1/wx/blobs/{sha} first)"))?;
+            .ok_or_else(|| {
+                format!("no blob sha256:{sha} on the hub (PUT /v1/wx/blobs/{sha} first)")
+            })?;
         let (mime, bytes) = blob;
         let ext = media::ImageType::from_mime(&mime)
             .map(|t| t.extension())
@@ -295,8 +324,10 @@ impl Wx {
             .unwrap_or(now);
         let expires = media::expires_at(created_ms, now);
         let (name, s, m) = (app.name.clone(), sha.to_string(), media_id.clone());
-        run!(&self.db, write, |tx| ops::media_put(tx, &name, &s, &m, created_ms, expires))
-            .map_err(|e| e.message)?;
+        run!(&self.db, write, |tx| ops::media_put(
+            tx, &name, &s, &m, created_ms, expires
+        ))
+        .map_err(|e| e.message)?;
         tracing::info!(app = %app.name, sha256 = %sha, "uploaded an image");
         Ok(media_id)
     }
@@ -326,7 +357,13 @@ impl Wx {
             let now = now_ms();
             let (c, o) = (conv.to_string(), self.owner.clone());
             let next = async {
-                if !run!(&self.db, write, |tx| ops::lease(tx, &c, &o, now, now + LEASE_MS))? {
+                if !run!(&self.db, write, |tx| ops::lease(
+                    tx,
+                    &c,
+                    &o,
+                    now,
+                    now + LEASE_MS
+                ))? {
                     return Ok(None);
                 }
                 let (c, o) = (conv.to_string(), self.owner.clone());
@@ -335,7 +372,24 @@ impl Wx {
             .await;
             match next {
                 Ok(Some(out)) => {
+                    // renew the lease while the part is out, so that only a dead sender loses it
+                    let wx = self.clone();
+                    let c = conv.to_string();
+                    let beat = tokio::spawn(async move {
+                        loop {
+                            tokio::time::sleep(Duration::from_millis((LEASE_MS / 3) as u64)).await;
+                            let (c, o, now) = (c.clone(), wx.owner.clone(), now_ms());
+                            let _ = run!(&wx.db, write, |tx| ops::lease(
+                                tx,
+                                &c,
+                                &o,
+                                now,
+                                now + LEASE_MS
+                            ));
+                        }
+                    });
                     self.send_one(conv, out).await;
+                    beat.abort();
                     continue;
                 }
                 Ok(None) => {}
@@ -354,7 +408,14 @@ impl Wx {
         }
     }
 
-    async fn finish(&self, id: i64, state: &str, errcode: Option<i64>, error: Option<String>, body: Option<String>) {
+    async fn finish(
+        &self,
+        id: i64,
+        state: &str,
+        errcode: Option<i64>,
+        error: Option<String>,
+        body: Option<String>,
+    ) {
         let now = now_ms();
         let (s, e, b) = (state.to_string(), error, body);
         if let Err(x) = run!(&self.db, write, |tx| ops::finish(
@@ -371,26 +432,43 @@ impl Wx {
     }
 
     /// Sends one part (the row is `sending`): resolves its image, calls WeChat, records the end.
+    /// The body goes out exactly as the agent's daemon encoded it, a `sha256:` media id replaced
+    /// by WeChat's.
     async fn send_one(&self, conv: &str, out: ops::Outgoing) {
         let app = &out.app;
-        let Ok(mut body) = serde_json::from_str::<Value>(&out.body) else {
+        let Ok(body) = serde_json::from_str::<Value>(&out.body) else {
             return self
-                .finish(out.id, "failed", None, Some("the body is not JSON".into()), None)
+                .finish(
+                    out.id,
+                    "failed",
+                    None,
+                    Some("the body is not JSON".into()),
+                    None,
+                )
                 .await;
         };
-        let media_field = media_ref(&body);
-        let has_media = media_field.is_some();
+        let sha = media_ref(&body).map(|(_, h)| h);
+        let has_media = sha.is_some();
         let mut retried = false;
         let mut not_written = 0;
         let mut stale: Option<String> = None;
+        let mut last_id: Option<String> = None;
         let mut rejected: Option<String> = None;
         loop {
-            if let Some((path, sha)) = &media_field {
-                match self.media_id(app, sha, stale.as_deref()).await {
-                    Ok(id) => set_media(&mut body, path, &id),
+            let wire = match &sha {
+                Some(h) => match self.media_id(app, h, stale.take().as_deref()).await {
+                    Ok(id) => {
+                        last_id = Some(id.clone());
+                        out.body.replacen(
+                            &format!("\"sha256:{h}\""),
+                            &Value::String(id).to_string(),
+                            1,
+                        )
+                    }
                     Err(e) => return self.finish(out.id, "failed", None, Some(e), None).await,
-                }
-            }
+                },
+                None => out.body.clone(),
+            };
             let token = match self.token(app, rejected.as_deref()).await {
                 Ok(t) => t,
                 Err(e) => return self.finish(out.id, "failed", None, Some(e), None).await,
@@ -408,7 +486,6 @@ impl Wx {
                         .await;
                 }
             }
-            let wire = body.to_string();
             let reply = self.client.send(&app.api_base, &token, &wire).await;
             let action = outcome::decide(Endpoint::Send, reply.outcome, has_media, retried);
             match action {
@@ -418,10 +495,10 @@ impl Wx {
                     retried = true;
                 }
                 Action::ReuploadThenRetryOnce => {
-                    stale = media_field
-                        .as_ref()
-                        .and_then(|(p, _)| get_media(&body, p));
+                    // the id WeChat refused is dropped from the cache, and uploaded again
+                    stale = last_id.take();
                     retried = true;
+                    rejected = None;
                 }
                 Action::StopUntilUserActs => {
                     let code = reply.errcode().unwrap_or(0);
@@ -517,21 +594,23 @@ impl Wx {
                         .map_err(|e| e.message)?;
                     return Ok(sha);
                 }
-                Err(reply) => match outcome::decide(Endpoint::GetMedia, reply.outcome, false, retried) {
-                    Action::RefreshTokenThenRetryOnce => {
-                        let t2 = self.token(app, Some(&token)).await?;
-                        if !tok::retry_with(&token, &t2) {
-                            return Err(reply.describe());
+                Err(reply) => {
+                    match outcome::decide(Endpoint::GetMedia, reply.outcome, false, retried) {
+                        Action::RefreshTokenThenRetryOnce => {
+                            let t2 = self.token(app, Some(&token)).await?;
+                            if !tok::retry_with(&token, &t2) {
+                                return Err(reply.describe());
+                            }
+                            token = t2;
+                            retried = true;
                         }
-                        token = t2;
-                        retried = true;
+                        Action::RetryLater => {
+                            retried = true;
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                        _ => return Err(format!("media/get: {}", reply.describe())),
                     }
-                    Action::RetryLater => {
-                        retried = true;
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                    _ => return Err(format!("media/get: {}", reply.describe())),
-                },
+                }
             }
         }
     }
@@ -580,7 +659,9 @@ impl Wx {
         let all = matches!(self.db, Db::Sqlite(_));
         let now = now_ms();
         match run!(&self.db, write, |tx| ops::sweep_sending(tx, now, all)) {
-            Ok(n) if n > 0 => tracing::warn!(parts = n, "sends interrupted by a stop are now unknown"),
+            Ok(n) if n > 0 => {
+                tracing::warn!(parts = n, "sends interrupted by a stop are now unknown")
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "sweep"),
         }
@@ -611,12 +692,16 @@ fn fetched(reply: &Reply, now: i64) -> Option<Cached> {
         return None;
     }
     let token = reply.json.get("access_token")?.as_str()?.to_string();
-    let expires_in = reply.json.get("expires_in").and_then(Value::as_i64).unwrap_or(7200);
+    let expires_in = reply
+        .json
+        .get("expires_in")
+        .and_then(Value::as_i64)
+        .unwrap_or(7200);
     Some(Cached::fetched(token, expires_in, now))
 }
 
 /// Where a body names an image by blob (`sha256:<hex>`): (object, field) and the hash.
-pub fn media_ref(body: &Value) -> Option<((&'static str, &'static str), String)> {
+fn media_ref(body: &Value) -> Option<((&'static str, &'static str), String)> {
     for path in [("image", "media_id"), ("miniprogrampage", "thumb_media_id")] {
         if let Some(s) = body
             .get(path.0)
@@ -631,21 +716,9 @@ pub fn media_ref(body: &Value) -> Option<((&'static str, &'static str), String)>
     None
 }
 
-fn set_media(body: &mut Value, path: &(&str, &str), id: &str) {
-    if let Some(o) = body.get_mut(path.0).and_then(Value::as_object_mut) {
-        o.insert(path.1.to_string(), Value::String(id.to_string()));
-    }
-}
-
-fn get_media(body: &Value, path: &(&str, &str)) -> Option<String> {
-    body.get(path.0)?
-        .get(path.1)?
-        .as_str()
-        .filter(|s| !s.starts_with("sha256:"))
-        .map(str::to_string)
-}
-
 /// Checks a hex SHA-256.
 pub fn is_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }

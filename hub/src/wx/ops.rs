@@ -202,9 +202,13 @@ pub async fn add_app<T: Tx>(tx: &mut T, a: &App, agents: &[String], now: i64) ->
             a.name
         )));
     }
-    if one(tx, "SELECT name FROM wx_apps WHERE appid = $1", p![&a.appid])
-        .await?
-        .is_some()
+    if one(
+        tx,
+        "SELECT name FROM wx_apps WHERE appid = $1",
+        p![&a.appid],
+    )
+    .await?
+    .is_some()
     {
         return Err(HubError::conflict(format!(
             "the AppID {} is configured already under another name",
@@ -309,7 +313,11 @@ pub async fn agent_apps<T: Tx>(tx: &mut T, user_id: &str) -> Result<Vec<App>> {
         "SELECT {APP_COLS} FROM wx_apps WHERE agents_all \
          OR name IN (SELECT app FROM wx_app_agents WHERE user_id = $1) ORDER BY name"
     );
-    tx.query(&sql, p![user_id]).await?.iter().map(app_row).collect()
+    tx.query(&sql, p![user_id])
+        .await?
+        .iter()
+        .map(app_row)
+        .collect()
 }
 
 /// Whether a user answers for an app.
@@ -327,13 +335,13 @@ async fn is_agent<T: Tx>(tx: &mut T, user_id: &str, app: &str) -> Result<bool> {
 /// Whether an agent of the app has been seen (an event stream open) since `since`.
 async fn agent_online<T: Tx>(tx: &mut T, app: &App, since: i64) -> Result<bool> {
     let sql = if app.agents_all {
-        "SELECT 1 FROM devices d JOIN users u ON u.id = d.user_id \
-         WHERE d.revoked_at IS NULL AND u.disabled_at IS NULL AND d.last_seen_at >= $2 \
+        "SELECT 1 FROM wx_presence p JOIN devices d ON d.id = p.device_id JOIN users u ON u.id = d.user_id \
+         WHERE d.revoked_at IS NULL AND u.disabled_at IS NULL AND p.at_ms >= $2 \
          AND CAST($1 AS TEXT) = CAST($1 AS TEXT) LIMIT 1"
     } else {
-        "SELECT 1 FROM devices d JOIN users u ON u.id = d.user_id \
+        "SELECT 1 FROM wx_presence p JOIN devices d ON d.id = p.device_id JOIN users u ON u.id = d.user_id \
          JOIN wx_app_agents g ON g.user_id = u.id AND g.app = $1 \
-         WHERE d.revoked_at IS NULL AND u.disabled_at IS NULL AND d.last_seen_at >= $2 LIMIT 1"
+         WHERE d.revoked_at IS NULL AND u.disabled_at IS NULL AND p.at_ms >= $2 LIMIT 1"
     };
     Ok(one(tx, sql, p![&app.name, since]).await?.is_some())
 }
@@ -341,7 +349,8 @@ async fn agent_online<T: Tx>(tx: &mut T, app: &App, since: i64) -> Result<bool> 
 /// An open event stream says its device is here (for the `no_agent` transfer policy).
 pub async fn touch_device<T: Tx>(tx: &mut T, device: &str, now: i64) -> Result<()> {
     tx.exec(
-        "UPDATE devices SET last_seen_at = $2 WHERE id = $1",
+        "INSERT INTO wx_presence (device_id, at_ms) VALUES ($1, $2) \
+         ON CONFLICT (device_id) DO UPDATE SET at_ms = $2",
         p![device, now],
     )
     .await?;
@@ -398,9 +407,8 @@ fn push_kind(p: &Push) -> (&'static str, Option<String>, Option<String>, Option<
 
 /// Takes the conversation's row (serializes writers of one conversation).
 async fn lock_conversation<T: Tx>(tx: &mut T, id: &str) -> Result<ConvRow> {
-    let sql = format!(
-        "UPDATE wx_conversations AS c SET id = id WHERE c.id = $1 RETURNING {CONV_COLS}"
-    );
+    let cols = CONV_COLS.replace("c.", "");
+    let sql = format!("UPDATE wx_conversations SET id = id WHERE id = $1 RETURNING {cols}");
     one(tx, &sql, p![id])
         .await?
         .map(|r| conv_row(&r))
@@ -411,7 +419,12 @@ async fn lock_conversation<T: Tx>(tx: &mut T, id: &str) -> Result<ConvRow> {
 /// Stores a verified push (once: a retry finds the first row) and decides the answer.
 /// `received_ms`: the hub's clock; the quota counts from `CreateTime`, but never later than the
 /// moment the push arrived (a WeChat clock ahead of ours must not open windows in our future).
-pub async fn receive<T: Tx>(tx: &mut T, app: &App, push: &Push, received_ms: i64) -> Result<Received> {
+pub async fn receive<T: Tx>(
+    tx: &mut T,
+    app: &App,
+    push: &Push,
+    received_ms: i64,
+) -> Result<Received> {
     let openid = &push.from_user_name;
     let key = push.dedupe_key();
     if let Some(r) = one(
@@ -621,7 +634,7 @@ pub async fn conversation_row<T: Tx>(tx: &mut T, id: &str) -> Result<ConvRow> {
 }
 
 /// The conversation, if the user answers for its app (else `not_found`: not shown to exist).
-async fn visible<T: Tx>(tx: &mut T, user_id: &str, id: &str) -> Result<ConvRow> {
+pub async fn visible<T: Tx>(tx: &mut T, user_id: &str, id: &str) -> Result<ConvRow> {
     let c = conversation_row(tx, id).await?;
     if !is_agent(tx, user_id, &c.app).await? {
         return Err(HubError::not_found(format!("no conversation {id:?}")));
@@ -796,7 +809,8 @@ pub async fn get_conversation<T: Tx>(tx: &mut T, a: &Actor, id: &str, now: i64) 
     conversation_json(tx, &c, now).await
 }
 
-const MSG_COLS: &str = "id, conversation, dir, at_ms, kind, body_text, media_id, blob_sha256, card, \
+const MSG_COLS: &str =
+    "id, conversation, dir, at_ms, kind, body_text, media_id, blob_sha256, card, \
     body, state, errcode, error, by_user, idempotency_key, part";
 
 /// A message as the agent API shows it.
@@ -856,9 +870,7 @@ pub async fn messages<T: Tx>(
     let sql = format!(
         "SELECT {MSG_COLS} FROM wx_messages WHERE conversation = $1 AND id > $2 ORDER BY id LIMIT $3"
     );
-    let rows = tx
-        .query(&sql, p![id, after, limit.clamp(1, 500)])
-        .await?;
+    let rows = tx.query(&sql, p![id, after, limit.clamp(1, 500)]).await?;
     let out = rows.iter().map(message_json).collect::<Result<Vec<_>>>()?;
     Ok(json!({ "messages": out }))
 }
@@ -871,7 +883,12 @@ pub async fn message_row<T: Tx>(tx: &mut T, id: i64) -> Result<Value> {
     message_json(&r)
 }
 
-async fn changed<T: Tx>(tx: &mut T, c: &ConvRow, kind: &str, message_id: Option<i64>) -> Result<()> {
+async fn changed<T: Tx>(
+    tx: &mut T,
+    c: &ConvRow,
+    kind: &str,
+    message_id: Option<i64>,
+) -> Result<()> {
     tx.notify(Note::Wx {
         app: c.app.clone(),
         conversation: c.id.clone(),
@@ -976,7 +993,13 @@ pub async fn request_transfer<T: Tx>(tx: &mut T, a: &Actor, id: &str, now: i64) 
 }
 
 /// Typing: allowed now (a message within 30 s, no typing within 15 s)? Records it if so.
-pub async fn typing_allowed<T: Tx>(tx: &mut T, a: &Actor, id: &str, on: bool, now: i64) -> Result<Option<(App, String)>> {
+pub async fn typing_allowed<T: Tx>(
+    tx: &mut T,
+    a: &Actor,
+    id: &str,
+    on: bool,
+    now: i64,
+) -> Result<Option<(App, String)>> {
     let c = visible(tx, &a.user_id, id).await?;
     let c2 = lock_conversation(tx, &c.id).await?;
     let last = c2.last_inbound_ms.max(c2.last_outbound_ms).unwrap_or(0);
@@ -1114,7 +1137,13 @@ pub async fn reserve<T: Tx>(
 
 /// Takes (or renews) the conversation's send lease for `owner` until `until`; false when another
 /// live owner holds it.
-pub async fn lease<T: Tx>(tx: &mut T, conv: &str, owner: &str, now: i64, until: i64) -> Result<bool> {
+pub async fn lease<T: Tx>(
+    tx: &mut T,
+    conv: &str,
+    owner: &str,
+    now: i64,
+    until: i64,
+) -> Result<bool> {
     Ok(tx
         .exec(
             "UPDATE wx_conversations SET lease_owner = $2, lease_until_ms = $4 WHERE id = $1 \
@@ -1144,7 +1173,12 @@ pub struct Outgoing {
     pub key: String,
 }
 
-pub async fn next_sending<T: Tx>(tx: &mut T, conv: &str, owner: &str, now: i64) -> Result<Option<Outgoing>> {
+pub async fn next_sending<T: Tx>(
+    tx: &mut T,
+    conv: &str,
+    owner: &str,
+    now: i64,
+) -> Result<Option<Outgoing>> {
     let c = lock_conversation(tx, conv).await?;
     if one(
         tx,
@@ -1167,7 +1201,16 @@ pub async fn next_sending<T: Tx>(tx: &mut T, conv: &str, owner: &str, now: i64) 
     };
     let Some(app) = get_app(tx, &c.app).await? else {
         let id = r.i(0)?;
-        finish(tx, id, "failed", None, Some("the app was removed"), None, now).await?;
+        finish(
+            tx,
+            id,
+            "failed",
+            None,
+            Some("the app was removed"),
+            None,
+            now,
+        )
+        .await?;
         return Ok(None);
     };
     let id = r.i(0)?;
@@ -1402,7 +1445,13 @@ pub async fn media_drop<T: Tx>(tx: &mut T, app: &str, sha: &str, media_id: &str)
     Ok(())
 }
 
-pub async fn blob_put<T: Tx>(tx: &mut T, sha: &str, mime: &str, bytes: Vec<u8>, now: i64) -> Result<()> {
+pub async fn blob_put<T: Tx>(
+    tx: &mut T,
+    sha: &str,
+    mime: &str,
+    bytes: Vec<u8>,
+    now: i64,
+) -> Result<()> {
     let size = bytes.len() as i64;
     tx.exec(
         "INSERT INTO wx_blobs (sha256, mime, size, bytes, created_at) VALUES ($1, $2, $3, $4, $5) \
@@ -1421,17 +1470,25 @@ pub async fn blob_put<T: Tx>(tx: &mut T, sha: &str, mime: &str, bytes: Vec<u8>, 
 
 /// `(mime, size)` of a blob.
 pub async fn blob_head<T: Tx>(tx: &mut T, sha: &str) -> Result<Option<(String, i64)>> {
-    one(tx, "SELECT mime, size FROM wx_blobs WHERE sha256 = $1", p![sha])
-        .await?
-        .map(|r| Ok((r.s(0)?, r.i(1)?)))
-        .transpose()
+    one(
+        tx,
+        "SELECT mime, size FROM wx_blobs WHERE sha256 = $1",
+        p![sha],
+    )
+    .await?
+    .map(|r| Ok((r.s(0)?, r.i(1)?)))
+    .transpose()
 }
 
 pub async fn blob_get<T: Tx>(tx: &mut T, sha: &str) -> Result<Option<(String, Vec<u8>)>> {
-    one(tx, "SELECT mime, bytes FROM wx_blobs WHERE sha256 = $1", p![sha])
-        .await?
-        .map(|r| Ok((r.s(0)?, r.bytes(1)?)))
-        .transpose()
+    one(
+        tx,
+        "SELECT mime, bytes FROM wx_blobs WHERE sha256 = $1",
+        p![sha],
+    )
+    .await?
+    .map(|r| Ok((r.s(0)?, r.bytes(1)?)))
+    .transpose()
 }
 
 /// Whether a user may see blobs (an agent of some app).

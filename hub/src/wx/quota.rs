@@ -51,7 +51,9 @@ pub fn check_larger(
         widened.push((*i, count));
     }
     // Replay with per-action counts (the core takes counts per kind, so replay here).
-    let mut timeline: Vec<(u64, u8, Option<(u32, u64)>)> = widened
+    // (time, 0 = action / 1 = send, the action's (count, window))
+    type Step = (u64, u8, Option<(u32, u64)>);
+    let mut timeline: Vec<Step> = widened
         .iter()
         .map(|(i, c)| (i.at_ms(), 0, Some((*c, allowance(i).window_ms))))
         .chain(sends_ms.iter().map(|&s| (s, 1, None)))
@@ -147,7 +149,11 @@ mod tests {
         let enter = Interaction::EnterSession { at_ms: H };
         // own reading: entering resets to 2; larger: to 5
         let q = assess(&[msg, enter], &[H + 1, H + 2], None, H + 3);
-        assert_eq!(q.left, Some(3), "the larger reading still allows: let WeChat decide");
+        assert_eq!(
+            q.left,
+            Some(3),
+            "the larger reading still allows: let WeChat decide"
+        );
         let q = assess(&[msg], &[1, 2, 3, 4, 5], None, 10);
         assert_eq!(q.refusal.as_ref().map(|r| r.errcode), Some(45047));
         assert!(!q.refusal.unwrap().learned);
@@ -156,7 +162,10 @@ mod tests {
         let q = assess(&[msg], &[], None, 1);
         assert_eq!((q.left, q.window_ends_ms), (Some(5), Some(48 * H)));
         let q = assess(&[msg], &[], Some(45047), 1);
-        assert_eq!(q.refusal.map(|r| (r.errcode, r.learned)), Some((45047, true)));
+        assert_eq!(
+            q.refusal.map(|r| (r.errcode, r.learned)),
+            Some((45047, true))
+        );
         assert_eq!(q.left, Some(0));
         assert!(assess(&[], &[], None, 1).refusal.is_some());
     }

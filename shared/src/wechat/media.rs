@@ -114,7 +114,11 @@ mod tests {
     fn margins() {
         let e = expires_at(0, 0);
         assert_eq!(e, 71 * HOUR_MS);
-        assert_eq!(expires_at(10 * HOUR_MS, 0), e, "our clock is earlier: it counts");
+        assert_eq!(
+            expires_at(10 * HOUR_MS, 0),
+            e,
+            "our clock is earlier: it counts"
+        );
         assert_eq!(validity(e, 0), Validity::Fresh);
         assert_eq!(validity(e, 66 * HOUR_MS - 1), Validity::Fresh);
         assert_eq!(validity(e, 66 * HOUR_MS), Validity::RefreshAhead);
@@ -133,7 +137,10 @@ mod tests {
         assert_eq!(sniff(b"<svg/>"), None);
         assert_eq!(sniff(&[]), None);
         assert_eq!(sniff(&[0xFF, 0xD8]), None);
-        assert_eq!(ImageType::from_mime("image/JPG; q=1"), Some(ImageType::Jpeg));
+        assert_eq!(
+            ImageType::from_mime("image/JPG; q=1"),
+            Some(ImageType::Jpeg)
+        );
         assert_eq!(ImageType::from_mime("image/webp"), None);
     }
 }

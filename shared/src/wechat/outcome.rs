@@ -125,7 +125,11 @@ mod tests {
         assert_eq!(decide(Send, a(40007), false, false), Failed);
         assert_eq!(decide(Send, a(45015), false, false), StopUntilUserActs);
         assert_eq!(decide(Send, a(45047), true, true), StopUntilUserActs);
-        assert_eq!(decide(Send, a(-1), false, false), Failed, "-1 may have been delivered");
+        assert_eq!(
+            decide(Send, a(-1), false, false),
+            Failed,
+            "-1 may have been delivered"
+        );
         assert_eq!(decide(Send, a(40003), false, false), Failed);
         assert_eq!(decide(Send, Outcome::NotWritten, false, true), RetryLater);
         assert_eq!(decide(Send, Outcome::AfterWritten, false, false), Unknown);
@@ -139,10 +143,16 @@ mod tests {
         }
         assert_eq!(decide(Typing, a(-1), false, false), RetryLater);
         assert_eq!(decide(Typing, a(-1), false, true), Failed);
-        assert_eq!(decide(Upload, Outcome::AfterWritten, false, false), RetryLater);
+        assert_eq!(
+            decide(Upload, Outcome::AfterWritten, false, false),
+            RetryLater
+        );
         assert_eq!(decide(Upload, Outcome::AfterWritten, false, true), Failed);
         assert_eq!(decide(GetMedia, a(40007), false, false), Failed);
-        assert_eq!(decide(GetMedia, a(42001), false, false), RefreshTokenThenRetryOnce);
+        assert_eq!(
+            decide(GetMedia, a(42001), false, false),
+            RefreshTokenThenRetryOnce
+        );
         assert_eq!(decide(Upload, a(0), false, false), Done);
     }
 }

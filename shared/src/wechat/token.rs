@@ -14,9 +14,6 @@ pub const SAFETY_MS: i64 = 30_000;
 /// At least this between two fetches that no rejection caused (silenceper/wechat#762: a cache
 /// outage fetched tokens until the daily quota was gone).
 pub const FETCH_FLOOR_MS: i64 = 10_000;
-/// At least this between two fetches caused by rejections: another server's forced refresh is a
-/// legitimate reason to fetch at once, a loop of rejections is not.
-pub const REJECTED_FLOOR_MS: i64 = 1_000;
 
 /// A token as cached.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,11 +78,14 @@ pub enum Cause {
 }
 
 /// Whether a (non-forced) fetch may run at `now_ms`, the last one having run at `last_fetch_ms`.
-/// `Err` holds the first instant it may.
+/// `Err` holds the first instant it may. A rejection always allows one fetch: another server's
+/// forced refresh is a reason to fetch at once, and compare-and-invalidate ([`invalidates`])
+/// makes it one fetch per rejected token, however many calls failed with it; a platform that
+/// hands out the token it rejects ends in [`retry_with`] = false, not in a loop.
 pub fn may_fetch(last_fetch_ms: Option<i64>, cause: Cause, now_ms: i64) -> Result<(), i64> {
     let floor = match cause {
         Cause::Expiry => FETCH_FLOOR_MS,
-        Cause::Rejected => REJECTED_FLOOR_MS,
+        Cause::Rejected => return Ok(()),
     };
     match last_fetch_ms {
         Some(last) if now_ms < last.saturating_add(floor) && now_ms >= last => {
@@ -139,7 +139,10 @@ impl std::fmt::Display for ForceRefused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ForceRefused::TooSoon { next_at_ms } => {
-                write!(f, "the last forced refresh was too recent; allowed again at {next_at_ms} ms")
+                write!(
+                    f,
+                    "the last forced refresh was too recent; allowed again at {next_at_ms} ms"
+                )
             }
             ForceRefused::DailyBudget { next_at_ms } => write!(
                 f,
@@ -211,8 +214,7 @@ mod tests {
         assert_eq!(may_fetch(None, Cause::Expiry, 5), Ok(()));
         assert_eq!(may_fetch(Some(0), Cause::Expiry, 9_999), Err(10_000));
         assert_eq!(may_fetch(Some(0), Cause::Expiry, 10_000), Ok(()));
-        assert_eq!(may_fetch(Some(0), Cause::Rejected, 999), Err(1_000));
-        assert_eq!(may_fetch(Some(0), Cause::Rejected, 1_000), Ok(()));
+        assert_eq!(may_fetch(Some(0), Cause::Rejected, 1), Ok(()));
         // a clock that went back does not block forever
         assert_eq!(may_fetch(Some(50_000), Cause::Expiry, 0), Ok(()));
     }
