@@ -265,6 +265,11 @@ impl Hub {
         }
     }
 
+    /// The pids of the running `serve` processes.
+    pub fn pids(&self) -> Vec<u32> {
+        self.processes.iter().map(|(_, c)| c.id()).collect()
+    }
+
     /// SIGKILL the serve process on `port`.
     pub fn kill_port(&mut self, port: u16) {
         if let Some(i) = self.processes.iter().position(|(p, _)| *p == port) {

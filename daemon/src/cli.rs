@@ -206,13 +206,25 @@ enum TemplatesCmd {
     Import {
         /// The library file, or `-` for stdin
         file: String,
+        /// The library: `local` (the default: your own), a team library's name or id
+        #[arg(long, value_name = "LIBRARY")]
+        library: Option<String>,
     },
     /// Write the whole library as a library file to FILE (atomically), or to stdout
-    Export { file: Option<String> },
+    Export {
+        file: Option<String>,
+        /// The library: `local` (the default: your own), a team library's name or id
+        #[arg(long, value_name = "LIBRARY")]
+        library: Option<String>,
+    },
     /// Every template: id, title, folder, shortcut, tags, revision
     List {
         #[arg(long, value_enum, default_value = "table")]
         format: ListFormat,
+        /// The library: `local` (the default: your own), a team library's name or id, or `*` for
+        /// every library
+        #[arg(long, value_name = "LIBRARY")]
+        library: Option<String>,
     },
     /// The library ranked for QUERY: words, a shortcut, pinyin or initials for Chinese
     /// titles; typos are forgiven
@@ -230,6 +242,10 @@ enum TemplatesCmd {
         tag: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
         format: ListFormat,
+        /// The library: `local` (the default: your own), a team library's name or id, or `*` for
+        /// every library
+        #[arg(long, value_name = "LIBRARY")]
+        library: Option<String>,
     },
 }
 
@@ -495,17 +511,28 @@ fn call_error(what: &str, e: CallError) -> ExitCode {
 }
 
 /// Every template, through `templates.list` pages.
-fn all_templates(c: &mut Client) -> Result<Vec<Value>, CallError> {
+/// Every template of `library` (the daemon's default, `local`, when `None`), each with the
+/// library it is in.
+fn all_templates(c: &mut Client, library: Option<&str>) -> Result<Vec<(Value, String)>, CallError> {
     let mut out = Vec::new();
     let mut cursor = Value::Null;
     loop {
         let mut p = json!({ "limit": 500 });
+        if let Some(l) = library {
+            p["library"] = json!(l);
+        }
         if !cursor.is_null() {
             p["cursor"] = cursor;
         }
         let page = c.call("templates.list", p)?;
         if let Some(t) = page["templates"].as_array() {
-            out.extend(t.iter().cloned());
+            for (i, t) in t.iter().enumerate() {
+                let lib = page["meta"][i]["library"]
+                    .as_str()
+                    .unwrap_or(library.unwrap_or(LOCAL_LIBRARY))
+                    .to_string();
+                out.push((t.clone(), lib));
+            }
         }
         cursor = page["next_cursor"].clone();
         if cursor.is_null() {
@@ -514,38 +541,109 @@ fn all_templates(c: &mut Client) -> Result<Vec<Value>, CallError> {
     }
 }
 
+const LOCAL_LIBRARY: &str = "local";
+
+/// The library id `--library` names: `local`, `*` (when `all` is allowed), or a team library
+/// by id or name (from `team.status`). `None` when not given.
+fn library_arg(c: &mut Client, given: Option<&str>, all: bool) -> Result<Option<String>, String> {
+    let Some(name) = given else {
+        return Ok(None);
+    };
+    if name == LOCAL_LIBRARY || (all && name == "*") {
+        return Ok(Some(name.to_string()));
+    }
+    if name == "*" {
+        return Err("--library *: this command works on one library".into());
+    }
+    let st = c
+        .call("team.status", json!({}))
+        .map_err(|e| format!("--library {name}: {e}"))?;
+    let libs = st["libraries"].as_array().cloned().unwrap_or_default();
+    libs.iter()
+        .find(|l| l["id"] == name)
+        .or_else(|| libs.iter().find(|l| l["name"] == name))
+        .and_then(|l| l["id"].as_str().map(|id| Some(id.to_string())))
+        .ok_or_else(|| {
+            let known: Vec<String> = libs
+                .iter()
+                .filter_map(|l| l["name"].as_str().map(str::to_string))
+                .collect();
+            format!(
+                "--library {name:?}: no such library (local{}{})",
+                if known.is_empty() { "" } else { ", " },
+                known.join(", ")
+            )
+        })
+}
+
+/// The library names by id, for tables (`local` for the personal library).
+fn library_names(c: &mut Client) -> std::collections::HashMap<String, String> {
+    let mut m = std::collections::HashMap::new();
+    if let Ok(st) = c.call("team.status", json!({})) {
+        for l in st["libraries"].as_array().into_iter().flatten() {
+            if let (Some(id), Some(n)) = (l["id"].as_str(), l["name"].as_str()) {
+                m.insert(id.to_string(), n.to_string());
+            }
+        }
+    }
+    m
+}
+
 fn templates(command: TemplatesCmd) -> ExitCode {
     match command {
-        TemplatesCmd::Import { file } => import(&file),
-        TemplatesCmd::Export { file } => export(file.as_deref()),
-        TemplatesCmd::List { format } => {
+        TemplatesCmd::Import { file, library } => import(&file, library.as_deref()),
+        TemplatesCmd::Export { file, library } => export(file.as_deref(), library.as_deref()),
+        TemplatesCmd::List { format, library } => {
             let mut c = match connect() {
                 Ok(c) => c,
                 Err(e) => return failed(e),
             };
-            match all_templates(&mut c) {
+            let library = match library_arg(&mut c, library.as_deref(), true) {
+                Ok(l) => l,
+                Err(e) => return usage_error(e),
+            };
+            let every = library.as_deref() == Some("*");
+            match all_templates(&mut c, library.as_deref()) {
                 Ok(list) if format == ListFormat::Json => {
-                    out(&serde_json::to_string_pretty(&list).unwrap_or_default());
+                    // one library: the templates as before; every library: each with its own
+                    let v: Vec<Value> = if every {
+                        list.into_iter()
+                            .map(|(t, l)| json!({ "library": l, "template": t }))
+                            .collect()
+                    } else {
+                        list.into_iter().map(|(t, _)| t).collect()
+                    };
+                    out(&serde_json::to_string_pretty(&v).unwrap_or_default());
                     ExitCode::SUCCESS
                 }
                 Ok(list) => {
+                    let names = if every {
+                        library_names(&mut c)
+                    } else {
+                        Default::default()
+                    };
                     let rows: Vec<Vec<String>> = list
                         .iter()
-                        .map(|t| {
-                            vec![
+                        .map(|(t, l)| {
+                            let mut row = vec![
                                 s(&t["id"]),
                                 s(&t["title"]),
                                 s(&t["folder"]),
                                 s(&t["shortcut"]),
                                 tags(&t["tags"]),
                                 s(&t["revision"]),
-                            ]
+                            ];
+                            if every {
+                                row.insert(0, names.get(l).cloned().unwrap_or_else(|| l.clone()));
+                            }
+                            row
                         })
                         .collect();
-                    out(&table(
-                        &["ID", "TITLE", "FOLDER", "SHORTCUT", "TAGS", "REV"],
-                        &rows,
-                    ));
+                    let mut head = vec!["ID", "TITLE", "FOLDER", "SHORTCUT", "TAGS", "REV"];
+                    if every {
+                        head.insert(0, "LIBRARY");
+                    }
+                    out(&table(&head, &rows));
                     ExitCode::SUCCESS
                 }
                 Err(e) => call_error("templates list", e),
@@ -557,6 +655,7 @@ fn templates(command: TemplatesCmd) -> ExitCode {
             folder,
             tag,
             format,
+            library,
         } => {
             let query = query.join(" ");
             let mut p = json!({ "query": query });
@@ -573,6 +672,11 @@ fn templates(command: TemplatesCmd) -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return failed(e),
             };
+            match library_arg(&mut c, library.as_deref(), true) {
+                Ok(Some(l)) => p["library"] = json!(l),
+                Ok(None) => {}
+                Err(e) => return usage_error(e),
+            }
             match c.call("templates.search", p) {
                 Ok(r) if format == ListFormat::Json => {
                     out(&serde_json::to_string_pretty(&r["results"]).unwrap_or_default());
@@ -615,7 +719,7 @@ fn templates(command: TemplatesCmd) -> ExitCode {
 /// Batches stay well under the daemon's 4 MiB frame limit.
 const IMPORT_BATCH_BYTES: usize = MAX_INBOUND_FRAME / 2;
 
-fn import(file: &str) -> ExitCode {
+fn import(file: &str, library: Option<&str>) -> ExitCode {
     let (name, text) = if file == "-" {
         let mut s = String::new();
         if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut s) {
@@ -664,6 +768,10 @@ fn import(file: &str) -> ExitCode {
         Ok(c) => c,
         Err(e) => return failed(e),
     };
+    let library = match library_arg(&mut c, library, false) {
+        Ok(l) => l,
+        Err(e) => return usage_error(e),
+    };
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -673,7 +781,10 @@ fn import(file: &str) -> ExitCode {
     let mut bytes = 0;
     let mut failure: Option<CallError> = None;
     let send = |c: &mut Client, batch: Vec<quiver_shared::Template>, last: bool| {
-        let p = json!({ "templates": batch, "last": last, "session": session });
+        let mut p = json!({ "templates": batch, "last": last, "session": session });
+        if let Some(l) = &library {
+            p["library"] = json!(l);
+        }
         c.call("templates.import", p)
     };
     let walked = Library::walk(&text, |i, t| {
@@ -712,13 +823,17 @@ fn import(file: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn export(file: Option<&str>) -> ExitCode {
+fn export(file: Option<&str>, library: Option<&str>) -> ExitCode {
     let mut c = match connect() {
         Ok(c) => c,
         Err(e) => return failed(e),
     };
-    let list = match all_templates(&mut c) {
+    let library = match library_arg(&mut c, library, false) {
         Ok(l) => l,
+        Err(e) => return usage_error(e),
+    };
+    let list: Vec<Value> = match all_templates(&mut c, library.as_deref()) {
+        Ok(l) => l.into_iter().map(|(t, _)| t).collect(),
         Err(e) => return call_error("templates export", e),
     };
     let n = list.len();

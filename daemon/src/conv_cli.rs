@@ -406,7 +406,11 @@ pub fn run(cmd: ConvCmd) -> ExitCode {
             let until = std::time::Instant::now() + std::time::Duration::from_secs(wait);
             while msgs.iter().any(|m| !final_state(m)) && std::time::Instant::now() < until {
                 std::thread::sleep(std::time::Duration::from_millis(200));
-                let first = msgs.iter().filter_map(|m| m["id"].as_u64()).min().unwrap_or(1);
+                let first = msgs
+                    .iter()
+                    .filter_map(|m| m["id"].as_u64())
+                    .min()
+                    .unwrap_or(1);
                 let got = match call(
                     &mut c,
                     "wx.messages",

@@ -34,6 +34,8 @@ const MAX_CONNECTIONS: usize = 64;
 
 /// How long a new connection has to complete `hello` before it is closed.
 const HELLO_WAIT: Duration = Duration::from_secs(10);
+/// Network requests (team hub) one connection may have in flight beside its other requests.
+const MAX_APART: u64 = 16;
 
 /// Why the daemon cannot start or serve (each message is for the user).
 #[derive(Debug, thiserror::Error)]
@@ -661,17 +663,30 @@ impl EventHub {
     }
 }
 
-/// Serves one connection: each frame in, one frame out, in order. Once the connection has said
-/// `hello`, events are written to it too, between replies.
+/// A request that waits on the network: the WeChat conversation methods (`crate::wx`) or the
+/// sync engine's.
+fn serve_network(engine: &crate::sync::Engine, req: &proto::Request) -> Value {
+    if req.method.starts_with("wx.") {
+        crate::wx::serve(engine, req)
+    } else {
+        engine.serve(req)
+    }
+}
+
+/// Serves one connection: each frame in, one frame out, in order, except the requests that wait
+/// on the network, whose replies come when ready. Once the connection has said `hello`, events
+/// are written to it too, between replies.
 fn serve_conn(
     stream: StdUnixStream,
     shared: &Shared,
     hub: &EventHub,
     registry: &Connections,
     conn: u64,
-    engine: &crate::sync::Engine,
+    engine: &Arc<crate::sync::Engine>,
 ) -> std::io::Result<()> {
     let writer = Arc::new(std::sync::Mutex::new(stream.try_clone()?));
+    // requests of this connection being served on threads of their own (network work)
+    let apart = Arc::new(AtomicU64::new(0));
     let mut rd = stream;
     let mut subscribed = false;
     let mut dec = FrameDecoder::new(Endian::Little, MAX_INBOUND_FRAME);
@@ -706,11 +721,52 @@ fn serve_conn(
                         false,
                     ),
                     Ok(req) if req.method == "doctor" => (doctor_reply(&req), false),
-                    // team work that needs the network: outside the service lock
-                    Ok(req) if crate::sync::Engine::handles(&req) => (engine.serve(&req), false),
-                    // WeChat conversations (the hub's agent API): outside the service lock
-                    Ok(req) if req.method.starts_with("wx.") => {
-                        (crate::wx::serve(engine, &req), false)
+                    // Work that waits on the network (the team hub) runs outside the service
+                    // lock and beside this connection's other requests: a `team.sync` waiting
+                    // for an unreachable hub must not hold up a send. Its reply comes when it is
+                    // ready (replies are matched by id). Past MAX_APART at once, inline. The
+                    // WeChat conversation methods (`wx.*`, the hub's agent API) too.
+                    Ok(req)
+                        if crate::sync::Engine::handles(&req) || req.method.starts_with("wx.") =>
+                    {
+                        if apart.load(Ordering::Acquire) < MAX_APART {
+                            apart.fetch_add(1, Ordering::AcqRel);
+                            let id = req.id.clone();
+                            let (engine, writer, done) =
+                                (engine.clone(), writer.clone(), apart.clone());
+                            let spawned = std::thread::Builder::new()
+                                .name(format!("quiver-net-{conn}"))
+                                .spawn(move || {
+                                    let frame = encode_reply(&serve_network(&engine, &req));
+                                    // a closed connection: nobody is left to tell
+                                    if let Ok(mut w) = writer.lock() {
+                                        let _ = w.write_all(&frame);
+                                    }
+                                    done.fetch_sub(1, Ordering::AcqRel);
+                                });
+                            match spawned {
+                                Ok(_) => {
+                                    registry.activity(conn, false, false);
+                                    continue;
+                                }
+                                Err(e) => {
+                                    apart.fetch_sub(1, Ordering::AcqRel);
+                                    warn!("connection {conn}: cannot start a network thread: {e}");
+                                    (
+                                        proto::error_reply(
+                                            &id,
+                                            &ErrorBody::new(
+                                                ErrorCode::Internal,
+                                                format!("cannot start a thread: {e}"),
+                                            ),
+                                        ),
+                                        false,
+                                    )
+                                }
+                            }
+                        } else {
+                            (serve_network(engine, &req), false)
+                        }
                     }
                     Ok(req) => {
                         let reply = shared.call(&req);

@@ -10,9 +10,9 @@ use quiver_shared::meter::RuleSpec;
 use quiver_shared::proto::{
     self, DoneParams, ErrorBody, ErrorCode, HelloParams, HistoryParams, ListParams, ObserveParams,
     Request, ReserveParams, RuleResetParams, SendRef, SettingsPatch, TeamConflictsParams,
-    TeamJoinParams, TeamLeaveParams, TeamResolveParams, TeamStatusParams, TeamSyncParams,
-    TemplateDeleteParams, TemplateGetParams, TemplateImportParams, TemplatePutParams,
-    TemplateRevisionsParams, TemplateSearchParams,
+    TeamJoinParams, TeamLeaveParams, TeamProposalsParams, TeamResolveParams, TeamReviewParams,
+    TeamStatusParams, TeamSyncParams, TemplateDeleteParams, TemplateGetParams,
+    TemplateImportParams, TemplatePutParams, TemplateRevisionsParams, TemplateSearchParams,
 };
 use quiver_shared::{Platform, Template};
 
@@ -62,6 +62,8 @@ pub const METHODS: &[&str] = &[
     "team.join",
     "team.leave",
     "team.sync",
+    "team.proposals",
+    "team.review",
     "wx.conversations",
     "wx.conversation",
     "wx.messages",
@@ -138,13 +140,15 @@ pub enum Call {
     TeamResolve(Box<TeamResolveParams>),
     TeamJoin(TeamJoinParams),
     TeamLeave(TeamLeaveParams),
+    TeamProposals(TeamProposalsParams),
+    TeamReview(TeamReviewParams),
     /// Wait at most this many ms.
     TeamSync(u64),
-    /// (1.5) A WeChat conversation method: served by `crate::wx`, outside the service lock.
+    /// (1.6) A WeChat conversation method: served by `crate::wx`, outside the service lock.
     Wx(WxCall),
 }
 
-/// (1.5) A checked `wx.*` request (docs/protocol.md, "WeChat conversations").
+/// (1.6) A checked `wx.*` request (docs/protocol.md, "WeChat conversations").
 #[derive(Debug, Clone, PartialEq)]
 pub enum WxCall {
     Conversations {
@@ -806,6 +810,17 @@ pub fn parse(req: &Request) -> Result<Call, ErrorBody> {
                 check_field(m, "hub", h, true)?;
             }
             Call::TeamLeave(p)
+        }
+        "team.proposals" => {
+            let p: TeamProposalsParams = proto::params(req)?;
+            check_field(m, "library", &p.library, false)?;
+            Call::TeamProposals(p)
+        }
+        "team.review" => {
+            let p: TeamReviewParams = proto::params(req)?;
+            check_field(m, "library", &p.library, false)?;
+            check_field(m, "rev_id", &p.rev_id, false)?;
+            Call::TeamReview(p)
         }
         "team.sync" => {
             let p: TeamSyncParams = proto::params(req)?;

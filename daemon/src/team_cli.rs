@@ -64,6 +64,28 @@ pub enum TeamCmd {
         #[arg(long)]
         json: bool,
     },
+    /// The edits waiting for review in LIBRARY (a maintainer sees every one, an editor their own)
+    Proposals {
+        /// The library's name or id
+        library: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a proposal: it lands as if it had been pushed now (maintainers and owners)
+    Approve {
+        /// The library's name or id
+        library: String,
+        /// The proposal's revision id (from `quiver team proposals`)
+        rev_id: String,
+    },
+    /// Reject a proposal: the team keeps its version; the author's history keeps the rejected
+    /// revision (maintainers and owners)
+    Reject {
+        /// The library's name or id
+        library: String,
+        /// The proposal's revision id (from `quiver team proposals`)
+        rev_id: String,
+    },
     /// Leave a team hub: its libraries are removed from this device (send history stays)
     Leave {
         /// The hub's id or URL (when this device joined several)
@@ -227,6 +249,71 @@ fn library_id(st: &Value, name_or_id: &str) -> Option<String> {
         .and_then(|l| l["id"].as_str().map(str::to_string))
 }
 
+/// The id of the team library named `name_or_id`, or the exit code of the failure (said).
+fn resolve_library(c: &mut Client, name_or_id: &str) -> Result<String, ExitCode> {
+    let st = call(c, "team.status", json!({})).map_err(failed)?;
+    library_id(&st, name_or_id).ok_or_else(|| usage(format!("no team library {name_or_id:?}")))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `team.proposals` as lines: revision, template, author, how long ago.
+fn render_proposals(r: &Value) -> String {
+    let list = r["proposals"].as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        return "no proposals waiting for review".into();
+    }
+    let mut out = format!("{} proposals waiting for review:", list.len());
+    for p in &list {
+        let rev = &p["revision"];
+        let title = rev["body"]["title"].as_str().unwrap_or("");
+        out.push_str(&format!(
+            "\n  {}  {} {}{}  by {}, {}",
+            s(&rev["rev_id"]),
+            s(&rev["op"]),
+            s(&rev["template"]),
+            if title.is_empty() {
+                String::new()
+            } else {
+                format!(" \"{title}\"")
+            },
+            s(&p["author"]["user_name"]),
+            match p["received_at_ms"].as_u64() {
+                Some(at) => format!("{} ago", age(&json!(now_ms().saturating_sub(at)))),
+                None => "-".into(),
+            },
+        ));
+    }
+    out
+}
+
+/// `team.review`: approve or reject, and say where it landed.
+fn review(c: &mut Client, library: &str, rev_id: &str, approve: bool) -> ExitCode {
+    let id = match resolve_library(c, library) {
+        Ok(id) => id,
+        Err(code) => return code,
+    };
+    let p = json!({ "library": id, "rev_id": rev_id, "approve": approve });
+    match call(c, "team.review", p) {
+        Ok(r) => {
+            let outcome = r["result"]["status"]
+                .as_str()
+                .or_else(|| r["state"].as_str())
+                .unwrap_or("done");
+            out(&format!(
+                "{} {rev_id}: {outcome}",
+                if approve { "approved" } else { "rejected" }
+            ));
+            ExitCode::SUCCESS
+        }
+        Err(e) => failed(e),
+    }
+}
+
 /// Splits LIBRARY/TEMPLATE where LIBRARY (a name or an id, which may hold a `/`) is a known
 /// library.
 fn split_target(st: &Value, target: &str) -> Option<(String, String)> {
@@ -383,6 +470,25 @@ pub fn run(cmd: TeamCmd) -> ExitCode {
             }
         }
         TeamCmd::Sync { wait, json } => sync(&mut c, wait, json),
+        TeamCmd::Proposals { library, json } => {
+            let id = match resolve_library(&mut c, &library) {
+                Ok(id) => id,
+                Err(code) => return code,
+            };
+            match call(&mut c, "team.proposals", json!({ "library": id })) {
+                Ok(r) if json => {
+                    out(&serde_json::to_string_pretty(&r).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Ok(r) => {
+                    out(&render_proposals(&r));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => failed(e),
+            }
+        }
+        TeamCmd::Approve { library, rev_id } => review(&mut c, &library, &rev_id, true),
+        TeamCmd::Reject { library, rev_id } => review(&mut c, &library, &rev_id, false),
         TeamCmd::Leave { hub, force } => {
             let mut p = json!({ "force": force });
             if let Some(h) = hub {
@@ -395,6 +501,15 @@ pub fn run(cmd: TeamCmd) -> ExitCode {
                         s(&r["hub_id"]),
                         r["libraries"].as_array().map_or(0, Vec::len)
                     ));
+                    if r["revoked"] == json!(true) {
+                        out("the hub revoked this device's token");
+                    } else if r["revoked"] == json!(false) {
+                        out(&format!(
+                            "warning: the hub did not revoke this device's token ({}); an \
+                             administrator can: quiver hub device revoke",
+                            s(&r["revoke_error"])
+                        ));
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => failed(e),

@@ -12,7 +12,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// 2 = `hello_required`, 3 = `send.reserve` with `"begin": true` (one round trip for a free slot),
 /// 4 = team libraries (`library` on the template methods and `send.reserve`, `team.*`,
 /// `team.changed`, `forbidden`, `hub_unavailable`).
-pub const PROTOCOL_MINOR: u32 = 5;
+pub const PROTOCOL_MINOR: u32 = 6;
 /// Every major version this build speaks.
 pub const SUPPORTED_PROTOCOLS: &[u32] = &[PROTOCOL_VERSION];
 /// The longest string `id` a request may carry, in bytes (ids are echoed in every reply and in
@@ -473,6 +473,24 @@ pub struct TeamLeaveParams {
     /// Leave even though edits are still waiting to be pushed (they are lost).
     #[serde(default)]
     pub force: bool,
+}
+
+/// (1.5) `team.proposals` params: the edits waiting for review in a team library.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamProposalsParams {
+    pub library: String,
+}
+
+/// (1.5) `team.review` params: approve or reject one proposal (maintainers and owners).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamReviewParams {
+    pub library: String,
+    /// The proposal's revision id (`rev_id` of `team.proposals`).
+    pub rev_id: String,
+    /// `true` lands the proposal as if it had been pushed now; `false` rejects it.
+    pub approve: bool,
 }
 
 /// (1.4) `team.sync` params.

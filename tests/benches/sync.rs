@@ -11,6 +11,11 @@
 //!   B's `templates.get` round trip: what the edit would cost if the hub and the network were free.
 //! - catch-up: B is partitioned (its proxy drops the link), A makes 1,000 edits, then the link
 //!   heals; time until B has the last one.
+//! - two hubs (PostgreSQL): the edit-visible measure with A on one `serve` process and B on
+//!   another over the same database.
+//! - initial sync: `QUIVER_BENCH_INITIAL` templates (default 100,000; 0 skips it), about 1 KiB
+//!   each, pushed into a team library; a new daemon joins and the time until it is idle with all
+//!   of them is taken.
 //!
 //! Push throughput into one library is `benches/hub_push.rs`.
 
@@ -63,25 +68,108 @@ fn team(b: Backend) -> (Hub, Member, Member, String) {
     (h, a, m, lib)
 }
 
-fn visible(backend: Backend, n: usize) {
-    let (_h, mut a, mut b, lib) = team(backend);
-    a.put(&lib, "greeting", "warm", "Hello", &[]);
-    wait_title(&mut b, &lib, "greeting", "warm", Duration::from_secs(30));
+/// `n` edits by A, each timed until B has it, and the floor of each (A's put + B's get).
+fn measure_visible(
+    a: &mut Member,
+    b: &mut Member,
+    lib: &str,
+    n: usize,
+) -> (Vec<Duration>, Vec<Duration>) {
+    a.put(lib, "greeting", "warm", "Hello", &[]);
+    wait_title(b, lib, "greeting", "warm", Duration::from_secs(30));
     let (mut seen, mut floor) = (vec![], vec![]);
     for i in 0..n {
         let title = format!("edit {i}");
         let t0 = Instant::now();
-        a.put(&lib, "greeting", &title, "Hello", &[]);
+        a.put(lib, "greeting", &title, "Hello", &[]);
         let put = t0.elapsed();
         let t1 = Instant::now();
-        let _ = b.get(&lib, "greeting");
+        let _ = b.get(lib, "greeting");
         let get = t1.elapsed();
-        seen.push(
-            put + get + wait_title(&mut b, &lib, "greeting", &title, Duration::from_secs(30)),
-        );
+        seen.push(put + get + wait_title(b, lib, "greeting", &title, Duration::from_secs(30)));
         floor.push(put + get);
         std::thread::sleep(Duration::from_millis(20));
     }
+    (seen, floor)
+}
+
+/// Two `serve` processes over one PostgreSQL database: A on the first, B on the second, so
+/// each edit crosses the database's NOTIFY between them.
+fn two_hubs(n: usize) {
+    let mut h = Hub::start(Backend::Pg);
+    let port2 = h.serve_another();
+    let mut a = Member::new("bench2-a");
+    let j = a.join(&h.owner_invite, h.port, false);
+    let lib = j["libraries"][0]["id"].as_str().unwrap().to_string();
+    let mut b = Member::new("bench2-b");
+    let invite = h.invite("editor", &["team"], Some("bench2-b"));
+    b.join(
+        &quiver_tests::team::via(&invite, h.port, port2),
+        port2,
+        false,
+    );
+    let (mut seen, mut floor) = measure_visible(&mut a, &mut b, &lib, n);
+    println!(
+        "Pg, 2 hubs edit visible in a daemon of the other hub: p50 {}, p99 {}, max {} (n={n}); floor (A's put + B's get) p50 {}, p99 {}",
+        ms(pct(&mut seen, 0.5)),
+        ms(pct(&mut seen, 0.99)),
+        ms(pct(&mut seen, 1.0)),
+        ms(pct(&mut floor, 0.5)),
+        ms(pct(&mut floor, 0.99)),
+    );
+}
+
+/// `size` templates pushed into a team library, then a new daemon joins: the time from its
+/// `team.join` until it is idle with every template (the digest compared). The floor of the
+/// same run: the owner's own import of the same templates into its daemon.
+fn initial_sync(backend: Backend, size: usize) {
+    let h = Hub::start(backend);
+    let mut a = Member::new("bench-owner");
+    let j = a.join(&h.owner_invite, h.port, false);
+    let lib = j["libraries"][0]["id"].as_str().unwrap().to_string();
+    let t0 = Instant::now();
+    let session = format!("bench-{}", std::process::id());
+    let mut start = 0;
+    while start < size {
+        let end = (start + 500).min(size);
+        let batch: Vec<serde_json::Value> = (start..end)
+            .map(|i| {
+                serde_json::json!({"id": format!("t{i:06}"), "title": format!("Template {i}"),
+                    "folder": format!("f{}", i % 50), "tags": [format!("tag{}", i % 20)],
+                    "parts": [{"type": "text", "text": format!("Hello {{{{customer.name}}}}, this is reply number {i}. {}", "x".repeat(800))}]})
+            })
+            .collect();
+        a.ok(
+            "templates.import",
+            serde_json::json!({"library": lib, "templates": batch, "session": session, "last": end == size}),
+        );
+        start = end;
+    }
+    let import = t0.elapsed();
+    let t1 = Instant::now();
+    let r = a.try_sync(600_000);
+    assert_eq!(r["result"]["idle"], true, "{r}");
+    let push = t1.elapsed();
+    let mut c = Member::new("bench-new");
+    let invite = h.invite("viewer", &["team"], Some("bench-new"));
+    let t2 = Instant::now();
+    c.join(&invite, h.port, false);
+    let r = c.try_sync(600_000);
+    let took = t2.elapsed();
+    assert_eq!(r["result"]["idle"], true, "{r}");
+    assert_eq!(c.lib_status(&lib)["templates"], size as u64);
+    println!(
+        "{:<11} initial sync of {size} templates into a new daemon: {} (join until idle); floor: the owner's import of them {}, its push {}",
+        format!("{backend:?}"),
+        ms(took),
+        ms(import),
+        ms(push)
+    );
+}
+
+fn visible(backend: Backend, n: usize) {
+    let (_h, mut a, mut b, lib) = team(backend);
+    let (mut seen, mut floor) = measure_visible(&mut a, &mut b, &lib, n);
     println!(
         "{:<11} edit visible in another daemon: p50 {}, p99 {}, max {} (n={n}); floor (A's put + B's get) p50 {}, p99 {}",
         format!("{backend:?}"),
@@ -121,10 +209,20 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(300);
+    let initial: usize = std::env::var("QUIVER_BENCH_INITIAL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
     for b in [Backend::Sqlite, Backend::Pg] {
         if b == Backend::Pg && !backend_ready(b, "bench") {
             continue;
         }
         visible(b, n);
+        if b == Backend::Pg {
+            two_hubs(n);
+        }
+        if initial > 0 {
+            initial_sync(b, initial);
+        }
     }
 }

@@ -671,13 +671,38 @@ fn an_editors_edit_in_a_reviewed_library_waits_as_a_proposal(backend: Backend) {
     a.sync();
     assert_eq!(title(&mut a, &lib, "greeting"), "Hello");
     check_converged(&h, &checker, &lib, &mut [&mut a, &mut e]);
-    // a maintainer approves it: it becomes everyone's head
-    let rev = g["head_rev"].as_str().unwrap();
-    let (s, r) = checker.client.post(
-        &format!("/v1/libraries/{lib}/proposals/{rev}/approve"),
-        &json!({}),
+    // the owner's daemon lists it; the editor may not review it
+    let rev = g["head_rev"].as_str().unwrap().to_string();
+    let listed = a.ok("team.proposals", json!({ "library": lib }));
+    let revs: Vec<&str> = listed["proposals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["revision"]["rev_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(revs, [rev.as_str()], "{listed}");
+    let cli = a.sb.run(&["team", "proposals", "team"]);
+    assert!(
+        cli.status.success() && cli.stdout.contains(&rev),
+        "{}",
+        cli.stdout
     );
-    assert_eq!(s, 200, "{r}");
+    let denied = e.call(
+        "team.review",
+        json!({ "library": lib, "rev_id": rev, "approve": true }),
+    );
+    assert_eq!(denied["error"]["code"], "forbidden", "{denied}");
+    // a maintainer approves it: it becomes everyone's head
+    let r = a.ok(
+        "team.review",
+        json!({ "library": lib, "rev_id": rev, "approve": true }),
+    );
+    assert_eq!(r["result"]["status"], "applied", "{r}");
+    let again = a.call(
+        "team.review",
+        json!({ "library": lib, "rev_id": rev, "approve": false }),
+    );
+    assert_eq!(again["error"]["code"], "conflict", "{again}");
     e.sync();
     a.sync();
     for m in [&mut a, &mut e] {
@@ -686,4 +711,154 @@ fn an_editors_edit_in_a_reviewed_library_waits_as_a_proposal(backend: Backend) {
         assert_eq!(g["sync"], "synced", "{}: {g}", m.name);
     }
     check_converged(&h, &checker, &lib, &mut [&mut a, &mut e]);
+    // a rejected proposal: its author's device shows the team's version again and keeps the
+    // rejected revision in the template's history
+    e.put(&lib, "greeting", "Hello, rejected", "Hi", &[]);
+    e.sync();
+    let rev = e.get(&lib, "greeting")["result"]["head_rev"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cli = a.sb.run(&["team", "reject", "team", &rev]);
+    assert!(cli.status.success(), "{}{}", cli.stdout, cli.stderr);
+    assert!(cli.stdout.contains("rejected"), "{}", cli.stdout);
+    e.sync();
+    a.sync();
+    assert_eq!(title(&mut a, &lib, "greeting"), "Hello, reviewed");
+    let g = e.get(&lib, "greeting")["result"].clone();
+    assert_eq!(g["template"]["title"], "Hello, reviewed", "{g}");
+    assert_eq!(g["sync"], "synced", "{g}");
+    let revs = e.ok(
+        "templates.revisions",
+        json!({ "library": lib, "id": "greeting" }),
+    );
+    let rejected = revs["revisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rev_id"] == json!(rev))
+        .cloned()
+        .unwrap_or_else(|| panic!("{revs}"));
+    assert_eq!(rejected["state"], "rejected", "{rejected}");
+    assert_eq!(
+        a.ok("team.proposals", json!({ "library": lib }))["proposals"],
+        json!([])
+    );
+}
+
+/// A `team.sync` that waits for an unreachable hub is served beside the connection's other
+/// requests: the extension's one connection keeps sending while it waits.
+#[test]
+fn a_team_sync_waiting_for_the_hub_does_not_hold_up_other_requests() {
+    let (_h, a, _lib) = hub_and_owner(Backend::Sqlite);
+    a.partition(true);
+    let mut c = a.sb.connect();
+    c.set_wait(std::time::Duration::from_secs(30));
+    let ask = |c: &mut quiver_tests::DaemonClient, id: u64, method: &str, params: Value| {
+        c.send_body(
+            json!({"id": id, "method": method, "params": params})
+                .to_string()
+                .as_bytes(),
+        )
+    };
+    ask(&mut c, 101, "team.sync", json!({"wait_ms": 3000}));
+    ask(&mut c, 102, "settings.get", json!({}));
+    ask(&mut c, 103, "templates.list", json!({"limit": 1}));
+    let first = c.recv();
+    let second = c.recv();
+    let third = c.recv();
+    assert_eq!(
+        first["id"], 102,
+        "the waiting team.sync held up settings.get: {first}"
+    );
+    assert!(first.get("result").is_some(), "{first}");
+    assert_eq!(second["id"], 103, "{second}");
+    assert_eq!(third["id"], 101, "{third}");
+    assert_eq!(third["result"]["idle"], false, "{third}");
+    // and the connection goes on in order afterwards
+    assert!(c.call("settings.get", json!({})).get("result").is_some());
+}
+
+/// `team.leave` purges the libraries and revokes the device's token at the hub: a copy of the
+/// token left behind opens nothing. With the hub away the leave still happens, and says the
+/// token was not revoked.
+#[test]
+fn leaving_revokes_the_devices_token_at_the_hub() {
+    let (h, mut a, lib) = hub_and_owner(Backend::Sqlite);
+    let mut b = member(&h, "bob", "editor");
+    let mut c = member(&h, "carol", "editor");
+    a.put(&lib, "greeting", "Hello team", "Hi", &["t"]);
+    a.sync();
+    b.sync();
+    c.sync();
+    // the command line reaches team libraries by name (`quiver templates ... --library`)
+    let o =
+        b.sb.run(&["templates", "list", "--library", "team", "--format", "json"]);
+    assert!(o.status.success(), "{}", o.stderr);
+    let list: Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(list[0]["title"], "Hello team", "{list}");
+    let o = b.sb.run(&["templates", "list", "--library", "*"]);
+    assert!(
+        o.stdout
+            .lines()
+            .any(|l| l.starts_with("team") && l.contains("Hello team")),
+        "{}",
+        o.stdout
+    );
+    let o =
+        b.sb.run(&["templates", "search", "hello", "--library", "team"]);
+    assert!(o.stdout.contains("greeting"), "{}{}", o.stdout, o.stderr);
+    let o = b.sb.run(&["templates", "list", "--library", "nosuch"]);
+    assert!(
+        !o.status.success() && o.stderr.contains("nosuch"),
+        "{}",
+        o.stderr
+    );
+    let file = b.sb.root.join("team.json");
+    let o = b.sb.run(&[
+        "templates",
+        "export",
+        file.to_str().unwrap(),
+        "--library",
+        "team",
+    ]);
+    assert!(o.status.success(), "{}", o.stderr);
+    let o = b.sb.run(&[
+        "templates",
+        "import",
+        file.to_str().unwrap(),
+        "--library",
+        "local",
+    ]);
+    assert!(o.status.success(), "{}", o.stderr);
+    let o = b.sb.run(&["templates", "list", "--format", "json"]);
+    let local: Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(local[0]["title"], "Hello team", "{local}");
+    let token = |m: &Member| -> String {
+        m.sb.db()
+            .query_row("SELECT token FROM team_hubs", [], |r| r.get(0))
+            .unwrap()
+    };
+    let (tb, tc) = (token(&b), token(&c));
+    let me = |t: &str| {
+        quiver_tests::hub::Client::new(&h.base_url(), json!({ "token": t }))
+            .get("/v1/me")
+            .0
+    };
+    assert_eq!(me(&tb), 200);
+    let r = b.ok("team.leave", json!({}));
+    assert_eq!(r["revoked"], true, "{r}");
+    assert_eq!(
+        me(&tb),
+        401,
+        "bob's token still opens the hub after team.leave"
+    );
+    assert_eq!(b.status()["hubs"], json!([]));
+    // the hub away: the leave goes on, unrevoked, and says why
+    c.partition(true);
+    let r = c.ok("team.leave", json!({}));
+    assert_eq!(r["revoked"], false, "{r}");
+    assert!(r["revoke_error"].is_string(), "{r}");
+    assert_eq!(c.status()["hubs"], json!([]));
+    assert_eq!(me(&tc), 200);
 }

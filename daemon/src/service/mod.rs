@@ -341,13 +341,15 @@ impl Service {
             Call::TeamConflicts(library) => self.team_conflicts(library.as_deref()),
             Call::TeamResolve(p) => self.team_resolve(*p, now),
             Call::TeamLeave(p) => self.team_leave(p, now),
-            Call::TeamStatus(_) | Call::TeamJoin(_) | Call::TeamSync(_) => {
-                Err(ServiceError::Internal(
-                    "team.join, team.sync and team.status with probe are served by the sync \
+            Call::TeamStatus(_)
+            | Call::TeamJoin(_)
+            | Call::TeamSync(_)
+            | Call::TeamProposals(_)
+            | Call::TeamReview(_) => Err(ServiceError::Internal(
+                "team.join, team.sync and team.status with probe are served by the sync \
                      engine, not the service"
-                        .into(),
-                ))
-            }
+                    .into(),
+            )),
             Call::Wx(_) => Err(ServiceError::Internal(
                 "wx.* methods are served by the WeChat client (crate::wx), not the service".into(),
             )),

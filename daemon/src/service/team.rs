@@ -446,6 +446,11 @@ impl Service {
 
     // ---- the sync engine's entry points ----
 
+    /// `team.leave` for the sync engine, which then revokes the device's token at the hub.
+    pub fn leave_team(&mut self, p: TeamLeaveParams, now: u64) -> Result<Value, ServiceError> {
+        self.team_leave(p, now)
+    }
+
     pub fn team_hubs(&self) -> Result<Vec<HubRow>, ServiceError> {
         Ok(self.store.hubs()?)
     }

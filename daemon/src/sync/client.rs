@@ -5,7 +5,8 @@
 
 use super::invite;
 use quiver_shared::sync::wire::{
-    ChangesPage, DigestReply, ErrorBody, JoinRequest, Me, PushReply, PushRequest,
+    ChangesPage, DigestReply, ErrorBody, JoinRequest, Me, PushReply, PushRequest, ReviewReply,
+    RevisionsReply,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -221,6 +222,43 @@ impl HubClient {
                 .get(self.url(&format!("/v1/libraries/{library}/digest"))),
         )
         .await
+    }
+
+    /// `GET /v1/libraries/{lib}/proposals`: the proposals waiting for review.
+    pub async fn proposals(&self, library: &str) -> Result<RevisionsReply, HubError> {
+        let url = self.url(&format!("/v1/libraries/{library}/proposals"));
+        self.send(self.http.get(url)).await
+    }
+
+    /// `POST /v1/libraries/{lib}/proposals/{rev}/approve` (or `reject`).
+    pub async fn review(
+        &self,
+        library: &str,
+        rev_id: &str,
+        approve: bool,
+    ) -> Result<ReviewReply, HubError> {
+        let verb = if approve { "approve" } else { "reject" };
+        let url = self.url(&format!(
+            "/v1/libraries/{library}/proposals/{rev_id}/{verb}"
+        ));
+        self.send(self.http.post(url)).await
+    }
+
+    /// `POST /v1/admin/devices/{id}/revoke` of this device's own id: its token stops working
+    /// (a member may revoke their own devices).
+    pub async fn revoke_device(&self, device_id: &str) -> Result<(), HubError> {
+        let url = self.url(&format!("/v1/admin/devices/{device_id}/revoke"));
+        let resp = self
+            .auth(self.http.post(url))
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(transport)?;
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        Err(error_of(status, &bytes))
     }
 
     /// A request to any path of the hub's API (the WeChat agent API, `/v1/wx/*`, whose callers

@@ -152,13 +152,14 @@ impl Engine {
     /// network).
     pub fn handles(req: &proto::Request) -> bool {
         match req.method.as_str() {
-            "team.join" | "team.sync" => true,
+            "team.join" | "team.sync" | "team.leave" | "team.proposals" | "team.review" => true,
             "team.status" => req.params.get("probe") == Some(&Value::Bool(true)),
             _ => false,
         }
     }
 
-    /// Serves `team.join`, `team.sync` or `team.status` with `probe` (a whole reply frame).
+    /// Serves `team.join`, `team.sync`, `team.leave` or `team.status` with `probe` (a whole reply
+    /// frame).
     pub fn serve(&self, req: &proto::Request) -> Value {
         let out = match params::parse(req) {
             Ok(Call::TeamJoin(p)) => {
@@ -166,6 +167,9 @@ impl Engine {
                     .block_on(join(&self.ctx, &p.invite, p.device_name.as_deref()))
             }
             Ok(Call::TeamSync(wait_ms)) => self.handle.block_on(sync_now(&self.ctx, wait_ms)),
+            Ok(Call::TeamLeave(p)) => self.handle.block_on(leave(&self.ctx, p)),
+            Ok(Call::TeamProposals(p)) => self.handle.block_on(proposals(&self.ctx, p.library)),
+            Ok(Call::TeamReview(p)) => self.handle.block_on(review(&self.ctx, p)),
             Ok(Call::TeamStatus(_)) => Ok(self.handle.block_on(probe(&self.ctx))),
             Ok(_) => Err(ServiceError::Internal(format!(
                 "{} is not served by the sync engine",
@@ -318,6 +322,119 @@ async fn sync_now(ctx: &Arc<Ctx>, wait_ms: u64) -> Result<Value, ServiceError> {
 }
 
 /// `team.status` with `probe`: asks every hub now.
+/// The hub of a team library, and a client for it.
+async fn library_hub(ctx: &Arc<Ctx>, library: &str) -> Result<HubClient, ServiceError> {
+    let lib = library.to_string();
+    let row = ctx
+        .db(move |svc, _| svc.team_library_row(&lib))
+        .await
+        .ok_or_else(|| ServiceError::Internal("the daemon's service failed".into()))??;
+    let hub_id = row
+        .filter(|r| r.removed_at.is_none())
+        .and_then(|r| r.hub_id)
+        .ok_or_else(|| {
+            ServiceError::NotFound(format!("no team library {library:?} on this device"))
+        })?;
+    let hub = ctx
+        .db(move |svc, _| svc.team_hub(&hub_id))
+        .await
+        .ok_or_else(|| ServiceError::Internal("the daemon's service failed".into()))??
+        .ok_or_else(|| {
+            ServiceError::NotFound(format!("the hub of library {library:?} was left"))
+        })?;
+    HubClient::new(&hub.url, hub.fingerprint.as_deref(), Some(hub.token))
+        .map_err(|e| hub_failure("team", &e))
+}
+
+/// A hub's refusal as the protocol's error: its 403 is `forbidden`, its 409 `conflict`.
+fn review_failure(what: &str, e: &HubError) -> ServiceError {
+    match e {
+        HubError::Forbidden(m) => ServiceError::Forbidden(format!("{what}: {m}")),
+        HubError::NotFound(m) => ServiceError::NotFound(format!("{what}: {m}")),
+        HubError::Http { status: 409, .. } => ServiceError::Conflict(format!("{what}: {e}")),
+        other => hub_failure(what, other),
+    }
+}
+
+/// `team.proposals`: the hub's list of the library's proposals waiting for review (a
+/// maintainer sees every one, an editor their own).
+async fn proposals(ctx: &Arc<Ctx>, library: String) -> Result<Value, ServiceError> {
+    let client = library_hub(ctx, &library).await?;
+    let r = client
+        .proposals(&library)
+        .await
+        .map_err(|e| review_failure("team.proposals", &e))?;
+    Ok(json!({ "library": library, "proposals": r.revisions }))
+}
+
+/// `team.review`: approves or rejects a proposal at the hub, then syncs so that the outcome
+/// (the template landed, or the author's draft) reaches this device.
+async fn review(
+    ctx: &Arc<Ctx>,
+    p: quiver_shared::proto::TeamReviewParams,
+) -> Result<Value, ServiceError> {
+    let client = library_hub(ctx, &p.library).await?;
+    let r = client
+        .review(&p.library, &p.rev_id, p.approve)
+        .await
+        .map_err(|e| review_failure("team.review", &e))?;
+    ctx.force.send_modify(|v| *v += 1);
+    Ok(json!({
+        "library": p.library,
+        "rev_id": p.rev_id,
+        "state": r.state,
+        "result": r.result,
+        "head_seq": r.head_seq,
+    }))
+}
+
+/// How long `team.leave` waits for the hub to revoke the device's token.
+const REVOKE_WAIT: Duration = Duration::from_secs(5);
+
+/// `team.leave`: the local leave first (it may be refused: edits not pushed yet), then the
+/// device's token revoked at the hub, so that a copy of it left on this machine opens nothing.
+/// A hub that cannot be reached does not stop the leave: `revoked: false` and why.
+async fn leave(
+    ctx: &Arc<Ctx>,
+    p: quiver_shared::proto::TeamLeaveParams,
+) -> Result<Value, ServiceError> {
+    let hubs = ctx
+        .db(|svc, _| svc.team_hubs())
+        .await
+        .ok_or_else(|| ServiceError::Internal("the daemon's service failed".into()))??;
+    let mut out = ctx
+        .db(move |svc, now| svc.leave_team(p, now))
+        .await
+        .ok_or_else(|| ServiceError::Internal("the daemon's service failed".into()))??;
+    let left = out["hub_id"].as_str().unwrap_or_default().to_string();
+    let Some(hub) = hubs.into_iter().find(|h| h.hub_id == left) else {
+        return Ok(out);
+    };
+    let revoked = match HubClient::new(&hub.url, hub.fingerprint.as_deref(), Some(hub.token)) {
+        Err(e) => Err(e.to_string()),
+        Ok(client) => {
+            match tokio::time::timeout(REVOKE_WAIT, client.revoke_device(&hub.device_id)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!(
+                    "no answer from {} within {} s",
+                    hub.url,
+                    REVOKE_WAIT.as_secs()
+                )),
+            }
+        }
+    };
+    match revoked {
+        Ok(()) => out["revoked"] = Value::Bool(true),
+        Err(e) => {
+            warn!("team.leave: the hub did not revoke this device's token: {e}");
+            out["revoked"] = Value::Bool(false);
+            out["revoke_error"] = Value::String(e);
+        }
+    }
+    Ok(out)
+}
+
 async fn probe(ctx: &Arc<Ctx>) -> Value {
     let hubs = ctx
         .db(|svc, _| svc.team_hubs())

@@ -37,7 +37,9 @@ export const PAGE_METHODS = new Set([
   'team.join',
   'team.leave',
   'team.sync',
-  // WeChat conversations (protocol 1.5): the conversations page.
+  'team.proposals',
+  'team.review',
+  // WeChat conversations (protocol 1.6): the conversations page.
   'wx.conversations',
   'wx.conversation',
   'wx.messages',
@@ -60,6 +62,7 @@ function timeoutFor(/** @type {string} */ method, /** @type {any} */ params) {
   if (method === 'team.join') return 60_000;
   if (method === 'team.sync') return Math.min(Number(params?.wait_ms) || 30_000, MAX_SYNC_WAIT_MS) + 15_000;
   if (method === 'team.status' && params?.probe === true) return 60_000;
+  if (method === 'team.proposals' || method === 'team.review') return 45_000;
   // a reply or preview may fetch the template's images (10 s each) before the hub answers
   if (method === 'wx.reply' || method === 'wx.preview') return 60_000;
   if (method.startsWith('wx.')) return 30_000;

@@ -72,7 +72,7 @@ export async function loadTeamTab() {
     showTeamMessage('error', failureText(e), failure(e).code);
   }
   renderTeamStatus();
-  if (page.team.available) await loadConflicts();
+  if (page.team.available) await Promise.all([loadConflicts(), loadProposals()]);
 }
 
 /** The hubs joined and each team library's state, from `page.team`. */
@@ -195,7 +195,7 @@ export async function syncNow() {
   const button = $button('#team-sync');
   button.disabled = true;
   try {
-    // A short wait: the daemon serves this connection's requests one at a time (sends too).
+    // The daemon serves a team.sync beside the connection's other requests (sends go on).
     const r = await call('team.sync', { wait_ms: 5000 });
     const errors = (r.errors ?? []).map((/** @type {{error: string}} */ x) => x.error);
     if (errors.length) showTeamMessage('error', errors.join('\n'), 'sync_errors');
@@ -206,6 +206,73 @@ export async function syncNow() {
     button.disabled = false;
   }
   await loadTeamTab();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Review: the proposals waiting in the libraries this user reviews
+
+/**
+ * A proposal as `team.proposals` lists it (docs/protocol.md).
+ * @typedef {{revision: {rev_id: string, template: string, op: string, body?: Template | null, client_at_ms: number},
+ *   state: string, author: {user_name: string}, received_at_ms: number}} Proposal
+ */
+
+/** The team libraries that require review and where this user is a maintainer or owner. */
+function reviewedLibraries() {
+  return [...page.team.libraries.values()]
+    .filter((l) => l.review_required && (l.role === 'maintainer' || l.role === 'owner'));
+}
+
+/** Reads and draws the proposals waiting in every library this user reviews. */
+export async function loadProposals() {
+  const libs = reviewedLibraries();
+  $('#proposals-section').hidden = libs.length === 0;
+  if (libs.length === 0) return;
+  /** @type {{library: LibraryStatus, proposal: Proposal}[]} */
+  const items = [];
+  for (const library of libs) {
+    try {
+      const r = await call('team.proposals', { library: library.id });
+      for (const proposal of r?.proposals ?? []) items.push({ library, proposal });
+    } catch (e) {
+      showTeamMessage('error', failureText(e), failure(e).code);
+    }
+  }
+  $('#proposals-none').hidden = items.length > 0;
+  $('#proposals').replaceChildren(...items.map(({ library, proposal }) => {
+    const rev = proposal.revision;
+    const title = rev.body?.title || rev.template;
+    const review = (/** @type {boolean} */ approve) => reviewProposal(library.id, rev.rev_id, approve);
+    return h('li', { dataset: { testid: 'quiver-team-proposal', library: library.id, revId: rev.rev_id, templateId: rev.template } },
+      h('strong', {}, title), ' ',
+      h('span', { class: 'library-badge' }, library.name), ' ',
+      h('span', { class: 'muted' }, t(rev.op === 'delete' ? 'proposal_by_delete' : 'proposal_by',
+        [proposal.author.user_name, shortTime(proposal.received_at_ms)])), ' ',
+      h('button', { type: 'button', class: 'primary', dataset: { testid: 'quiver-proposal-approve' }, onclick: () => review(true) }, t('proposal_approve')), ' ',
+      h('button', { type: 'button', dataset: { testid: 'quiver-proposal-reject' }, onclick: () => review(false) }, t('proposal_reject')));
+  }));
+}
+
+/**
+ * Approves or rejects a proposal (`team.review`), then redraws the tab.
+ * @param {string} library
+ * @param {string} revId
+ * @param {boolean} approve
+ */
+async function reviewProposal(library, revId, approve) {
+  if (team.busy) return;
+  team.busy = true;
+  try {
+    const r = await call('team.review', { library, rev_id: revId, approve });
+    const landed = r?.result?.status ?? r?.state ?? '';
+    showTeamMessage('ok', approve ? t('proposal_approved', landed) : t('proposal_rejected'), approve ? 'approved' : 'rejected');
+  } catch (e) {
+    showTeamMessage('error', failureText(e), failure(e).code);
+  } finally {
+    team.busy = false;
+  }
+  await loadTeamTab();
+  await teamHooks.libraryChanged();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -91,6 +91,10 @@ export async function startHub(quiverBin) {
     async setRole(library, user, role) {
       await execFileP(quiverBin, ['hub', 'member', 'set', '--dir', dir, library, user, role], { env, timeout: 60_000 });
     },
+    /** Turns review on or off for `library` (`quiver hub library set --review`). */
+    async setReview(library, on) {
+      await execFileP(quiverBin, ['hub', 'library', 'set', '--dir', dir, library, '--review', String(on)], { env, timeout: 60_000 });
+    },
     log: () => fsp.readFile(logFile, 'utf8').catch(() => ''),
     async close() {
       await hub.stop();

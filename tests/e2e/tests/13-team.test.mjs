@@ -313,6 +313,33 @@ test(`[${browser}] team: an edit in A's options page reaches B's palette; a conf
     await syncUntilIdle(a);
     const titleAtA = await optA.$eval(`[data-testid="quiver-lib-item"][data-template-id="${ID}"][data-library="${LIB}"] .item-title`, (e) => e.textContent);
     assert.equal(titleAtA, sides.other, 'the draft never left B');
+
+    // (d) Review: the library requires review and Bob is an editor again. His edit waits as a
+    //     proposal; A approves it in the Team tab, and it becomes the team's version in B's palette.
+    await hub.setReview('team', true);
+    await hub.setRole('team', 'bob', 'editor');
+    const reviewDeadline = Date.now() + 60_000;
+    for (;;) {
+      await syncUntilIdle(a);
+      await syncUntilIdle(b);
+      const [ra, rb] = [await teamLibrary(a, LIB), await teamLibrary(b, LIB)];
+      if (rb.role === 'editor' && rb.review_required && ra.review_required) break;
+      if (Date.now() > reviewDeadline) throw new Error(`review never reached the daemons: A ${JSON.stringify(ra)} B ${JSON.stringify(rb)}`);
+    }
+    await openInEditor(optB, LIB, ID);
+    await setValue(optB, '[data-testid="quiver-field-title"]', 'Team hello (proposed)');
+    await click(optB, '[data-testid="quiver-save"]');
+    await syncUntilIdle(b);
+    await waitForRow(panel, LIB, ID, 'the proposal in B\'s palette', (r) => r.sync === 'proposed' && r.title === 'Team hello (proposed)');
+    await syncUntilIdle(a);
+    await click(optA, '[data-testid="quiver-tab-team"]');
+    const approve = `[data-testid="quiver-team-proposal"][data-template-id="${ID}"][data-library="${LIB}"] [data-testid="quiver-proposal-approve"]`;
+    await optA.waitForSelector(approve, { timeout: 30_000 });
+    await click(optA, approve);
+    await optA.waitForSelector('[data-testid="quiver-team-message"][data-code="approved"]', { timeout: 30_000 });
+    await optA.waitForSelector('[data-testid="quiver-proposals-none"]:not([hidden])', { timeout: 30_000 });
+    await syncUntilIdle(b);
+    await waitForRow(panel, LIB, ID, 'the approved edit in B\'s palette', (r) => r.sync !== 'proposed' && r.title === 'Team hello (proposed)');
   } catch (err) {
     failed = true;
     t.diagnostic(`hub log:\n${(await hub.log()).slice(-4000)}`);
