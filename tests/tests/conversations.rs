@@ -319,14 +319,20 @@ fn a_customer_message_reaches_the_agent_and_a_template_reply_reaches_wechat(b: B
         "wx.reply",
         json!({"id": id, "template": "one", "idempotency_key": "q4"}),
     );
-    assert_eq!(r["error"]["code"], "quota_exceeded", "{r}");
+    if r["error"]["code"] != "quota_exceeded" {
+        let msgs = alice.ok("wx.messages", json!({"id": id}));
+        let conv = alice.ok("wx.conversation", json!({"id": id}));
+        panic!("the 6th message was not refused: {r}\nconversation: {conv}\nmessages: {msgs}");
+    }
     assert_eq!(r["error"]["data"]["errcode"], 45047, "{r}");
     let refused = alice.ok(
         "history.list",
         json!({"platform": "wechat-mp", "state": "failed"}),
     );
     assert_eq!(refused["rows"].as_array().unwrap().len(), 1, "{refused}");
-    until("the three sent", || (fake.sent_bodies().len() == 5).then_some(()));
+    until("the three sent", || {
+        (fake.sent_bodies().len() == 5).then_some(())
+    });
     assert_eq!(
         alice.ok("wx.conversation", json!({"id": id}))["quota"]["left"],
         0
@@ -423,7 +429,11 @@ fn agents_take_and_hand_over_and_the_cli_lists_shows_and_replies(b: Backend) {
         "cli-1",
     ]);
     assert!(o.status.success(), "{} {}", o.stdout, o.stderr);
-    assert!(o.stdout.starts_with("part 0 text: sent (message "), "{}", o.stdout);
+    assert!(
+        o.stdout.starts_with("part 0 text: sent (message "),
+        "{}",
+        o.stdout
+    );
     assert!(o.stdout.contains("key cli-1"), "{}", o.stdout);
     until("the CLI's reply at WeChat", || {
         (fake.sent_bodies()
