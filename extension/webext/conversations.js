@@ -37,6 +37,8 @@ import { LOCAL } from './lib/team.js';
  */
 const $ = (sel) => document.querySelector(sel);
 
+/** Messages per `wx.messages` page (the daemon's maximum). */
+const PAGE = 500;
 /** Typing is said again at most this often while the agent writes (WeChat shows it ~20 s). */
 const TYPING_EVERY_MS = 15_000;
 
@@ -211,10 +213,18 @@ function loadThread(whole) {
     if (!id || !up) return;
     const after = whole || !messages.length ? 0 : messages[messages.length - 1].id;
     try {
-      const r = await rpc.call('wx.messages', { id, after, limit: 500 });
-      if (id !== current) return;
       /** @type {Message[]} */
-      const got = r.messages ?? [];
+      let got = [];
+      // pages of 500, oldest first, until one is not full
+      for (let from = after; ;) {
+        const r = await rpc.call('wx.messages', { id, after: from, limit: PAGE });
+        if (id !== current) return;
+        /** @type {Message[]} */
+        const page = r.messages ?? [];
+        got = got.concat(page);
+        if (page.length < PAGE) break;
+        from = page[page.length - 1].id;
+      }
       messages = after === 0 ? got : messages.concat(got.filter((m) => !messages.some((x) => x.id === m.id)));
       await fetchBlobs(messages.map((m) => m.display));
       if (id !== current) return;
