@@ -14,6 +14,7 @@
 // on time: the numbers go to docs/benchmarks.md).
 import test from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { execFile, spawn } from 'node:child_process';
@@ -32,6 +33,7 @@ const CUSTOMER = 'oE2E-customer-0001';
 /** A running `quiver-fakewx` (`$QUIVER_FAKEWX_BIN`, else target/debug): `{base, post, get, close}`. */
 async function startFake() {
   const bin = process.env.QUIVER_FAKEWX_BIN || path.join(REPO_ROOT, 'target/debug/quiver-fakewx');
+  if (!fs.existsSync(bin)) throw new Error(`${bin} does not exist: run \`cargo build -p quiver-fakewx\` (cargo xtask build does)`);
   const child = spawn(bin, ['--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const line = await new Promise((resolve, reject) => {
     const rl = createInterface({ input: child.stdout });
