@@ -144,7 +144,7 @@ pub enum Call {
     TeamReview(TeamReviewParams),
     /// Wait at most this many ms.
     TeamSync(u64),
-    /// (1.6) A WeChat conversation method: served by `crate::wx`, outside the service lock.
+    /// (1.6) A WeChat conversation method: served by the `wx` module, outside the service lock.
     Wx(WxCall),
 }
 

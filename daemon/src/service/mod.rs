@@ -351,7 +351,8 @@ impl Service {
                     .into(),
             )),
             Call::Wx(_) => Err(ServiceError::Internal(
-                "wx.* methods are served by the WeChat client (crate::wx), not the service".into(),
+                "wx.* methods are served by the WeChat client (the wx module), not the service"
+                    .into(),
             )),
         }
     }

@@ -1,7 +1,7 @@
-//! What the WeChat conversation methods (`crate::wx`) need of the service: the hub to talk to,
+//! What the WeChat conversation methods (the `wx` module) need of the service: the hub to talk to,
 //! a template to render, history rows for the replies sent through the hub, and the
 //! `wx.changed` event (docs/protocol.md, "WeChat conversations"). The network work itself is
-//! done by `crate::wx` outside the service lock.
+//! done by the `wx` module outside the service lock.
 
 use super::{Service, ServiceError};
 use crate::params;
