@@ -183,8 +183,8 @@ impl Engine {
         }
     }
 
-    /// Runs `f` on the engine's runtime and waits for it (the WeChat methods of the `wx` module,
-    /// reach the hub from the connection's thread this way, outside the service lock).
+    /// Runs `f` on the engine's runtime and waits for it (the `wx` module's WeChat methods
+    /// reach the hub from their thread this way, outside the service lock).
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         self.handle.block_on(f)
     }
