@@ -16,7 +16,7 @@ pub enum ConvCmd {
     /// The conversations: customer, assignee, unread, quota left and window, last message
     List {
         /// mine (assigned to you), open (nobody's) or all
-        #[arg(long, value_name = "SCOPE", default_value = "all")]
+        #[arg(long, value_name = "SCOPE", default_value = "all", value_parser = ["mine", "open", "all"])]
         scope: String,
         /// The list as JSON (wx.conversations)
         #[arg(long)]

@@ -145,7 +145,7 @@ function drawList() {
 
 /** The customer's nickname from a Sobot-style session-from, else the OpenID. @param {Conversation} c */
 function customerName(c) {
-  const nick = c.session_from?.nick ?? c.session_from?.nickname;
+  const nick = c.session_from?.nick_name;
   return typeof nick === 'string' && nick ? `${nick} (${c.openid})` : c.openid;
 }
 
@@ -293,6 +293,22 @@ function drawThread() {
     }, body, meta);
   }));
   if (atBottom || messages.length < 30) box.scrollTop = box.scrollHeight;
+  drawStates();
+}
+
+/** The reply's parts under the Send button follow their messages' states in the thread. */
+function drawStates() {
+  for (const li of /** @type {NodeListOf<HTMLElement>} */ ($('#states').querySelectorAll('li[data-message-id]'))) {
+    const m = messages.find((x) => String(x.id) === li.dataset.messageId);
+    if (!m?.state || m.state === li.dataset.state) continue;
+    li.dataset.state = m.state;
+    li.textContent = partLine(li.dataset.kind ?? m.kind, m);
+  }
+}
+
+/** `text: sent`, with WeChat's reason when it failed. @param {string} kind @param {Message} m */
+function partLine(kind, m) {
+  return `${kind}: ${t(`conv_state_${m.state}`, undefined, m.state ?? '')}${m.error ? ` (${m.error})` : ''}`;
 }
 
 // ---- assignment ---------------------------------------------------------------------------
@@ -422,9 +438,12 @@ async function send() {
     const r = await rpc.call('wx.reply', params);
     /** @type {Message[]} */
     const sent = r.messages ?? [];
-    states.replaceChildren(...sent.map((m, i) => h('li', {
-      dataset: { state: m.state ?? '', testid: 'quiver-conv-part-state', messageId: String(m.id) },
-    }, `${r.parts?.[i]?.kind ?? m.kind}: ${t(`conv_state_${m.state}`, undefined, m.state ?? '')}${m.error ? ` (${m.error})` : ''}`)));
+    states.replaceChildren(...sent.map((m, i) => {
+      const kind = r.parts?.[i]?.kind ?? m.kind;
+      return h('li', {
+        dataset: { state: m.state ?? '', testid: 'quiver-conv-part-state', messageId: String(m.id), kind },
+      }, partLine(kind, m));
+    }));
     if (!sent.some((m) => m.state === 'failed' || m.state === 'unknown')) replyKey = crypto.randomUUID();
     banner(null);
   } catch (e) {

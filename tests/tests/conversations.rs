@@ -365,6 +365,10 @@ fn agents_take_and_hand_over_and_the_cli_lists_shows_and_replies(b: Backend) {
     let me = alice.join(&h.owner_invite, h.port, false)["user_name"].clone();
     let mut bob = Member::new("conv-bob");
     bob.join(&h.invite("editor", &["team"], Some("bob")), h.port, false);
+    // the customer comes from a Sobot-style contact button: its session-from is shown
+    let entered = fake.push(json!({"appid": APPID, "from": CUSTOMER, "kind": "enter",
+        "session_from": "sobot|Ann|https://example.com/ann.png|{}"}));
+    assert_eq!(entered["verdict"], "ok", "{entered}");
     customer_says(&fake, "hello?");
     let id = until("the conversation", || {
         let l = bob.ok("wx.conversations", json!({"scope": "open"}));
@@ -443,9 +447,16 @@ fn agents_take_and_hand_over_and_the_cli_lists_shows_and_replies(b: Backend) {
     let o = bob.sb.run(&["conversations", "show", &id, "--json"]);
     let v: Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["conversation"]["id"], id.as_str());
-    assert_eq!(v["messages"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["messages"].as_array().unwrap().len(), 3, "{v}");
+    assert_eq!(v["conversation"]["session_from"]["nick_name"], "Ann", "{v}");
     let o = bob.sb.run(&["conversations", "show", &id]);
     assert!(o.stdout.contains(" in  hello?"), "{}", o.stdout);
+    assert!(
+        o.stdout
+            .contains("\nsession from: sobot|Ann|https://example.com/ann.png|{}\n"),
+        "{}",
+        o.stdout
+    );
     assert!(o.stdout.contains(" out One moment, Ann ["), "{}", o.stdout);
     // a template that does not exist: exit 1, the code named
     let o = bob.sb.run(&["conversations", "reply", &id, "nope"]);

@@ -153,8 +153,10 @@ test(`[${browser}] conversations: a customer's message appears on the page; a te
     // Send: the part's state, the reply in the thread, and WeChat's exact body.
     await page.waitForSelector('[data-testid="quiver-conv-send"]:not([disabled])', { timeout: 15_000 });
     await click(page, '[data-testid="quiver-conv-send"]');
-    await until(page, 'the part sent', () => document.querySelector('[data-testid="quiver-conv-part-state"]')?.dataset.state === 'sent'
-      || [...document.querySelectorAll('[data-testid="quiver-conv-msg"][data-dir="out"]')].some((m) => m.dataset.state === 'sent'), undefined, 30_000);
+    await until(page, 'the part sent, under the Send button', () => {
+      const states = [...document.querySelectorAll('[data-testid="quiver-conv-part-state"]')];
+      return states.length === 1 && states[0].dataset.state === 'sent' && states[0].dataset.kind === 'text';
+    }, undefined, 30_000);
     await until(page, 'the reply in the thread, sent', () => {
       const m = document.querySelector('[data-testid="quiver-conv-msg"][data-dir="out"]');
       return m?.dataset.state === 'sent' && m.querySelector('.bubble-text')?.textContent === 'Thanks Ann, your order ships today.';
