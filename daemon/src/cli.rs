@@ -86,6 +86,12 @@ enum Command {
         #[command(subcommand)]
         command: crate::team_cli::TeamCmd,
     },
+    /// The 多客服 plugin page on 127.0.0.1: enable, disable, status, url, key (docs/mcs.md)
+    #[command(arg_required_else_help = true)]
+    Mcs {
+        #[command(subcommand)]
+        command: crate::mcs::cli::McsCmd,
+    },
     /// WeChat customer-service conversations from the team hub: list, show, reply, take, assign
     /// (docs/conversations.md)
     #[command(arg_required_else_help = true)]
@@ -349,6 +355,7 @@ pub fn run(args: Vec<String>) -> ExitCode {
         Command::Unionid { command } => wire_cli::unionid_cmd(command),
         Command::Hub { command } => quiver_hub::cli::run(command),
         Command::Team { command } => crate::team_cli::run(command),
+        Command::Mcs { command } => crate::mcs::cli::run(command),
         Command::Conversations { command } => crate::conv_cli::run(command),
     }
 }

@@ -261,6 +261,13 @@ fn run(loc: &Locations) -> Result<ExitCode, DaemonError> {
                 source,
             })?,
         );
+        // the 多客服 page, served when the user turned it on (docs/mcs.md)
+        let mcs = Arc::new(crate::mcs::Mcs::new(shared.clone()));
+        mcs.start_if_enabled();
+        let side = Arc::new(Side {
+            engine: engine.clone(),
+            mcs: mcs.clone(),
+        });
         let stop_ticker = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
         let ticker = {
             let shared = shared.clone();
@@ -292,16 +299,12 @@ fn run(loc: &Locations) -> Result<ExitCode, DaemonError> {
                 what: "start the async runtime",
                 source,
             })?;
-        let served = rt.block_on(serve(
-            loc,
-            shared.clone(),
-            hub.clone(),
-            conns.clone(),
-            engine.clone(),
-        ));
+        let served = rt.block_on(serve(loc, shared.clone(), hub.clone(), conns.clone(), side));
         // close every connection so its thread ends, stop syncing, then let the service (and
         // SQLite) go
         conns.shutdown_all();
+        mcs.shutdown();
+        drop(mcs);
         engine.shutdown();
         // the engine's tasks hold the service too: let it go with them
         drop(engine);
@@ -335,7 +338,7 @@ async fn serve(
     shared: Arc<Shared>,
     hub: Arc<EventHub>,
     conns: Arc<Connections>,
-    engine: Arc<crate::sync::Engine>,
+    side: Arc<Side>,
 ) -> Result<(), DaemonError> {
     let path = loc.socket();
     match std::fs::symlink_metadata(&path) {
@@ -353,7 +356,7 @@ async fn serve(
     let ours = socket_identity(&path).ok_or_else(|| DaemonError::Vanished(path.to_path_buf()))?;
     info!("listening on {}", path.display());
 
-    let result = accept_loop(&listener, &path, ours, shared, hub, conns, engine).await;
+    let result = accept_loop(&listener, &path, ours, shared, hub, conns, side).await;
     drop(listener);
     // remove the socket only if it is still ours (not one a successor bound)
     if socket_identity(&path) == Some(ours) {
@@ -382,7 +385,7 @@ async fn accept_loop(
     shared: Arc<Shared>,
     hub: Arc<EventHub>,
     conns: Arc<Connections>,
-    engine: Arc<crate::sync::Engine>,
+    side: Arc<Side>,
 ) -> Result<(), DaemonError> {
     use tokio::signal::unix::{signal, SignalKind};
     let sig = |k: SignalKind, name: &'static str| {
@@ -473,12 +476,12 @@ async fn accept_loop(
                     continue;
                 }
                 let (shared, hub, registry) = (shared.clone(), hub.clone(), conns.clone());
-                let engine = engine.clone();
+                let side = side.clone();
                 let spawned = std::thread::Builder::new()
                     .name(format!("quiver-conn-{conn}"))
                     .spawn(move || {
                         crate::debug!("connection {conn} opened");
-                        match serve_conn(stream, &shared, &hub, &registry, conn, &engine) {
+                        match serve_conn(stream, &shared, &hub, &registry, conn, &side) {
                             Ok(()) => crate::debug!("connection {conn} closed"),
                             Err(e) => info!("connection {conn} ended: {e}"),
                         }
@@ -492,6 +495,14 @@ async fn accept_loop(
             }
         }
     }
+}
+
+/// What serves some methods outside the service lock: the sync engine (`team.*` that wait on
+/// the network) and the 多客服 page's controller (`mcs.*`).
+#[derive(Debug)]
+struct Side {
+    engine: Arc<crate::sync::Engine>,
+    mcs: Arc<crate::mcs::Mcs>,
 }
 
 /// The open connections: to close them all at shutdown, and to evict one when full.
@@ -682,7 +693,7 @@ fn serve_conn(
     hub: &EventHub,
     registry: &Connections,
     conn: u64,
-    engine: &Arc<crate::sync::Engine>,
+    side: &Side,
 ) -> std::io::Result<()> {
     let writer = Arc::new(std::sync::Mutex::new(stream.try_clone()?));
     // requests of this connection being served on threads of their own (network work)
@@ -733,7 +744,7 @@ fn serve_conn(
                             apart.fetch_add(1, Ordering::AcqRel);
                             let id = req.id.clone();
                             let (engine, writer, done) =
-                                (engine.clone(), writer.clone(), apart.clone());
+                                (side.engine.clone(), writer.clone(), apart.clone());
                             let spawned = std::thread::Builder::new()
                                 .name(format!("quiver-net-{conn}"))
                                 .spawn(move || {
@@ -765,9 +776,11 @@ fn serve_conn(
                                 }
                             }
                         } else {
-                            (serve_network(engine, &req), false)
+                            (serve_network(&side.engine, &req), false)
                         }
                     }
+                    // the 多客服 page's settings: they start and stop its server
+                    Ok(req) if crate::mcs::Mcs::handles(&req) => (side.mcs.serve(&req), false),
                     Ok(req) => {
                         let reply = shared.call(&req);
                         let ok = req.method == "hello" && reply.get("result").is_some();

@@ -83,6 +83,9 @@ pub struct Report {
     /// library lag, outbox age, digest.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub team: Vec<Check>,
+    /// The 多客服 page (docs/mcs.md): off, served, or enabled but not served (and why).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mcs: Vec<Check>,
 }
 
 /// What to check.
@@ -127,15 +130,22 @@ pub fn run(opts: &Options) -> Report {
     } else {
         Vec::new()
     };
+    let mcs = if daemon.iter().all(|c| c.ok) {
+        check_mcs()
+    } else {
+        Vec::new()
+    };
     let ok = !browsers.is_empty()
         && browsers.iter().all(|b| b.ok)
         && daemon.iter().all(|c| c.ok)
-        && team.iter().all(|c| c.ok);
+        && team.iter().all(|c| c.ok)
+        && mcs.iter().all(|c| c.ok);
     Report {
         ok,
         browsers,
         daemon,
         team,
+        mcs,
     }
 }
 
@@ -681,7 +691,61 @@ pub fn render(r: &Report) -> String {
             check(&mut out, c);
         }
     }
+    if !r.mcs.is_empty() {
+        out.push_str("\n多客服 page\n");
+        for c in &r.mcs {
+            check(&mut out, c);
+        }
+    }
     out
+}
+
+/// The 多客服 page's check (`mcs.status`).
+fn check_mcs() -> Vec<Check> {
+    let Ok(loc) = Locations::resolve(&Env::from_process()) else {
+        return Vec::new();
+    };
+    let Ok(mut c) = Client::connect(&loc, false) else {
+        return Vec::new();
+    };
+    match c.call("mcs.status", json!({})) {
+        Ok(st) => vec![mcs_check(&st)],
+        Err(e) => vec![broken(
+            "mcs",
+            format!("the daemon could not report the 多客服 page: {e}"),
+            "see the daemon's log",
+            None,
+        )],
+    }
+}
+
+/// The check of an `mcs.status`.
+pub fn mcs_check(st: &Value) -> Check {
+    let port = text(&st["port"]);
+    match (
+        st["enabled"] == true,
+        st["listen"].as_str(),
+        st["error"].as_str(),
+    ) {
+        (false, _, _) => ok(
+            "mcs",
+            format!("off (quiver mcs enable serves it on 127.0.0.1:{port})"),
+        ),
+        (true, Some(addr), _) => ok(
+            "mcs",
+            format!("serving http://{addr}/mcs/ (quiver mcs url prints the URL with its key)"),
+        ),
+        (true, None, why) => broken(
+            "mcs",
+            format!("enabled but not served: {}", why.unwrap_or("not started")),
+            format!(
+                "free port {port} (another program or another user's daemon holds it), then \
+                 quiver mcs disable && quiver mcs enable; or quiver mcs enable --port N and paste \
+                 the new URL in the MP admin"
+            ),
+            None,
+        ),
+    }
 }
 
 /// An outbox row older than this is worth a warning (the hub has been away that long).

@@ -12,7 +12,8 @@
 //! conversations: the hub's agent API, replies rendered here, the `wx.*` methods), `conv_cli`
 //! (`quiver conversations`), `spawn` (starting the
 //! daemon and waiting until it serves, for every starter), `client` (the CLI's connection to
-//! the daemon), `doctor` (follows the chain browser -> manifest -> host -> daemon), `daemon`
+//! the daemon), `mcs` (the 多客服 plugin page's loopback HTTP server, off by default),
+//! `doctor` (follows the chain browser -> manifest -> host -> daemon), `daemon`
 //! (socket server, single instance, signals, events), `host` (browser <-> daemon relay), `args`
 //! (command options and output), `wire_cli` (`render`, `session-from`, `unionid`), `cli`
 //! (argument dispatch and the user commands), `winpipe` (the Windows transport design,
@@ -28,6 +29,7 @@ pub mod doctor;
 pub mod host;
 pub mod install;
 pub mod log;
+pub mod mcs;
 /// The logging macros (`crate::info!`, ...): `tracing`'s, set up by [`log::init`].
 pub use tracing::{debug, error, info, warn};
 pub mod conv_cli;

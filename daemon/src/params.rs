@@ -64,6 +64,9 @@ pub const METHODS: &[&str] = &[
     "team.sync",
     "team.proposals",
     "team.review",
+    "mcs.status",
+    "mcs.set",
+    "mcs.notice",
     "wx.conversations",
     "wx.conversation",
     "wx.messages",
@@ -144,8 +147,54 @@ pub enum Call {
     TeamReview(TeamReviewParams),
     /// Wait at most this many ms.
     TeamSync(u64),
+    /// `mcs.*`: the 多客服 page's settings and notes, served by the daemon's `mcs` controller
+    /// (it starts and stops the page's HTTP server), not under the service lock.
+    McsStatus,
+    McsSet(McsSetParams),
+    McsNotice(String),
     /// (1.6) A WeChat conversation method: served by the `wx` module, outside the service lock.
     Wx(WxCall),
+}
+
+/// The lowest port `mcs.set` accepts (below it, binding needs privileges).
+pub const MCS_MIN_PORT: u16 = 1024;
+/// The longest text `mcs.notice` accepts, in bytes.
+pub const MCS_MAX_NOTICE: usize = 1000;
+
+/// `mcs.set` params, checked: what to change (absent: unchanged).
+#[derive(Debug, Clone, Default)]
+pub struct McsSetParams {
+    pub enabled: Option<bool>,
+    pub port: Option<u16>,
+    pub key: Option<String>,
+}
+
+/// `mcs.set` params as sent.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct McsSetRaw {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    port: Option<u64>,
+    #[serde(default)]
+    key: Option<String>,
+}
+
+/// `mcs.notice` params.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct McsNoticeParams {
+    text: String,
+}
+
+/// Whether `key` may be the 多客服 page's key: 16 to 128 characters from `A-Z a-z 0-9 - _`
+/// (it travels in a URL unescaped).
+pub fn mcs_key_ok(key: &str) -> bool {
+    (16..=128).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// (1.6) A checked `wx.*` request (docs/protocol.md, "WeChat conversations").
@@ -721,6 +770,47 @@ pub fn parse(req: &Request) -> Result<Call, ErrorBody> {
             let p: RuleResetParams = proto::params(req)?;
             Call::MeterRulesReset(platform(m, &p.platform)?)
         }
+        "mcs.status" => {
+            no_params(req)?;
+            Call::McsStatus
+        }
+        "mcs.set" => {
+            let p: McsSetRaw = proto::params(req)?;
+            let port = match p.port {
+                None => None,
+                Some(port) if port < u64::from(MCS_MIN_PORT) => {
+                    return Err(invalid(format!(
+                        "mcs.set: `port` {port} is below {MCS_MIN_PORT} (choose 1024 to 65535)"
+                    )))
+                }
+                Some(port) => Some(u16::try_from(port).map_err(|_| {
+                    invalid(format!(
+                        "mcs.set: `port` {port} is above 65535 (choose 1024 to 65535)"
+                    ))
+                })?),
+            };
+            if let Some(k) = &p.key {
+                if !mcs_key_ok(k) {
+                    return Err(invalid(
+                        "mcs.set: `key` must be 16 to 128 characters from A-Z, a-z, 0-9, - and _",
+                    ));
+                }
+            }
+            Call::McsSet(McsSetParams {
+                enabled: p.enabled,
+                port,
+                key: p.key,
+            })
+        }
+        "mcs.notice" => {
+            let p: McsNoticeParams = proto::params(req)?;
+            if p.text.len() > MCS_MAX_NOTICE {
+                return Err(invalid(format!(
+                    "mcs.notice: `text` is longer than {MCS_MAX_NOTICE} bytes"
+                )));
+            }
+            Call::McsNotice(p.text)
+        }
         "doctor" => {
             let p: DoctorParams = proto::params(req)?;
             Call::Doctor(
@@ -1086,6 +1176,39 @@ mod tests {
         for bad in ["", "c1", "c1z0", "c1abc", "x1aa", "c1ff"] {
             assert_eq!(decode_cursor(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn mcs_params_are_checked() {
+        assert!(matches!(
+            parse(&req("mcs.status", json!({}))),
+            Ok(Call::McsStatus)
+        ));
+        let Ok(Call::McsSet(p)) = parse(&req("mcs.set", json!({"enabled": true, "port": 47321})))
+        else {
+            panic!("mcs.set")
+        };
+        assert_eq!((p.enabled, p.port, p.key), (Some(true), Some(47321), None));
+        for (bad, says) in [
+            (json!({"port": 80}), "below 1024"),
+            (json!({"port": 70000}), "above 65535"),
+            (json!({"key": "short"}), "16 to 128"),
+            (json!({"key": "has space in it 0123456789"}), "16 to 128"),
+            (json!({"key": "ü".repeat(20)}), "16 to 128"),
+            (json!({"enabled": "yes"}), "boolean"),
+        ] {
+            let e = parse(&req("mcs.set", bad.clone())).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidParams, "{bad}");
+            assert!(e.message.contains(says), "{bad}: {}", e.message);
+        }
+        assert!(mcs_key_ok("Team-Key_0123456789abcdef"));
+        assert!(!mcs_key_ok(&"a".repeat(129)));
+        let e = parse(&req("mcs.notice", json!({"text": "x".repeat(1001)}))).unwrap_err();
+        assert!(e.message.contains("1000"), "{}", e.message);
+        assert!(matches!(
+            parse(&req("mcs.notice", json!({"text": "hi"}))),
+            Ok(Call::McsNotice(t)) if t == "hi"
+        ));
     }
 
     #[test]

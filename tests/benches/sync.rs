@@ -128,10 +128,12 @@ fn initial_sync(backend: Backend, size: usize) {
     let j = a.join(&h.owner_invite, h.port, false);
     let lib = j["libraries"][0]["id"].as_str().unwrap().to_string();
     let t0 = Instant::now();
-    let session = format!("bench-{}", std::process::id());
+    // An import session holds at most 64 MiB: one session (one commit) per 20,000 templates.
     let mut start = 0;
     while start < size {
         let end = (start + 500).min(size);
+        let session = format!("bench-{}-{}", std::process::id(), start / 20_000);
+        let last = end == size || end % 20_000 == 0;
         let batch: Vec<serde_json::Value> = (start..end)
             .map(|i| {
                 serde_json::json!({"id": format!("t{i:06}"), "title": format!("Template {i}"),
@@ -141,7 +143,7 @@ fn initial_sync(backend: Backend, size: usize) {
             .collect();
         a.ok(
             "templates.import",
-            serde_json::json!({"library": lib, "templates": batch, "session": session, "last": end == size}),
+            serde_json::json!({"library": lib, "templates": batch, "session": session, "last": last}),
         );
         start = end;
     }
@@ -217,9 +219,12 @@ fn main() {
         if b == Backend::Pg && !backend_ready(b, "bench") {
             continue;
         }
-        visible(b, n);
-        if b == Backend::Pg {
-            two_hubs(n);
+        // QUIVER_BENCH_N=0 runs only the initial sync.
+        if n > 0 {
+            visible(b, n);
+            if b == Backend::Pg {
+                two_hubs(n);
+            }
         }
         if initial > 0 {
             initial_sync(b, initial);

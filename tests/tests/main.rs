@@ -9,6 +9,7 @@ mod host;
 mod house;
 mod hub;
 mod library;
+mod mcs;
 mod send;
 mod team;
 mod wire_cli;

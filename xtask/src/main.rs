@@ -5,7 +5,8 @@
 //! - `build-extension [--dev]`: only the extension (`--dev`: also the development build
 //!   `target/extension-dev/`, with the demo hosts; `build`, `test` and `run` make both)
 //! - `test`: deps, build, a private PostgreSQL on 127.0.0.1 for the hub's tests (`QUIVER_TEST_PG_URL`),
-//!   `cargo test --workspace`, extension unit tests, `tsc --noEmit`, `web-ext lint`, e2e in Chromium then Firefox
+//!   `cargo test --workspace`, extension unit tests, `tsc --noEmit`, `es-check` (the 多客服 page's
+//!   ES5), `web-ext lint`, e2e in Chromium then Firefox
 //! - `pg`: the tests' private PostgreSQL until stdin ends (prints `export QUIVER_TEST_PG_URL=...`)
 //! - `run [--browser chromium|firefox] [--headless]`: deps, build, the demo workspace in a browser
 
@@ -33,7 +34,8 @@ commands:
                        build only the extension (target/extension/); --dev also the development
                        build with the demo hosts (target/extension-dev/, used by run and the e2e suite)
   test                 deps, build, cargo test (with a private PostgreSQL for the hub's tests), extension
-                       unit tests, tsc, web-ext lint, e2e suite in Chromium and Firefox
+                       unit tests, tsc, es-check (the 多客服 page), web-ext lint, e2e suite in Chromium
+                       and Firefox
   pg                   start a private PostgreSQL on 127.0.0.1, print its QUIVER_TEST_PG_URL, stop it
                        when stdin ends (for running the hub's tests by hand)
   run [--browser chromium|firefox] [--headless]
@@ -223,6 +225,13 @@ fn test() -> ExitCode {
     } else {
         skip(&mut steps, "tsc --noEmit", "the extension was not built");
     }
+    if deps_ok {
+        step(&mut steps, "es-check (多客服 page)", |s| {
+            es_check(s, &root)
+        });
+    } else {
+        skip(&mut steps, "es-check (多客服 page)", "deps failed");
+    }
     if ext_ok {
         step(&mut steps, "web-ext lint", |s| web_ext_lint(s, &root));
     } else {
@@ -333,6 +342,27 @@ fn tsc(s: &mut Step, root: &Path) -> Result {
     }
     s.passed += 1;
     s.detail = "0 errors".into();
+    Ok(())
+}
+
+/// The 多客服 page's script must be plain ES5 (the PC client embeds an old Internet Explorer, and
+/// no IE runs here): `es-check es5 --checkFeatures` on daemon/assets/mcs/*.js, which refuses ES2015+
+/// syntax and features such as `Promise`.
+fn es_check(s: &mut Step, root: &Path) -> Result {
+    let bin = root.join("tests/e2e/node_modules/.bin/es-check");
+    let mut cmd = Command::new(&bin);
+    cmd.args(["es5", "--checkFeatures"])
+        .arg(root.join("daemon/assets/mcs/mcs.js"));
+    eprintln!("{}", util::show(&cmd));
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    if !status.success() {
+        s.failed += 1;
+        return Err("es-check: daemon/assets/mcs/mcs.js is not plain ES5".into());
+    }
+    s.passed += 1;
+    s.detail = "ES5".into();
     Ok(())
 }
 

@@ -64,6 +64,7 @@ const CAPABILITIES: &[&str] = &[
     "events",
     "chunks",
     "team",
+    "mcs",
     "wx",
 ];
 
@@ -341,6 +342,9 @@ impl Service {
             Call::TeamConflicts(library) => self.team_conflicts(library.as_deref()),
             Call::TeamResolve(p) => self.team_resolve(*p, now),
             Call::TeamLeave(p) => self.team_leave(p, now),
+            Call::McsStatus | Call::McsSet(_) | Call::McsNotice(_) => Err(ServiceError::Internal(
+                "mcs.* is served by the 多客服 page's controller, not the service".into(),
+            )),
             Call::TeamStatus(_)
             | Call::TeamJoin(_)
             | Call::TeamSync(_)
@@ -373,6 +377,16 @@ impl Service {
             }
             keep
         });
+    }
+
+    /// A setting another part of the daemon keeps (the 多客服 page's `mcs`), as JSON text.
+    pub fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.store.setting(key)
+    }
+
+    /// Writes such a setting (JSON text).
+    pub fn set_setting(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.store.set_setting(key, value)
     }
 
     /// Deletes history older than the retention and user actions no rule looks at any more.

@@ -27,7 +27,7 @@ use crate::store::{HubRow, LibraryRow};
 use crate::{debug, info, warn};
 use client::{HubClient, HubError};
 use quiver_shared::proto::{self, ErrorBody};
-use quiver_shared::sync::wire::{Poke, PushRequest};
+use quiver_shared::sync::wire::{Change, ChangesPage, Poke, PushRequest};
 use quiver_shared::sync::{MAX_PAGE, MAX_PUSH};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -831,6 +831,9 @@ async fn sync_library(
 /// Pulls `lib` until caught up. `Ok(false)`: the library was purged.
 async fn pull(ctx: &Ctx, client: &HubClient, lib: &str) -> Result<bool, HubError> {
     let mut resets = 0;
+    // The next page, asked for while the last one was being applied: (its epoch, its cursor,
+    // the answer). Used only if the cursor is where that page starts.
+    let mut ahead: Option<(String, i64, Result<ChangesPage, HubError>)> = None;
     loop {
         let l = lib.to_string();
         let row = ctx.dbr(move |svc, _| svc.team_library_row(&l)).await?;
@@ -838,13 +841,19 @@ async fn pull(ctx: &Ctx, client: &HubClient, lib: &str) -> Result<bool, HubError
             return Ok(false);
         };
         let epoch = row.epoch.clone().unwrap_or_default();
-        let t = Instant::now();
-        let got = client.changes(lib, &epoch, row.last_seq, MAX_PAGE).await;
-        debug!(
-            "library {lib}: page after {} in {:?}",
-            row.last_seq,
-            t.elapsed()
-        );
+        let got = match ahead.take() {
+            Some((e, after, got)) if e == epoch && after == row.last_seq => got,
+            _ => {
+                let t = Instant::now();
+                let got = client.changes(lib, &epoch, row.last_seq, MAX_PAGE).await;
+                debug!(
+                    "library {lib}: page after {} in {:?}",
+                    row.last_seq,
+                    t.elapsed()
+                );
+                got
+            }
+        };
         match got {
             Ok(page) if page.epoch != epoch && !epoch.is_empty() => {
                 resets += 1;
@@ -853,10 +862,28 @@ async fn pull(ctx: &Ctx, client: &HubClient, lib: &str) -> Result<bool, HubError
             Ok(page) => {
                 let more = page.more;
                 let changed = !page.changes.is_empty();
+                // A page that says more follows: the next one is asked for while this one is
+                // applied (the hub's read and the local commit overlap).
+                let next = page
+                    .changes
+                    .iter()
+                    .map(Change::seq)
+                    .max()
+                    .filter(|_| more)
+                    .map(|after| (page.epoch.clone(), after));
                 let l = lib.to_string();
-                let applied = ctx
-                    .dbr(move |svc, now| svc.team_apply(&l, &page, now))
-                    .await?;
+                let apply = ctx.dbr(move |svc, now| svc.team_apply(&l, &page, now));
+                let (applied, fetched) = match &next {
+                    Some((e, after)) => {
+                        let (a, f) = tokio::join!(apply, client.changes(lib, e, *after, MAX_PAGE));
+                        (a, Some(f))
+                    }
+                    None => (apply.await, None),
+                };
+                if let (Some((e, after)), Some(f)) = (next, fetched) {
+                    ahead = Some((e, after, f));
+                }
+                let applied = applied?;
                 if applied.purged {
                     return Ok(false);
                 }

@@ -55,7 +55,13 @@ pub struct Wx {
     uploads: Mutex<HashMap<(String, String), Flight>>,
     /// Conversations whose sender runs in this process; `true`: kicked again while running.
     senders: Mutex<HashMap<String, bool>>,
+    /// Apps as read for pushes, for [`APP_CACHE`] (a push then needs no read transaction).
+    apps: Mutex<HashMap<String, (std::time::Instant, App)>>,
 }
+
+/// How long a push uses an app's settings as read (`quiver hub wx` changes reach pushes within
+/// this).
+pub const APP_CACHE: Duration = Duration::from_secs(1);
 
 /// An advisory-lock key for a name (PostgreSQL; shared by every hub process).
 fn lock_key(kind: &str, name: &str) -> i64 {
@@ -83,7 +89,34 @@ impl Wx {
             tokens: Mutex::new(HashMap::new()),
             uploads: Mutex::new(HashMap::new()),
             senders: Mutex::new(HashMap::new()),
+            apps: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The app a push names (read at most every [`APP_CACHE`]; an unknown name is never cached).
+    pub async fn push_app(&self, name: &str) -> Result<Option<App>> {
+        if let Some((at, a)) = self
+            .apps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
+            if at.elapsed() < APP_CACHE {
+                return Ok(Some(a.clone()));
+            }
+        }
+        let n = name.to_string();
+        let got = run!(&self.db, read, |tx| ops::get_app(tx, &n))?;
+        let mut m = self.apps.lock().unwrap_or_else(|e| e.into_inner());
+        match &got {
+            Some(a) => {
+                m.insert(name.to_string(), (std::time::Instant::now(), a.clone()));
+            }
+            None => {
+                m.remove(name);
+            }
+        }
+        Ok(got)
     }
 
     async fn cross_lock(&self, kind: &str, name: &str) -> Result<CrossLock> {

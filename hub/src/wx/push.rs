@@ -54,8 +54,7 @@ pub async fn handle(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
-    let n = name.clone();
-    let app = match run!(&wx.db, read, |tx| ops::get_app(tx, &n)) {
+    let app = match wx.push_app(&name).await {
         Ok(Some(a)) => a,
         Ok(None) => return text(StatusCode::NOT_FOUND, "no such mini program\n"),
         Err(e) => return text(StatusCode::SERVICE_UNAVAILABLE, format!("{}\n", e.message)),

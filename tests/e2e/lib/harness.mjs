@@ -42,7 +42,7 @@ export const BROWSERS = {
 };
 
 /** Flags for a quiet headless Chromium as root on a closed network (toolchain.md §2). */
-const CHROMIUM_ARGS = [
+export const CHROMIUM_ARGS = [
   // Chromium refuses to run as root with its sandbox; a normal user keeps it.
   ...(process.getuid?.() === 0 ? ['--no-sandbox'] : []),
   '--disable-gpu',
@@ -54,7 +54,7 @@ const CHROMIUM_ARGS = [
 ];
 
 /** Firefox prefs: exact timers in pages, no network chatter, no first-run pages. */
-const FIREFOX_PREFS = {
+export const FIREFOX_PREFS = {
   'privacy.reduceTimerPrecision': false,
   'app.update.enabled': false,
   'browser.shell.checkDefaultBrowser': false,
