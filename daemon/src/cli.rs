@@ -92,6 +92,13 @@ enum Command {
         #[command(subcommand)]
         command: crate::mcs::cli::McsCmd,
     },
+    /// WeChat customer-service conversations from the team hub: list, show, reply, take, assign
+    /// (docs/conversations.md)
+    #[command(arg_required_else_help = true)]
+    Conversations {
+        #[command(subcommand)]
+        command: crate::conv_cli::ConvCmd,
+    },
     /// Run and administer a team-sync hub (docs/sync.md)
     #[command(arg_required_else_help = true)]
     Hub {
@@ -349,6 +356,7 @@ pub fn run(args: Vec<String>) -> ExitCode {
         Command::Hub { command } => quiver_hub::cli::run(command),
         Command::Team { command } => crate::team_cli::run(command),
         Command::Mcs { command } => crate::mcs::cli::run(command),
+        Command::Conversations { command } => crate::conv_cli::run(command),
     }
 }
 

@@ -674,6 +674,16 @@ impl EventHub {
     }
 }
 
+/// A request that waits on the network: the WeChat conversation methods (`crate::wx`) or the
+/// sync engine's.
+fn serve_network(engine: &crate::sync::Engine, req: &proto::Request) -> Value {
+    if req.method.starts_with("wx.") {
+        crate::wx::serve(engine, req)
+    } else {
+        engine.serve(req)
+    }
+}
+
 /// Serves one connection: each frame in, one frame out, in order, except the requests that wait
 /// on the network, whose replies come when ready. Once the connection has said `hello`, events
 /// are written to it too, between replies.
@@ -725,8 +735,11 @@ fn serve_conn(
                     // Work that waits on the network (the team hub) runs outside the service
                     // lock and beside this connection's other requests: a `team.sync` waiting
                     // for an unreachable hub must not hold up a send. Its reply comes when it is
-                    // ready (replies are matched by id). Past MAX_APART at once, inline.
-                    Ok(req) if crate::sync::Engine::handles(&req) => {
+                    // ready (replies are matched by id). Past MAX_APART at once, inline. The
+                    // WeChat conversation methods (`wx.*`, the hub's agent API) too.
+                    Ok(req)
+                        if crate::sync::Engine::handles(&req) || req.method.starts_with("wx.") =>
+                    {
                         if apart.load(Ordering::Acquire) < MAX_APART {
                             apart.fetch_add(1, Ordering::AcqRel);
                             let id = req.id.clone();
@@ -735,7 +748,7 @@ fn serve_conn(
                             let spawned = std::thread::Builder::new()
                                 .name(format!("quiver-net-{conn}"))
                                 .spawn(move || {
-                                    let frame = encode_reply(&engine.serve(&req));
+                                    let frame = encode_reply(&serve_network(&engine, &req));
                                     // a closed connection: nobody is left to tell
                                     if let Ok(mut w) = writer.lock() {
                                         let _ = w.write_all(&frame);
@@ -763,7 +776,7 @@ fn serve_conn(
                                 }
                             }
                         } else {
-                            (side.engine.serve(&req), false)
+                            (serve_network(&side.engine, &req), false)
                         }
                     }
                     // the 多客服 page's settings: they start and stop its server

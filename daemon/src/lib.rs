@@ -8,7 +8,9 @@
 //! module touching rusqlite), `install` (host manifests for every browser), `params` (every
 //! request checked into a typed call, no IO), `service` (the protocol methods by area:
 //! `library`, `import`, `send`, `meter`, `history`, `team`; the search index), `sync` (the team
-//! sync engine: the hub client, pinned TLS, invites, the event stream), `spawn` (starting the
+//! sync engine: the hub client, pinned TLS, invites, the event stream), `wx` (WeChat
+//! conversations: the hub's agent API, replies rendered here, the `wx.*` methods), `conv_cli`
+//! (`quiver conversations`), `spawn` (starting the
 //! daemon and waiting until it serves, for every starter), `client` (the CLI's connection to
 //! the daemon), `mcs` (the 多客服 plugin page's loopback HTTP server, off by default),
 //! `doctor` (follows the chain browser -> manifest -> host -> daemon), `daemon`
@@ -30,6 +32,7 @@ pub mod log;
 pub mod mcs;
 /// The logging macros (`crate::info!`, ...): `tracing`'s, set up by [`log::init`].
 pub use tracing::{debug, error, info, warn};
+pub mod conv_cli;
 pub mod params;
 pub mod paths;
 pub mod service;
@@ -41,3 +44,4 @@ pub mod team_cli;
 #[cfg(windows)]
 pub mod winpipe;
 pub mod wire_cli;
+pub mod wx;

@@ -67,6 +67,17 @@ pub const METHODS: &[&str] = &[
     "mcs.status",
     "mcs.set",
     "mcs.notice",
+    "wx.conversations",
+    "wx.conversation",
+    "wx.messages",
+    "wx.take",
+    "wx.assign",
+    "wx.read",
+    "wx.typing",
+    "wx.transfer",
+    "wx.preview",
+    "wx.reply",
+    "wx.blob",
 ];
 
 /// The personal library's id, the default of every `library` param.
@@ -141,6 +152,8 @@ pub enum Call {
     McsStatus,
     McsSet(McsSetParams),
     McsNotice(String),
+    /// (1.6) A WeChat conversation method: served by the `wx` module, outside the service lock.
+    Wx(WxCall),
 }
 
 /// The lowest port `mcs.set` accepts (below it, binding needs privileges).
@@ -182,6 +195,293 @@ pub fn mcs_key_ok(key: &str) -> bool {
         && key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// (1.6) A checked `wx.*` request (docs/protocol.md, "WeChat conversations").
+#[derive(Debug, Clone, PartialEq)]
+pub enum WxCall {
+    Conversations {
+        scope: String,
+    },
+    Conversation {
+        id: String,
+    },
+    Messages {
+        id: String,
+        after: u64,
+        limit: usize,
+    },
+    Take {
+        id: String,
+        force: bool,
+    },
+    Assign {
+        id: String,
+        to: Option<String>,
+    },
+    Read {
+        id: String,
+        up_to: u64,
+    },
+    Typing {
+        id: String,
+        on: bool,
+    },
+    Transfer {
+        id: String,
+    },
+    Preview(WxTemplateParams),
+    Reply(WxTemplateParams),
+    Blob {
+        sha256: String,
+    },
+}
+
+/// The template part of `wx.preview` and `wx.reply`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct WxTemplateParams {
+    pub id: String,
+    pub template: String,
+    pub library: String,
+    pub values: std::collections::BTreeMap<String, String>,
+    /// `wx.reply` only.
+    pub idempotency_key: String,
+    /// `wx.reply` only: the last customer message the agent saw (default: the conversation's).
+    pub seen_inbound_id: Option<u64>,
+}
+
+/// The params of every `wx.*` method (each takes its own subset; the others are refused).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WxParams {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    after: Option<u64>,
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    force: Option<bool>,
+    #[serde(default, deserialize_with = "some_or_null")]
+    to: Option<Option<String>>,
+    #[serde(default)]
+    up_to: Option<u64>,
+    #[serde(default)]
+    on: Option<bool>,
+    #[serde(default)]
+    template: Option<String>,
+    #[serde(default)]
+    library: Option<String>,
+    #[serde(default)]
+    values: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+    #[serde(default)]
+    seen_inbound_id: Option<u64>,
+    #[serde(default)]
+    sha256: Option<String>,
+}
+
+/// `Some(None)` for an explicit `null` (so `to: null` differs from no `to`).
+fn some_or_null<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Ok(Some(serde::Deserialize::deserialize(d)?))
+}
+
+/// At most this many values in `wx.preview` and `wx.reply`.
+pub const MAX_WX_VALUES: usize = 200;
+
+/// A conversation id as the hub makes them (a UUID): letters, digits, `-`, `_`, `.`; it goes
+/// into the hub's URL paths.
+fn wx_id(m: &str, v: Option<String>) -> Result<String, ErrorBody> {
+    let id = v.ok_or_else(|| invalid(format!("{m}: `id` (the conversation) is required")))?;
+    if id.is_empty()
+        || id.len() > 128
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        || id.starts_with('.')
+    {
+        return Err(invalid(format!(
+            "{m}: `id` {:?} is not a conversation id (letters, digits, -, _ and ., at most 128)",
+            truncate(&id, 100)
+        )));
+    }
+    Ok(id)
+}
+
+/// Parses a `wx.*` request: each method takes the fields it names, no others.
+fn parse_wx(m: &str, req: &Request) -> Result<WxCall, ErrorBody> {
+    let allowed: &[&str] = match m {
+        "wx.conversations" => &["scope"],
+        "wx.conversation" | "wx.transfer" => &["id"],
+        "wx.messages" => &["id", "after", "limit"],
+        "wx.take" => &["id", "force"],
+        "wx.assign" => &["id", "to"],
+        "wx.read" => &["id", "up_to"],
+        "wx.typing" => &["id", "on"],
+        "wx.preview" => &["id", "template", "library", "values"],
+        "wx.reply" => &[
+            "id",
+            "template",
+            "library",
+            "values",
+            "idempotency_key",
+            "seen_inbound_id",
+        ],
+        "wx.blob" => &["sha256"],
+        _ => &[],
+    };
+    if let Some(k) = req.params.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(invalid(format!(
+            "{m}: unknown field `{}` (it takes {})",
+            truncate(k, 100),
+            allowed.join(", ")
+        )));
+    }
+    match req.params.get("values") {
+        None | Some(serde_json::Value::Object(_)) | Some(serde_json::Value::Null) => {}
+        Some(_) => {
+            return Err(invalid(format!(
+                "{m}: `values` must be an object of variable names to strings"
+            )))
+        }
+    }
+    if let Some(serde_json::Value::Object(vals)) = req.params.get("values") {
+        if let Some((k, _)) = vals.iter().find(|(_, v)| !v.is_string()) {
+            return Err(invalid(format!(
+                "{m}: `values.{}` must be a string",
+                truncate(k, 100)
+            )));
+        }
+    }
+    let p: WxParams = proto::params(req)?;
+    let need = |v: Option<bool>, f: &str| {
+        v.ok_or_else(|| invalid(format!("{m}: `{f}` (true or false) is required")))
+    };
+    Ok(match m {
+        "wx.conversations" => {
+            let scope = p.scope.unwrap_or_else(|| "all".into());
+            if !matches!(scope.as_str(), "mine" | "open" | "all") {
+                return Err(invalid(format!(
+                    "{m}: `scope` is mine, open or all, not {:?}",
+                    truncate(&scope, 100)
+                )));
+            }
+            WxCall::Conversations { scope }
+        }
+        "wx.conversation" => WxCall::Conversation {
+            id: wx_id(m, p.id)?,
+        },
+        "wx.transfer" => WxCall::Transfer {
+            id: wx_id(m, p.id)?,
+        },
+        "wx.messages" => WxCall::Messages {
+            id: wx_id(m, p.id)?,
+            after: p.after.unwrap_or(0),
+            limit: page_limit(m, p.limit)?,
+        },
+        "wx.take" => WxCall::Take {
+            id: wx_id(m, p.id)?,
+            force: p.force.unwrap_or(false),
+        },
+        "wx.assign" => {
+            let id = wx_id(m, p.id)?;
+            let to = p.to.ok_or_else(|| {
+                invalid(format!(
+                    "{m}: `to` is required: a user name, or null to release the conversation"
+                ))
+            })?;
+            if let Some(u) = &to {
+                check_field(m, "to", u, true)?;
+            }
+            WxCall::Assign { id, to }
+        }
+        "wx.read" => WxCall::Read {
+            id: wx_id(m, p.id)?,
+            up_to: p
+                .up_to
+                .ok_or_else(|| invalid(format!("{m}: `up_to` (a message id) is required")))?,
+        },
+        "wx.typing" => WxCall::Typing {
+            id: wx_id(m, p.id)?,
+            on: need(p.on, "on")?,
+        },
+        "wx.preview" | "wx.reply" => {
+            let id = wx_id(m, p.id)?;
+            let template = p
+                .template
+                .ok_or_else(|| invalid(format!("{m}: `template` (its id) is required")))?;
+            check_field(m, "template", &template, true)?;
+            let library = one_library(m, p.library)?;
+            let values = p.values.unwrap_or_default();
+            if values.len() > MAX_WX_VALUES {
+                return Err(invalid(format!(
+                    "{m}: `values` has {} entries, more than {MAX_WX_VALUES}",
+                    values.len()
+                )));
+            }
+            for (k, v) in &values {
+                check_field(m, "values", k, true)?;
+                if v.len() > MAX_PAYLOAD {
+                    return Err(invalid(format!(
+                        "{m}: `values.{}` is longer than {MAX_PAYLOAD} bytes",
+                        truncate(k, 100)
+                    )));
+                }
+            }
+            let mut t = WxTemplateParams {
+                id,
+                template,
+                library,
+                values,
+                idempotency_key: String::new(),
+                seen_inbound_id: p.seen_inbound_id,
+            };
+            if m == "wx.reply" {
+                let key = p.idempotency_key.ok_or_else(|| {
+                    invalid(format!(
+                        "{m}: `idempotency_key` is required (the same key again never sends twice)"
+                    ))
+                })?;
+                check_field(m, "idempotency_key", &key, true)?;
+                if key.len() > 200 {
+                    return Err(invalid(format!(
+                        "{m}: `idempotency_key` is longer than 200 bytes"
+                    )));
+                }
+                t.idempotency_key = key;
+                WxCall::Reply(t)
+            } else {
+                WxCall::Preview(t)
+            }
+        }
+        "wx.blob" => {
+            let sha = p
+                .sha256
+                .ok_or_else(|| invalid(format!("{m}: `sha256` is required")))?;
+            let hex = sha
+                .strip_prefix("sha256:")
+                .unwrap_or(&sha)
+                .to_ascii_lowercase();
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid(format!(
+                    "{m}: `sha256` must be 64 hex digits (or sha256:HEX), not {:?}",
+                    truncate(&sha, 100)
+                )));
+            }
+            WxCall::Blob { sha256: hex }
+        }
+        other => {
+            return Err(ErrorBody::new(
+                ErrorCode::UnknownMethod,
+                format!("unknown method {:?}", truncate(other, 100)),
+            ))
+        }
+    })
 }
 
 /// `templates.facets` params.
@@ -622,6 +922,7 @@ pub fn parse(req: &Request) -> Result<Call, ErrorBody> {
             }
             Call::TeamSync(w)
         }
+        m if m.starts_with("wx.") && METHODS.contains(&m) => Call::Wx(parse_wx(m, req)?),
         other => {
             return Err(ErrorBody::new(
                 ErrorCode::UnknownMethod,
@@ -774,6 +1075,97 @@ mod tests {
         let e = parse(&req(method, params)).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidParams, "{e:?}");
         e.message
+    }
+
+    #[test]
+    fn wx_params_are_checked_and_named() {
+        let ok = |m: &str, p: Value| match parse(&req(m, p)) {
+            Ok(Call::Wx(c)) => c,
+            other => panic!("{m}: {other:?}"),
+        };
+        assert_eq!(
+            ok("wx.conversations", json!({})),
+            WxCall::Conversations {
+                scope: "all".into()
+            }
+        );
+        assert!(err("wx.conversations", json!({"scope": "others"})).contains("mine, open or all"));
+        assert_eq!(
+            ok("wx.messages", json!({"id": "c-1", "after": 7})),
+            WxCall::Messages {
+                id: "c-1".into(),
+                after: 7,
+                limit: 100
+            }
+        );
+        // ids go into the hub's paths: only id characters
+        for bad in ["", "../v1/me", "a/b", "a?x=1", ".hidden", "x y"] {
+            assert!(
+                err("wx.take", json!({"id": bad})).contains("not a conversation id"),
+                "{bad}"
+            );
+        }
+        assert!(err("wx.take", json!({})).contains("`id`"));
+        // a field another wx method takes is refused by name
+        assert!(err("wx.read", json!({"id": "c", "up_to": 1, "on": true}))
+            .contains("unknown field `on`"));
+        assert!(err("wx.read", json!({"id": "c"})).contains("`up_to`"));
+        assert!(err("wx.typing", json!({"id": "c"})).contains("`on`"));
+        // assign: a user, or an explicit null; nothing is an error
+        assert_eq!(
+            ok("wx.assign", json!({"id": "c", "to": null})),
+            WxCall::Assign {
+                id: "c".into(),
+                to: None
+            }
+        );
+        assert_eq!(
+            ok("wx.assign", json!({"id": "c", "to": "bob"})),
+            WxCall::Assign {
+                id: "c".into(),
+                to: Some("bob".into())
+            }
+        );
+        assert!(err("wx.assign", json!({"id": "c"})).contains("null to release"));
+        // replies need a key; previews take none
+        assert!(err("wx.reply", json!({"id": "c", "template": "t"})).contains("idempotency_key"));
+        assert!(err(
+            "wx.preview",
+            json!({"id": "c", "template": "t", "idempotency_key": "k"})
+        )
+        .contains("unknown field `idempotency_key`"));
+        match ok(
+            "wx.reply",
+            json!({"id": "c", "template": "t", "idempotency_key": "k", "values": {"a.b": "1"}}),
+        ) {
+            WxCall::Reply(p) => {
+                assert_eq!(
+                    (p.library.as_str(), p.idempotency_key.as_str()),
+                    ("local", "k")
+                );
+                assert_eq!(p.values.get("a.b").map(String::as_str), Some("1"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(err(
+            "wx.reply",
+            json!({"id": "c", "template": "t", "idempotency_key": "k".repeat(201)})
+        )
+        .contains("longer than 200"));
+        assert!(err(
+            "wx.preview",
+            json!({"id": "c", "template": "t", "values": {"n": 1}})
+        )
+        .contains("values"));
+        // blobs: 64 hex digits, with or without the sha256: prefix
+        let h = "AB".repeat(32);
+        assert_eq!(
+            ok("wx.blob", json!({"sha256": format!("sha256:{h}")})),
+            WxCall::Blob {
+                sha256: h.to_ascii_lowercase()
+            }
+        );
+        assert!(err("wx.blob", json!({"sha256": "../x"})).contains("64 hex digits"));
     }
 
     #[test]

@@ -1188,6 +1188,18 @@ impl Store {
             .ctx(|| format!("{}: reading send {id}", self.at()))
     }
 
+    /// The history row with `key` (a WeChat reply's part).
+    pub fn send_by_key(&self, key: &str) -> Result<Option<SendRow>> {
+        self.conn
+            .query_row(
+                &format!("SELECT {SEND_COLUMNS} FROM history WHERE idempotency_key = ?1"),
+                [key],
+                send_row,
+            )
+            .optional()
+            .ctx(|| format!("{}: reading send {key:?}", self.at()))
+    }
+
     /// Moves send `id` to `to` if it is in one of `from`; returns whether it moved.
     /// `sending` stamps `released_at`; `sent` stamps `sent_at` and `done_at` and clears `error`;
     /// `failed` stamps `done_at` and sets `error`.

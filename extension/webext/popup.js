@@ -118,6 +118,9 @@ function start() {
     else if (e.key === 'Enter' && active >= 0) { e.preventDefault(); openEditor(results[active].id, results[active].library); }
   });
   $('#open-options').addEventListener('click', () => { Promise.resolve(api.runtime.openOptionsPage()).finally(() => window.close()); });
+  $('#open-conversations').addEventListener('click', () => {
+    Promise.resolve(api.tabs.create({ url: api.runtime.getURL('conversations.html') })).finally(() => window.close());
+  });
 }
 
 start();

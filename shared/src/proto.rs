@@ -12,8 +12,8 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// 2 = `hello_required`, 3 = `send.reserve` with `"begin": true` (one round trip for a free slot),
 /// 4 = team libraries (`library` on the template methods and `send.reserve`, `team.*`,
 /// `team.changed`, `forbidden`, `hub_unavailable`), 5 = review (`team.proposals`,
-/// `team.review`) and the 多客服 page's `mcs.*`.
-pub const PROTOCOL_MINOR: u32 = 5;
+/// `team.review`) and the 多客服 page's `mcs.*`, 6 = WeChat conversations (`wx.*`, `wx.changed`).
+pub const PROTOCOL_MINOR: u32 = 6;
 /// Every major version this build speaks.
 pub const SUPPORTED_PROTOCOLS: &[u32] = &[PROTOCOL_VERSION];
 /// The longest string `id` a request may carry, in bytes (ids are echoed in every reply and in

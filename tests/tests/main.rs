@@ -1,6 +1,7 @@
 //! Integration tests against the real `quiver` binary (see `tests/lib.rs` for the harness).
 
 mod cli;
+mod conversations;
 mod daemon;
 mod fast_send;
 mod faults;

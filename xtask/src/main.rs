@@ -99,13 +99,17 @@ fn timed(what: &str, f: impl FnOnce() -> Result) -> Result {
 }
 
 fn build_daemon() -> Result {
+    // quiver-fakewx too: the e2e suite's WeChat conversations test runs it
     run(util::cargo()
-        .args(["build", "-p", "quiver-daemon"])
+        .args(["build", "-p", "quiver-daemon", "-p", "quiver-fakewx"])
         .current_dir(util::repo_root()))
 }
 
 fn build() -> Result {
-    timed("build quiver (cargo build -p quiver-daemon)", build_daemon)?;
+    timed(
+        "build quiver (cargo build -p quiver-daemon -p quiver-fakewx)",
+        build_daemon,
+    )?;
     timed("build-extension --dev", build_extensions)
 }
 

@@ -65,6 +65,7 @@ const CAPABILITIES: &[&str] = &[
     "chunks",
     "team",
     "mcs",
+    "wx",
 ];
 
 type Outcome = Result<Value, ServiceError>;
@@ -99,6 +100,7 @@ mod send;
 mod team;
 #[cfg(test)]
 mod testkit;
+pub mod wx;
 
 pub use error::ServiceError;
 use history::Settings;
@@ -350,6 +352,10 @@ impl Service {
             | Call::TeamReview(_) => Err(ServiceError::Internal(
                 "team.join, team.sync and team.status with probe are served by the sync \
                      engine, not the service"
+                    .into(),
+            )),
+            Call::Wx(_) => Err(ServiceError::Internal(
+                "wx.* methods are served by the WeChat client (the wx module), not the service"
                     .into(),
             )),
         }

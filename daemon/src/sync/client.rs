@@ -261,6 +261,31 @@ impl HubClient {
         Err(error_of(status, &bytes))
     }
 
+    /// A request to any path of the hub's API (the WeChat agent API, `/v1/wx/*`, whose callers
+    /// read the status and body themselves): `(status, content type, body)`; `Err` only when
+    /// no answer came.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> Result<(u16, String, Vec<u8>), HubError> {
+        let mut rb = self.http.request(method, self.url(path));
+        if let Some((ct, bytes)) = body {
+            rb = rb.header("content-type", ct).body(bytes);
+        }
+        let resp = self.auth(rb).send().await.map_err(transport)?;
+        let status = resp.status().as_u16();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let bytes = resp.bytes().await.map_err(transport)?;
+        Ok((status, ct, bytes.to_vec()))
+    }
+
     /// `GET /v1/events`: the event stream (pokes), as a response to read chunk by chunk.
     pub async fn events(&self) -> Result<reqwest::Response, HubError> {
         let resp = self

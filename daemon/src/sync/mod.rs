@@ -183,6 +183,17 @@ impl Engine {
         }
     }
 
+    /// Runs `f` on the engine's runtime and waits for it (the `wx` module's WeChat methods
+    /// reach the hub from their thread this way, outside the service lock).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.handle.block_on(f)
+    }
+
+    /// The service the engine works for.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.ctx.shared.clone()
+    }
+
     /// Stops every task (the daemon is shutting down).
     pub fn shutdown(&self) {
         let rt = self.rt.lock().ok().and_then(|mut r| r.take());
@@ -1085,6 +1096,17 @@ async fn events_task(
                 match tokio::time::timeout(STREAM_SILENCE, resp.chunk()).await {
                     Ok(Ok(Some(bytes))) => {
                         for (event, data) in parser.push(&bytes) {
+                            if event == "wx" {
+                                // the WeChat gateway's note: relayed to every connection as
+                                // `wx.changed` (docs/protocol.md, "WeChat conversations")
+                                match serde_json::from_str::<Value>(&data) {
+                                    Ok(v) if v.is_object() => {
+                                        ctx.db(move |svc, _| svc.wx_changed(v)).await;
+                                    }
+                                    _ => debug!("hub {hub_id}: unreadable wx event {data:?}"),
+                                }
+                                continue;
+                            }
                             if event == "poke" {
                                 match serde_json::from_str::<Poke>(&data) {
                                     Ok(p) => {

@@ -1,9 +1,9 @@
 // @ts-check
 /**
- * The extension's own pages (options, popup): port "quiver-page:<uuid>", opened only from
+ * The extension's own pages (options, popup, conversations): port "quiver-page:<uuid>", opened only from
  * options.html and popup.html. They get the status on connect and whenever it changes, the
  * daemon's events, and a narrow RPC to the daemon: only the methods of PAGE_METHODS (sends go
- * through the panel's queue only).
+ * through the panel's queue only; WeChat replies through the hub, `wx.reply`).
  *   page -> bg  {type:"status", req}                   -> {type:"reply", req, result: Status}
  *               {type:"rpc", req, method, params}      -> {type:"reply", req, result | error}
  *   bg -> page  {type:"status", status}  {type:"event", name, data}
@@ -39,6 +39,18 @@ export const PAGE_METHODS = new Set([
   'team.sync',
   'team.proposals',
   'team.review',
+  // WeChat conversations (protocol 1.6): the conversations page.
+  'wx.conversations',
+  'wx.conversation',
+  'wx.messages',
+  'wx.take',
+  'wx.assign',
+  'wx.read',
+  'wx.typing',
+  'wx.transfer',
+  'wx.preview',
+  'wx.reply',
+  'wx.blob',
 ]);
 /**
  * Methods that wait on the network (the daemon asks the hub) get longer than the usual 15 s:
@@ -51,9 +63,12 @@ function timeoutFor(/** @type {string} */ method, /** @type {any} */ params) {
   if (method === 'team.sync') return Math.min(Number(params?.wait_ms) || 30_000, MAX_SYNC_WAIT_MS) + 15_000;
   if (method === 'team.status' && params?.probe === true) return 60_000;
   if (method === 'team.proposals' || method === 'team.review') return 45_000;
+  // a reply or preview may fetch the template's images (10 s each) before the hub answers
+  if (method === 'wx.reply' || method === 'wx.preview') return 60_000;
+  if (method.startsWith('wx.')) return 30_000;
   return undefined;
 }
-const PAGE_FILES = ['options.html', 'popup.html'];
+const PAGE_FILES = ['options.html', 'popup.html', 'conversations.html'];
 /** @type {Set<chrome.runtime.Port>} */
 const pages = new Set();
 

@@ -51,7 +51,7 @@ function img(src, cls, alt = '') {
   i.alt = alt;
   i.referrerPolicy = 'no-referrer';
   i.loading = 'lazy';
-  if (src && /^https?:/i.test(src)) i.src = src;
+  if (src && /^(https?|blob):/i.test(src)) i.src = src;
   else i.dataset.missing = 'true';
   return i;
 }
@@ -76,10 +76,15 @@ function richNodes(html) {
 
 /**
  * Draws what the customer will see: a `.bubble` with `data-kind` (the rendition's type).
+ * `opts.media` gives a `blob:` URL for a WeChat media id whose bytes the page holds (the
+ * conversations page: images the hub keeps, `sha256:HEX`); without one, a media id is shown
+ * as text.
  * @param {Display} d
+ * @param {{media?: (id: string) => string | null | undefined}} [opts]
  * @returns {HTMLElement}
  */
-export function drawDisplay(d) {
+export function drawDisplay(d, opts = {}) {
+  const media = (/** @type {string | null | undefined} */ id) => (id && opts.media ? opts.media(id) : null);
   const box = el('div', `bubble bubble-${d.kind}`);
   box.dataset.kind = d.kind;
   switch (d.kind) {
@@ -93,7 +98,7 @@ export function drawDisplay(d) {
       break;
     }
     case 'image':
-      if (d.url || !d.media_id) box.append(img(d.url, 'bubble-image', t('palette_image', undefined, 'Image')));
+      if (d.url || !d.media_id || media(d.media_id)) box.append(img(d.url ?? media(d.media_id), 'bubble-image', t('palette_image', undefined, 'Image')));
       else box.append(el('p', 'bubble-media', `media_id: ${d.media_id}`));
       break;
     case 'news':
@@ -127,7 +132,7 @@ export function drawDisplay(d) {
       const card = el('div', 'card mp-card');
       const head = el('div', 'mp-head');
       head.append(img(d.avatar, 'mp-avatar'), el('span', 'mp-name', d.name ?? ''));
-      card.append(head, el('div', 'card-title', d.title), img(d.cover, 'mp-thumb'));
+      card.append(head, el('div', 'card-title', d.title), img(d.cover ?? media(d.media_id), 'mp-thumb'));
       card.append(el('div', 'mp-foot', t('palette_miniprogram', undefined, 'Mini Program')));
       box.append(card);
       break;
