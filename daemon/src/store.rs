@@ -2507,6 +2507,22 @@ fn apply_revision(
 ) -> rusqlite::Result<Option<Template>> {
     let r = &rec.revision;
     let state = rev_state(rec.state);
+    let before: Option<String> = tx
+        .row(
+            "SELECT state FROM template_revisions WHERE rev_id = ?1 AND library = ?2",
+            [r.rev_id.as_str(), library],
+            |row| row.get(0),
+        )
+        .optional()?
+        .flatten();
+    // This device's proposal approved (or its draft taken up): the version shown may stay the
+    // same, but its team state changes, and whoever shows it must hear so.
+    if matches!(before.as_deref(), Some("proposed" | "draft"))
+        && before.as_deref() != Some(state)
+        && !applied.shown.contains(&r.template)
+    {
+        applied.shown.push(r.template.clone());
+    }
     let n = tx.exec(
         "UPDATE template_revisions SET state = ?2, hub_seq = ?3, at_ms = ?4, author_user = ?5, \
          author_name = ?6, author_device = ?7 WHERE rev_id = ?1 AND library = ?8",

@@ -863,3 +863,52 @@ fn leaving_revokes_the_devices_token_at_the_hub() {
     assert_eq!(c.status()["hubs"], json!([]));
     assert_eq!(me(&tc), 200);
 }
+
+/// A viewer's draft, then the same member as an editor in a reviewed library: the new edit
+/// waits as a proposal, and once approved it is the team's version on the author's device too.
+#[test]
+fn a_draft_then_a_proposal_then_approval() {
+    let (h, mut a, lib) = hub_and_owner(Backend::Sqlite);
+    let mut e = member(&h, "erin", "viewer");
+    a.put(&lib, "greeting", "Hello", "Hi", &[]);
+    a.sync();
+    e.sync();
+    e.put(&lib, "greeting", "Mine (viewer)", "Hi", &[]);
+    e.sync();
+    assert_eq!(e.get(&lib, "greeting")["result"]["sync"], "draft");
+    h.cli_ok(&["library", "set", "team", "--review", "true"]);
+    h.cli_ok(&["member", "set", "team", "erin", "editor"]);
+    a.sync();
+    e.sync();
+    assert_eq!(e.lib_status(&lib)["role"], "editor");
+    e.put(&lib, "greeting", "Hello (proposed)", "Hi", &[]);
+    e.sync();
+    let g = e.get(&lib, "greeting")["result"].clone();
+    assert_eq!(g["sync"], "proposed", "{g}");
+    let rev = g["head_rev"].as_str().unwrap().to_string();
+    a.sync();
+    let r = a.ok(
+        "team.review",
+        json!({ "library": lib, "rev_id": rev, "approve": true }),
+    );
+    assert_eq!(r["result"]["status"], "applied", "{r}");
+    // erin's device says so: the version shown is the same, its team state is not
+    let mut events = e.sb.connect();
+    a.sync();
+    e.sync();
+    for m in [&mut a, &mut e] {
+        let g = m.get(&lib, "greeting")["result"].clone();
+        assert_eq!(
+            g["template"]["title"], "Hello (proposed)",
+            "{}: {g}",
+            m.name
+        );
+        assert_eq!(g["sync"], "synced", "{}: {g}", m.name);
+    }
+    loop {
+        let ev = events.event("library.changed");
+        if ev["data"]["library"] == json!(lib) && ev["data"]["ids"] == json!(["greeting"]) {
+            break;
+        }
+    }
+}
