@@ -305,8 +305,16 @@ fn query_get<'a>(q: &'a HashMap<String, String>, k: &str) -> Option<&'a str> {
     q.get(k).map(String::as_str)
 }
 
+/// Installs ring as rustls's process-wide crypto provider, unless one is installed already.
+/// Only needed when reqwest was built with rustls (a workspace build, where its features are
+/// the daemon's and the hub's too); harmless otherwise. The fake itself speaks plain HTTP.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl Fake {
     pub fn new() -> Arc<Fake> {
+        install_crypto_provider();
         Arc::new(Fake {
             inner: Mutex::new(Inner {
                 offset_ms: 0,

@@ -15,6 +15,7 @@ use quiver_shared::wechat::Format;
 const AES: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 
 async fn start_fake() -> String {
+    quiver_fakewx::install_crypto_provider();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(quiver_fakewx::serve(l));
