@@ -308,6 +308,9 @@ fn query_get<'a>(q: &'a HashMap<String, String>, k: &str) -> Option<&'a str> {
 /// Installs ring as rustls's process-wide crypto provider, unless one is installed already.
 /// Only needed when reqwest was built with rustls (a workspace build, where its features are
 /// the daemon's and the hub's too); harmless otherwise. The fake itself speaks plain HTTP.
+/// (rustls deprecates ring's provider for lacking post-quantum key exchange; ring is the
+/// project's choice, `quiver_hub::tls::provider`.)
+#[allow(deprecated)]
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
