@@ -22,38 +22,7 @@ pub fn fakewx_bin() -> &'static Path {
 }
 
 fn find_or_build() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("QUIVER_FAKEWX_BIN").filter(|p| !p.is_empty()) {
-        return Ok(PathBuf::from(p));
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .ok_or("tests/ is not inside the workspace")?
-        .to_path_buf();
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "quiver-fakewx",
-            "--bin",
-            "quiver-fakewx",
-        ])
-        .current_dir(&root)
-        .status()
-        .map_err(|e| format!("cannot run cargo build -p quiver-fakewx: {e}"))?;
-    if !status.success() {
-        return Err(format!("cargo build -p quiver-fakewx failed ({status})"));
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|t| if t.is_absolute() { t } else { root.join(t) })
-        .unwrap_or_else(|| root.join("target"));
-    let bin = target.join("debug").join("quiver-fakewx");
-    if !bin.is_file() {
-        return Err(format!("{} was not built", bin.display()));
-    }
-    Ok(bin)
+    crate::built_bin("QUIVER_FAKEWX_BIN", "quiver-fakewx", "quiver-fakewx")
 }
 
 /// A running fake WeChat.

@@ -587,6 +587,14 @@ impl Client {
 
     /// Opens `GET /v1/events`.
     pub fn events(&self) -> Events {
+        Events {
+            rx: self.event_stream("poke"),
+        }
+    }
+
+    /// Opens `GET /v1/events`: the data of its `name` events in order, then `None` when the
+    /// stream ends.
+    pub fn event_stream(&self, name: &str) -> Receiver<Option<Value>> {
         let r = self
             .agent
             .get(format!("{}/v1/events", self.base))
@@ -599,6 +607,7 @@ impl Client {
         assert_eq!(r.status().as_u16(), 200);
         let (tx, rx) = mpsc::channel();
         let reader = BufReader::new(r.into_body().into_reader());
+        let name = name.to_string();
         std::thread::spawn(move || {
             let mut event = String::new();
             for line in reader.lines() {
@@ -606,7 +615,7 @@ impl Client {
                 if let Some(e) = line.strip_prefix("event: ") {
                     event = e.to_string();
                 } else if let Some(d) = line.strip_prefix("data: ") {
-                    if event == "poke" {
+                    if event == name {
                         let v: Value = serde_json::from_str(d).unwrap();
                         if tx.send(Some(v)).is_err() {
                             return;
@@ -616,7 +625,7 @@ impl Client {
             }
             let _ = tx.send(None);
         });
-        Events { rx }
+        rx
     }
 }
 

@@ -26,6 +26,36 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// A test run twice, `NAME::sqlite` and `NAME::postgresql` (skipped loudly, or failed, without
+/// a PostgreSQL server: [`hub::backend_ready`]): `both!(name); fn name(b: Backend) { ... }`.
+#[macro_export]
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            use $crate::hub::{backend_ready, Backend};
+            #[test]
+            fn sqlite() {
+                super::$name(Backend::Sqlite)
+            }
+            #[test]
+            fn postgresql() {
+                if backend_ready(Backend::Pg, stringify!($name)) {
+                    super::$name(Backend::Pg)
+                }
+            }
+        }
+    };
+}
+
+/// A 1×1 PNG, for the tests that send or receive a picture.
+pub const PNG: &[u8] = &[
+    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
+    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0,
+    0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
+    0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+];
+
 /// The Chromium origin our host is installed for.
 pub const ORIGIN: &str = "chrome-extension://lohhppipbmnliinhpikegpolikiblpfg/";
 
@@ -44,7 +74,13 @@ pub fn quiver_bin() -> &'static Path {
 }
 
 fn find_or_build() -> Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("QUIVER_BIN").filter(|p| !p.is_empty()) {
+    built_bin("QUIVER_BIN", "quiver-daemon", "quiver")
+}
+
+/// The binary `bin` of `package`: `$env_var` when set, else built with `cargo build -p
+/// package --bin bin` into the workspace's target directory (debug).
+pub fn built_bin(env_var: &str, package: &str, bin: &str) -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os(env_var).filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(p));
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -53,22 +89,22 @@ fn find_or_build() -> Result<PathBuf, String> {
         .to_path_buf();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--quiet", "-p", "quiver-daemon", "--bin", "quiver"])
+        .args(["build", "--quiet", "-p", package, "--bin", bin])
         .current_dir(&root)
         .status()
-        .map_err(|e| format!("cannot run cargo build -p quiver-daemon: {e}"))?;
+        .map_err(|e| format!("cannot run cargo build -p {package}: {e}"))?;
     if !status.success() {
-        return Err(format!("cargo build -p quiver-daemon failed ({status})"));
+        return Err(format!("cargo build -p {package} failed ({status})"));
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .map(|t| if t.is_absolute() { t } else { root.join(t) })
         .unwrap_or_else(|| root.join("target"));
-    let bin = target.join("debug").join("quiver");
-    if !bin.is_file() {
-        return Err(format!("{} was not built", bin.display()));
+    let path = target.join("debug").join(bin);
+    if !path.is_file() {
+        return Err(format!("{} was not built", path.display()));
     }
-    Ok(bin)
+    Ok(path)
 }
 
 /// Private directories for one test.

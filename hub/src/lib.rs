@@ -17,6 +17,7 @@ pub mod pokes;
 #[macro_use]
 pub mod store;
 pub mod cli;
+pub mod extract;
 pub mod ops;
 pub mod server;
 pub mod tls;

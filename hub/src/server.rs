@@ -25,13 +25,14 @@ use tokio::sync::{broadcast, watch};
 
 use crate::config::{Database, HubConfig};
 use crate::error::{HubError, Result};
+use crate::extract::{body, query};
 use crate::ids::{self, now_ms};
 use crate::ops::{self, Actor, Who};
 use crate::pokes::{Bus, Note};
 use crate::store::Db;
 
 /// The largest request body.
-pub const BODY_LIMIT: usize = 4 << 20;
+pub use crate::extract::BODY_LIMIT;
 /// How long a request may take (not an SSE stream's body).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -62,38 +63,10 @@ impl FromRequestParts<Arc<App>> for Auth {
         parts: &mut Parts,
         app: &Arc<App>,
     ) -> std::result::Result<Auth, HubError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                HubError::unauthorized("no device token (Authorization: Bearer TOKEN)")
-            })?;
-        let sha = ids::sha256_hex(token.trim().as_bytes());
-        match run!(&app.db, read, |tx| ops::authenticate(tx, &sha))? {
-            Some(a) => Ok(Auth(a)),
-            None => Err(HubError::unauthorized(
-                "this device token is not valid (revoked, or not from this hub): join again",
-            )),
-        }
+        crate::extract::device(&app.db, &parts.headers)
+            .await
+            .map(Auth)
     }
-}
-
-fn body<T>(r: std::result::Result<Json<T>, JsonRejection>) -> Result<T> {
-    match r {
-        Ok(Json(v)) => Ok(v),
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(HubError::new(
-            "too_large",
-            format!("the request body is larger than {BODY_LIMIT} bytes"),
-        )),
-        Err(e) => Err(HubError::bad_request(e.body_text())),
-    }
-}
-
-fn query<T>(r: std::result::Result<Query<T>, QueryRejection>) -> Result<T> {
-    r.map(|Query(q)| q)
-        .map_err(|e| HubError::bad_request(e.body_text()))
 }
 
 async fn health(State(app): St) -> Json<Health> {

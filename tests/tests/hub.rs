@@ -7,23 +7,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            use quiver_tests::hub::{backend_ready, Backend};
-            #[test]
-            fn sqlite() {
-                super::$name(Backend::Sqlite)
-            }
-            #[test]
-            fn postgresql() {
-                if backend_ready(Backend::Pg, stringify!($name)) {
-                    super::$name(Backend::Pg)
-                }
-            }
-        }
-    };
-}
+use quiver_tests::both;
 
 /// The owner joined, and an editor and a viewer of the first library.
 fn team(h: &Hub) -> (Client, Client, Client, String, String) {

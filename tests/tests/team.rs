@@ -7,23 +7,7 @@ use quiver_tests::hub::{Backend, Hub};
 use quiver_tests::team::*;
 use serde_json::{json, Value};
 
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            use quiver_tests::hub::{backend_ready, Backend};
-            #[test]
-            fn sqlite() {
-                super::$name(Backend::Sqlite)
-            }
-            #[test]
-            fn postgresql() {
-                if backend_ready(Backend::Pg, stringify!($name)) {
-                    super::$name(Backend::Pg)
-                }
-            }
-        }
-    };
-}
+use quiver_tests::both;
 
 /// A hub and its owner's daemon `a` (joined through a proxy), and the first library's id.
 fn hub_and_owner(b: Backend) -> (Hub, Member, String) {

@@ -5,39 +5,14 @@
 use quiver_tests::fakewx::FakeWx;
 use quiver_tests::hub::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            use quiver_tests::hub::{backend_ready, Backend};
-            #[test]
-            fn sqlite() {
-                super::$name(Backend::Sqlite)
-            }
-            #[test]
-            fn postgresql() {
-                if backend_ready(Backend::Pg, stringify!($name)) {
-                    super::$name(Backend::Pg)
-                }
-            }
-        }
-    };
-}
+use quiver_tests::both;
 
 const AES: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 const TOKEN: &str = "pushToken42";
 const SECRET: &str = "s3cr3t-app-secret";
-/// A 1×1 PNG.
-const PNG: &[u8] = &[
-    0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
-    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1f, 0x15, 0xc4,
-    0x89, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8, 0xcf, 0xc0, 0xf0,
-    0x1f, 0x00, 0x05, 0x00, 0x01, 0xff, 0x89, 0x99, 0x3d, 0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45,
-    0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
-];
+use quiver_tests::PNG;
 
 /// A hub with the fake WeChat beside it, the owner's device (an agent of every app).
 struct Gw {
@@ -240,36 +215,6 @@ fn text_body(openid: &str, content: &str) -> Value {
     json!({"touser": openid, "msgtype": "text", "text": {"content": content}})
 }
 
-/// `wx` events of a device's SSE stream.
-fn wx_events(c: &Client) -> mpsc::Receiver<Value> {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    let r = agent
-        .get(format!("{}/v1/events", c.base))
-        .header("Authorization", format!("Bearer {}", c.token))
-        .call()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let (tx, rx) = mpsc::channel();
-    let reader = BufReader::new(r.into_body().into_reader());
-    std::thread::spawn(move || {
-        let mut event = String::new();
-        for line in reader.lines() {
-            let Ok(line) = line else { return };
-            if let Some(e) = line.strip_prefix("event: ") {
-                event = e.to_string();
-            } else if let Some(d) = line.strip_prefix("data: ") {
-                if event == "wx" && tx.send(serde_json::from_str(d).unwrap()).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    rx
-}
-
 both!(pushes_in_every_mode_and_format);
 fn pushes_in_every_mode_and_format(b: Backend) {
     let gw = Gw::start(b, 10_000);
@@ -452,12 +397,15 @@ both!(sends_quota_and_idempotency);
 fn sends_quota_and_idempotency(b: Backend) {
     let gw = Gw::start(b, 10_000);
     let appid = gw.app("shop", "safe", "json", &[]);
-    let events = wx_events(&gw.owner);
+    let events = gw.owner.event_stream("wx");
     gw.text(&appid, "o-1", "where is my order?");
     let c = gw.conversation("o-1");
     let id = c["id"].as_str().unwrap().to_string();
     assert_eq!(c["quota"]["left"], 5, "{c}");
-    let ev = events.recv_timeout(WAIT).expect("a wx event");
+    let ev = events
+        .recv_timeout(WAIT)
+        .expect("a wx event")
+        .expect("the event stream ended before a wx event");
     assert_eq!(
         (ev["conversation"].as_str(), ev["kind"].as_str()),
         (Some(id.as_str()), Some("message")),
@@ -973,7 +921,7 @@ fn no_agent_online_transfers(b: Backend) {
     let appid = gw.app("night", "plain", "xml", &["--transfer", "no_agent"]);
     let t = gw.push(&appid, "o-n", "text", json!({"content": "anyone?"}));
     assert_eq!(t["verdict"], "transfer", "nobody has a stream open: {t}");
-    let events = wx_events(&gw.owner);
+    let events = gw.owner.event_stream("wx");
     // the stream marks the device present when it opens; then a message stays with the agents
     let started = Instant::now();
     loop {

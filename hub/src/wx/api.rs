@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use super::ops::{self, Part};
 use super::Wx;
 use crate::error::{HubError, Result};
+use crate::extract::{body, query};
 use crate::ids::{self, now_ms};
 use crate::ops::Actor;
 use quiver_shared::wechat::media;
@@ -31,28 +32,9 @@ impl FromRequestParts<Arc<Wx>> for Agent {
     type Rejection = HubError;
 
     async fn from_request_parts(parts: &mut Parts, wx: &Arc<Wx>) -> Result<Agent> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                HubError::unauthorized("no device token (Authorization: Bearer TOKEN)")
-            })?;
-        let sha = ids::sha256_hex(token.trim().as_bytes());
-        match run!(&wx.db, read, |tx| crate::ops::authenticate(tx, &sha))? {
-            Some(a) => Ok(Agent(a)),
-            None => Err(HubError::unauthorized(
-                "this device token is not valid (revoked, or not from this hub): join again",
-            )),
-        }
-    }
-}
-
-fn body<T>(r: std::result::Result<Json<T>, JsonRejection>) -> Result<T> {
-    match r {
-        Ok(Json(v)) => Ok(v),
-        Err(e) => Err(HubError::bad_request(e.body_text())),
+        crate::extract::device(&wx.db, &parts.headers)
+            .await
+            .map(Agent)
     }
 }
 
@@ -75,7 +57,7 @@ async fn conversations(
     Agent(a): Agent,
     q: std::result::Result<Query<ScopeQuery>, QueryRejection>,
 ) -> Result<Json<Value>> {
-    let q = q.map_err(|e| HubError::bad_request(e.body_text()))?.0;
+    let q = query(q)?;
     let scope = q.scope.unwrap_or_else(|| "all".into());
     let now = now_ms();
     Ok(Json(run!(&wx.db, read, |tx| ops::list_conversations(
@@ -107,7 +89,7 @@ async fn messages(
     Path(id): Path<String>,
     q: std::result::Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Value>> {
-    let q = q.map_err(|e| HubError::bad_request(e.body_text()))?.0;
+    let q = query(q)?;
     let (after, limit) = (q.after.unwrap_or(0), q.limit.unwrap_or(100));
     Ok(Json(run!(&wx.db, read, |tx| ops::messages(
         tx, &a, &id, after, limit
