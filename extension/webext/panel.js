@@ -749,7 +749,12 @@ function renderEmpty() {
 }
 
 /** @param {number} i */
-function setActive(i, scroll = true) {
+/**
+ * @param {number} i
+ * @param {boolean} [scroll]
+ * @param {Assessment} [assessed] the preview of that template just made (by a send): drawn as is
+ */
+function setActive(i, scroll = true, assessed = undefined) {
   const prev = ui.list.querySelector('[aria-selected="true"]');
   if (prev) prev.setAttribute('aria-selected', 'false');
   const next = state.shown[i];
@@ -765,7 +770,7 @@ function setActive(i, scroll = true) {
     ui.list.removeAttribute('aria-activedescendant');
     ui.search.removeAttribute('aria-activedescendant');
   }
-  if (changed) renderDetail();
+  if (changed) renderDetail(assessed);
 }
 
 /** @param {KeyboardEvent} e */
@@ -800,9 +805,9 @@ ui.list.addEventListener('click', (/** @type {MouseEvent} */ e) => {
   const li = /** @type {HTMLElement | null} */ (/** @type {HTMLElement} */ (e.target).closest('[data-testid="quiver-template"]'));
   if (!li) return;
   const i = Number(li.dataset.index);
-  setActive(i, false);
   const tp = state.shown[i];
-  if (tp) sendTemplate(tp);
+  if (tp) sendTemplate(tp, i);
+  else setActive(i, false);
 });
 /** The template the detail shows. */
 const detailTemplate = () => state.byKey.get(ui.detail.dataset.templateKey ?? '');
@@ -881,7 +886,8 @@ function el(tag, cls, text) {
   return e;
 }
 
-function renderDetail() {
+/** @param {Assessment} [assessed] the preview of the active template, if just made */
+function renderDetail(assessed = undefined) {
   const tp = state.shown[state.active];
   if (!tp) {
     ui.detail.hidden = true;
@@ -896,7 +902,7 @@ function renderDetail() {
   ui.detail.dataset.library = metaFor(tp).library;
   renderTeam(tp);
   renderVariables(tp);
-  updateDetail(tp);
+  updateDetail(tp, assessed);
 }
 
 /**
@@ -960,8 +966,14 @@ function renderVariables(tp) {
   ui.vars.hidden = ask.length === 0;
 }
 
-/** The reasons `tp` cannot be sent now ([] when it can), and per part what will happen. */
-/** @param {Template} tp */
+/**
+ * What will happen to each part of a template, and why it cannot be sent now (none when it can).
+ * @typedef {{key: string, previews: import('./lib/draw.js').PartPreview[], reasons: {code: string, part?: number, message: string}[]}} Assessment
+ */
+/**
+ * @param {Template} tp
+ * @returns {Assessment}
+ */
 function assess(tp) {
   const ctx = valuesFor(tp);
   const previews = previewParts(tp, target(), ctx);
@@ -975,12 +987,15 @@ function assess(tp) {
     }
   }
   if (state.core !== 'ready') reasons.push({ code: 'core_unavailable', message: t('palette_core_loading', 'The template engine is loading') });
-  return { previews, reasons };
+  return { key: keyFor(tp), previews, reasons };
 }
 
-/** @param {Template} tp */
-function updateDetail(tp) {
-  const { previews, reasons } = assess(tp);
+/**
+ * @param {Template} tp
+ * @param {Assessment} [assessed] its preview, if just made (a send draws what it sent)
+ */
+function updateDetail(tp, assessed = undefined) {
+  const { previews, reasons } = assessed?.key === keyFor(tp) ? assessed : assess(tp);
   ui.parts.replaceChildren();
   (tp.parts ?? []).forEach((part, i) => {
     const p = previews[i];
@@ -1110,47 +1125,59 @@ function clearRefusal() {
   delete ui.refusal.dataset.templateKey;
 }
 
-/** @param {Template} tp */
-function sendTemplate(tp) {
+/**
+ * Sends every part of `tp` (or shows why not). The wires sent are those of one preview, which the
+ * detail then draws: what the agent sees is what went. The sends leave before any drawing.
+ * @param {Template} tp
+ * @param {number} [row] the list row clicked: selected once the sends are on their way
+ */
+function sendTemplate(tp, row = undefined) {
+  /** Selects the clicked row, or shows `tp` in the detail, drawing `assessed`. */
+  const show = (/** @type {Assessment | undefined} */ assessed) => {
+    if (row !== undefined) setActive(row, false, assessed);
+    else if (ui.detail.dataset.templateKey !== keyFor(tp)) renderDetail(assessed);
+  };
   if (state.core !== 'ready') {
+    show(undefined);
     showNotice(new RpcError('core_unavailable', 'the template engine is not loaded'), t('palette_cannot_send', 'Cannot send'));
     return;
   }
-  if (ui.detail.dataset.templateKey !== keyFor(tp)) renderDetail();
   // The conversation is fixed here: the payload carries its cid/uid, the reserve names it.
   const conv = conversation();
-  // The payloads sent are the wires of the preview just drawn: what the agent sees is what goes.
-  const { previews, reasons } = assess(tp);
+  const assessed = assess(tp);
+  const { previews, reasons } = assessed;
   // A refused part (or a missing variable) means nothing of the template is sent.
   const missing = reasons.find((r) => r.code === 'missing_variable');
   if (missing) {
+    show(assessed);
     showRefusal(tp, undefined, missing);
     ui.varsFields.querySelector('input:invalid, input[aria-required="true"]')?.focus();
     return;
   }
   const bad = previews.findIndex((r) => !r.wire);
   if (bad >= 0) {
+    show(assessed);
     showRefusal(tp, bad, previews[bad].refusal ?? { code: 'internal', message: 'nothing to send' });
     return;
   }
   if (!previews.length) {
+    show(assessed);
     showRefusal(tp, 0, new RpcError('invalid_template', 'the template has no parts'));
     return;
   }
   const tpKey = keyFor(tp);
   const { library } = metaFor(tp);
   if (recentSendOf(tp) && state.confirmRepeat !== tpKey) {
+    show(assessed);
     renderRecent(tp);
     ui.recentConfirm.focus();
     return;
   }
   state.confirmRepeat = null;
-  clearRefusal();
   const batch = crypto.randomUUID();
-  previews.forEach(({ wire }, i) => {
+  const keys = previews.map(({ wire }, i) => {
     const p = /** @type {import('./lib/draw.js').WirePayload} */ (wire);
     const key = crypto.randomUUID();
-    addSend(key, tp, i, conv);
     call('send', {
       key,
       batch,
@@ -1164,8 +1191,13 @@ function sendTemplate(tp) {
       conversation: conv.conversation,
       customer: conv.customer,
     }).catch((e) => updateSend({ key, send_id: null, state: 'failed', error: { code: e.code, message: e.message } }));
+    return key;
   });
-  // Counted as recent right away (the daemon's history follows).
+  // Drawn once the sends are on their way (their replies come as tasks, after this).
+  show(assessed);
+  clearRefusal();
+  keys.forEach((key, i) => addSend(key, tp, i, conv));
+  // Counted as recent from now on (the daemon's history follows).
   if (conv.conversation || conv.customer) {
     state.history.unshift({
       template_id: tp.id, library, state: 'queued', queued_at: Date.now(), conversation: conv.conversation, customer: conv.customer,

@@ -11,7 +11,9 @@
 //    palette uses; every prefix of each query counts as one keystroke).
 // 3. click -> posted in the workspace, median over N sends of the `greeting` template (each one
 //    after the Udesk meter's 1 s, so none waits in the queue), against the bare native-messaging
-//    round trip (`hello` through the same background and native port) measured in the same run.
+//    round trip (`hello` through the same background and native port) measured in the same run,
+//    and the one hop a send has that `hello` has not: a postMessage from the assistant frame's
+//    own script to the workspace page.
 //
 // 4. palette load -> search index ready, with QUIVER_BENCH_LIBRARY (default 100,000) generated
 //    templates imported into the daemon: the background builds the index once per library
@@ -154,6 +156,21 @@ async function bench(browser) {
       }));
     }
 
+    // The workspace's own hop, which a send has and `hello` has not: the assistant frame's
+    // postMessage to the workspace page (cross-origin), from the frame's own script.
+    const hop = [];
+    for (let i = 0; i < N; i++) {
+      const before = (await waitForReceived(page, 0)).length;
+      const at = await assistant.evaluate(() => {
+        const t = performance.timeOrigin + performance.now();
+        window.parent.postMessage('quiver-bench-hop', '*');
+        return t;
+      });
+      const msgs = await waitForReceived(page, before + 1);
+      hop.push(pageOrigin + msgs[before].t - at);
+      await sleep(20);
+    }
+
     // 4. A large library in the daemon: palette load -> index ready.
     const tImport = Date.now();
     await importTemplates(session, generated(LIBRARY));
@@ -199,6 +216,7 @@ async function bench(browser) {
     console.log(`hello round trip (panel->bg->host->daemon): ${fmt(stats([...hello, ...hello2]))}`);
     console.log(`click -> posted in the workspace:           ${fmt(stats(posted))}`);
     console.log(`  difference of medians: ${(stats(posted).median - stats([...hello, ...hello2]).median).toFixed(2)} ms`);
+    console.log(`assistant frame -> workspace postMessage:   ${fmt(stats(hop))}`);
     console.log(`library of ${LIBRARY}: import ${importMs} ms; then index ready in the open panel after ${firstMs} ms (${first.from}: background fetch + build + snapshot + load)`);
     console.log(`palette load -> index ready, ${LIBRARY} templates (${loads.map((l) => l.from).join(',')}): ${fmt(stats(loads.map((l) => l.readyAt)))}`);
     for (const l of loads) console.log(`  core ready ${l.core?.toFixed(0)}, templates asked ${l.asked?.toFixed(0)}, received ${l.received?.toFixed(0)}, read ${l.read?.toFixed(0)}, decoded ${l.decoded?.toFixed(0)}, ready ${l.readyAt.toFixed(0)}`);
