@@ -304,7 +304,8 @@ impl Reassembler {
         };
         if chunked && (whole.get("chunk").is_some() || whole.get("id") != Some(&id)) {
             return Err(internal(format!(
-                "the joined reply is not a reply to request {id}"
+                "the joined reply is not a reply to request {}",
+                serde_json::to_string(&id).unwrap_or_default()
             )));
         }
         to_json(&whole).map(Some)
@@ -466,21 +467,28 @@ impl SearchIndex {
             now_ms: (now_ms.is_finite() && now_ms > 0.0).then_some(now_ms as u64),
             boost: (!boost.is_empty()).then_some(boost),
         };
-        let hits: Vec<serde_json::Value> = self
+        let hits: Vec<HitJson> = self
             .inner
             .search(query, &opts)
             .into_iter()
-            .map(|h| {
-                serde_json::json!({
-                    "id": self.inner.id(h.index),
-                    "index": h.index,
-                    "score": h.score,
-                    "field": h.matched,
-                })
+            .map(|h| HitJson {
+                field: h.matched,
+                id: self.inner.id(h.index),
+                index: h.index,
+                score: h.score,
             })
             .collect();
-        serde_json::Value::Array(hits).to_string()
+        to_json(&hits).unwrap_or_else(|_| "[]".into())
     }
+}
+
+/// One hit of [`SearchIndex::search`] as JSON, keys in the order they always had.
+#[derive(serde::Serialize)]
+struct HitJson<'a> {
+    field: Option<quiver_shared::search::Field>,
+    id: &'a str,
+    index: usize,
+    score: f64,
 }
 
 /// The Sobot workbench context (platform-spec §2.3) as URL parameters (`{"cid", "uid",
@@ -536,7 +544,7 @@ fn template_from_value(v: &serde_json::Value) -> Option<Template> {
         }
     }
     // From text rather than from the `Value`: no second set of deserializers in the core.
-    serde_json::from_str(&v.to_string()).ok()
+    serde_json::from_str(&serde_json::to_string(&v).ok()?).ok()
 }
 
 fn parse_template(json: &str) -> Result<Template, CoreError> {

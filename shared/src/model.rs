@@ -342,8 +342,10 @@ mod part_de {
                 None => return Err(de::Error::missing_field("type")),
             };
             // Read back from text, not from the `Value`: one set of deserializers (the text's)
-            // in the wasm core instead of a second one over `Value` (docs/benchmarks.md).
-            let text = serde_json::Value::Object(obj).to_string();
+            // in the wasm core instead of a second one over `Value`; written by `to_string`, not
+            // `Value`'s `Display`, which links a pretty printer too (docs/benchmarks.md).
+            let text = serde_json::to_string(&serde_json::Value::Object(obj))
+                .map_err(de::Error::custom)?;
             let mut de = serde_json::Deserializer::from_str(&text);
             fields(&kind, &mut de).map_err(|e| {
                 // the position is in the buffered text, not the input: left out

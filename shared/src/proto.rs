@@ -654,6 +654,12 @@ pub fn split_reply(id: &Value, body: &str, max_frame: usize) -> Result<Vec<Strin
         .collect())
 }
 
+/// A request id as [`Reassembler`] keys it: its JSON text (`serde_json::to_string`, the same text
+/// as `Value`'s `Display`, without linking that one's pretty printer into the wasm core).
+fn id_key(id: &Value) -> String {
+    serde_json::to_string(id).unwrap_or_default()
+}
+
 /// The largest reply [`Reassembler`] puts back together, in bytes.
 pub const MAX_REASSEMBLED: usize = 64 * 1024 * 1024;
 
@@ -678,7 +684,7 @@ impl Reassembler {
         };
         let chunk: Chunk =
             serde_json::from_value(chunk.clone()).map_err(|e| format!("bad chunk: {e}"))?;
-        let key = frame.get("id").cloned().unwrap_or(Value::Null).to_string();
+        let key = id_key(frame.get("id").unwrap_or(&Value::Null));
         if chunk.total == 0 || chunk.seq >= chunk.total || chunk.total > 4096 {
             self.partial.remove(&key);
             return Err(format!(
@@ -715,7 +721,7 @@ impl Reassembler {
 
     /// Drops the pieces received of the reply to `id` (a request given up on).
     pub fn forget(&mut self, id: &Value) {
-        self.partial.remove(&id.to_string());
+        self.partial.remove(&id_key(id));
     }
 
     /// Replies still incomplete.

@@ -10,14 +10,18 @@
 //! most 63 bytes): no allocation, no backtracking, linear in the field's length.
 //!
 //! Readings come from `pinyin_table.rs`, generated from the `pinyin` crate's data for the CJK
-//! Unified Ideographs (U+4E00..U+9FFF: all of GB2312's hanzi, the bulk of GBK's): 70 KB in
-//! wasm, where linking the crate itself costs 450 KB. Rarer blocks (extensions A and beyond,
-//! compatibility ideographs) have no pinyin; they still match as themselves.
+//! Unified Ideographs (U+4E00..U+9FFF: all of GB2312's hanzi, the bulk of GBK's): 48 KB in
+//! wasm, in byte planes that gzip packs to about 36 KB, where linking the crate itself costs
+//! 450 KB. Rarer blocks (extensions A and beyond, compatibility ideographs) have no pinyin; they
+//! still match as themselves.
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
-use super::pinyin_table::{EXTRA, FIRST, SYLLABLES};
+use super::pinyin_table::{
+    EXTRA_CHAR_HIGH, EXTRA_CHAR_LOW, EXTRA_SYLLABLE_HIGH, EXTRA_SYLLABLE_LOW, FIRST_HIGH,
+    FIRST_LOW, SYLLABLES,
+};
 use super::{Field, FnvHasher};
 
 /// The chars the table covers.
@@ -28,28 +32,46 @@ pub(crate) const LAST_CHAR: u32 = 0x9fff;
 /// outside the table.
 pub(crate) fn readings(c: char) -> impl Iterator<Item = &'static str> {
     let cp = c as u32;
-    let off = cp.wrapping_sub(FIRST_CHAR);
+    let off = cp.wrapping_sub(FIRST_CHAR) as usize;
     let first = if cp > LAST_CHAR {
         None
     } else {
-        FIRST.get(off as usize).copied().filter(|&f| f != 0)
+        FIRST_LOW
+            .get(off)
+            .map(|&low| usize::from(low) | high_bit(&FIRST_HIGH, off))
+            .filter(|&f| f != 0)
     };
-    let extra: &'static [u32] = match first {
+    let extra = match first {
         Some(_) => {
-            let key = off << 16;
-            let start = EXTRA.partition_point(|&e| e < key);
-            let len = EXTRA[start..]
-                .iter()
-                .take_while(|&&e| e >> 16 == off)
-                .count();
-            &EXTRA[start..start + len]
+            // Binary search of the first entry of the char, then the entries that follow.
+            let char_at =
+                |i: usize| usize::from(EXTRA_CHAR_HIGH[i]) << 8 | usize::from(EXTRA_CHAR_LOW[i]);
+            let (mut lo, mut hi) = (0, EXTRA_CHAR_LOW.len());
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if char_at(mid) < off {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            let end = (lo..EXTRA_CHAR_LOW.len())
+                .find(|&i| char_at(i) != off)
+                .unwrap_or(EXTRA_CHAR_LOW.len());
+            lo..end
         }
-        None => &[],
+        None => 0..0,
     };
-    first
-        .map(|f| SYLLABLES[usize::from(f) - 1])
-        .into_iter()
-        .chain(extra.iter().map(|&e| SYLLABLES[(e & 0xffff) as usize]))
+    first.map(|f| SYLLABLES[f - 1]).into_iter().chain(
+        extra.map(|i| {
+            SYLLABLES[usize::from(EXTRA_SYLLABLE_LOW[i]) | high_bit(&EXTRA_SYLLABLE_HIGH, i)]
+        }),
+    )
+}
+
+/// Bit 8 of value `i` of a table split into a low-byte array and this bit array.
+fn high_bit(bits: &[u8], i: usize) -> usize {
+    usize::from(bits[i / 8] >> (i % 8) & 1) << 8
 }
 
 /// Longest query word, in bytes, that pinyin matching considers.

@@ -32,33 +32,14 @@ import {
   findPanelFrame, pressOpenShortcut,
 } from '../lib/harness.mjs';
 import { importTemplates } from '../lib/palette.mjs';
+import { QUERIES, generated } from './library.mjs';
 
 const browsers = process.argv.slice(2).length ? process.argv.slice(2) : ['chromium', 'firefox'];
 const N = Number(process.env.QUIVER_BENCH_N || 15);
 // Library sizes for (2): QUIVER_BENCH_SIZES=10000,100000 (default 10,000 and 100,000).
 const SIZES = (process.env.QUIVER_BENCH_SIZES || '10000,100000').split(',').map(Number);
-const QUERIES = ['shd', 'refund', 'order status', 'tkzc', 'greting', 'coupon 12', '退款'];
 const LIBRARY = Number(process.env.QUIVER_BENCH_LIBRARY || 100_000);
 const RELOADS = 5;
-
-/** `n` generated templates: for the panel's bench hook (2) and the daemon's library (4). */
-function generated(n) {
-  const words = ['order', 'refund', 'shipping', 'delay', 'greeting', 'invoice', 'coupon', 'address', 'payment', 'return'];
-  const han = ['稍等', '退款', '发货', '订单', '优惠', '地址', '支付', '感谢', '售后', '物流'];
-  const list = [];
-  for (let i = 0; i < n; i++) {
-    const w = words[i % words.length];
-    const h = han[(i * 7) % han.length];
-    list.push({
-      id: `gen-${i}`,
-      title: i % 3 === 0 ? `${h}${i}` : `${w} template ${i}`,
-      shortcut: `${w.slice(0, 2)}${i}`,
-      tags: [w, h],
-      parts: [{ type: 'text', text: `Generated body ${i}: about your ${w} ${h}, reply soon.` }],
-    });
-  }
-  return list;
-}
 
 /** Waits until the panel's index covers at least `n` templates; returns what the panel recorded. */
 async function indexReady(panel, n) {
