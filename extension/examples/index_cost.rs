@@ -55,7 +55,7 @@ fn main() {
     let snap = built.snapshot();
     println!("snapshot: {:?}, {} bytes", t.elapsed(), snap.len());
     let t = Instant::now();
-    let _ = quiver_extension::SearchIndex::load(&snap).unwrap();
+    let _ = quiver_extension::SearchIndex::load(snap).unwrap();
     println!("load snapshot: {:?}", t.elapsed());
     let t = Instant::now();
     let _ = quiver_extension::channel_fit_json(r#"{"platform":"udesk"}"#, &json).unwrap();

@@ -317,7 +317,7 @@ impl Reassembler {
 /// present). Build once per library change, `search` per keystroke.
 ///
 /// The background builds it once per library change and hands panels its [`SearchIndex::snapshot`];
-/// a panel loads that with [`SearchIndex::from_snapshot`] (copies and checks, no build). A loaded
+/// a panel loads that with [`SearchIndex::from_snapshot`] (checks, no build). A loaded
 /// index has no parts, so its channel fit comes from the index that was built.
 #[wasm_bindgen]
 #[derive(Debug)]
@@ -386,7 +386,7 @@ impl SearchIndex {
 
     /// An index from [`SearchIndex::snapshot`]'s bytes. Throws `invalid_argument` naming what is
     /// wrong with bytes that are cut, changed or from another build's format.
-    pub fn from_snapshot(bytes: &[u8]) -> Result<SearchIndex, JsValue> {
+    pub fn from_snapshot(bytes: Vec<u8>) -> Result<SearchIndex, JsValue> {
         SearchIndex::load(bytes).map_err(to_js_error)
     }
 }
@@ -433,7 +433,7 @@ impl SearchIndex {
     }
 
     /// [`SearchIndex::from_snapshot`] without the JS error conversion.
-    pub fn load(bytes: &[u8]) -> Result<SearchIndex, CoreError> {
+    pub fn load(bytes: Vec<u8>) -> Result<SearchIndex, CoreError> {
         let inner =
             quiver_shared::search::SearchIndex::from_snapshot(bytes).map_err(|message| {
                 CoreError {

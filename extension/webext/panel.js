@@ -27,6 +27,7 @@ import { installDevHooks } from './dev-hooks.js';
 import { t as message, translate } from './lib/i18n.js';
 import { drawDisplay, renderContext, summary } from './lib/draw.js';
 import { fromBase64, readStoredLibrary, unpackAt } from './lib/library-db.js';
+import { boot, earlyRead, readStoredBytes } from './panel-start.js';
 import { Pending, RpcError } from './lib/rpc.js';
 import { LOCAL, LOCAL_META, metaOf, templateKey } from './lib/team.js';
 
@@ -108,7 +109,7 @@ const { token, platform, channel } = parseHash(location.hash);
  *   metas: TeamMeta[] | null, libraries: Map<string, TeamLibrary>, team: boolean,
  *   index: import('./lib/core.js').Core['SearchIndex']['prototype'] | null, indexFrom: 'snapshot' | 'build' | null,
  *   indexReadyAt: number | null, snapshot: string | null, snapshotBytes: Uint8Array | null,
- *   lib: {text: Uint8Array, ends: number[] | Uint32Array, cache: Map<number, Template>,
+ *   lib: {text: Uint8Array | null, ends: number[] | Uint32Array, cache: Map<number, Template>,
  *     meta: {text: Uint8Array, ends: Uint32Array} | null} | null, count: number,
  *   generation: number | null, fitAsked: number, boost: Float32Array, templatesLoaded: boolean, loadingTemplates: boolean,
  *   reloadWanted?: boolean, reloadTimer?: ReturnType<typeof setTimeout>, timing?: Record<string, number>,
@@ -409,19 +410,18 @@ async function loadTemplates() {
   try {
     const asked = performance.now();
     let r = await call('templates');
-    state.timing = { asked, received: performance.now() };
+    state.timing = { ...boot, asked, received: performance.now() };
     state.usage = new Map((r?.usage ?? []).map((/** @type {{id: string, library?: string, usage_count: number, last_used_at: number}} */ x) => [templateKey(x.library, x.id), x]));
     state.generation = Number.isInteger(r?.generation) ? r.generation : null;
     // The read started at load (earlyRead) overlaps the core's start-up and this request.
     const early = state.earlyRead;
     state.earlyRead = null;
     let stored = r?.stored === true && early ? await early : null;
-    if (stored && stored.generation !== state.generation) stored = null;
-    if (!stored && r?.stored === true) stored = await readStoredLibrary(state.generation);
-    if (stored) {
-      state.timing.read = performance.now();
-      setStoredLibrary(stored);
-    } else {
+    if (stored && stored.rec.generation !== state.generation) stored = null;
+    if (!stored && r?.stored === true) stored = readStoredBytes(await readStoredLibrary(state.generation));
+    const bytes = stored && await stored.snapshot;
+    if (stored && bytes) state.timing = { ...state.timing, ...boot, read: performance.now() };
+    if (!(stored && bytes && await setStoredLibrary(stored.rec, bytes, stored.text))) {
       if (r?.stored === true) r = await call('templates', { full: true });
       state.generation = Number.isInteger(r?.generation) ? r.generation : null;
       state.snapshot = typeof r?.index === 'string' ? r.index : null;
@@ -471,23 +471,38 @@ function setTemplates(list, metas = null) {
 }
 
 /**
- * The library as the background keeps it in IndexedDB (lib/library-db.js): the
- * index snapshot, and the templates' JSON texts, parsed one by one when shown.
+ * The library as the background keeps it in IndexedDB (lib/library-db.js): the index is
+ * loaded from the snapshot as soon as the core is ready; the templates' JSON texts (parsed one
+ * by one when shown) arrive meanwhile or after, and the rows are drawn then ("Loading
+ * templates…" until). False without them (a file gone): the library is then asked over the port.
+ * @param {import('./lib/library-db.js').LibraryRecord} rec
+ * @param {Uint8Array} bytes the snapshot
+ * @param {Promise<Uint8Array | null>} text the templates' texts
+ * @returns {Promise<boolean>}
  */
-/** @param {import('./lib/library-db.js').LibraryRecord} rec */
-function setStoredLibrary(rec) {
+async function setStoredLibrary(rec, bytes, text) {
   state.templates = null;
-  state.lib = { text: rec.text, ends: rec.ends, cache: new Map(), meta: rec.meta ?? null };
+  /** @type {NonNullable<typeof state.lib>} */
+  const lib = { text: null, ends: rec.ends, cache: new Map(), meta: rec.meta ?? null };
+  state.lib = lib;
   state.count = rec.ends.length;
   state.metas = null;
   state.team = Boolean(rec.meta);
   setLibraries(rec.libraries);
   state.byKey = new Map();
-  state.snapshotBytes = rec.snapshot;
-  state.templatesLoaded = true;
+  state.snapshotBytes = bytes;
+  state.templatesLoaded = false; // until the texts are here: no rows yet
   lineCache.lines.clear(); // the library changed: its lines too
   buildIndex();
   renderList();
+  const texts = await text;
+  if (state.lib !== lib) return true; // a newer library meanwhile
+  if (!texts) return false;
+  lib.text = texts;
+  state.templatesLoaded = true;
+  if (state.timing) state.timing.text = performance.now();
+  renderList(); // with the channel fit, if it came first (buildIndex asked for it)
+  return true;
 }
 
 /**
@@ -498,7 +513,7 @@ function setStoredLibrary(rec) {
 function templateAt(i) {
   if (state.templates) return state.templates[i];
   const lib = state.lib;
-  if (!lib || !(i >= 0 && i < lib.ends.length)) return undefined;
+  if (!lib?.text || !(i >= 0 && i < lib.ends.length)) return undefined;
   let tp = lib.cache.get(i);
   if (!tp) {
     const parsed = /** @type {Template} */ (JSON.parse(utf8.decode(lib.text.subarray(i ? lib.ends[i - 1] : 0, lib.ends[i]))));
@@ -520,7 +535,8 @@ const utf8 = new TextDecoder();
  * here), or, when the background had none, built from the templates.
  */
 function buildIndex() {
-  if (state.core !== 'ready' || !state.templatesLoaded) return;
+  // A stored snapshot is loaded before the templates' texts are here (setStoredLibrary).
+  if (state.core !== 'ready' || !(state.templatesLoaded || state.snapshotBytes)) return;
   state.index?.free?.();
   state.index = null;
   state.indexFrom = null;
@@ -563,7 +579,7 @@ function buildIndex() {
  * does, and the list is redrawn when it arrives.
  */
 function computeBoost() {
-  if (state.core !== 'ready' || !state.templatesLoaded) return;
+  if (state.core !== 'ready' || !(state.templatesLoaded || state.indexFrom === 'snapshot')) return;
   if (state.indexFrom === 'snapshot') {
     const generation = state.generation;
     const asked = ++state.fitAsked;
@@ -1393,6 +1409,8 @@ installDevHooks({ call, target, maxShown: MAX_SHOWN, state });
 // ---------------------------------------------------------------------------------------------
 // Start-up
 
+boot.evaluated = performance.now();
+
 async function loadCore() {
   try {
     core = await loadWasmCore();
@@ -1416,6 +1434,7 @@ if (!token) {
   connect();
 }
 renderEmpty();
-// The stored library is read at once, in parallel with the core and the background's answer.
-state.earlyRead = token ? readStoredLibrary(undefined) : null;
+// The stored library is read at once (panel-start.js), in parallel with the core and the
+// background's answer.
+state.earlyRead = token ? earlyRead : null;
 loadCore();

@@ -158,10 +158,13 @@ async function buildLibrary(/** @type {number} */ generation) {
     try {
       // Team state only where there is some: a local library stores what it always did.
       const team = meta.some((m) => m.library !== LOCAL);
+      const { text, ends } = packTemplates(templates);
       await storeLibrary({
         generation,
-        snapshot: built.bytes,
-        ...packTemplates(templates),
+        // Blobs: kept as files, read by panels without a structured clone (lib/library-db.js).
+        snapshot: new Blob([/** @type {BlobPart} */ (built.bytes)]),
+        text: new Blob([/** @type {BlobPart} */ (text)]),
+        ends,
         meta: team ? packTemplates(meta.map((m) => (m.library === LOCAL ? null : m))) : null,
         libraries,
       });

@@ -2,16 +2,23 @@
 /**
  * The built library in the extension's IndexedDB (database `quiver-library`, store `library`,
  * key `current`), written by the background, read by panels. A panel is an extension page and
- * reads it by structured clone, far faster than extension messaging, which in Chromium is JSON
- * through the browser process (1.4 s for 100,000 templates, docs/benchmarks.md).
+ * reads it from there, far faster than extension messaging, which in Chromium is JSON through the
+ * browser process (1.4 s for 100,000 templates, docs/benchmarks.md).
+ *
+ * The two large pieces, the index snapshot and the templates' texts, are Blobs: both browsers
+ * keep a Blob in IndexedDB as a file, and reading the record gives a handle at once; the bytes
+ * are then read with `blobBytes`, the snapshot first (the index is usable without the texts,
+ * which only drawn rows need). As structured-cloned typed arrays, Firefox compressed them on
+ * write and both browsers deserialised the whole record (50 MB at 100,000 templates) before the
+ * panel got any of it.
  */
 
 /**
- * `text`: the templates' JSON one after another (UTF-8); `ends`: where each ends (byte offsets);
- * `snapshot`: the search index's snapshot. With team libraries (lib/team.js) also `meta`: each
- * template's TeamMeta packed the same way, in the same order (an empty entry for a local one),
- * and `libraries`: the team libraries (id, name, role).
- * @typedef {{generation: number, snapshot: Uint8Array, text: Uint8Array, ends: Uint32Array,
+ * `text`: the templates' JSON one after another (UTF-8, a Blob); `ends`: where each ends (byte
+ * offsets); `snapshot`: the search index's snapshot (a Blob). With team libraries (lib/team.js)
+ * also `meta`: each template's TeamMeta packed the same way, in the same order (an empty entry for
+ * a local one), and `libraries`: the team libraries (id, name, role).
+ * @typedef {{generation: number, snapshot: Blob, text: Blob, ends: Uint32Array,
  *   meta?: {text: Uint8Array, ends: Uint32Array} | null, libraries?: import('./team.js').TeamLibrary[]}} LibraryRecord
  */
 
@@ -66,7 +73,7 @@ export async function readStoredLibrary(generation) {
       get.onerror = () => reject(get.error);
     });
     const ok = rec && (generation === undefined || rec.generation === generation)
-      && rec.snapshot instanceof Uint8Array && rec.ends instanceof Uint32Array && rec.text instanceof Uint8Array
+      && rec.snapshot instanceof Blob && rec.ends instanceof Uint32Array && rec.text instanceof Blob
       && (!rec.meta || (rec.meta.text instanceof Uint8Array && rec.meta.ends instanceof Uint32Array
         && rec.meta.ends.length === rec.ends.length));
     return ok ? rec : null;
@@ -74,6 +81,20 @@ export async function readStoredLibrary(generation) {
     return null;
   } finally {
     db.close();
+  }
+}
+
+/**
+ * The bytes of a stored Blob (the snapshot, the templates' texts), or null when they cannot be
+ * read (the file behind it is gone: the panel then asks the background).
+ * @param {Blob} blob
+ * @returns {Promise<Uint8Array | null>}
+ */
+export async function blobBytes(blob) {
+  try {
+    return new Uint8Array(await blob.arrayBuffer());
+  } catch {
+    return null;
   }
 }
 

@@ -206,15 +206,41 @@ pub struct Hit {
     pub quality: Option<Quality>,
 }
 
-/// A normalised text column: every template's field, each followed by `\n`.
+/// A text column: every template's field (normalised, or an id), each followed by `\n`, kept in
+/// the index's `text` buffer (for an index loaded from a snapshot, the snapshot itself: the
+/// columns are searched where they lie). Bytes, not a `str`: search reads them as bytes (a char
+/// is decoded only where a match starts, with checked conversions), so a loaded snapshot needs
+/// no UTF-8 check of its columns.
 #[derive(Default)]
 struct Column {
-    text: String,
+    /// Where the column's text is in the buffer, and its length.
+    at: usize,
+    len: usize,
     /// Start of each template's segment; one more entry than templates.
     starts: Vec<u32>,
 }
 
 impl Column {
+    /// The column's text, in the index's `text` buffer.
+    fn text<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[self.at..self.at + self.len]
+    }
+
+    /// Template `t`'s segment (without its `\n`) in the column's text `hay`.
+    fn segment<'a>(&self, hay: &'a [u8], t: usize) -> &'a [u8] {
+        let (a, b) = (self.starts[t] as usize, self.starts[t + 1] as usize - 1);
+        &hay[a..b]
+    }
+}
+
+/// A column being built: its own text until [`ColumnBuf::finish`] appends it to the buffer.
+#[derive(Default)]
+struct ColumnBuf {
+    text: Vec<u8>,
+    starts: Vec<u32>,
+}
+
+impl ColumnBuf {
     fn push(&mut self, s: &str) {
         // Offsets are u32: past 4 GiB, further fields are indexed empty.
         let s = if self.text.len() + s.len() + 1 >= u32::MAX as usize {
@@ -223,18 +249,19 @@ impl Column {
             s
         };
         self.starts.push(self.text.len() as u32);
-        self.text.push_str(s);
-        self.text.push('\n');
+        self.text.extend_from_slice(s.as_bytes());
+        self.text.push(b'\n');
     }
 
-    fn finish(&mut self) {
+    fn finish(mut self, buf: &mut Vec<u8>) -> Column {
         self.starts.push(self.text.len() as u32);
-        self.text.shrink_to_fit();
-    }
-
-    fn segment(&self, t: usize) -> &[u8] {
-        let (a, b) = (self.starts[t] as usize, self.starts[t + 1] as usize - 1);
-        &self.text.as_bytes()[a..b]
+        let at = buf.len();
+        buf.extend_from_slice(&self.text);
+        Column {
+            at,
+            len: self.text.len(),
+            starts: self.starts,
+        }
     }
 }
 
@@ -247,8 +274,10 @@ const MAX_WORDS: usize = 8;
 /// The search index over a template library. Build once per library change; search per
 /// keystroke. `Send + Sync`, immutable once built.
 pub struct SearchIndex {
-    ids: Vec<String>,
-    titles: Vec<String>,
+    /// The text of every column (see [`Column`]).
+    text: Vec<u8>,
+    /// The templates' ids, as a column (one allocation, not one per template).
+    ids: Column,
     /// Columns by [`Field`] code.
     columns: [Column; 5],
     pinyin: pinyin::PinyinIndex,
@@ -264,7 +293,7 @@ pub struct SearchIndex {
 impl std::fmt::Debug for SearchIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SearchIndex")
-            .field("templates", &self.ids.len())
+            .field("templates", &self.len())
             .field("pinyin", &self.pinyin)
             .field("vocab", &self.vocab)
             .finish_non_exhaustive()
@@ -290,7 +319,7 @@ fn unpack(p: Packed) -> (u16, Field, Quality) {
 impl SearchIndex {
     pub fn build(templates: &[IndexedTemplate]) -> SearchIndex {
         let n = templates.len();
-        let mut columns: [Column; 5] = Default::default();
+        let mut bufs: [ColumnBuf; 5] = Default::default();
         let mut pinyin = pinyin::Builder::new();
         let mut han = Vec::new();
         let mut scratch = String::new();
@@ -303,11 +332,11 @@ impl SearchIndex {
             if let Some(s) = &t.shortcut {
                 text::normalize_into(s, &mut scratch);
             }
-            columns[Field::Shortcut as usize].push(&scratch);
+            bufs[Field::Shortcut as usize].push(&scratch);
 
             scratch.clear();
             text::normalize_into(&t.title, &mut scratch);
-            columns[Field::Title as usize].push(&scratch);
+            bufs[Field::Title as usize].push(&scratch);
             pinyin.add(Field::Title, &scratch);
 
             scratch.clear();
@@ -324,29 +353,35 @@ impl SearchIndex {
                     pinyin.add(Field::Tag, &scratch[before..]);
                 }
             }
-            columns[Field::Tag as usize].push(&scratch);
+            bufs[Field::Tag as usize].push(&scratch);
 
             scratch.clear();
             text::normalize_into(&t.folder, &mut scratch);
-            columns[Field::Folder as usize].push(&scratch);
+            bufs[Field::Folder as usize].push(&scratch);
 
             scratch.clear();
             text::normalize_into(&t.body_text, &mut scratch);
             text::cut_at_char(&mut scratch, text::MAX_BODY_BYTES);
-            columns[Field::Body as usize].push(&scratch);
+            bufs[Field::Body as usize].push(&scratch);
 
             if pinyin.seq_count() > with_pinyin {
                 han.push(ti);
             }
         }
-        for c in &mut columns {
-            c.finish();
+        let mut ids = ColumnBuf::default();
+        for t in templates {
+            ids.push(&t.id);
         }
+        let mut text =
+            Vec::with_capacity(bufs.iter().map(|c| c.text.len()).sum::<usize>() + ids.text.len());
+        let ids = ids.finish(&mut text);
+        let columns = bufs.map(|c| c.finish(&mut text));
 
         let mut vocab = fuzzy::VocabBuilder::new();
         for i in 0..n {
             for field in [Field::Shortcut, Field::Title, Field::Tag] {
-                let seg = columns[field as usize].segment(i);
+                let col = &columns[field as usize];
+                let seg = col.segment(col.text(&text), i);
                 // Segments are whole chars of a String.
                 let s = std::str::from_utf8(seg).unwrap_or("");
                 vocab.add(i as u32, field, s);
@@ -355,8 +390,15 @@ impl SearchIndex {
         let vocab = vocab.finish();
 
         let title_col = &columns[Field::Title as usize];
+        let titles = title_col.text(&text);
         let mut order: Vec<(&[u8], &[u8], u32)> = (0..n)
-            .map(|t| (title_col.segment(t), templates[t].id.as_bytes(), t as u32))
+            .map(|t| {
+                (
+                    title_col.segment(titles, t),
+                    templates[t].id.as_bytes(),
+                    t as u32,
+                )
+            })
             .collect();
         sort_by_bytes(&mut order);
         let mut title_rank = vec![0u32; n];
@@ -365,8 +407,8 @@ impl SearchIndex {
         }
 
         SearchIndex {
-            ids: templates.iter().map(|t| t.id.clone()).collect(),
-            titles: templates.iter().map(|t| t.title.clone()).collect(),
+            text,
+            ids,
             columns,
             pinyin: pinyin.finish(),
             vocab,
@@ -381,21 +423,16 @@ impl SearchIndex {
     }
 
     pub fn len(&self) -> usize {
-        self.ids.len()
+        self.ids.starts.len().saturating_sub(1)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.len() == 0
     }
 
-    /// The id of the template at `index`.
+    /// The id of the template at `index` (empty if it is not UTF-8: a changed snapshot).
     pub fn id(&self, index: usize) -> &str {
-        &self.ids[index]
-    }
-
-    /// The title (as given) of the template at `index`.
-    pub fn title(&self, index: usize) -> &str {
-        &self.titles[index]
+        std::str::from_utf8(self.ids.segment(self.ids.text(&self.text), index)).unwrap_or("")
     }
 
     /// Searches; see the module documentation for matching and ranking.
@@ -599,6 +636,7 @@ impl SearchIndex {
         best: &mut [Packed],
     ) {
         let col = &self.columns[field as usize];
+        let hay = col.text(&self.text);
         let nb = needle.as_bytes();
         let finder = Finder::new(nb);
         let ceiling = pack(field, Quality::Exact);
@@ -610,7 +648,7 @@ impl SearchIndex {
                     if best[t] >= ceiling {
                         continue;
                     }
-                    let seg = col.segment(t);
+                    let seg = col.segment(hay, t);
                     if let Some(at) = find(seg, nb, &finder) {
                         let q = classify(seg, at, nb.len(), &finder, tags);
                         best[t] = best[t].max(pack(field, q));
@@ -618,7 +656,6 @@ impl SearchIndex {
                 }
             }
             None => {
-                let hay = col.text.as_bytes();
                 let mut pos = 0;
                 let mut t = 0;
                 while let Some(i) = finder.find(&hay[pos..]) {

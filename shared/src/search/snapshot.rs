@@ -1,19 +1,28 @@
 //! A built [`SearchIndex`] as bytes, and back: the palette loads an index that was built once
 //! elsewhere (the extension's background, per library change) instead of building it on every
-//! panel load. Loading is a few copies and bounds checks, not a build (docs/benchmarks.md).
+//! panel load. Loading is a copy of each array and linear bounds checks, not a build, and
+//! allocates a fixed number of arrays whatever the library's size (docs/benchmarks.md).
 //!
 //! Format (little-endian): `QVSX`, the format version (u32), the template count (u32), then each
-//! array as a u32 length and its elements. Every offset and range is checked on load, so bytes
+//! array as a u32 length and its elements; range tables whose ranges follow one another are
+//! written as their lengths (u16 where they fit) or ends, and what the load can derive cheaply
+//! (the templates with pinyin) is not written. Smaller bytes are read faster from IndexedDB. Every offset and range is checked on load, so bytes
 //! that were cut or changed give an error, never a panic or an out-of-bounds read later in
-//! [`SearchIndex::search`]. The format is private to one build of the core: both ends run the
-//! same wasm, so there is no migration, only a version check.
+//! [`SearchIndex::search`]. Text columns are kept as bytes and not checked as UTF-8: search reads
+//! them as bytes and decodes a char only through checked conversions, so changed text can only
+//! change results. The format is private to one build of the core: both ends run the same wasm,
+//! so there is no migration, only a version check.
 
 use super::fuzzy::Vocab;
 use super::pinyin::{PinyinIndex, Reading, Seq};
 use super::{Column, Field, SearchIndex};
 
 const MAGIC: &[u8; 4] = b"QVSX";
-const VERSION: u32 = 1;
+/// A pinyin sequence: field (u8), units (2 × u32), initials, letters, pairs (4 × u64).
+const SEQ_BYTES: usize = 41;
+/// 2: ids as one column, no titles (v1 kept both as strings, loaded one allocation each), the
+/// compact range tables.
+const VERSION: u32 = 2;
 
 /// Appends values to a snapshot.
 struct Writer(Vec<u8>);
@@ -42,17 +51,6 @@ impl Writer {
         for &x in v {
             self.u32(x);
         }
-    }
-    /// Strings as one text and their end offsets.
-    fn strings(&mut self, v: &[String]) {
-        let mut ends = Vec::with_capacity(v.len());
-        let mut text = Vec::new();
-        for s in v {
-            text.extend_from_slice(s.as_bytes());
-            ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
-        }
-        self.bytes(&text);
-        self.u32s(&ends);
     }
 }
 
@@ -107,46 +105,58 @@ impl<'a> Reader<'a> {
     fn u32s(&mut self) -> R<Vec<u32>> {
         let n = self.len(4)?;
         let s = self.take(n * 4)?;
-        Ok(s.chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+        let mut v = Vec::with_capacity(n);
+        v.extend(
+            s.chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        );
+        Ok(v)
     }
-    fn text(&mut self) -> R<&'a str> {
-        std::str::from_utf8(self.bytes()?).map_err(|_| bad("text is not UTF-8"))
-    }
-    fn strings(&mut self, n: usize) -> R<Vec<String>> {
-        let text = self.text()?;
-        let ends = self.u32s()?;
-        if ends.len() != n {
-            return Err(bad("string count"));
+    /// A text column, left where it is in the snapshot, and its range table, checked: rising
+    /// from 0 to the end, every segment ending with the `\n` that `Column::segment` drops.
+    fn column(&mut self, n: usize) -> R<Column> {
+        let len = self.len(1)?;
+        let at = self.at;
+        let text = self.take(len)?;
+        let starts = match self.u8()? {
+            2 => {
+                let count = self.len(2)?;
+                if count != n {
+                    return Err(bad("range table"));
+                }
+                let mut starts = Vec::with_capacity(count + 1);
+                starts.push(0u32);
+                let mut end = 0usize;
+                for c in self.take(count * 2)?.chunks_exact(2) {
+                    end += usize::from(u16::from_le_bytes([c[0], c[1]]));
+                    if end > len {
+                        return Err(bad("range table"));
+                    }
+                    starts.push(end as u32);
+                }
+                starts
+            }
+            4 => self.u32s()?,
+            _ => return Err(bad("range table width")),
+        };
+        check_starts(&starts, n, len)?;
+        if starts
+            .windows(2)
+            .any(|w| w[0] == w[1] || text[w[1] as usize - 1] != b'\n')
+        {
+            return Err(bad("column segment"));
         }
-        let mut out = Vec::with_capacity(n);
-        let mut start = 0usize;
-        for e in ends {
-            let e = e as usize;
-            let s = text.get(start..e).ok_or_else(|| bad("string offsets"))?;
-            out.push(s.to_owned());
-            start = e;
-        }
-        if start != text.len() {
-            return Err(bad("string offsets"));
-        }
-        Ok(out)
+        Ok(Column { at, len, starts })
     }
 }
 
-/// `starts` (one more than items) rises from 0 to `end`, each on a char boundary of `text` if given.
-fn check_starts(starts: &[u32], items: usize, end: usize, text: Option<&str>) -> R<()> {
+/// `starts` (one more than items) rises from 0 to `end`.
+fn check_starts(starts: &[u32], items: usize, end: usize) -> R<()> {
     if starts.len() != items + 1 || starts.first() != Some(&0) || starts[items] as usize != end {
         return Err(bad("range table"));
     }
     if starts.windows(2).any(|w| w[0] > w[1]) {
         return Err(bad("range table not in order"));
-    }
-    if let Some(t) = text {
-        if starts.iter().any(|&s| !t.is_char_boundary(s as usize)) {
-            return Err(bad("range inside a char"));
-        }
     }
     Ok(())
 }
@@ -165,12 +175,24 @@ impl SearchIndex {
         let mut w = Writer(Vec::new());
         w.0.extend_from_slice(MAGIC);
         w.u32(VERSION);
-        w.len(self.ids.len());
-        w.strings(&self.ids);
-        w.strings(&self.titles);
-        for c in &self.columns {
-            w.bytes(c.text.as_bytes());
-            w.u32s(&c.starts);
+        w.len(self.len());
+        for c in std::iter::once(&self.ids).chain(&self.columns) {
+            w.bytes(c.text(&self.text));
+            // The segments' lengths as u16 when they fit (they do unless an id, a title or a tag
+            // is longer than 64 KiB: bodies are cut at 8 KiB), else the range table itself.
+            if c.starts
+                .windows(2)
+                .all(|s| s[1] - s[0] <= u32::from(u16::MAX))
+            {
+                w.u8(2);
+                w.len(c.starts.len() - 1);
+                for s in c.starts.windows(2) {
+                    w.0.extend_from_slice(&((s[1] - s[0]) as u16).to_le_bytes());
+                }
+            } else {
+                w.u8(4);
+                w.u32s(&c.starts);
+            }
         }
         // pinyin
         let p = &self.pinyin;
@@ -199,38 +221,40 @@ impl SearchIndex {
         }
         w.bytes(&p.bytes);
         // typo vocabulary
+        // Words follow one another in `bytes`, and their postings one another from 0: only
+        // their lengths and ends are written.
         let v = &self.vocab;
         w.len(v.words.len());
-        for &(off, len) in &v.words {
-            w.u32(off);
+        for &(_, len) in &v.words {
             w.u8(len);
         }
         w.len(v.posting_ranges.len());
-        for &(a, b) in &v.posting_ranges {
-            w.u32(a);
-            w.u32(b);
+        for &(_, end) in &v.posting_ranges {
+            w.u32(end);
         }
         w.u32s(&v.postings);
         w.bytes(&v.bytes);
-        // ranking
-        w.u32s(&self.han);
-        w.len(self.usage.len());
-        for &u in &self.usage {
-            w.u32(u.to_bits());
-        }
-        w.len(self.last_used.len());
-        for &l in &self.last_used {
-            // u64::MAX stands for "never": no send has that time.
-            w.u64(l.unwrap_or(u64::MAX));
-        }
+        // ranking (`han` is read back from the pinyin ranges)
         w.u32s(&self.title_rank);
+        // Usage and last send only of the templates that have either (most have neither).
+        let used: Vec<usize> = (0..self.len())
+            .filter(|&t| self.usage[t].to_bits() != 0 || self.last_used[t].is_some())
+            .collect();
+        w.len(used.len());
+        for t in used {
+            w.u32(t as u32);
+            w.u32(self.usage[t].to_bits());
+            // u64::MAX stands for "never": no send has that time.
+            w.u64(self.last_used[t].unwrap_or(u64::MAX));
+        }
         w.0
     }
 
     /// An index from [`SearchIndex::snapshot`]'s bytes. Refuses bytes that are cut, changed or
     /// from another format version, naming what is wrong.
-    pub fn from_snapshot(bytes: &[u8]) -> Result<SearchIndex, String> {
-        let mut r = Reader { b: bytes, at: 0 };
+    /// The text columns stay in `bytes`, where search reads them.
+    pub fn from_snapshot(bytes: Vec<u8>) -> Result<SearchIndex, String> {
+        let mut r = Reader { b: &bytes, at: 0 };
         if r.take(4).ok() != Some(MAGIC.as_slice()) {
             return Err(bad("not a snapshot"));
         }
@@ -239,44 +263,32 @@ impl SearchIndex {
             return Err(bad(&format!("format {version}, this core reads {VERSION}")));
         }
         let n = r.u32()? as usize;
-        let ids = r.strings(n)?;
-        let titles = r.strings(n)?;
+        let ids = r.column(n)?;
         let mut columns: [Column; 5] = Default::default();
         for c in &mut columns {
-            let text = r.text()?.to_owned();
-            let starts = r.u32s()?;
-            check_starts(&starts, n, text.len(), Some(&text))?;
-            // Every segment ends with the `\n` that `Column::segment` drops.
-            if starts
-                .windows(2)
-                .any(|w| w[0] == w[1] || text.as_bytes()[w[1] as usize - 1] != b'\n')
-            {
-                return Err(bad("column segment"));
-            }
-            *c = Column { text, starts };
+            *c = r.column(n)?;
         }
 
         let by_template = r.u32s()?;
-        let seq_count = r.len(45)?;
+        let seq_count = r.len(SEQ_BYTES)?;
         let mut seqs = Vec::with_capacity(seq_count);
-        for _ in 0..seq_count {
-            let code = r.u8()?;
+        for rec in r.take(seq_count * SEQ_BYTES)?.chunks_exact(SEQ_BYTES) {
+            let code = rec[0];
             if code > Field::Body as u8 {
                 return Err(bad("field code"));
             }
-            let units = (r.u32()?, r.u32()?);
-            let initials = r.u64()?;
-            let letters = r.u64()?;
-            let pairs = u128::from(r.u64()?) | (u128::from(r.u64()?) << 64);
+            let u32_at =
+                |i: usize| u32::from_le_bytes([rec[i], rec[i + 1], rec[i + 2], rec[i + 3]]);
+            let u64_at = |i: usize| u64::from(u32_at(i)) | (u64::from(u32_at(i + 4)) << 32);
             seqs.push(Seq {
                 field: Field::from_code(code),
-                units,
-                initials,
-                letters,
-                pairs,
+                units: (u32_at(1), u32_at(5)),
+                initials: u64_at(9),
+                letters: u64_at(17),
+                pairs: u128::from(u64_at(25)) | (u128::from(u64_at(33)) << 64),
             });
         }
-        check_starts(&by_template, n, seqs.len(), None)?;
+        check_starts(&by_template, n, seqs.len())?;
         let units = r.u32s()?;
         let sym_count = r.len(8)?;
         let mut symbol_readings = Vec::with_capacity(sym_count);
@@ -312,29 +324,30 @@ impl SearchIndex {
             }
         }
 
-        let word_count = r.len(5)?;
-        let mut words = Vec::with_capacity(word_count);
-        for _ in 0..word_count {
-            words.push((r.u32()?, r.u8()?));
-        }
-        let range_count = r.len(8)?;
-        let mut posting_ranges = Vec::with_capacity(range_count);
-        for _ in 0..range_count {
-            posting_ranges.push((r.u32()?, r.u32()?));
-        }
+        let word_count = r.len(1)?;
+        let lens = r.take(word_count)?;
+        let ends = r.u32s()?;
         let postings = r.u32s()?;
         let vbytes = r.bytes()?.to_vec();
-        if posting_ranges.len() != words.len() {
+        if ends.len() != word_count {
             return Err(bad("vocabulary ranges"));
         }
-        for &(off, len) in &words {
-            check_range((off, off.saturating_add(u32::from(len))), vbytes.len())?;
-            if off.checked_add(u32::from(len)).is_none() {
+        // Word offsets: their lengths added up, within `vbytes` (so below 4 GiB).
+        let mut words = Vec::with_capacity(word_count);
+        let mut off = 0usize;
+        for &len in lens {
+            words.push((off as u32, len));
+            off += usize::from(len);
+            if off > vbytes.len() {
                 return Err(bad("vocabulary word"));
             }
         }
-        for &pr in &posting_ranges {
-            check_range(pr, postings.len())?;
+        let mut posting_ranges = Vec::with_capacity(word_count);
+        let mut start = 0u32;
+        for &end in &ends {
+            check_range((start, end), postings.len())?;
+            posting_ranges.push((start, end));
+            start = end;
         }
         if postings
             .iter()
@@ -343,34 +356,37 @@ impl SearchIndex {
             return Err(bad("vocabulary posting"));
         }
 
-        let han = r.u32s()?;
-        if han.iter().any(|&t| t as usize >= n) {
-            return Err(bad("template number"));
-        }
-        let usage_count = r.len(4)?;
-        let mut usage = Vec::with_capacity(usage_count);
-        for _ in 0..usage_count {
-            usage.push(f32::from_bits(r.u32()?));
-        }
-        let last_count = r.len(8)?;
-        let mut last_used = Vec::with_capacity(last_count);
-        for _ in 0..last_count {
-            let l = r.u64()?;
-            last_used.push((l != u64::MAX).then_some(l));
-        }
+        // The templates with pinyin sequences (by_template is checked above).
+        let han: Vec<u32> = (0..n)
+            .filter(|&t| by_template[t + 1] > by_template[t])
+            .map(|t| t as u32)
+            .collect();
         let title_rank = r.u32s()?;
-        if usage.len() != n || last_used.len() != n || title_rank.len() != n {
+        if title_rank.len() != n {
             return Err(bad("per-template table"));
         }
         if title_rank.iter().any(|&t| t as usize >= n) {
             return Err(bad("title rank"));
         }
+        // `n` is bounded by the columns' range tables read above.
+        let used = r.len(16)?;
+        let mut usage = vec![0f32; n];
+        let mut last_used = vec![None; n];
+        for _ in 0..used {
+            let t = r.u32()? as usize;
+            if t >= n {
+                return Err(bad("template number"));
+            }
+            usage[t] = f32::from_bits(r.u32()?);
+            let l = r.u64()?;
+            last_used[t] = (l != u64::MAX).then_some(l);
+        }
         if r.at != bytes.len() {
             return Err(bad("bytes after the end"));
         }
         Ok(SearchIndex {
+            text: bytes,
             ids,
-            titles,
             columns,
             pinyin: PinyinIndex {
                 by_template,

@@ -921,7 +921,7 @@ fn snapshot_corpus() -> Vec<IndexedTemplate> {
 fn snapshot_round_trip_searches_the_same() {
     let built = SearchIndex::build(&snapshot_corpus());
     let bytes = built.snapshot();
-    let loaded = SearchIndex::from_snapshot(&bytes).unwrap();
+    let loaded = SearchIndex::from_snapshot(bytes.clone()).unwrap();
     assert_eq!(loaded.len(), built.len());
     assert_eq!(
         loaded.snapshot(),
@@ -953,7 +953,7 @@ fn snapshot_round_trip_searches_the_same() {
     }
     // The empty library too.
     let empty = SearchIndex::build(&[]);
-    assert!(SearchIndex::from_snapshot(&empty.snapshot())
+    assert!(SearchIndex::from_snapshot(empty.snapshot())
         .unwrap()
         .is_empty());
 }
@@ -963,26 +963,114 @@ fn snapshot_cut_or_changed_is_refused_or_safe() {
     let bytes = SearchIndex::build(&snapshot_corpus()).snapshot();
     // Every cut is refused.
     for len in 0..bytes.len() {
-        let e = SearchIndex::from_snapshot(&bytes[..len]).unwrap_err();
+        let e = SearchIndex::from_snapshot(bytes[..len].to_vec()).unwrap_err();
         assert!(e.starts_with("search index snapshot: "), "{e}");
     }
     let mut more = bytes.clone();
     more.push(0);
-    assert!(SearchIndex::from_snapshot(&more).is_err());
-    let mut v2 = bytes.clone();
-    v2[4] = 2;
-    assert!(SearchIndex::from_snapshot(&v2)
+    assert!(SearchIndex::from_snapshot(more).is_err());
+    let mut v9 = bytes.clone();
+    v9[4] = 9;
+    assert!(SearchIndex::from_snapshot(v9)
         .unwrap_err()
-        .contains("format 2"));
+        .contains("format 9"));
     // Any single changed byte is either refused or gives an index that searches without panicking.
     for i in 0..bytes.len() {
         for x in [0x00, 0x7f, 0xff] {
             let mut b = bytes.clone();
             b[i] ^= x | 1;
-            if let Ok(ix) = SearchIndex::from_snapshot(&b) {
+            if let Ok(ix) = SearchIndex::from_snapshot(b) {
                 for q in ["", "sd", "shaodeng", "grett", "售后", "refund pol"] {
                     ix.search(q, &SearchOptions::default());
                 }
+            }
+        }
+    }
+}
+
+/// The palette bench's generated library (tests/e2e/bench/palette.mjs), with usage, folders and
+/// Chinese bodies on some templates.
+fn generated_corpus(n: usize) -> Vec<IndexedTemplate> {
+    let words = [
+        "order", "refund", "shipping", "delay", "greeting", "invoice", "coupon", "address",
+        "payment", "return",
+    ];
+    let han = [
+        "稍等", "退款", "发货", "订单", "优惠", "地址", "支付", "感谢", "售后", "物流",
+    ];
+    (0..n)
+        .map(|i| {
+            let (w, h) = (words[i % words.len()], han[(i * 7) % han.len()]);
+            let title = if i % 3 == 0 {
+                format!("{h}{i}")
+            } else {
+                format!("{w} template {i}")
+            };
+            let mut x = t(&format!("gen-{i}"), &title)
+                .shortcut(&format!("{}{i}", &w[..2]))
+                .tags(&[w, h])
+                .body(&format!(
+                    "Generated body {i}: about your {w} {h}, reply soon."
+                ));
+            if i % 7 == 0 {
+                x = x.folder(&format!("{h}/{w}"));
+            }
+            if i % 11 == 0 {
+                x = x.used(
+                    (i % 13) as u32,
+                    (i % 2 == 0).then_some(1_700_000_000_000 + i as u64),
+                );
+            }
+            x
+        })
+        .collect()
+}
+
+#[test]
+fn snapshot_of_a_generated_library_searches_the_same() {
+    let corpus = generated_corpus(3_000);
+    let built = SearchIndex::build(&corpus);
+    let bytes = built.snapshot();
+    let loaded = SearchIndex::from_snapshot(bytes.clone()).unwrap();
+    assert_eq!(loaded.len(), corpus.len());
+    assert_eq!(loaded.snapshot(), bytes);
+    for (i, x) in corpus.iter().enumerate() {
+        assert_eq!(loaded.id(i), x.id);
+    }
+    let boost: Vec<f32> = (0..corpus.len()).map(|i| (i % 3) as f32 * 0.5).collect();
+    let now = Some(1_700_000_500_000);
+    // Every prefix of the bench's queries, and some more, with and without boost and clock.
+    let queries = [
+        "shd",
+        "refund",
+        "order status",
+        "tkzc",
+        "greting",
+        "coupon 12",
+        "退款",
+        "sd 12",
+        "shaodeng",
+        "物流/",
+        "gen-12",
+        "reply soon",
+        "xyz",
+        "",
+    ];
+    for q in queries {
+        let cut: Vec<usize> = q.char_indices().map(|(i, _)| i).skip(1).collect();
+        for k in cut.into_iter().chain([q.len()]) {
+            let q = &q[..k];
+            for (limit, boost) in [(50, None), (5, Some(&boost[..])), (usize::MAX, None)] {
+                let opts = SearchOptions {
+                    limit,
+                    now_ms: now,
+                    boost,
+                };
+                assert_eq!(
+                    built.search(q, &opts),
+                    loaded.search(q, &opts),
+                    "query {q:?}"
+                );
             }
         }
     }
