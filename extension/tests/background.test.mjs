@@ -769,6 +769,30 @@ test('team: team.changed rebuilds the library for the panels, a connection chang
   assert.deepEqual(r.result.meta, [{ library: 'L1', sync: 'conflict' }]);
 });
 
+test('library: a restarted background never tells a generation an earlier run may have stored', async () => {
+  const generationOf = async (bg, req) => {
+    const { panel } = await bg.connectFrames();
+    panel.onMessage.fire({ type: 'templates', req });
+    await listPage(bg, { templates: [], meta: [] });
+    const r = await waitFor(() => panel.sent.find((m) => m.type === 'reply' && m.req === req));
+    assert.ok(Number.isSafeInteger(r.result.generation), JSON.stringify(r.result));
+    return r.result.generation;
+  };
+  const first = await load();
+  await first.up(['send', 'events']);
+  const seen = [await generationOf(first, 'a')];
+  for (let i = 0; i < 3; i++) {
+    first.mod.library.libraryChanged();
+    seen.push(await generationOf(first, `a${i}`));
+  }
+  assert.equal(new Set(seen).size, seen.length, `${seen}`);
+  // The browser stops the background and starts it again at once (the same millisecond, even).
+  const second = await load();
+  await second.up(['send', 'events']);
+  const g = await generationOf(second, 'b');
+  assert.ok(g > Math.max(...seen), `restart: ${g} after ${seen}`);
+});
+
 test('team: a daemon before 1.4 whose hello is not answered yet is asked again without `library`', async () => {
   const bg = await load();
   // no hello answered: the capabilities are not known

@@ -119,7 +119,10 @@ async function backgroundCore() {
  * refresh of the ranking after sends runs), `building` the build under way.
  */
 const library = {
-  generation: 0,
+  // Starts past every generation an earlier run of the background can have stored in IndexedDB
+  // (a panel takes the stored record of the generation it is told): the start-up time in µs, so
+  // a restart never reuses one unless the last run saw 1000 library changes per millisecond.
+  generation: Date.now() * 1000,
   /** @type {Build | null} */
   ready: null,
   /** @type {Promise<Build> | null} */
