@@ -16,7 +16,7 @@
 //    own script to the workspace page. `hello` is measured two ways: back to back (every process
 //    on the path awake, the bench's historical baseline) and interleaved with the clicks, each
 //    after the same 1.1 s of quiet a send has (on this VM a process that slept wakes late: the
-//    idle `hello` costs 2-3x the back-to-back one, so only the idle one is a like-for-like floor).
+//    idle `hello` costs 1.3-2.4x the back-to-back one, so only the idle one is a like-for-like floor).
 //
 // 4. palette load -> search index ready, with QUIVER_BENCH_LIBRARY (default 100,000) generated
 //    templates imported into the daemon: the background builds the index once per library
@@ -109,13 +109,15 @@ async function bench(browser) {
     for (const n of SIZES) perSize.push([n, await panel.evaluate((list, Q) => globalThis.__quiverBench.searchTimes(list, Q, 3), generated(n), QUERIES)]);
 
     // 3. Click -> posted vs hello.
+    /** One `hello` round trip from the panel, in ms. */
+    const helloOnce = () => panel.evaluate(async () => {
+      const a = performance.now();
+      await globalThis.__quiverBench.hello();
+      return performance.now() - a;
+    });
     const hello = [];
     for (let i = 0; i < N; i++) {
-      hello.push(await panel.evaluate(async () => {
-        const a = performance.now();
-        await globalThis.__quiverBench.hello();
-        return performance.now() - a;
-      }));
+      hello.push(await helloOnce());
     }
     await panel.evaluate((S) => {
       const i = document.querySelector(S);
@@ -128,11 +130,7 @@ async function bench(browser) {
     for (let i = 0; i < N; i++) {
       // the like-for-like floor: a hello after the same quiet as each click
       await sleep(1100);
-      helloIdle.push(await panel.evaluate(async () => {
-        const a = performance.now();
-        await globalThis.__quiverBench.hello();
-        return performance.now() - a;
-      }));
+      helloIdle.push(await helloOnce());
       await sleep(1100); // and past the Udesk meter's 1 s: no send queues
       const clickAt = await panel.evaluate((S) => {
         const at = performance.timeOrigin + performance.now();
@@ -145,11 +143,7 @@ async function bench(browser) {
     // Between the two: the other half of `hello` after the click.
     const hello2 = [];
     for (let i = 0; i < N; i++) {
-      hello2.push(await panel.evaluate(async () => {
-        const a = performance.now();
-        await globalThis.__quiverBench.hello();
-        return performance.now() - a;
-      }));
+      hello2.push(await helloOnce());
     }
 
     // The workspace's own hop, which a send has and `hello` has not: the assistant frame's
