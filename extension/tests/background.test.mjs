@@ -590,7 +590,27 @@ test('fast path: a free slot goes in one round trip (reserve with begin, post, d
   bg.reply(reserve, { send_id: 7, state: 'sending', go: true, delay_ms: 0, not_before_ms: Date.now(), replayed: false });
   await postAndDone(bg, cs, panel, 'k1', 7);
   assert.equal(bg.native.sent.some((m) => m.method === 'send.begin'), false, 'no send.begin');
-  assert.deepEqual([...new Set(states(panel, 'k1'))], ['queued', 'sending', 'sent']);
+  // The panel shows its send as queued from the click: the background says nothing while the
+  // reservation is on its way, and the acknowledgement of the `send` comes after it.
+  assert.deepEqual([...new Set(states(panel, 'k1'))], ['sending', 'sent']);
+  await waitFor(() => panel.sent.find((m) => m.type === 'reply' && m.req === 'k1'));
+  assert.deepEqual(panel.sent.find((m) => m.type === 'reply' && m.req === 'k1').result, { key: 'k1' });
+});
+
+test('a send whose reservation is not answered is saved all the same, within a moment', async () => {
+  const bg = await load();
+  await bg.upFast();
+  const { panel } = await bg.connectFrames();
+  panel.onMessage.fire(sendMsg('k1'));
+  const reserve = await bg.nextRequest('send.reserve');
+  // No answer from the daemon: the queue is saved anyway, a moment after the send was queued.
+  const saved = await waitFor(() => bg.store['quiver.sendQueue.v1']?.find((i) => i.key === 'k1'));
+  assert.equal(saved.stage, 'new');
+  assert.equal(saved.idempotency_key, reserve.params.idempotency_key);
+  assert.ok(bg.mod.queue.QUIET_AFTER_SEND_MS <= 100, 'saved within a moment');
+  // The panel's `send` is acknowledged all the same (it must not time out into "failed").
+  await waitFor(() => panel.sent.find((m) => m.type === 'reply' && m.req === 'k1'));
+  assert.equal(states(panel, 'k1').includes('failed'), false);
 });
 
 test('fast path: an older daemon (no capability) gets the three steps, without `begin`', async () => {

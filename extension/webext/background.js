@@ -54,8 +54,9 @@
  *                                                          [{id, usage_count, last_used_at}]}}
  *                  {type:"send", req?, key, batch?, template_id, library?, revision, part_index,
  *                   payload, post_as, platform, conversation?, customer?}
- *                                                       -> {type:"reply", req, result: {key}} then
- *                                                          send-state events for `key`
+ *                                                       -> send-state events for `key`, and
+ *                                                          {type:"reply", req, result: {key}} 25 ms
+ *                                                          after it was queued (a refusal at once)
  *                  {type:"cancel", req?, key}           -> {type:"reply", req, result: {key, cancelled}}
  *     bg -> panel  {type:"paired", resume}                 first, when accepted
  *                  {type:"status", status: Status}      on connect and whenever it changes
@@ -67,8 +68,10 @@
  *                   delay_ms?, not_before_ms?, error?: {code, message}}
  *                  state: queued (delay_ms: ms until its slot, null while not yet reserved;
  *                  not_before_ms: the slot's wall-clock time, from the daemon's meter),
- *                  sending, sent, failed, cancelled. On (re)connect the panel is sent the state
- *                  of each of its sends still in the queue.
+ *                  sending, sent, failed, cancelled. A send is `queued` from the panel's request:
+ *                  the first state it is told is the reservation's answer (`sending`, `failed`, or
+ *                  `queued` with its delay). On (re)connect the panel is sent the state of each
+ *                  of its sends still in the queue.
  *     A failed request replies {type:"reply", req, error: {code, message}}: protocol error codes
  *     from the daemon unchanged, plus these local ones:
  *       host_unavailable   no native port (host not installed, not started yet, or restarting)

@@ -37,6 +37,20 @@ let core = /** @type {Core} */ (/** @type {unknown} */ (null));
 const REQUEST_TIMEOUT_MS = 30_000;
 const MAX_SENDS_SHOWN = 50;
 const MAX_SHOWN = 50;
+/**
+ * The longest a click's feedback waits to be drawn. It is drawn as soon as a send of the click is
+ * answered (posted and recorded, or queued to wait, or failed), typically 10 ms after the click;
+ * a frame drawn at once would compete with the send for the CPU (docs/benchmarks.md, issue 9).
+ */
+const FEEDBACK_DRAW_MS = 50;
+/**
+ * A click's feedback not drawn yet: `draw` runs when a send of `keys` is answered, after
+ * FEEDBACK_DRAW_MS, or before anything else changes what the panel shows (flushDraw), whichever
+ * comes first. `sending` states that come before it are drawn after it.
+ * @type {{keys: Set<string>, draw: () => void, timer: ReturnType<typeof setTimeout>, held: any[]} | null}
+ */
+let pendingDraw = null;
+
 const PREVIEW_CHARS = 120;
 /** A template sent to the same conversation within this window asks before going again. */
 const RECENT_MS = 24 * 3600_000;
@@ -228,7 +242,7 @@ function onMessage(msg) {
       setStatus(msg.status);
       break;
     case 'send-state':
-      updateSend(msg);
+      onSendState(msg);
       break;
     case 'library-changed':
       // A burst of changes (an import) costs one reload.
@@ -630,6 +644,7 @@ function search(q) {
 
 /** Re-renders the list. A new search selects the first match; a refresh keeps the selection. */
 function renderList({ keepSelection = true } = {}) {
+  flushDraw();
   const q = ui.search.value.trim();
   const activeTp = keepSelection ? state.shown[state.active] : undefined;
   const activeKey = activeTp ? keyFor(activeTp) : undefined;
@@ -771,6 +786,7 @@ function renderEmpty() {
  * @param {Assessment} [assessed] the preview of that template just made (by a send): drawn as is
  */
 function setActive(i, scroll = true, assessed = undefined) {
+  flushDraw();
   const prev = ui.list.querySelector('[aria-selected="true"]');
   if (prev) prev.setAttribute('aria-selected', 'false');
   const next = state.shown[i];
@@ -791,6 +807,7 @@ function setActive(i, scroll = true, assessed = undefined) {
 
 /** @param {KeyboardEvent} e */
 function onKey(e) {
+  flushDraw();
   const n = state.shown.length;
   if (e.key === 'ArrowDown' || e.key === 'ArrowUp') {
     e.preventDefault();
@@ -1148,6 +1165,7 @@ function clearRefusal() {
  * @param {number} [row] the list row clicked: selected once the sends are on their way
  */
 function sendTemplate(tp, row = undefined) {
+  flushDraw();
   /** Selects the clicked row, or shows `tp` in the detail, drawing `assessed`. */
   const show = (/** @type {Assessment | undefined} */ assessed) => {
     if (row !== undefined) setActive(row, false, assessed);
@@ -1206,13 +1224,15 @@ function sendTemplate(tp, row = undefined) {
       platform: p.platform,
       conversation: conv.conversation,
       customer: conv.customer,
-    }).catch((e) => updateSend({ key, send_id: null, state: 'failed', error: { code: e.code, message: e.message } }));
+    }).catch((e) => onSendState({ key, send_id: null, state: 'failed', error: { code: e.code, message: e.message } }));
     return key;
   });
-  // Drawn once the sends are on their way (their replies come as tasks, after this).
-  show(assessed);
-  clearRefusal();
-  keys.forEach((key, i) => addSend(key, tp, i, conv));
+  // What the agent sees is drawn once the sends are answered (or FEEDBACK_DRAW_MS from now).
+  drawSoon(keys, () => {
+    show(assessed);
+    clearRefusal();
+    keys.forEach((key, i) => addSend(key, tp, i, conv));
+  });
   // Counted as recent from now on (the daemon's history follows).
   if (conv.conversation || conv.customer) {
     state.history.unshift({
@@ -1290,6 +1310,37 @@ function addSend(key, tp, partIndex, conv = {}) {
   ui.sendsSection.hidden = false;
   renderSend(/** @type {SendView} */ (state.sends.get(key)));
   tick();
+}
+
+/**
+ * @param {string[]} keys
+ * @param {() => void} draw
+ */
+function drawSoon(keys, draw) {
+  flushDraw();
+  pendingDraw = { keys: new Set(keys), draw, timer: setTimeout(flushDraw, FEEDBACK_DRAW_MS), held: [] };
+}
+
+/** Draws the pending feedback now, then the states that came before it. */
+function flushDraw() {
+  const p = pendingDraw;
+  if (!p) return;
+  pendingDraw = null;
+  clearTimeout(p.timer);
+  p.draw();
+  for (const msg of p.held) updateSend(msg);
+}
+
+/** @param {any} msg a `send-state` message (or a failed `send` call) */
+function onSendState(msg) {
+  if (pendingDraw?.keys.has(msg.key)) {
+    if (msg.state === 'sending') {
+      pendingDraw.held.push(msg); // on its way: the row is drawn with the answer
+      return;
+    }
+    flushDraw();
+  }
+  updateSend(msg);
 }
 
 /** @param {any} msg a `send-state` message */

@@ -7,7 +7,7 @@ import { errorBody, RpcError } from '../lib/rpc.js';
 import { currentLibrary, libraryFit, libraryReply } from './library.js';
 import { CLIENT, PROTOCOL, request, status } from './native.js';
 import { sendToPanel } from './pairing.js';
-import { acceptSend, cancelByKey, checkSend, ready } from './queue.js';
+import { acceptSend, cancelByKey, checkSend, QUIET_AFTER_SEND_MS, ready } from './queue.js';
 
 /**
  * @param {import('./pairing.js').Pair} pair
@@ -58,8 +58,12 @@ export function onPanelMessage(pair, port, msg) {
         fail(new RpcError('bad_request', bad));
         break;
       }
-      // One intake chain per panel keeps its sends in the order they were asked for.
-      pair.intake = (pair.intake ?? Promise.resolve()).then(() => acceptSend(pair, msg)).then(reply, fail);
+      // One intake chain per panel keeps its sends in the order they were asked for. Queued,
+      // the send is acknowledged a moment later, off its reservation's way (the panel learns
+      // its progress from `send-state`); a refusal is answered at once.
+      pair.intake = (pair.intake ?? Promise.resolve())
+        .then(() => acceptSend(pair, msg))
+        .then((r) => void setTimeout(() => reply(r), QUIET_AFTER_SEND_MS), fail);
       break;
     }
     case 'cancel':
