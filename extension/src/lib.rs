@@ -149,6 +149,19 @@ pub fn variables_json(template_json: &str) -> Result<String, CoreError> {
     to_json(&quiver_shared::model::variables(&template))
 }
 
+/// Whether rendering the template reads the clock (a built-in date/time placeholder in some text
+/// of a part or fallback): when it does not, a preview made from the same template, target and
+/// other values is the preview of any time (`quiver_shared::model::reads_clock`).
+#[wasm_bindgen]
+pub fn reads_clock(template_json: &str) -> Result<bool, JsValue> {
+    reads_clock_json(template_json).map_err(to_js_error)
+}
+
+/// [`reads_clock`] without the JS error conversion.
+pub fn reads_clock_json(template_json: &str) -> Result<bool, CoreError> {
+    Ok(quiver_shared::model::reads_clock(&parse_template(template_json)?))
+}
+
 /// JSON text of a value of the core's own types (cannot fail for them; `internal` if it did).
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String, CoreError> {
     serde_json::to_string(v).map_err(|e| CoreError {

@@ -1004,12 +1004,47 @@ function renderVariables(tp) {
  * @typedef {{key: string, previews: import('./lib/draw.js').PartPreview[], reasons: {code: string, part?: number, message: string}[]}} Assessment
  */
 /**
+ * The last assessment made and what it was made from, while its template does not read the clock
+ * (the core's `reads_clock`): the core has no other input, so the same template, target and
+ * values assess the same, and a click on the template the detail shows sends that very preview
+ * without making it again (0.3-0.4 ms on the click's path; docs/benchmarks.md, issue 9).
+ * @type {{inputs: string, assessed: Assessment} | null}
+ */
+let lastAssessment = null;
+
+/**
  * @param {Template} tp
  * @returns {Assessment}
  */
 function assess(tp) {
   const ctx = valuesFor(tp);
-  const previews = previewParts(tp, target(), ctx);
+  const tg = target(); // a fresh nonce where the platform wants one: never the same inputs twice
+  const { now: _now, tz: _tz, ...values } = ctx;
+  const tpJson = JSON.stringify(tp);
+  const inputs = JSON.stringify([state.core, keyFor(tp), tg, values, tpJson]);
+  if (lastAssessment?.inputs === inputs) return lastAssessment.assessed;
+  const assessed = assessNow(tp, tg, ctx);
+  lastAssessment = state.core === 'ready' && !readsClock(tpJson) ? { inputs, assessed } : null;
+  return assessed;
+}
+
+/** Whether rendering the template (JSON text) reads the clock; true when the core cannot tell. */
+function readsClock(/** @type {string} */ tpJson) {
+  try {
+    return core.reads_clock(tpJson);
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * @param {Template} tp
+ * @param {ReturnType<typeof target>} tg
+ * @param {Record<string, string>} ctx
+ * @returns {Assessment}
+ */
+function assessNow(tp, tg, ctx) {
+  const previews = previewParts(tp, tg, ctx);
   const reasons = [];
   const missing = new Set(templateVariables(tp).filter((v) => v.required && !ctx[v.name]).map((v) => v.name));
   for (const p of previews) for (const name of p.missing ?? []) missing.add(name);

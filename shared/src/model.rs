@@ -1226,11 +1226,44 @@ pub fn variables(template: &Template) -> Vec<VariableUse> {
     out
 }
 
+/// Whether rendering `template` reads the clock: a text of a part or of its fallback chain has a
+/// built-in date/time placeholder (the render reads the context's `now` and `tz` for those only).
+/// When it does not, a preview made earlier from the same template, target and other values is
+/// exactly the preview of now (the palette reuses it on a click).
+pub fn reads_clock(template: &Template) -> bool {
+    let mut found = false;
+    for part in &template.parts {
+        part.each_text(&mut |_, text| {
+            found = found
+                || render::placeholders(text)
+                    .iter()
+                    .any(|p| render::is_builtin(p.name));
+        });
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::limits::*;
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn reads_clock_finds_date_placeholders_in_parts_and_fallbacks() {
+        let t = |parts: serde_json::Value| -> Template {
+            serde_json::from_value(json!({"id": "t", "title": "T", "parts": parts})).unwrap()
+        };
+        assert!(!reads_clock(&t(json!([{"type": "text", "text": "{{a}} {{b|x}} {{ date_x }}"}]))));
+        assert!(reads_clock(&t(json!([{"type": "text", "text": "at {{ time:%H }}"}]))));
+        assert!(reads_clock(&t(json!([
+            {"type": "text", "text": "hi"},
+            {"type": "news", "articles": [{"title": "{{weekday}}", "digest": "", "cover": "https://e.x/c.png", "url": "https://e.x"}],
+             "fallback": {"type": "text", "text": "x"}}
+        ]))));
+        assert!(reads_clock(&t(json!([{"type": "rich", "html": "<p>x</p>",
+            "fallback": {"type": "text", "text": "{{datetime}}"}}]))));
+    }
 
     /// The variables list and the substitution read through one scanner: a variable listed as
     /// required refuses the render of its own placeholders without a value, one listed as

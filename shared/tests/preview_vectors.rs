@@ -1,11 +1,17 @@
 //! Every render vector of `shared/test_data/` (in every folder) through the preview: its wire is
-//! exactly what `render` gives (payload or refusal), and no text it draws holds a placeholder.
+//! exactly what `render` gives (payload or refusal), no text it draws holds a placeholder, and a
+//! template that does not read the clock (`model::reads_clock`) previews the same at any time.
 
 mod common;
 
+use quiver_shared::model::reads_clock;
 use quiver_shared::preview::preview_part;
 use quiver_shared::{render, Context, Platform, Target, Template};
 use serde_json::Value;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Render vectors whose template reads the clock (so the check below is not vacuous).
+static CLOCK_READERS: AtomicUsize = AtomicUsize::new(0);
 
 fn run(case: &Value) -> Result<(), String> {
     let is_render = case.get("template").is_some()
@@ -57,6 +63,17 @@ fn run(case: &Value) -> Result<(), String> {
             return Err(format!("drawn text holds a placeholder: {t:?}"));
         }
     }
+    // Another time and zone: the same preview unless the template reads the clock.
+    let mut later = ctx.clone();
+    later.insert("now".into(), "4102444800000".into()); // 2100-01-01
+    later.insert("tz".into(), "-600".into());
+    let q = preview_part(&target, &template, index, &later);
+    let same = serde_json::to_value(&p).ok() == serde_json::to_value(&q).ok();
+    if reads_clock(&template) {
+        CLOCK_READERS.fetch_add(1, Ordering::Relaxed);
+    } else if !same {
+        return Err(format!("reads no clock, yet previews differently later: {p:?} / {q:?}"));
+    }
     Ok(())
 }
 
@@ -72,4 +89,9 @@ fn preview_wire_is_render_and_draws_no_placeholder() {
         .count();
     assert!(render_cases >= 40, "found {render_cases} render vectors");
     common::run_cases(&files, 100, run);
+    let clock = CLOCK_READERS.load(Ordering::Relaxed);
+    assert!(
+        clock >= 1 && clock < render_cases,
+        "{clock} of {render_cases} render vectors read the clock"
+    );
 }
