@@ -159,7 +159,9 @@ pub fn reads_clock(template_json: &str) -> Result<bool, JsValue> {
 
 /// [`reads_clock`] without the JS error conversion.
 pub fn reads_clock_json(template_json: &str) -> Result<bool, CoreError> {
-    Ok(quiver_shared::model::reads_clock(&parse_template(template_json)?))
+    Ok(quiver_shared::model::reads_clock(&parse_template(
+        template_json,
+    )?))
 }
 
 /// JSON text of a value of the core's own types (cannot fail for them; `internal` if it did).

@@ -1254,8 +1254,12 @@ mod tests {
         let t = |parts: serde_json::Value| -> Template {
             serde_json::from_value(json!({"id": "t", "title": "T", "parts": parts})).unwrap()
         };
-        assert!(!reads_clock(&t(json!([{"type": "text", "text": "{{a}} {{b|x}} {{ date_x }}"}]))));
-        assert!(reads_clock(&t(json!([{"type": "text", "text": "at {{ time:%H }}"}]))));
+        assert!(!reads_clock(&t(
+            json!([{"type": "text", "text": "{{a}} {{b|x}} {{ date_x }}"}])
+        )));
+        assert!(reads_clock(&t(
+            json!([{"type": "text", "text": "at {{ time:%H }}"}])
+        )));
         assert!(reads_clock(&t(json!([
             {"type": "text", "text": "hi"},
             {"type": "news", "articles": [{"title": "{{weekday}}", "digest": "", "cover": "https://e.x/c.png", "url": "https://e.x"}],

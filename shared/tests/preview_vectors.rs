@@ -72,7 +72,9 @@ fn run(case: &Value) -> Result<(), String> {
     if reads_clock(&template) {
         CLOCK_READERS.fetch_add(1, Ordering::Relaxed);
     } else if !same {
-        return Err(format!("reads no clock, yet previews differently later: {p:?} / {q:?}"));
+        return Err(format!(
+            "reads no clock, yet previews differently later: {p:?} / {q:?}"
+        ));
     }
     Ok(())
 }
