@@ -865,12 +865,13 @@ ui.recentConfirm.addEventListener('click', () => {
 
 /**
  * @param {Template} tp
+ * @param {string} [tpJson] `tp` as JSON text, if the caller has it already
  * @returns {{name: string, label: string | null, required: boolean}[]}
  */
-function templateVariables(tp) {
+function templateVariables(tp, tpJson = JSON.stringify(tp)) {
   if (state.core !== 'ready') return [];
   try {
-    return JSON.parse(core.variables(JSON.stringify(tp)));
+    return JSON.parse(core.variables(tpJson));
   } catch {
     return [];
   }
@@ -890,14 +891,15 @@ function valuesFor(tp) {
  * What the customer will see of every part, from the core (`preview`: the rendition sent, its
  * display with every text filled as on the wire, the refusal if any); [] while it loads.
  * @param {Template} tp
- * @param {ReturnType<typeof target>} tg
+ * @param {string} tpJson `tp` as JSON text
+ * @param {string} tgJson the target as JSON text
  * @param {Record<string, string>} ctx
  * @returns {import('./lib/draw.js').PartPreview[]}
  */
-function previewParts(tp, tg, ctx) {
+function previewParts(tp, tpJson, tgJson, ctx) {
   if (state.core !== 'ready') return [];
   try {
-    return JSON.parse(core.preview(JSON.stringify(tg), JSON.stringify(tp), JSON.stringify(ctx)));
+    return JSON.parse(core.preview(tgJson, tpJson, JSON.stringify(ctx)));
   } catch (e) {
     const err = /** @type {{code?: string, message?: string}} */ (e);
     const refusal = { code: err?.code ?? 'internal', message: String(err?.message ?? e) };
@@ -1018,12 +1020,13 @@ let lastAssessment = null;
  */
 function assess(tp) {
   const ctx = valuesFor(tp);
-  const tg = target(); // a fresh nonce where the platform wants one: never the same inputs twice
+  // a fresh nonce where the platform wants one: never the same inputs twice
+  const tgJson = JSON.stringify(target());
   const { now: _now, tz: _tz, ...values } = ctx;
   const tpJson = JSON.stringify(tp);
-  const inputs = JSON.stringify([state.core, keyFor(tp), tg, values, tpJson]);
+  const inputs = JSON.stringify([state.core, keyFor(tp), tgJson, values, tpJson]);
   if (lastAssessment?.inputs === inputs) return lastAssessment.assessed;
-  const assessed = assessNow(tp, tg, ctx);
+  const assessed = assessNow(tp, tpJson, tgJson, ctx);
   lastAssessment = state.core === 'ready' && !readsClock(tpJson) ? { inputs, assessed } : null;
   return assessed;
 }
@@ -1039,14 +1042,15 @@ function readsClock(/** @type {string} */ tpJson) {
 
 /**
  * @param {Template} tp
- * @param {ReturnType<typeof target>} tg
+ * @param {string} tpJson `tp` as JSON text
+ * @param {string} tgJson the target as JSON text
  * @param {Record<string, string>} ctx
  * @returns {Assessment}
  */
-function assessNow(tp, tg, ctx) {
-  const previews = previewParts(tp, tg, ctx);
+function assessNow(tp, tpJson, tgJson, ctx) {
+  const previews = previewParts(tp, tpJson, tgJson, ctx);
   const reasons = [];
-  const missing = new Set(templateVariables(tp).filter((v) => v.required && !ctx[v.name]).map((v) => v.name));
+  const missing = new Set(templateVariables(tp, tpJson).filter((v) => v.required && !ctx[v.name]).map((v) => v.name));
   for (const p of previews) for (const name of p.missing ?? []) missing.add(name);
   if (missing.size) reasons.push({ code: 'missing_variable', message: t('palette_missing_vars', 'Fill in: $1', [...missing].join(', ')) });
   for (const p of previews) {
