@@ -48,10 +48,13 @@ function fakePort(name, sender) {
     name,
     sender,
     sent: [],
+    /** When each of `sent` was posted (performance.now()). */
+    at: [],
     onMessage: event(),
     onDisconnect: event(),
     postMessage(m) {
       this.sent.push(structuredClone(m));
+      this.at.push(performance.now());
     },
     disconnect() {
       this.disconnected = true;
@@ -587,6 +590,10 @@ test('fast path: a free slot goes in one round trip (reserve with begin, post, d
   const reserve = await bg.nextRequest('send.reserve');
   assert.equal(reserve.params.begin, true);
   assert.equal(cs.sent.some((m) => m.type === 'post'), false, 'nothing is posted before the daemon says go');
+  // The frame hears that a post may follow, just after the reservation left.
+  const expect = cs.sent.findIndex((m) => m.type === 'expect');
+  assert.ok(expect >= 0, 'the frame is told to expect a post');
+  assert.ok(cs.at[expect] >= bg.native.at[bg.native.sent.indexOf(reserve)], 'after the reservation');
   bg.reply(reserve, { send_id: 7, state: 'sending', go: true, delay_ms: 0, not_before_ms: Date.now(), replayed: false });
   await postAndDone(bg, cs, panel, 'k1', 7);
   assert.equal(bg.native.sent.some((m) => m.method === 'send.begin'), false, 'no send.begin');
@@ -595,6 +602,31 @@ test('fast path: a free slot goes in one round trip (reserve with begin, post, d
   assert.deepEqual([...new Set(states(panel, 'k1'))], ['sending', 'sent']);
   await waitFor(() => panel.sent.find((m) => m.type === 'reply' && m.req === 'k1'));
   assert.deepEqual(panel.sent.find((m) => m.type === 'reply' && m.req === 'k1').result, { key: 'k1' });
+});
+
+test('fast path: the post crosses to the page undisturbed; `sending`, the save and send.done follow', async () => {
+  const bg = await load();
+  await bg.upFast();
+  const { cs, panel } = await bg.connectFrames();
+  panel.onMessage.fire(sendMsg('k1'));
+  const reserve = await bg.nextRequest('send.reserve');
+  bg.reply(reserve, { send_id: 7, state: 'sending', go: true, delay_ms: 0, not_before_ms: Date.now(), replayed: false });
+  const post = await waitFor(() => cs.sent.findIndex((m) => m.type === 'post') + 1) - 1;
+  const postedAt = cs.at[post];
+  // The frame answers at once; the background still keeps quiet for a moment.
+  cs.onMessage.fire({ type: 'posted', send_id: 7, ok: true });
+  const done = await bg.nextRequest('send.done');
+  const doneAt = bg.native.at[bg.native.sent.indexOf(done)];
+  const quiet = bg.mod.queue.QUIET_AFTER_SEND_MS;
+  // (timers never fire early; 1 ms for the clocks' rounding)
+  assert.ok(doneAt - postedAt >= quiet - 1, `send.done ${(doneAt - postedAt).toFixed(1)} ms after the post, not ${quiet}`);
+  const sending = panel.sent.findIndex((m) => m.type === 'send-state' && m.key === 'k1' && m.state === 'sending');
+  assert.ok(sending >= 0 && panel.at[sending] - postedAt >= quiet - 1, 'the panel hears `sending` after the quiet');
+  const saved = bg.store['quiver.sendQueue.v1']?.find((i) => i.key === 'k1');
+  assert.ok(saved && ['posting', 'posted'].includes(saved.stage), `saved as posting, not ${saved?.stage}`);
+  bg.reply(done, { send_id: 7, state: 'sent' });
+  await waitFor(() => states(panel, 'k1').at(-1) === 'sent');
+  assert.deepEqual([...new Set(states(panel, 'k1'))], ['sending', 'sent']);
 });
 
 test('a send whose reservation is not answered is saved all the same, within a moment', async () => {
@@ -620,8 +652,11 @@ test('fast path: an older daemon (no capability) gets the three steps, without `
   panel.onMessage.fire(sendMsg('k1'));
   const reserve = await bg.nextRequest('send.reserve');
   assert.equal('begin' in reserve.params, false, 'an older daemon refuses unknown params');
+  assert.equal(cs.sent.some((m) => m.type === 'expect'), false, 'a reservation without `begin` grants no slot');
   bg.reply(reserve, { send_id: 2, state: 'queued', delay_ms: 0, replayed: false });
-  bg.reply(await bg.nextRequest('send.begin'), { go: true });
+  const begin = await bg.nextRequest('send.begin');
+  assert.equal(cs.sent.filter((m) => m.type === 'expect').length, 1, 'send.begin may grant it: the frame expects a post');
+  bg.reply(begin, { go: true });
   await postAndDone(bg, cs, panel, 'k1', 2);
 });
 

@@ -29,7 +29,10 @@
  *                                                       messages so far (forwarded to the panel)
  *               {type:"focus"}                          the agent pressed Alt+Shift+Q or the launcher:
  *                                                       forwarded to the panel as {type:"focus-search"}
- *     bg -> cs  {type:"post", send_id, wire, post_as}
+ *     bg -> cs  {type:"expect"}                         a post may follow: sent just after each request
+ *                                                       that may grant a slot; nothing to answer (it
+ *                                                       wakes the frame's process meanwhile)
+ *               {type:"post", send_id, wire, post_as}
  *               {type:"open"}                           the `open-palette` command: show + focus
  *   "quiver-panel:<token>[:<resume>]" from the panel iframe that content script injected
  *     PAIRING: accepted only when a connected content script registered <token> (with its

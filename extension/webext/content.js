@@ -505,6 +505,7 @@
         openAndFocus();
         return;
       }
+      // `expect` (a post may follow) needs nothing: receiving it woke this frame's process.
       if (msg?.type !== 'post') return;
       let reply;
       try {
