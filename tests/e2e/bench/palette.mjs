@@ -17,6 +17,11 @@
 //    on the path awake, the bench's historical baseline) and interleaved with the clicks, each
 //    after the same 1.1 s of quiet a send has (on this VM a process that slept wakes late: the
 //    idle `hello` costs 1.3-2.4x the back-to-back one, so only the idle one is a like-for-like floor).
+//    The idle `hello`, the click and the frame's hop each start LEAD_MS after the DevTools call
+//    that sets them up, and the page's receipt is awaited as a promise, not polled: no DevTools
+//    traffic crosses the browser while one is on its way (before 2026-12-06 the click was made
+//    inside that call and the page polled right after it, which woke the processes on the send's
+//    path early: Chromium's click to posted read 0.3-1.0 ms shorter that way).
 //
 // 4. palette load -> search index ready, with QUIVER_BENCH_LIBRARY (default 100,000) generated
 //    templates imported into the daemon: the background builds the index once per library
@@ -45,6 +50,8 @@ const N = Number(process.env.QUIVER_BENCH_N || 15);
 const SIZES = (process.env.QUIVER_BENCH_SIZES || '10000,100000').split(',').map(Number);
 const LIBRARY = Number(process.env.QUIVER_BENCH_LIBRARY || 100_000);
 const RELOADS = 5;
+/** How long after the DevTools call that sets it up a measured hello, click or hop starts. */
+const LEAD_MS = 30;
 
 /** Waits until the panel's index covers at least `n` templates; returns what the panel recorded. */
 async function indexReady(panel, n) {
@@ -108,13 +115,29 @@ async function bench(browser) {
     const perSize = [];
     for (const n of SIZES) perSize.push([n, await panel.evaluate((list, Q) => globalThis.__quiverBench.searchTimes(list, Q, 3), generated(n), QUERIES)]);
 
-    // 3. Click -> posted vs hello.
-    /** One `hello` round trip from the panel, in ms. */
-    const helloOnce = () => panel.evaluate(async () => {
+    // 3. Click -> posted vs hello. Each idle `hello`, click and frame hop starts LEAD_MS after the
+    // DevTools call that sets it up, and the page's receipt is awaited as a promise: no DevTools
+    // traffic (the calls, their replies, polling) crosses the browser while one is on its way.
+    /** One `hello` round trip from the panel, in ms, `lead` ms after this call. */
+    const helloOnce = (lead = 0) => panel.evaluate(async (lead) => {
+      if (lead) await new Promise((r) => setTimeout(r, lead));
       const a = performance.now();
       await globalThis.__quiverBench.hello();
       return performance.now() - a;
-    });
+    }, lead);
+    /** Arms a promise in the workspace page that resolves when it has received `n` messages. */
+    const arm = (n) => page.evaluate((n) => {
+      /** @type {any} */ (window).__benchArrived = new Promise((resolve) => {
+        const got = () => /** @type {any} */ (window).__quiverReceived.length >= n;
+        if (got()) return resolve(true);
+        window.addEventListener('message', function seen() {
+          if (!got()) return;
+          window.removeEventListener('message', seen);
+          resolve(true);
+        });
+      });
+    }, n);
+    const arrived = () => page.evaluate(() => /** @type {any} */ (window).__benchArrived);
     const hello = [];
     for (let i = 0; i < N; i++) {
       hello.push(await helloOnce());
@@ -130,13 +153,18 @@ async function bench(browser) {
     for (let i = 0; i < N; i++) {
       // the like-for-like floor: a hello after the same quiet as each click
       await sleep(1100);
-      helloIdle.push(await helloOnce());
+      helloIdle.push(await helloOnce(LEAD_MS));
       await sleep(1100); // and past the Udesk meter's 1 s: no send queues
-      const clickAt = await panel.evaluate((S) => {
-        const at = performance.timeOrigin + performance.now();
-        document.querySelector(S).click();
-        return at;
-      }, sel.template('greeting'));
+      await arm(i + 1);
+      const got = arrived();
+      await panel.evaluate((S, lead) => {
+        setTimeout(() => {
+          /** @type {any} */ (window).__benchClickAt = performance.timeOrigin + performance.now();
+          /** @type {HTMLElement} */ (document.querySelector(S)).click();
+        }, lead);
+      }, sel.template('greeting'), LEAD_MS);
+      await got;
+      const clickAt = await panel.evaluate(() => /** @type {any} */ (window).__benchClickAt);
       const msgs = await waitForReceived(page, i + 1);
       posted.push(pageOrigin + msgs[i].t - clickAt);
     }
@@ -151,11 +179,16 @@ async function bench(browser) {
     const hop = [];
     for (let i = 0; i < N; i++) {
       const before = (await waitForReceived(page, 0)).length;
-      const at = await assistant.evaluate(() => {
-        const t = performance.timeOrigin + performance.now();
-        window.parent.postMessage('quiver-bench-hop', '*');
-        return t;
-      });
+      await arm(before + 1);
+      const got = arrived();
+      await assistant.evaluate((lead) => {
+        setTimeout(() => {
+          /** @type {any} */ (window).__benchHopAt = performance.timeOrigin + performance.now();
+          window.parent.postMessage('quiver-bench-hop', '*');
+        }, lead);
+      }, LEAD_MS);
+      await got;
+      const at = await assistant.evaluate(() => /** @type {any} */ (window).__benchHopAt);
       const msgs = await waitForReceived(page, before + 1);
       hop.push(pageOrigin + msgs[before].t - at);
       await sleep(20);
