@@ -244,6 +244,8 @@ async function bench(browser) {
     console.log(`click -> posted in the workspace:           ${fmt(stats(posted))}`);
     console.log(`  ratio of medians: ${(click / idle).toFixed(2)}x the idle hello, ${(click / hot).toFixed(2)}x the back-to-back hello; difference ${(click - idle).toFixed(2)} / ${(click - hot).toFixed(2)} ms`);
     console.log(`assistant frame -> workspace postMessage:   ${fmt(stats(hop))}`);
+    const own = click - stats(hop).median;
+    console.log(`  click -> posted less that hop (the platform's own): ${own.toFixed(2)} ms, ${(own / idle).toFixed(2)}x the idle hello`);
     console.log(`library of ${LIBRARY}: import ${importMs} ms; then index ready in the open panel after ${firstMs} ms (${first.from}: background fetch + build + snapshot + load)`);
     console.log(`palette load -> index ready, ${LIBRARY} templates (${loads.map((l) => l.from).join(',')}): ${fmt(stats(loads.map((l) => l.readyAt)))}`);
     for (const l of loads) console.log(`  document ${l.doc?.toFixed(0)}, parsed ${l.parsed?.toFixed(0)}, panel-start.js ran ${l.started?.toFixed(0)}, panel.js ran ${l.evaluated?.toFixed(0)}, record ${l.record?.toFixed(0)}, snapshot bytes ${l.snapshot?.toFixed(0)}, core ready ${l.core?.toFixed(0)}, templates asked ${l.asked?.toFixed(0)}, received ${l.received?.toFixed(0)}, read ${l.read?.toFixed(0)}, decoded ${l.decoded?.toFixed(0)}, ready ${l.readyAt.toFixed(0)}, texts ${l.text?.toFixed(0)}`);
