@@ -349,6 +349,63 @@ pub enum Synchronous {
 /// The state of a send (the `history.state` column), defined with the protocol.
 pub use quiver_shared::proto::SendState;
 
+/// What [`Store::finish`] did.
+#[derive(Debug)]
+pub struct Finished {
+    /// Whether the send moved to its outcome (it was in one of the states it could move from).
+    pub moved: bool,
+    /// Whether the template's use was counted: `None` when none was asked for or the send did
+    /// not move, `Some(Err)` when counting failed (and only the count was rolled back).
+    pub counted: Option<Result<()>>,
+}
+
+/// Counts one use of a template (`usage_count`, `last_used_at`: the palette's ranking).
+fn count_use_on(
+    conn: &Connection,
+    at: &str,
+    library: &str,
+    template_id: &str,
+    now: u64,
+) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE templates SET usage_count = usage_count + 1, last_used_at = ?3 \
+         WHERE library = ?1 AND id = ?2",
+    )
+    .and_then(|mut stmt| stmt.execute(params![library, template_id, to_i64(now)]))
+    .ctx(|| format!("{at}: counting use of {template_id:?}"))?;
+    Ok(())
+}
+
+fn transition_on(
+    conn: &Connection,
+    at: &str,
+    id: i64,
+    from: &[SendState],
+    to: SendState,
+    error: Option<&str>,
+    now: u64,
+) -> Result<bool> {
+    let from_list = from
+        .iter()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(",");
+    // from_list is built from our own enum names, never from input
+    let sql = format!(
+        "UPDATE history SET state = ?1, \
+         released_at = CASE WHEN ?1 = 'sending' THEN ?2 ELSE released_at END, \
+         sent_at = CASE WHEN ?1 = 'sent' THEN ?2 ELSE sent_at END, \
+         done_at = CASE WHEN ?1 IN ('sent', 'failed') THEN ?2 ELSE done_at END, \
+         error = CASE WHEN ?1 = 'sent' THEN NULL WHEN ?3 IS NOT NULL THEN ?3 ELSE error END \
+         WHERE id = ?4 AND state IN ({from_list})"
+    );
+    let n = conn
+        .prepare_cached(&sql)
+        .and_then(|mut stmt| stmt.execute(params![to.as_str(), to_i64(now), error, id]))
+        .ctx(|| format!("{at}: setting send {id} to {}", to.as_str()))?;
+    Ok(n == 1)
+}
+
 /// A new send, as `send.reserve` gives it.
 #[derive(Debug, Clone)]
 pub struct NewSend<'a> {
@@ -1074,18 +1131,6 @@ impl Store {
         Ok(report)
     }
 
-    /// Counts one use of a template (a send of its first part).
-    pub fn count_use(&mut self, library: &str, template_id: &str, now: u64) -> Result<()> {
-        self.conn
-            .execute(
-                "UPDATE templates SET usage_count = usage_count + 1, last_used_at = ?3 \
-                 WHERE library = ?1 AND id = ?2",
-                params![library, template_id, to_i64(now)],
-            )
-            .ctx(|| format!("{}: counting use of {template_id:?}", self.at()))?;
-        Ok(())
-    }
-
     // ---- history ----
 
     /// Inserts a `queued` history row for `s`, or finds the row already written under its
@@ -1214,26 +1259,46 @@ impl Store {
         error: Option<&str>,
         now: u64,
     ) -> Result<bool> {
-        let from_list = from
-            .iter()
-            .map(|s| format!("'{}'", s.as_str()))
-            .collect::<Vec<_>>()
-            .join(",");
-        // from_list is built from our own enum names, never from input
-        let sql = format!(
-            "UPDATE history SET state = ?1, \
-             released_at = CASE WHEN ?1 = 'sending' THEN ?2 ELSE released_at END, \
-             sent_at = CASE WHEN ?1 = 'sent' THEN ?2 ELSE sent_at END, \
-             done_at = CASE WHEN ?1 IN ('sent', 'failed') THEN ?2 ELSE done_at END, \
-             error = CASE WHEN ?1 = 'sent' THEN NULL WHEN ?3 IS NOT NULL THEN ?3 ELSE error END \
-             WHERE id = ?4 AND state IN ({from_list})"
-        );
-        let n = self
+        transition_on(&self.conn, &self.at(), id, from, to, error, now)
+    }
+
+    /// A send's outcome: [`Store::transition`] and, when the row moved and `used` names a
+    /// template `(library, id)`, that template's use counted (a send of its first part), in one
+    /// transaction: reporting a send done costs one commit (one `fsync`), not two. A use that
+    /// cannot be counted is rolled back alone and returned in [`Finished::counted`]; the outcome
+    /// is recorded all the same.
+    pub fn finish(
+        &mut self,
+        id: i64,
+        from: &[SendState],
+        to: SendState,
+        error: Option<&str>,
+        now: u64,
+        used: Option<(&str, &str)>,
+    ) -> Result<Finished> {
+        let at = self.at();
+        let mut tx = self
             .conn
-            .prepare_cached(&sql)
-            .and_then(|mut stmt| stmt.execute(params![to.as_str(), to_i64(now), error, id]))
-            .ctx(|| format!("{}: setting send {id} to {}", self.at(), to.as_str()))?;
-        Ok(n == 1)
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx(|| format!("{at}: starting the outcome of send {id}"))?;
+        let moved = transition_on(&tx, &at, id, from, to, error, now)?;
+        let counted = match used {
+            Some((library, template_id)) if moved => {
+                let sp = tx
+                    .savepoint()
+                    .ctx(|| format!("{at}: counting use of {template_id:?}"))?;
+                let r = count_use_on(&sp, &at, library, template_id, now);
+                if r.is_ok() {
+                    sp.commit()
+                        .ctx(|| format!("{at}: counting use of {template_id:?}"))?;
+                } // else dropped: rolled back to before the count
+                Some(r)
+            }
+            _ => None,
+        };
+        tx.commit()
+            .ctx(|| format!("{at}: committing the outcome of send {id}"))?;
+        Ok(Finished { moved, counted })
     }
 
     /// Fails every send in state `state` with `error`, done at `now` (start-up recovery).
@@ -3377,6 +3442,124 @@ pub(crate) mod tests {
         assert_eq!((done[0].done_at, done[0].went_out), (400, true));
         assert_eq!((done[1].done_at, done[1].went_out), (600, false));
         assert_eq!(done[0].meter_key.as_deref(), Some(r#"["udesk","w1"]"#));
+    }
+
+    /// Commits in the database's WAL: frames of the current WAL generation (the header's salt)
+    /// whose "database size after commit" is set (https://sqlite.org/fileformat2.html#walformat).
+    fn wal_commits(db: &Path) -> usize {
+        let mut wal = db.as_os_str().to_owned();
+        wal.push("-wal");
+        let bytes = std::fs::read(PathBuf::from(wal)).unwrap_or_default();
+        if bytes.len() < 32 {
+            return 0;
+        }
+        let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+        let (page, salt) = (be(8) as usize, (be(16), be(20)));
+        (32..)
+            .step_by(24 + page)
+            .take_while(|at| at + 24 + page <= bytes.len())
+            .filter(|&at| (be(at + 8), be(at + 12)) == salt && be(at + 4) != 0)
+            .count()
+    }
+
+    #[test]
+    fn finish_records_the_outcome_and_the_use_in_one_commit() {
+        let s = Scratch::new("finish");
+        let mut st = Store::open(&s.db(), 0).unwrap();
+        st.import(LOCAL, &[tpl("x", "X", "1")], 1).unwrap();
+        let mut n = new_send("k", "p");
+        n.template_id = "x";
+        let (row, _) = st.reserve(&n, 10).unwrap();
+        let sending = [SendState::Sending];
+        let q = [SendState::Queued];
+        assert!(st
+            .transition(row.send_id, &q, SendState::Sending, None, 20)
+            .unwrap());
+        let before = wal_commits(&s.db());
+        assert!(before > 0, "the WAL holds the writes so far");
+        let f = st
+            .finish(
+                row.send_id,
+                &sending,
+                SendState::Sent,
+                None,
+                30,
+                Some((LOCAL, "x")),
+            )
+            .unwrap();
+        assert!(f.moved);
+        assert!(matches!(f.counted, Some(Ok(()))), "{f:?}");
+        assert_eq!(wal_commits(&s.db()), before + 1, "one commit for both");
+        let done = st.send(row.send_id).unwrap().unwrap();
+        assert_eq!((done.state, done.sent_at), (SendState::Sent, Some(30)));
+        let t = st.template(LOCAL, "x").unwrap().unwrap();
+        assert_eq!((t.usage_count, t.last_used_at), (1, Some(30)));
+
+        // not in a state it can move from: nothing moves, nothing is counted
+        let f = st
+            .finish(
+                row.send_id,
+                &sending,
+                SendState::Failed,
+                Some("late"),
+                40,
+                Some((LOCAL, "x")),
+            )
+            .unwrap();
+        assert!(!f.moved);
+        assert!(f.counted.is_none());
+        assert_eq!(
+            st.send(row.send_id).unwrap().unwrap().state,
+            SendState::Sent
+        );
+        assert_eq!(st.template(LOCAL, "x").unwrap().unwrap().usage_count, 1);
+    }
+
+    #[test]
+    fn finish_keeps_the_outcome_when_the_use_cannot_be_counted() {
+        let s = Scratch::new("finish-count");
+        let mut st = Store::open(&s.db(), 0).unwrap();
+        st.import(LOCAL, &[tpl("x", "X", "1")], 1).unwrap();
+        let mut n = new_send("k", "p");
+        n.template_id = "x";
+        let (row, _) = st.reserve(&n, 10).unwrap();
+        st.transition(
+            row.send_id,
+            &[SendState::Queued],
+            SendState::Sending,
+            None,
+            20,
+        )
+        .unwrap();
+        st.conn
+            .execute_batch(
+                "CREATE TRIGGER no_count BEFORE UPDATE OF usage_count ON templates \
+                 BEGIN SELECT RAISE(ABORT, 'boom'); END;",
+            )
+            .unwrap();
+        let f = st
+            .finish(
+                row.send_id,
+                &[SendState::Sending],
+                SendState::Sent,
+                None,
+                30,
+                Some((LOCAL, "x")),
+            )
+            .unwrap();
+        assert!(f.moved);
+        let e = f.counted.expect("a count was asked for").unwrap_err();
+        assert!(e.to_string().contains("counting use of \"x\""), "{e}");
+        // the outcome is durable and the store goes on
+        drop(st);
+        let mut st = Store::open(&s.db(), 50).unwrap();
+        assert_eq!(
+            st.send(row.send_id).unwrap().unwrap().state,
+            SendState::Sent
+        );
+        assert_eq!(st.template(LOCAL, "x").unwrap().unwrap().usage_count, 0);
+        let (other, _) = st.reserve(&new_send("k2", "p"), 60).unwrap();
+        assert_eq!(other.state, SendState::Queued);
     }
 
     #[test]

@@ -232,6 +232,23 @@ impl Service {
         self.events.push(proto::event(name, data));
     }
 
+    /// After [`Store::finish`]: the library learns of a use the store counted; a count that
+    /// failed is logged (the outcome itself was recorded).
+    fn counted(
+        &mut self,
+        used: Option<(&str, &str)>,
+        counted: Option<crate::store::Result<()>>,
+        now: u64,
+    ) {
+        match (used, counted) {
+            (Some((library, template_id)), Some(Ok(()))) => {
+                self.library.used(library, template_id, now)
+            }
+            (_, Some(Err(e))) => warn!("{e}"),
+            _ => {}
+        }
+    }
+
     /// `meter.released`: something finished or left the queue of `key`; says who is next.
     fn released(&mut self, key: &str, send_id: Option<i64>, state: Option<SendState>, now: u64) {
         let next = self.meter.head(key, now).map(|(id, delay)| NextSend {

@@ -379,23 +379,21 @@ impl Service {
             }
             s => return Err(conflict(id, s, "it cannot be reported done")),
         }
-        let moved = self
+        // the outcome and the template's use (a sent first part) in one commit
+        let lib = row.library.as_deref().unwrap_or(params::LOCAL);
+        let used = match (&row.template_id, row.part_index) {
+            (Some(t), Some(0)) if p.ok => Some((lib, t.as_str())),
+            _ => None,
+        };
+        let finished = self
             .store
-            .transition(id, &[row.state], to, error.as_deref(), now)?;
-        if !moved {
+            .finish(id, &[row.state], to, error.as_deref(), now, used)?;
+        if !finished.moved {
             return Err(ServiceError::Internal(format!(
                 "send {id} changed state while being reported done"
             )));
         }
-        if p.ok && row.part_index == Some(0) {
-            if let Some(t) = &row.template_id {
-                let lib = row.library.as_deref().unwrap_or(params::LOCAL);
-                match self.store.count_use(lib, t, now) {
-                    Ok(()) => self.library.used(lib, t, now),
-                    Err(e) => warn!("{e}"),
-                }
-            }
-        }
+        self.counted(used, finished.counted, now);
         if let Some(k) = key {
             self.released(&k, Some(id), Some(to), now);
         }

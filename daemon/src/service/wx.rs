@@ -6,7 +6,6 @@
 use super::{Service, ServiceError};
 use crate::params;
 use crate::store::{HubRow, NewSend, SendState};
-use crate::warn;
 use quiver_shared::Template;
 use serde_json::{json, Map, Value};
 
@@ -144,18 +143,16 @@ impl Service {
             (_, Some(e)) => Some(format!("{hub_state}: {e}")),
             (_, None) => Some(hub_state.to_string()),
         };
-        let moved = self
+        // the outcome and the template's use (a sent first part) in one commit
+        let lib = row.library.as_deref().unwrap_or(params::LOCAL);
+        let used = match (&row.template_id, row.part_index) {
+            (Some(t), Some(0)) if to == SendState::Sent => Some((lib, t.as_str())),
+            _ => None,
+        };
+        let finished = self
             .store
-            .transition(row.send_id, from, to, why.as_deref(), now)?;
-        if moved && to == SendState::Sent && row.part_index == Some(0) {
-            if let Some(t) = &row.template_id {
-                let lib = row.library.as_deref().unwrap_or(params::LOCAL);
-                match self.store.count_use(lib, t, now) {
-                    Ok(()) => self.library.used(lib, t, now),
-                    Err(e) => warn!("{e}"),
-                }
-            }
-        }
+            .finish(row.send_id, from, to, why.as_deref(), now, used)?;
+        self.counted(used, finished.counted, now);
         Ok(())
     }
 
