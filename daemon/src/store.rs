@@ -3462,19 +3462,25 @@ pub(crate) mod tests {
             .count()
     }
 
-    #[test]
-    fn finish_records_the_outcome_and_the_use_in_one_commit() {
-        let s = Scratch::new("finish");
+    /// A store with template `x` and a send of it that has begun (`sending`).
+    fn begun_send_of_x(name: &str) -> (Scratch, Store, SendRow) {
+        let s = Scratch::new(name);
         let mut st = Store::open(&s.db(), 0).unwrap();
         st.import(LOCAL, &[tpl("x", "X", "1")], 1).unwrap();
         let mut n = new_send("k", "p");
         n.template_id = "x";
         let (row, _) = st.reserve(&n, 10).unwrap();
-        let sending = [SendState::Sending];
         let q = [SendState::Queued];
         assert!(st
             .transition(row.send_id, &q, SendState::Sending, None, 20)
             .unwrap());
+        (s, st, row)
+    }
+
+    #[test]
+    fn finish_records_the_outcome_and_the_use_in_one_commit() {
+        let (s, mut st, row) = begun_send_of_x("finish");
+        let sending = [SendState::Sending];
         let before = wal_commits(&s.db());
         assert!(before > 0, "the WAL holds the writes so far");
         let f = st
@@ -3517,20 +3523,7 @@ pub(crate) mod tests {
 
     #[test]
     fn finish_keeps_the_outcome_when_the_use_cannot_be_counted() {
-        let s = Scratch::new("finish-count");
-        let mut st = Store::open(&s.db(), 0).unwrap();
-        st.import(LOCAL, &[tpl("x", "X", "1")], 1).unwrap();
-        let mut n = new_send("k", "p");
-        n.template_id = "x";
-        let (row, _) = st.reserve(&n, 10).unwrap();
-        st.transition(
-            row.send_id,
-            &[SendState::Queued],
-            SendState::Sending,
-            None,
-            20,
-        )
-        .unwrap();
+        let (s, mut st, row) = begun_send_of_x("finish-count");
         st.conn
             .execute_batch(
                 "CREATE TRIGGER no_count BEFORE UPDATE OF usage_count ON templates \
