@@ -388,15 +388,16 @@ async function reserveLoop(/** @type {Queue} */ q) {
         // Each attempt decides again whether it may ask for the slot at once: only the first
         // send of the queue, with its frame there, to a daemon that speaks it (a retry reuses
         // the idempotency key either way: a replay never grants twice).
+        let begins = false; // whether the attempt on its way asks for the slot at once
         const asking = requestRetrying(
           'send.reserve',
-          () => reserveParams(item, mayGoNow(q, item, pair)),
+          () => reserveParams(item, (begins = mayGoNow(q, item, pair))),
           (maybeSent) => {
             if (maybeSent) item.maybeReserved = true;
             return item.stage === 'new' || item.maybeReserved;
           },
         );
-        if (mayGoNow(q, item, pair)) expectPost(pair);
+        if (begins) expectPost(pair);
         r = await asking;
       } catch (e) {
         finish(q, item, 'failed', e);
